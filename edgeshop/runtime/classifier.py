@@ -1,0 +1,250 @@
+"""Classifier: camera frame in, ranked predictions out, on any TFLite interpreter."""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
+from edgeshop.runtime.backend import make_interpreter
+from edgeshop.runtime.modelcard import InputSpec, ModelCard, read_card
+from edgeshop.runtime.preprocess import preprocess, to_bgr
+
+TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
+MAX_MODEL_BYTES = 2 << 30
+
+Roi = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float  # probability in [0, 1]
+    index: int
+
+
+@dataclass(frozen=True)
+class TensorQuantization:
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+class Classifier:
+    """Classify OpenCV BGR frames with an edgeshop .tflite model.
+
+    Everything the model needs (labels, input size, colour order, resize rule) is read
+    from the card inside the file. One instance may be shared by several threads: the
+    interpreter call is serialised, preprocessing runs in parallel.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        num_threads: int | None = None,
+        *,
+        top_k: int = 5,
+        score_threshold: float = 0.0,
+        allowlist: Iterable[str] | None = None,
+        denylist: Iterable[str] | None = None,
+        backend: str = "auto",
+    ) -> None:
+        self.path = Path(path)
+        content = _read_model_file(self.path)
+        card = read_card(content, source=str(self.path))
+        self.backend, self._interpreter = make_interpreter(content, num_threads, backend, source=str(self.path))
+        self.card = card or self._fallback_card()
+        self.num_threads = num_threads
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+        self._lock = threading.Lock()
+        self._bind_tensors()
+        self._mask = self._label_mask(allowlist, denylist)
+
+    # -- loading ---------------------------------------------------------------------
+    def _fallback_card(self) -> ModelCard:
+        """A card for a model without edgeshop metadata: labels.txt beside it, else indices."""
+        shape = self._interpreter.get_input_details()[0]["shape"]
+        n_out = int(self._interpreter.get_output_details()[0]["shape"][-1])
+        labels_file = self.path.with_name("labels.txt")
+        if labels_file.is_file():
+            labels = tuple(line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip())
+        else:
+            warnings.warn(
+                f"{self.path}: no edgeshop model card and no labels.txt beside it; using index labels '0'..'{n_out - 1}'",
+                stacklevel=3,
+            )
+            labels = tuple(str(i) for i in range(n_out))
+        spec = InputSpec(height=int(shape[1]), width=int(shape[2]), normalization_in_graph=False)
+        return ModelCard(labels=labels, input=spec, name=self.path.stem, extra={"card": "fallback"})
+
+    def _bind_tensors(self) -> None:
+        inp = self._interpreter.get_input_details()
+        out = self._interpreter.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelLoadError(f"{self.path}: expected one input and one output tensor, got {len(inp)} and {len(out)}")
+        self._in, self._out = inp[0], out[0]
+        shape = tuple(int(s) for s in self._in["shape"])
+        spec = self.card.input
+        if len(shape) != 4 or shape[3] != 3 or shape[1:3] != (spec.height, spec.width):
+            raise ModelCardError(
+                f"{self.path}: input tensor shape {shape} does not match the card's "
+                f"{spec.height}x{spec.width}x3"
+            )
+        n_out = int(self._out["shape"][-1])
+        if n_out != len(self.card.labels):
+            raise ModelCardError(
+                f"{self.path}: the model has {n_out} outputs but {len(self.card.labels)} labels; "
+                "the labels belong to another model"
+            )
+        self._in_q = _quantization(self._in)
+        self._out_q = _quantization(self._out)
+        # Raw pixels feed an int8/uint8 input with scale ~1 directly (edgeshop exports do).
+        self._pixel_passthrough = (
+            spec.normalization_in_graph
+            and abs(self._in_q.scale - 1.0) < 1e-3
+            and (self._in_q.dtype, self._in_q.zero_point) in (("uint8", 0), ("int8", -128))
+        )
+
+    def _label_mask(self, allowlist: Iterable[str] | None, denylist: Iterable[str] | None) -> np.ndarray:
+        labels = self.card.labels
+        mask = np.ones(len(labels), dtype=bool)
+        for name, names, keep in (("allowlist", allowlist, True), ("denylist", denylist, False)):
+            if names is None:
+                continue
+            names = list(names)
+            unknown = sorted(set(names) - set(labels))
+            if unknown:
+                raise ValueError(f"{name} names labels this model does not have: {unknown[:5]}")
+            chosen = np.isin(np.array(labels, dtype=object), names)
+            mask &= chosen if keep else ~chosen
+        return mask
+
+    # -- public API ------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return list(self.card.labels)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self.card.input
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What this classifier is running: backend, input, quantization, labels, card."""
+        return {
+            "path": str(self.path),
+            "backend": self.backend,
+            "num_threads": self.num_threads,
+            "input_shape": [int(s) for s in self._in["shape"]],
+            "input_dtype": self._in_q.dtype,
+            "input_quantization": {"scale": self._in_q.scale, "zero_point": self._in_q.zero_point},
+            "output_dtype": self._out_q.dtype,
+            "output_quantization": {"scale": self._out_q.scale, "zero_point": self._out_q.zero_point},
+            "quantization": self.card.quantization,
+            "labels": self.labels,
+            "model_card": {"name": self.card.name, "arch": self.card.arch, **self.card.extra},
+        }
+
+    def classify(
+        self,
+        image: np.ndarray,
+        top_k: int | None = None,
+        *,
+        rois: Sequence[Roi] | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Prediction] | list[list[Prediction]]:
+        """Ranked predictions for one frame; with ``rois``, one list per (x, y, w, h) region."""
+        if rois is None:
+            return self._rank(self.scores(image), top_k, score_threshold)
+        frame = to_bgr(image)
+        return [self._rank(self.scores(crop_roi(frame, roi)), top_k, score_threshold) for roi in rois]
+
+    def classify_batch(self, images: Iterable[np.ndarray], top_k: int | None = None) -> list[list[Prediction]]:
+        return [self._rank(self.scores(image), top_k, None) for image in images]
+
+    def scores(self, image: np.ndarray) -> np.ndarray:
+        """Probabilities for every label (float32, length ``len(labels)``)."""
+        pixels = preprocess(image, self.card.input)
+        tensor = self._to_input(pixels)
+        with self._lock:
+            self._interpreter.set_tensor(self._in["index"], tensor)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._out["index"])[0].copy()
+        return self._dequantize(raw)
+
+    # -- tensors ---------------------------------------------------------------------
+    def _to_input(self, pixels: np.ndarray) -> np.ndarray:
+        q = self._in_q
+        if self._pixel_passthrough:
+            if q.dtype == "uint8":
+                return pixels[None]
+            return (pixels ^ np.uint8(0x80)).view(np.int8)[None]  # p - 128 without a copy to int16
+        values = pixels.astype(np.float32)
+        if not self.card.input.normalization_in_graph:
+            values = (values - np.float32(self.card.input.mean)) / np.float32(self.card.input.std)
+        if q.dtype == "float32":
+            return values[None]
+        info = np.iinfo(q.dtype)
+        quantized = np.round(values / q.scale + q.zero_point)
+        return np.clip(quantized, info.min, info.max).astype(q.dtype)[None]
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
+        q = self._out_q
+        if q.dtype == "float32":
+            return raw.astype(np.float32)
+        return ((raw.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
+
+    def _rank(self, scores: np.ndarray, top_k: int | None, threshold: float | None) -> list[Prediction]:
+        k = self.top_k if top_k is None else top_k
+        threshold = self.score_threshold if threshold is None else threshold
+        candidates = np.flatnonzero(self._mask & (scores >= threshold))
+        if k is not None and k >= 0:
+            order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
+        else:
+            order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        labels = self.card.labels
+        return [Prediction(labels[i], float(min(max(scores[i], 0.0), 1.0)), int(i)) for i in order]
+
+
+def crop_roi(frame: np.ndarray, roi: Roi) -> np.ndarray:
+    """The (x, y, w, h) region of ``frame``, clipped to it; an empty region is an error."""
+    try:
+        x, y, w, h = (int(v) for v in roi)
+    except (TypeError, ValueError):
+        raise ImageInputError(f"roi must be (x, y, w, h) integers, got {roi!r}") from None
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(frame.shape[1], x + w), min(frame.shape[0], y + h)
+    if x1 <= x0 or y1 <= y0:
+        raise ImageInputError(f"roi {roi!r} lies outside the {frame.shape[1]}x{frame.shape[0]} frame")
+    return frame[y0:y1, x0:x1]
+
+
+def _quantization(details: dict) -> TensorQuantization:
+    scale, zero_point = details.get("quantization", (0.0, 0))
+    return TensorQuantization(np.dtype(details["dtype"]).name, float(scale), int(zero_point))
+
+
+def _read_model_file(path: Path) -> bytes:
+    if not path.exists():
+        raise ModelLoadError(f"{path}: model file not found")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelLoadError(f"{path}: model file is empty (0 bytes); re-export or re-copy it")
+    if size > MAX_MODEL_BYTES:
+        raise ModelLoadError(f"{path}: {size} bytes is too large for a TFLite model")
+    content = path.read_bytes()
+    if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
+        raise ModelLoadError(
+            f"{path}: not a TFLite model (no 'TFL3' identifier); pass a .tflite file written by edgeshop-export"
+        )
+    return content

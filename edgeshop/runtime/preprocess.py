@@ -1,0 +1,133 @@
+"""THE preprocessing: one definition used by training, calibration, evaluation and devices.
+
+A frame becomes network input in three steps, all driven by the model card's
+``InputSpec``: colour conversion (BGR/gray/BGRA -> the model's channel order), a centre
+crop to the input's aspect ratio (times ``crop_fraction``), and a resize. Normalisation
+happens inside edgeshop models' graphs, so the result is uint8 pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeshop.errors import ImageInputError
+from edgeshop.runtime.modelcard import InputSpec
+
+# Decoding a 12000x9000 photo at full size costs ~324 MB; JPEGs this large are decoded
+# at 1/2, 1/4 or 1/8 scale straight from the DCT (cheap, and we downscale anyway).
+_REDUCED_FLAGS = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
+MAX_DECODE_PIXELS = 4096 * 4096
+
+
+def to_bgr(image: object) -> np.ndarray:
+    """Validate a frame and return it as contiguous HxWx3 uint8 BGR.
+
+    Accepts HxW (gray), HxWx1, HxWx3 (BGR) and HxWx4 (BGRA) uint8 arrays; anything else
+    is an ``ImageInputError`` that says what was wrong.
+    """
+    if image is None:
+        raise ImageInputError("image is None (a camera read that failed returns None; check the source)")
+    if not isinstance(image, np.ndarray):
+        raise ImageInputError(f"image must be a numpy array (OpenCV BGR), got {type(image).__name__}")
+    if image.size == 0:
+        raise ImageInputError(f"image is empty (shape {image.shape})")
+    if image.dtype != np.uint8:
+        raise ImageInputError(
+            f"image dtype must be uint8, got {image.dtype}; convert with "
+            "cv2.convertScaleAbs or (img * 255).astype(np.uint8) for 0-1 floats"
+        )
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels == 3:
+            return np.ascontiguousarray(image)
+        if channels == 1:
+            return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+        if channels == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    raise ImageInputError(f"image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+
+
+def crop_box(height: int, width: int, spec: InputSpec) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the region of a HxW frame that the model sees."""
+    if spec.resize == "stretch":
+        return 0, 0, width, height
+    target = spec.width / spec.height
+    if width / height > target:
+        h, w = height, max(1, round(height * target))
+    else:
+        h, w = max(1, round(width / target)), width
+    h = max(1, round(h * spec.crop_fraction))
+    w = max(1, round(w * spec.crop_fraction))
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Frame (OpenCV BGR/gray/BGRA uint8) -> model pixels (spec.height x spec.width x 3 uint8)."""
+    bgr = to_bgr(image)
+    x, y, w, h = crop_box(bgr.shape[0], bgr.shape[1], spec)
+    region = bgr[y : y + h, x : x + w]
+    if (w, h) != (spec.width, spec.height):
+        # INTER_AREA averages when shrinking (no aliasing); bilinear when enlarging.
+        shrinking = w > spec.width or h > spec.height
+        region = cv2.resize(
+            region, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
+    if spec.color_order == "RGB":
+        return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(region)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 BGR, or raise ``ImageInputError`` naming the file.
+
+    Reads bytes first (unicode paths work everywhere), converts gray/alpha/16-bit/CMYK
+    to 8-bit BGR, and decodes very large JPEGs at reduced scale to bound memory.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if data.size == 0:
+        raise ImageInputError(f"{path}: file is empty (0 bytes)")
+    flags = cv2.IMREAD_COLOR
+    dims = _jpeg_dimensions(data)
+    if dims is not None and dims[0] * dims[1] > MAX_DECODE_PIXELS:
+        # the gentlest reduction that fits the budget, else the strongest (1/8)
+        flags = next(
+            (flag for factor, flag in _REDUCED_FLAGS if dims[0] * dims[1] / factor**2 <= MAX_DECODE_PIXELS),
+            _REDUCED_FLAGS[-1][1],
+        )
+    image = cv2.imdecode(data, flags)
+    if image is None:
+        raise ImageInputError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
+    if image.dtype != np.uint8:  # IMREAD_COLOR already scales 16-bit down; belt and braces
+        image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
+    return image
+
+
+def _jpeg_dimensions(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's SOF marker, without decoding; None if not a JPEG."""
+    raw = data.tobytes()[: 1 << 20]
+    if not raw.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 9 < len(raw):
+        if raw[i] != 0xFF:
+            i += 1
+            continue
+        marker = raw[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(raw[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(raw[i + 5 : i + 7], "big"), int.from_bytes(raw[i + 7 : i + 9], "big")
+        i += 2 + length
+    return None

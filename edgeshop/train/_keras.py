@@ -1,0 +1,28 @@
+"""The single TensorFlow import shim.
+
+tensorflow-model-optimization only works with Keras 2 (``tf_keras``); TensorFlow picks
+its Keras at import time from ``TF_USE_LEGACY_KERAS``, so it is set here, once, before
+anything imports TensorFlow. Everything in ``edgeshop.train`` imports tf/keras/tfmot
+from this module.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ banner out of CLI output
+
+from edgeshop.errors import MissingExtraError  # noqa: E402
+
+if os.environ["TF_USE_LEGACY_KERAS"] != "1":
+    raise MissingExtraError("train", "Keras 2 (TF_USE_LEGACY_KERAS is set to something other than 1)")
+
+try:
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+    import tensorflow_model_optimization as tfmot  # noqa: E402
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingExtraError("train", exc.name or "tensorflow") from exc
+
+__all__ = ["tf", "keras", "tfmot"]
