@@ -20,8 +20,8 @@ if os.environ["TF_USE_LEGACY_KERAS"] != "1":
 
 try:
     import tensorflow as tf  # noqa: E402
-    import tf_keras as keras  # noqa: E402
     import tensorflow_model_optimization as tfmot  # noqa: E402
+    import tf_keras as keras  # noqa: E402
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("train", exc.name or "tensorflow") from exc
 

@@ -1,0 +1,69 @@
+"""edgeshop-train: train (and optionally prune and QAT) a classifier on a folder of images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgeshop.cli._common import run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgeshop-train",
+        description="Train an image classifier: head, fine-tune, optional pruning and int8 QAT. "
+        "Writes the model, resolved config and training log into --out.",
+    )
+    p.add_argument("--data", help="folder of class folders, a split .txt (with classes.csv) or a path,label .csv")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--config", help="JSON or YAML file of settings; flags override it")
+    p.add_argument("--val", help="validation folder/split file/manifest (default: a stratified --val-fraction)")
+    p.add_argument("--val-fraction", type=float, help="held-out fraction of each class (default 0.1)")
+    p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
+    p.add_argument("--arch", help="efficientnet_lite0 (default), seed_cnn or tiny")
+    p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")
+    p.add_argument("--epochs", type=int, help="epochs of the main phase (default 10)")
+    p.add_argument("--head-epochs", type=int, help="epochs training only the new head first (default 2)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate of the head phase / from-scratch training")
+    p.add_argument("--fine-tune-lr", type=float, help="learning rate of the whole-network fine-tune")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (main phase)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
+                   help="start from random weights instead of ImageNet")
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
+    p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")
+    p.add_argument("--prune-epochs", type=int)
+    p.add_argument("--qat", action="store_const", const=True, help="int8 quantization-aware training (last phase)")
+    p.add_argument("--qat-epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored"),
+                   help="tf.distribute strategy; auto mirrors over 2+ GPUs")
+    p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (for mirrored on CPU)")
+    p.add_argument("--workers", type=int, help="image decoding threads")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="delete an existing run in --out and start over")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from edgeshop.train.config import TrainConfig, read_config_file
+        from edgeshop.train.fit import train
+
+        flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "force")}
+        file_values = read_config_file(args.config) if args.config else {}
+        if args.resume and args.out and not args.data:
+            flags["data"] = "(from saved config)"
+        config = TrainConfig.from_sources(file_values, flags)
+        metrics = train(config, resume=args.resume, force=args.force)
+        print(json.dumps(metrics, indent=2))
+        return 0
+
+    return run_command("edgeshop-train", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

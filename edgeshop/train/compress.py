@@ -1,0 +1,98 @@
+"""Magnitude pruning and int8 quantization-aware training (tfmot), as small functions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeshop.train._keras import keras, tfmot
+
+PRUNABLE = (keras.layers.Conv2D, keras.layers.Dense)  # depthwise kernels stay dense: tiny, fragile
+_sparsity = tfmot.sparsity.keras
+_quant = tfmot.quantization.keras
+
+
+def apply_pruning(model: keras.Model, target: float, begin_step: int, end_step: int) -> keras.Model:
+    """Wrap every Conv2D/Dense for magnitude pruning, ramping 0 -> ``target`` sparsity.
+
+    The ramp is tfmot's PolynomialDecay (cubic): fast early, gentle near the target,
+    so the network has steps at full sparsity left to recover.
+    """
+    if not 0 < target < 1:
+        raise ValueError(f"pruning sparsity must be in (0, 1), got {target}")
+    schedule = _sparsity.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=target,
+        begin_step=begin_step,
+        end_step=max(end_step, begin_step + 1),
+        frequency=max(1, (end_step - begin_step) // 20),
+    )
+
+    def wrap(layer):
+        if isinstance(layer, PRUNABLE):
+            return _sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=wrap)
+
+
+def pruning_callbacks(log_dir: str | None = None) -> list:
+    callbacks = [_sparsity.UpdatePruningStep()]
+    if log_dir:
+        callbacks.append(_sparsity.PruningSummaries(log_dir=log_dir))
+    return callbacks
+
+
+def strip_pruning(model: keras.Model) -> keras.Model:
+    return _sparsity.strip_pruning(model)
+
+
+class _PrunePreserveScheme(tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme):
+    """tfmot's prune-preserving scheme, minus its claim to support every weightless layer.
+
+    Its registry says yes to any layer without trainable weights and then fails on
+    Rescaling; declining it (as the default registry does) leaves the in-graph
+    normalisation float in QAT, and the converter calibrates it into int8 MUL/ADD.
+    """
+
+    def get_quantize_registry(self):
+        registry = super().get_quantize_registry()
+        claims = registry.supports
+
+        def supports(layer):
+            return not isinstance(layer, keras.layers.Rescaling) and claims(layer)
+
+        registry.supports = supports
+        return registry
+
+
+def apply_qat(model: keras.Model, preserve_sparsity: bool) -> keras.Model:
+    """Insert fake-quant for int8 QAT; with ``preserve_sparsity`` pruned zeros stay zero.
+
+    The normalisation layer is left un-annotated: a fake-quant on the raw-pixel input
+    would learn a range that disagrees with the int8 input's and force a float
+    dequantize/requantize pair into the converted model.
+    """
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.Rescaling):
+            return layer
+        return _quant.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    scheme = _PrunePreserveScheme() if preserve_sparsity else _quant.default_8bit.Default8BitQuantizeScheme()
+    with _quant.quantize_scope():
+        return _quant.quantize_apply(annotated, scheme)
+
+
+def kernel_sparsity(model: keras.Model) -> float:
+    """Fraction of exact zeros over the kernels of prunable layers (wrappers unwrapped)."""
+    zeros = total = 0
+    for layer in model.layers:
+        if not isinstance(getattr(layer, "layer", layer), PRUNABLE):  # QuantizeWrapper / PruneLowMagnitude
+            continue
+        for weight in layer.weights:
+            if weight.name.split("/")[-1].startswith("kernel"):
+                kernel = weight.numpy()
+                zeros += int(np.count_nonzero(kernel == 0))
+                total += kernel.size
+    return zeros / total if total else 0.0

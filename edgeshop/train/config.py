@@ -1,0 +1,91 @@
+"""Training configuration: defaults, optional config file, CLI overrides, saved resolved."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edgeshop.errors import EdgeshopError
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    val: str | None = None  # folder / split file / manifest; else a stratified fraction
+    val_fraction: float = 0.1
+    classes: str | None = None  # classes.csv for split files (default: beside them)
+    arch: str = "efficientnet_lite0"
+    image_size: int | None = None  # default: the architecture's
+    pretrained: bool = True
+    epochs: int = 10  # main phase (fine-tune, or from scratch)
+    head_epochs: int = 2  # pretrained nets: train the new head alone first
+    batch_size: int = 32
+    lr: float = 1e-3  # head phase / from-scratch
+    fine_tune_lr: float = 3e-4
+    weight_decay: float = 1e-5
+    label_smoothing: float = 0.1
+    dropout: float | None = None  # default: the architecture's
+    patience: int = 4  # early stopping on val accuracy (main phase)
+    augment: bool = True
+    prune: float = 0.0  # target sparsity; 0 = no pruning
+    prune_epochs: int = 2
+    prune_lr: float = 1e-4
+    qat: bool = False
+    qat_epochs: int = 2
+    qat_lr: float = 2e-5
+    seed: int = 0
+    strategy: str = "auto"  # auto | default | mirrored
+    cpu_devices: int = 0  # split the CPU into N logical devices (to test mirrored on CPU)
+    workers: int = 4
+    calibration_images: int = 200
+
+    @classmethod
+    def from_sources(cls, file_values: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
+        """Defaults < config file < command-line flags that were actually given."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(file_values) - known)
+        if unknown:
+            raise EdgeshopError(f"config file has unknown keys {unknown}; known keys: {sorted(known)}")
+        values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+        missing = [k for k in ("data", "out") if not values.get(k)]
+        if missing:
+            raise EdgeshopError(f"missing required setting(s) {missing} (flags --data/--out or the config file)")
+        return cls(**values)
+
+    def validate(self) -> None:
+        if self.prune and not 0 < self.prune < 1:
+            raise EdgeshopError(f"--prune must be a sparsity in (0, 1), e.g. 0.5; got {self.prune}")
+        if self.epochs < 0 or self.head_epochs < 0:
+            raise EdgeshopError("epoch counts must be >= 0")
+        if self.batch_size < 1:
+            raise EdgeshopError("--batch-size must be >= 1")
+        if self.strategy not in ("auto", "default", "mirrored"):
+            raise EdgeshopError(f"--strategy must be auto, default or mirrored; got {self.strategy!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EdgeshopError(f"{path}: cannot read config file ({exc.strerror})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise EdgeshopError(f"{path}: YAML config needs PyYAML (pip install pyyaml), or use JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise EdgeshopError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise EdgeshopError(f"{path}: config file must hold a mapping of setting -> value")
+    return data

@@ -1,0 +1,412 @@
+"""A training run: phases (head -> fine-tune -> prune -> QAT), checkpoints, resume.
+
+Run directory layout (everything a later ``edgeshop-export`` needs):
+    config.json         the resolved configuration
+    card.json           labels + input spec, later embedded in every .tflite
+    labels.txt          one class name per line
+    data_report.json    images used, skipped (with reasons), duplicates
+    calibration.npy     preprocessed training images for int8 calibration
+    training_log.csv    one row per epoch of every phase
+    state.json          which phases are done, early-stopping state
+    checkpoints/PHASE/  tf.train checkpoints, one per epoch (for --resume)
+    stages/PHASE.weights.h5   float weights after each float phase
+    stages/qat.weights.h5     the QAT model's weights (rebuilt by run_model.py)
+    float_model.keras   the float model (after pruning, if any, stripped)
+    metrics.json        validation figures and timings
+    tensorboard/        TensorBoard logs
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeshop import datasets
+from edgeshop.errors import DataError, EdgeshopError, OverwriteError
+from edgeshop.runtime.modelcard import InputSpec, ModelCard
+from edgeshop.train import compress
+from edgeshop.train._keras import keras, tf
+from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
+from edgeshop.train.augment import AugmentConfig, make_augmenter
+from edgeshop.train.config import TrainConfig
+from edgeshop.train.model_io import save_model, save_weights
+from edgeshop.train.run_model import build_model, load_run_model
+from edgeshop.utils import progress_bar, write_json_atomic
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # head | train | prune | qat
+    epochs: int
+    lr: float
+    keep_best: bool  # restore the best-val epoch at the end (float phases)
+    patience: int | None = None
+
+
+def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
+    pretrained = bool(arch.pretrained_weights and config.pretrained)
+    phases = []
+    if pretrained and config.head_epochs > 0:
+        phases.append(Phase("head", config.head_epochs, config.lr, keep_best=True))
+    if config.epochs > 0:
+        lr = config.fine_tune_lr if pretrained else config.lr
+        phases.append(Phase("train", config.epochs, lr, keep_best=True, patience=config.patience))
+    if config.prune:
+        phases.append(Phase("prune", config.prune_epochs, config.prune_lr, keep_best=False))
+    if config.qat:
+        phases.append(Phase("qat", config.qat_epochs, config.qat_lr, keep_best=False))
+    if not phases:
+        raise EdgeshopError("nothing to train: every phase has 0 epochs")
+    return phases
+
+
+class TrainingRun:
+    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> None:
+        self.run_dir = Path(config.out)
+        self.log = log
+        self.config = self._prepare_run_dir(config, resume, force)
+        self.config.validate()
+        self.arch = get_architecture(self.config.arch)
+        self.image_size = self.config.image_size or self.arch.default_image_size
+        self.phases = plan_phases(self.config, self.arch)
+        self.state = self._read_state()
+
+    # -- run directory -----------------------------------------------------------------
+    def _prepare_run_dir(self, config: TrainConfig, resume: bool, force: bool) -> TrainConfig:
+        state_file = self.run_dir / "state.json"
+        if resume:
+            if not state_file.is_file():
+                raise EdgeshopError(f"{self.run_dir}: nothing to resume (no state.json); start without --resume")
+            saved = json.loads((self.run_dir / "config.json").read_text())
+            self.log(f"resuming {self.run_dir} with its saved configuration")
+            return TrainConfig(**saved)
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if not force:
+                raise OverwriteError(f"{self.run_dir} (a previous run? use --resume to continue it)")
+            shutil.rmtree(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.run_dir / "config.json", config.to_dict())
+        return config
+
+    def _read_state(self) -> dict[str, Any]:
+        path = self.run_dir / "state.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        return {"completed": [], "phase": None, "best": None, "best_epoch": None, "wait": 0, "seconds": {}}
+
+    def _save_state(self) -> None:
+        write_json_atomic(self.run_dir / "state.json", self.state)
+
+    # -- data --------------------------------------------------------------------------
+    def _input_spec(self) -> InputSpec:
+        return InputSpec(
+            height=self.image_size,
+            width=self.image_size,
+            mean=self.arch.mean,
+            std=self.arch.std,
+            normalization_in_graph=True,
+        )
+
+    def _load_data(self) -> None:
+        cfg = self.config
+        samples = datasets.discover(cfg.data, cfg.classes)
+        if cfg.val:
+            train_samples, val_samples = samples, datasets.discover(cfg.val, cfg.classes)
+        else:
+            train_samples, val_samples = datasets.stratified_split(samples, cfg.val_fraction, cfg.seed)
+        self.class_names = datasets.class_names_of(train_samples)
+        if len(self.class_names) < 2:
+            raise DataError(f"{cfg.data}: found a single class {self.class_names}; a classifier needs at least two")
+        unknown = sorted({s.label for s in val_samples} - set(self.class_names))
+        if unknown:
+            raise DataError(f"{cfg.val}: validation classes absent from training data: {unknown[:5]}")
+        duplicates = datasets.duplicate_files(train_samples, val_samples)
+        if duplicates:
+            self.log(f"warning: {len(duplicates)} validation file(s) are byte-identical to training files, "
+                     f"e.g. {duplicates[0][1]} == {duplicates[0][0]}; validation figures will be optimistic")
+        spec = self._input_spec()
+        with progress_bar(len(train_samples) + len(val_samples), "loading images") as bar:
+            self.train = datasets.load_images(train_samples, self.class_names, spec, cfg.workers, bar.update)
+            self.val = datasets.load_images(val_samples, self.class_names, spec, cfg.workers, bar.update)
+        skipped = self.train.skipped + self.val.skipped
+        if skipped:
+            self.log(f"skipped {len(skipped)} unreadable file(s) (listed in data_report.json), e.g. {skipped[0][1]}")
+        if len(self.train.labels) == 0:
+            raise DataError(f"{cfg.data}: no readable training images")
+        report = {
+            "train_images": len(self.train.labels),
+            "val_images": len(self.val.labels),
+            "classes": len(self.class_names),
+            "skipped": [{"file": str(p), "reason": r} for p, r in skipped],
+            "duplicates_train_val": [[str(a), str(b)] for a, b in duplicates],
+        }
+        write_json_atomic(self.run_dir / "data_report.json", report)
+        self.log(f"{report['train_images']} training / {report['val_images']} validation images, "
+                 f"{report['classes']} classes, {len(skipped)} skipped")
+
+    def _write_metadata(self) -> None:
+        card = ModelCard(
+            labels=tuple(self.class_names),
+            input=self._input_spec(),
+            name=self.run_dir.name,
+            arch=self.arch.name,
+            extra={"training": {"phases": [p.name for p in self.phases], "prune": self.config.prune,
+                                "qat": self.config.qat, "train_images": int(len(self.train.labels))}},
+        )
+        (self.run_dir / "card.json").write_text(card.to_json())
+        (self.run_dir / "labels.txt").write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
+        rng = np.random.default_rng(self.config.seed)
+        take = rng.permutation(len(self.train.labels))[: self.config.calibration_images]
+        np.save(self.run_dir / "calibration.npy", self.train.pixels[np.sort(take)])
+
+    def _datasets(self):
+        n_classes = len(self.class_names)
+        augment = make_augmenter(AugmentConfig(), self.config.seed) if self.config.augment else None
+
+        def to_inputs(pixels, labels, seed=None):
+            images = tf.cast(pixels, tf.float32)
+            if augment is not None and seed is not None:
+                images = augment(images, seed)
+            return images, tf.one_hot(labels, n_classes)
+
+        train = tf.data.Dataset.from_tensor_slices((self.train.pixels, self.train.labels))
+        train = train.shuffle(len(self.train.labels), seed=self.config.seed, reshuffle_each_iteration=True)
+        train = train.batch(self.config.batch_size)
+        if augment is not None:
+            seeds = tf.data.Dataset.random(seed=self.config.seed, rerandomize_each_iteration=True).batch(2)
+            train = tf.data.Dataset.zip((train, seeds)).map(
+                lambda batch, seed: to_inputs(batch[0], batch[1], seed), num_parallel_calls=tf.data.AUTOTUNE
+            )
+        else:
+            train = train.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+        val = None
+        if len(self.val.labels):
+            val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
+            val = val.batch(self.config.batch_size).map(to_inputs).cache()
+        return train.prefetch(tf.data.AUTOTUNE), val
+
+    # -- models ------------------------------------------------------------------------
+    def _base_model(self) -> keras.Model:
+        return build_model(self.config, len(self.class_names))
+
+    def _last_float_stage(self, before: str) -> Path | None:
+        names = [p.name for p in self.phases]
+        for name in reversed(names[: names.index(before)]):
+            if name in ("head", "train", "prune"):
+                return self.run_dir / "stages" / f"{name}.weights.h5"
+        return None
+
+    def _phase_model(self, phase: Phase, steps_per_epoch: int) -> keras.Model:
+        model = self._base_model()
+        previous = self._last_float_stage(phase.name)
+        if previous is not None:
+            model.load_weights(previous)
+        elif self.arch.pretrained_weights and self.config.pretrained:
+            fresh = load_weights_npz(model, find_pretrained_weights(self.arch))
+            self.log(f"initialised from ImageNet weights; new layers: {', '.join(fresh)}")
+        if phase.name == "head":
+            for layer in model.layers:
+                layer.trainable = layer.name == "classifier"
+        elif phase.name == "prune":
+            total = phase.epochs * steps_per_epoch
+            # reach the target at 2/3 of the phase; the last third recovers at full sparsity
+            model = compress.apply_pruning(model, self.config.prune, 0, max(1, int(total * 2 / 3)))
+        elif phase.name == "qat":
+            model = compress.apply_qat(model, preserve_sparsity=bool(self.config.prune))
+        return model
+
+    def _compile(self, model: keras.Model, phase: Phase, steps_per_epoch: int) -> None:
+        total = max(1, phase.epochs * steps_per_epoch)
+        warmup = min(steps_per_epoch, total // 10) if phase.name in ("train", "head") else 0
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=phase.lr if warmup == 0 else phase.lr * 0.1,
+            decay_steps=total - warmup,
+            alpha=0.01,
+            warmup_target=phase.lr if warmup else None,
+            warmup_steps=warmup,
+        )
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=self.config.weight_decay)
+        k = min(5, len(self.class_names))
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing),
+            metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=k, name="top5")],
+        )
+
+    # -- phases ------------------------------------------------------------------------
+    def _run_phase(self, phase: Phase, strategy, train_ds, val_ds, steps: int) -> None:
+        ckpt_dir = self.run_dir / "checkpoints" / phase.name
+        with strategy.scope():
+            model = self._phase_model(phase, steps)
+            self._compile(model, phase, steps)
+            epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
+            manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
+            if manager.latest_checkpoint:
+                checkpoint.restore(manager.latest_checkpoint).expect_partial()
+                self.log(f"[{phase.name}] resumed from {manager.latest_checkpoint} (epoch {int(epoch.numpy())})")
+            else:
+                self.state.update(phase=phase.name, best=None, best_epoch=None, wait=0)
+                self._save_state()
+        initial_epoch = int(epoch.numpy())
+        if initial_epoch < phase.epochs and not self._stopped_early(phase):
+            callbacks = [
+                _EpochEnd(self, phase, manager, epoch, ckpt_dir / "best.weights.h5", val_ds is not None),
+                keras.callbacks.TensorBoard(str(self.run_dir / "tensorboard" / phase.name), profile_batch=0),
+            ]
+            if phase.name == "prune":
+                callbacks += compress.pruning_callbacks()
+            self.log(f"[{phase.name}] {phase.epochs} epoch(s), lr {phase.lr:g}, {steps} steps/epoch")
+            started = time.time()
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=phase.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+            seconds = self.state["seconds"]
+            seconds[phase.name] = seconds.get(phase.name, 0.0) + time.time() - started
+        best = ckpt_dir / "best.weights.h5"
+        if phase.keep_best and best.is_file():
+            model.load_weights(best)
+            self.log(f"[{phase.name}] kept epoch {self.state['best_epoch']} (val accuracy {self.state['best']:.4f})")
+        self._finish_phase(phase, model)
+
+    def _stopped_early(self, phase: Phase) -> bool:
+        return phase.patience is not None and self.state.get("wait", 0) >= phase.patience
+
+    def _finish_phase(self, phase: Phase, model: keras.Model) -> None:
+        stages = self.run_dir / "stages"
+        stages.mkdir(exist_ok=True)
+        if phase.name == "prune":
+            model = compress.strip_pruning(model)
+            self.state["sparsity_after_strip"] = compress.kernel_sparsity(model)
+            self.log(f"[prune] kernel sparsity after strip: {self.state['sparsity_after_strip']:.3f}")
+        if phase.name == "qat":
+            self.state["sparsity_after_qat"] = compress.kernel_sparsity(model)
+        save_weights(model, stages / f"{phase.name}.weights.h5")
+        self.state["completed"].append(phase.name)
+        self._save_state()
+
+    # -- the whole run -----------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        strategy = make_strategy(self.config.strategy, self.config.cpu_devices, self.log)
+        keras.utils.set_random_seed(self.config.seed)
+        self._load_data()
+        self._write_metadata()
+        train_ds, val_ds = self._datasets()
+        steps = math.ceil(len(self.train.labels) / self.config.batch_size)
+        for phase in self.phases:
+            if phase.name in self.state["completed"]:
+                self.log(f"[{phase.name}] already done, skipping")
+                continue
+            self._run_phase(phase, strategy, train_ds, val_ds, steps)
+        metrics = self._finalise(val_ds)
+        metrics["wall_seconds_this_invocation"] = round(time.time() - started, 1)
+        write_json_atomic(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+    def _finalise(self, val_ds) -> dict[str, Any]:
+        float_model = load_run_model(self.run_dir, final=False)
+        save_model(float_model, self.run_dir / "float_model.keras")
+        metrics: dict[str, Any] = {
+            "arch": self.arch.name,
+            "image_size": self.image_size,
+            "classes": len(self.class_names),
+            "phases": self.state["completed"],
+            "train_seconds_per_phase": {k: round(v, 1) for k, v in self.state["seconds"].items()},
+            "sparsity_after_strip": self.state.get("sparsity_after_strip"),
+            "sparsity_after_qat": self.state.get("sparsity_after_qat"),
+        }
+        if val_ds is not None:
+            final = load_run_model(self.run_dir, final=True) if self.config.qat else float_model
+            for name, model in (("float", float_model), ("final", final)):
+                probs = model.predict(self.val.pixels.astype(np.float32), batch_size=64, verbose=0)
+                top5 = np.argsort(-probs, axis=1)[:, :5]
+                metrics[f"val_top1_{name}"] = float(np.mean(top5[:, 0] == self.val.labels))
+                metrics[f"val_top5_{name}"] = float(np.mean((top5 == self.val.labels[:, None]).any(axis=1)))
+            self.log(f"validation top-1: float {metrics['val_top1_float']:.4f}, final {metrics['val_top1_final']:.4f}")
+        return metrics
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Per epoch: log a CSV row, track the best val accuracy, early-stop, checkpoint."""
+
+    def __init__(self, run: TrainingRun, phase: Phase, manager, epoch_var, best_path: Path, has_val: bool):
+        super().__init__()
+        self.run, self.phase, self.manager, self.epoch_var = run, phase, manager, epoch_var
+        self.best_path, self.has_val = best_path, has_val
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        state = self.run.state
+        monitor = logs.get("val_accuracy" if self.has_val else "accuracy")
+        if self.phase.keep_best and monitor is not None:
+            if state["best"] is None or monitor > state["best"]:
+                state.update(best=float(monitor), best_epoch=epoch + 1, wait=0)
+                save_weights(self.model, self.best_path)
+            else:
+                state["wait"] = state.get("wait", 0) + 1
+                if self.phase.patience is not None and state["wait"] >= self.phase.patience:
+                    self.run.log(f"[{self.phase.name}] early stop: no val improvement for {state['wait']} epochs")
+                    self.model.stop_training = True
+        _append_log(self.run.run_dir / "training_log.csv", self.phase.name, epoch + 1, logs, time.time() - self.started)
+        # Checkpoint last, after the state it describes is on disk: a kill between the
+        # two replays one epoch instead of skipping one.
+        self.run._save_state()
+        self.epoch_var.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+LOG_COLUMNS = ("phase", "epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds")
+
+
+def _append_log(path: Path, phase: str, epoch: int, logs: dict, seconds: float) -> None:
+    new = not path.exists()
+    row = {"phase": phase, "epoch": epoch, "seconds": round(seconds, 1)}
+    row.update({k: round(float(v), 5) for k, v in logs.items() if k in LOG_COLUMNS})
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def make_strategy(name: str, cpu_devices: int, log=print):
+    """The tf.distribute strategy: mirrored over GPUs (or logical CPUs), else default."""
+    if cpu_devices > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)]
+        )
+    gpus = tf.config.list_physical_devices("GPU")
+    log(f"devices: {len(gpus)} GPU(s)" + (f" {[g.name for g in gpus]}" if gpus else ", training on CPU"))
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
+        log(f"MirroredStrategy over {devices}")
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
+
+
+def train(config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the metrics written to metrics.json."""
+    return TrainingRun(config, resume=resume, force=force, log=log).run()

@@ -1,0 +1,55 @@
+"""Rebuild a run's Keras models from its config and load their weights.
+
+Models are never deserialised from a file's config: code builds the architecture and
+only weights are read, so a model file cannot execute anything (and tfmot's QAT
+wrappers, which do not round-trip through .keras files, are recreated exactly).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgeshop.errors import EdgeshopError
+from edgeshop.train import compress
+from edgeshop.train._keras import keras
+from edgeshop.train.architectures import get_architecture
+from edgeshop.train.config import TrainConfig
+
+FLOAT_STAGES = ("head", "train", "prune")
+
+
+def build_model(config: TrainConfig, num_classes: int, qat: bool = False) -> keras.Model:
+    arch = get_architecture(config.arch)
+    kwargs = {} if config.dropout is None else {"dropout": config.dropout}
+    model = arch.build(num_classes, config.image_size or arch.default_image_size, **kwargs)
+    return compress.apply_qat(model, preserve_sparsity=bool(config.prune)) if qat else model
+
+
+def read_run(run_dir: Path) -> tuple[TrainConfig, list[str], list[str]]:
+    """(config, labels, completed phases) of a run directory."""
+    run_dir = Path(run_dir)
+    try:
+        config = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+        labels = [x for x in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines() if x]
+        completed = json.loads((run_dir / "state.json").read_text())["completed"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeshopError(f"{run_dir}: not a complete edgeshop run directory ({exc}); run edgeshop-train") from None
+    return config, labels, completed
+
+
+def load_run_model(run_dir: Path, final: bool = True) -> keras.Model:
+    """The run's final model (the QAT model when it has one) or, with final=False, its float model."""
+    config, labels, completed = read_run(run_dir)
+    qat = final and "qat" in completed
+    floats = [name for name in completed if name in FLOAT_STAGES]
+    stage = "qat" if qat else (floats[-1] if floats else None)
+    if stage is None:
+        raise EdgeshopError(f"{run_dir}: no finished training phase to load; resume the run with --resume")
+    model = build_model(config, len(labels), qat=qat)
+    model.load_weights(Path(run_dir) / "stages" / f"{stage}.weights.h5")
+    return model
+
+
+def is_qat(model: keras.Model) -> bool:
+    return any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
