@@ -190,7 +190,7 @@ def load_images(
 
     pixels, labels, paths, skipped = [], [], [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for sample, result in zip(samples, pool.map(load, samples)):
+        for sample, result in zip(samples, pool.map(load, samples), strict=True):
             if isinstance(result, str):
                 skipped.append((sample.path, result))
             else:

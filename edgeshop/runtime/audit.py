@@ -102,7 +102,9 @@ def format_audit(audit: dict[str, Any], list_float: bool = True) -> str:
     lines = []
     for name in ("input", "output"):
         t = audit[name]
-        lines.append(f"  {name:6s} {t['dtype']:7s} shape {t['shape']} scale {t['scale']:.6g} zero_point {t['zero_point']}")
+        lines.append(
+            f"  {name:6s} {t['dtype']:7s} shape {t['shape']} scale {t['scale']:.6g} zero_point {t['zero_point']}"
+        )
     lines.append(f"  ops: {', '.join(f'{k} x{v}' for k, v in audit['op_counts'].items())}")
     if audit.get("weight_sparsity") is not None:
         lines.append(f"  conv/dense weight sparsity: {audit['weight_sparsity']:.3f}")

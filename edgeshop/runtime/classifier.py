@@ -75,10 +75,12 @@ class Classifier:
         n_out = int(self._interpreter.get_output_details()[0]["shape"][-1])
         labels_file = self.path.with_name("labels.txt")
         if labels_file.is_file():
-            labels = tuple(line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip())
+            lines = labels_file.read_text(encoding="utf-8").splitlines()
+            labels = tuple(line.strip() for line in lines if line.strip())
         else:
             warnings.warn(
-                f"{self.path}: no edgeshop model card and no labels.txt beside it; using index labels '0'..'{n_out - 1}'",
+                f"{self.path}: no edgeshop model card and no labels.txt beside it; "
+                f"using index labels '0'..'{n_out - 1}'",
                 stacklevel=3,
             )
             labels = tuple(str(i) for i in range(n_out))
@@ -89,7 +91,9 @@ class Classifier:
         inp = self._interpreter.get_input_details()
         out = self._interpreter.get_output_details()
         if len(inp) != 1 or len(out) != 1:
-            raise ModelLoadError(f"{self.path}: expected one input and one output tensor, got {len(inp)} and {len(out)}")
+            raise ModelLoadError(
+                f"{self.path}: expected one input and one output tensor, got {len(inp)} and {len(out)}"
+            )
         self._in, self._out = inp[0], out[0]
         shape = tuple(int(s) for s in self._in["shape"])
         spec = self.card.input

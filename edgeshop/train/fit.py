@@ -9,8 +9,8 @@ Run directory layout (everything a later ``edgeshop-export`` needs):
     training_log.csv    one row per epoch of every phase
     state.json          which phases are done, early-stopping state
     checkpoints/PHASE/  tf.train checkpoints, one per epoch (for --resume)
-    stages/PHASE.weights.h5   float weights after each float phase
-    stages/qat.weights.h5     the QAT model's weights (rebuilt by run_model.py)
+    stages/PHASE.weights.npz   float weights after each float phase
+    stages/qat.weights.npz     the QAT model's weights (rebuilt by run_model.py)
     float_model.keras   the float model (after pruning, if any, stripped)
     metrics.json        validation figures and timings
     tensorboard/        TensorBoard logs
@@ -39,7 +39,7 @@ from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
 from edgeshop.train.augment import AugmentConfig, make_augmenter
 from edgeshop.train.config import TrainConfig
-from edgeshop.train.model_io import save_model, save_weights
+from edgeshop.train.model_io import load_weights, save_model, save_weights
 from edgeshop.train.run_model import build_model, load_run_model
 from edgeshop.utils import progress_bar, write_json_atomic
 
@@ -203,14 +203,14 @@ class TrainingRun:
         names = [p.name for p in self.phases]
         for name in reversed(names[: names.index(before)]):
             if name in ("head", "train", "prune"):
-                return self.run_dir / "stages" / f"{name}.weights.h5"
+                return self.run_dir / "stages" / f"{name}.weights.npz"
         return None
 
     def _phase_model(self, phase: Phase, steps_per_epoch: int) -> keras.Model:
         model = self._base_model()
         previous = self._last_float_stage(phase.name)
         if previous is not None:
-            model.load_weights(previous)
+            load_weights(model, previous)
         elif self.arch.pretrained_weights and self.config.pretrained:
             fresh = load_weights_npz(model, find_pretrained_weights(self.arch))
             self.log(f"initialised from ImageNet weights; new layers: {', '.join(fresh)}")
@@ -261,7 +261,7 @@ class TrainingRun:
         initial_epoch = int(epoch.numpy())
         if initial_epoch < phase.epochs and not self._stopped_early(phase):
             callbacks = [
-                _EpochEnd(self, phase, manager, epoch, ckpt_dir / "best.weights.h5", val_ds is not None),
+                _EpochEnd(self, phase, manager, epoch, ckpt_dir / "best.weights.npz", val_ds is not None),
                 keras.callbacks.TensorBoard(str(self.run_dir / "tensorboard" / phase.name), profile_batch=0),
             ]
             if phase.name == "prune":
@@ -278,9 +278,9 @@ class TrainingRun:
             )
             seconds = self.state["seconds"]
             seconds[phase.name] = seconds.get(phase.name, 0.0) + time.time() - started
-        best = ckpt_dir / "best.weights.h5"
+        best = ckpt_dir / "best.weights.npz"
         if phase.keep_best and best.is_file():
-            model.load_weights(best)
+            load_weights(model, best)
             self.log(f"[{phase.name}] kept epoch {self.state['best_epoch']} (val accuracy {self.state['best']:.4f})")
         self._finish_phase(phase, model)
 
@@ -294,9 +294,7 @@ class TrainingRun:
             model = compress.strip_pruning(model)
             self.state["sparsity_after_strip"] = compress.kernel_sparsity(model)
             self.log(f"[prune] kernel sparsity after strip: {self.state['sparsity_after_strip']:.3f}")
-        if phase.name == "qat":
-            self.state["sparsity_after_qat"] = compress.kernel_sparsity(model)
-        save_weights(model, stages / f"{phase.name}.weights.h5")
+        save_weights(model, stages / f"{phase.name}.weights.npz")
         self.state["completed"].append(phase.name)
         self._save_state()
 
@@ -329,7 +327,6 @@ class TrainingRun:
             "phases": self.state["completed"],
             "train_seconds_per_phase": {k: round(v, 1) for k, v in self.state["seconds"].items()},
             "sparsity_after_strip": self.state.get("sparsity_after_strip"),
-            "sparsity_after_qat": self.state.get("sparsity_after_qat"),
         }
         if val_ds is not None:
             final = load_run_model(self.run_dir, final=True) if self.config.qat else float_model

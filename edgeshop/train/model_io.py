@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
+import numpy as np
+
 from edgeshop.errors import ModelLoadError
 from edgeshop.train._keras import keras, tfmot
+from edgeshop.utils import write_bytes_atomic
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -19,11 +23,27 @@ def save_model(model: keras.Model, path: Path) -> None:
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
+    """All weights in topology order as a plain .npz (atomic; no pickle, no h5py).
+
+    Plain arrays also load into tf.distribute-mirrored models, whose sync-on-read
+    BatchNorm statistics cannot be assigned from h5py's lazy datasets.
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, *model.get_weights())
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name.removesuffix('.weights.h5')}.partial.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{path}: cannot read weights ({exc})") from None
+    expected = model.get_weights()
+    if len(arrays) != len(expected) or any(a.shape != e.shape for a, e in zip(arrays, expected, strict=True)):
+        raise ModelLoadError(f"{path}: weights do not fit this model (was the run's config changed?)")
+    model.set_weights(arrays)
 
 
 def load_model(path: Path, compile: bool = False) -> keras.Model:

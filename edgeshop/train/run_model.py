@@ -15,6 +15,7 @@ from edgeshop.train import compress
 from edgeshop.train._keras import keras
 from edgeshop.train.architectures import get_architecture
 from edgeshop.train.config import TrainConfig
+from edgeshop.train.model_io import load_weights
 
 FLOAT_STAGES = ("head", "train", "prune")
 
@@ -47,7 +48,7 @@ def load_run_model(run_dir: Path, final: bool = True) -> keras.Model:
     if stage is None:
         raise EdgeshopError(f"{run_dir}: no finished training phase to load; resume the run with --resume")
     model = build_model(config, len(labels), qat=qat)
-    model.load_weights(Path(run_dir) / "stages" / f"{stage}.weights.h5")
+    load_weights(model, Path(run_dir) / "stages" / f"{stage}.weights.npz")
     return model
 
 

@@ -1,0 +1,1 @@
+"""Evaluation and reports: runtime-side (numpy + the Classifier), no TensorFlow."""

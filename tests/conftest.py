@@ -1,0 +1,58 @@
+"""Shared fixtures. One session-scoped run of the real pipeline on tiny synthetic images
+(train -> prune 50% -> QAT -> export float32/float16/int8/PTQ int8); stage tests inspect
+its artefacts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+DATA = TESTS / "data"
+sys.path.insert(0, str(TESTS))
+
+from synthetic import make_dataset  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("synthetic")
+    return {
+        "train": make_dataset(root / "train", per_class=40, seed=0),
+        "test": make_dataset(root / "test", per_class=12, seed=1),
+    }
+
+
+@pytest.fixture(scope="session")
+def pipeline(synthetic_data, tmp_path_factory) -> dict[str, Path]:
+    """The real pipeline, once: tiny net, prune to 50%, QAT, four exports."""
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.export import export
+    from edgeshop.train.fit import train
+
+    out = tmp_path_factory.mktemp("pipeline")
+    run = out / "run"
+    config = TrainConfig(
+        data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny", epochs=8,
+        batch_size=16, lr=3e-3, prune=0.5, prune_epochs=2, prune_lr=3e-4, qat=True, qat_epochs=2, qat_lr=1e-4,
+    )
+    metrics = train(config)
+    models = {}
+    for fmt in ("float32", "float16", "int8"):
+        models[fmt] = out / f"model_{fmt}.tflite"
+        export(run, models[fmt], fmt)
+    models["ptq_int8"] = out / "model_ptq_int8.tflite"
+    export(run, models["ptq_int8"], "int8", ptq=True)
+    return {"run": run, "metrics": metrics, **models}
+
+
+@pytest.fixture()
+def fixture_model() -> Path:
+    """The committed tiny int8 model (tools/make_test_fixture.py)."""
+    return DATA / "tiny_int8.tflite"

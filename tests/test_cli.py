@@ -1,0 +1,111 @@
+"""The commands, called in-process (`main([...])`) or as real processes where it matters."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+
+from edgeshop.cli import export as export_cli
+from edgeshop.cli import train as train_cli
+
+
+def test_help_is_instant_and_does_not_import_tensorflow():
+    code = "import sys; from edgeshop.cli import train, export; " \
+           "[m.build_parser() for m in (train, export)]; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.strip() == "False"
+
+
+def test_export_refuses_to_overwrite_without_force(pipeline, tmp_path, capsys):
+    target = tmp_path / "model.tflite"
+    assert export_cli.main([str(pipeline["run"]), "--int8", "--out", str(target), "--no-verify"]) == 0
+    before = target.read_bytes()
+    assert export_cli.main([str(pipeline["run"]), "--int8", "--out", str(target)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert target.read_bytes() == before
+    assert export_cli.main([str(pipeline["run"]), "--float16", "--out", str(target), "--force",
+                            "--json", str(tmp_path / "report.json")]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["method"] == "float16"
+
+
+def test_export_of_a_missing_run_is_a_one_line_error(tmp_path, capsys):
+    assert export_cli.main([str(tmp_path / "nothing"), "--int8", "--out", str(tmp_path / "m.tflite")]) == 2
+    assert "not an edgeshop run directory" in capsys.readouterr().err
+
+
+def test_train_refuses_an_existing_run_and_reads_a_config_file(synthetic_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"arch": "tiny", "epochs": 1, "batch_size": 32, "augment": False}))
+    args = ["--config", str(config), "--data", str(synthetic_data["train"]), "--out", str(out)]
+    assert train_cli.main(args) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["arch"] == "tiny" and saved["augment"] is False and saved["epochs"] == 1
+    assert train_cli.main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert train_cli.main([*args, "--epochs", "2", "--force"]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2  # flag beats file
+    config.write_text(json.dumps({"arch": "tiny", "epochz": 1}))
+    assert train_cli.main(args) == 2
+    assert "unknown keys ['epochz']" in capsys.readouterr().err
+
+
+def _log_rows(run):
+    path = run / "training_log.csv"
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sigkilled_run_resumes_from_its_last_checkpoint(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
+           "--arch", "tiny", "--epochs", "8", "--batch-size", "4", "--patience", "100", "--lr", "3e-3"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(_log_rows(run)) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(_log_rows(run))
+    assert 2 <= done_before < 8, "the run should have been killed mid-way"
+    assert not (run / "metrics.json").exists()
+    assert train_cli.main(["--out", str(run), "--resume"]) == 0
+    epochs = [int(r["epoch"]) for r in _log_rows(run)]
+    assert epochs[:done_before] == list(range(1, done_before + 1))
+    assert sorted(set(epochs)) == list(range(1, 9))  # every epoch ran, none skipped
+    assert epochs[done_before] >= done_before  # resumed, not restarted from epoch 1
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val_top1_final"] > 0.8
+
+
+def test_mirrored_strategy_on_two_logical_cpus(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
+           "--arch", "tiny", "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--strategy", "mirrored",
+           "--cpu-devices", "2", "--prune", "0.5", "--prune-epochs", "1", "--qat", "--qat-epochs", "1"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy over" in result.stdout and "CPU:1" in result.stdout
+    assert json.loads((run / "state.json").read_text())["completed"] == ["train", "prune", "qat"]
+
+
+@pytest.mark.parametrize("flag", ["--prune=1.5", "--strategy=bogus"])
+def test_invalid_settings_are_rejected(flag, synthetic_data, tmp_path, capsys):
+    args = ["--data", str(synthetic_data["train"]), "--out", str(tmp_path / "r"), "--arch", "tiny", flag]
+    try:
+        code = train_cli.main(args)
+    except SystemExit as exc:  # argparse choices
+        code = exc.code
+    assert code == 2

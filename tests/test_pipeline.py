@@ -1,0 +1,115 @@
+"""Each stage of the real pipeline, checked on its artefacts (session fixture)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeshop import Classifier
+from edgeshop.datasets import discover
+from edgeshop.runtime.audit import audit_model
+from edgeshop.runtime.preprocess import preprocess, read_image
+
+
+def _test_images(synthetic_data):
+    samples = discover(synthetic_data["test"])
+    return samples, [read_image(s.path) for s in samples]
+
+
+def test_training_beats_chance(pipeline):
+    metrics = pipeline["metrics"]
+    assert metrics["val_top1_float"] > 0.8  # 3 classes: chance is 0.33
+    assert metrics["val_top1_final"] > 0.8
+    log = (pipeline["run"] / "training_log.csv").read_text().splitlines()
+    assert log[0].startswith("phase,epoch")
+    assert {row.split(",")[0] for row in log[1:]} == {"train", "prune", "qat"}
+
+
+def test_run_directory_has_config_log_and_models(pipeline):
+    run = pipeline["run"]
+    for name in ("config.json", "card.json", "labels.txt", "training_log.csv", "float_model.keras", "metrics.json",
+                 "stages/qat.weights.npz", "calibration.npy"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["prune"] == 0.5
+    assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+
+
+def test_sparsity_at_target_after_strip_and_after_qat(pipeline):
+    metrics = pipeline["metrics"]
+    assert metrics["sparsity_after_strip"] == pytest.approx(0.5, abs=0.02)
+    # After QAT the zeros must survive into the integer file itself.
+    audit = audit_model(pipeline["int8"].read_bytes())
+    assert audit["weight_sparsity"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_int8_export_is_fully_integer_with_int8_io(pipeline):
+    for key in ("int8", "ptq_int8"):
+        audit = audit_model(pipeline[key].read_bytes())
+        assert audit["fully_integer"], (key, audit["float_tensors"], audit["float_ops"])
+        assert audit["input"]["dtype"] == "int8" and audit["output"]["dtype"] == "int8"
+        # raw pixels map 1:1 onto int8 (pinned by the calibration gradient)
+        assert audit["input"]["scale"] == pytest.approx(1.0, abs=1e-3)
+        assert audit["input"]["zero_point"] == -128
+
+
+def test_float_exports_are_not_integer(pipeline):
+    assert not audit_model(pipeline["float32"].read_bytes())["fully_integer"]
+
+
+def test_int8_file_is_smaller_than_float(pipeline):
+    size = {k: pipeline[k].stat().st_size for k in ("float32", "float16", "int8")}
+    assert size["int8"] < size["float16"] < size["float32"]
+
+
+def test_float_tflite_matches_keras(pipeline, synthetic_data):
+    from edgeshop.train.run_model import load_run_model
+
+    keras_model = load_run_model(pipeline["run"], final=False)
+    classifier = Classifier(pipeline["float32"])
+    _, frames = _test_images(synthetic_data)
+    pixels = np.stack([preprocess(f, classifier.input_spec) for f in frames]).astype(np.float32)
+    expected = keras_model.predict(pixels, verbose=0)
+    got = np.stack([classifier.scores(f) for f in frames])
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_int8_tflite_agrees_with_qat_keras(pipeline, synthetic_data):
+    from edgeshop.train.run_model import load_run_model
+
+    keras_model = load_run_model(pipeline["run"], final=True)
+    classifier = Classifier(pipeline["int8"])
+    _, frames = _test_images(synthetic_data)
+    pixels = np.stack([preprocess(f, classifier.input_spec) for f in frames]).astype(np.float32)
+    expected = keras_model.predict(pixels, verbose=0).argmax(1)
+    got = np.stack([classifier.scores(f) for f in frames]).argmax(1)
+    assert np.mean(got == expected) >= 0.95
+
+
+def test_classifier_on_exported_int8_is_accurate(pipeline, synthetic_data):
+    classifier = Classifier(pipeline["int8"])
+    samples, frames = _test_images(synthetic_data)
+    correct = [classifier.classify(f, top_k=1)[0].label == s.label for s, f in zip(samples, frames, strict=True)]
+    assert np.mean(correct) > 0.8
+
+
+def test_card_inside_the_model_describes_it(pipeline):
+    classifier = Classifier(pipeline["int8"])
+    assert classifier.labels == ["bar", "disc", "square"]
+    assert classifier.card.quantization == "qat_int8"
+    assert classifier.card.input.height == 32 and classifier.card.input.normalization_in_graph
+    assert classifier.card.extra["export"]["fully_integer"] is True
+    assert Classifier(pipeline["ptq_int8"]).card.quantization == "ptq_int8"
+
+
+def test_grayscale_and_bgra_frames_are_accepted(pipeline, synthetic_data):
+    classifier = Classifier(pipeline["int8"])
+    _, frames = _test_images(synthetic_data)
+    frame = frames[0]
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
+    assert len(classifier.classify(gray)) == 3
+    assert classifier.classify(bgra)[0].label == classifier.classify(frame)[0].label
