@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow lint clean
+.PHONY: install demo test test-slow lint clean grocery grocery-baseline
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,13 @@ lint: $(STAMP)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+GROCERY ?= ../shared/datasets/grocery_store
+
+## grocery: the shipped grocery model's recipe (needs the full dataset at GROCERY)
+grocery: $(STAMP)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) $(ARGS)
+
+## grocery-baseline: the from-scratch seed_cnn on the same data (figures for the model card)
+grocery-baseline: $(STAMP)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch seed_cnn $(ARGS)

@@ -68,3 +68,40 @@ def invoke_callable(interpreter) -> Callable[[], None]:
         tensor = rng.integers(info.min, info.max, details["shape"], endpoint=True).astype(dtype)
     interpreter.set_tensor(details["index"], tensor)
     return interpreter.invoke
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux/macOS), in MB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def benchmark_model(path, threads: int, runs: int = 100, warmup: int = 10, image=None,
+                    backend: str = "auto") -> dict:
+    """Bare-invoke latency of a model (and, with ``image``, Classifier.classify end to end)."""
+    import gzip
+    from pathlib import Path
+
+    from edgeshop.runtime.classifier import Classifier
+    from edgeshop.runtime.preprocess import read_image
+
+    path = Path(path)
+    classifier = Classifier(path, num_threads=threads, backend=backend)
+    stats = time_calls(invoke_callable(classifier._interpreter), runs=runs, warmup=warmup)  # noqa: SLF001
+    content = path.read_bytes()
+    result = {
+        "model": str(path),
+        "threads": threads,
+        "backend": classifier.backend,
+        **stats.to_dict(),
+        "size_bytes": len(content),
+        "size_gzip_bytes": len(gzip.compress(content, compresslevel=9)),
+    }
+    if image is not None:
+        frame = read_image(image)
+        result["end_to_end"] = time_calls(lambda: classifier.classify(frame), runs=runs, warmup=warmup).to_dict()
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result

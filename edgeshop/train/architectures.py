@@ -73,9 +73,9 @@ def lite0_block_configs() -> list[tuple[int, int, int, int, int]]:
     return blocks
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = True, momentum: float = BN_MOMENTUM):
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = True):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPS, momentum=momentum, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPS, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if act else x
 
 
@@ -131,14 +131,12 @@ def build_seed_cnn(num_classes: int, image_size: int, dropout: float = 0.5) -> k
 def build_tiny(num_classes: int, image_size: int, dropout: float = 0.0) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _normalize(inputs, (127.5,) * 3, (127.5,) * 3)
-    # BN momentum 0.9: a tiny run has tens of steps; 0.99 would leave the moving
-    # statistics near their initial values and inference at chance.
-    x = _conv_bn(x, 16, 3, 2, "stem", momentum=0.9)
+    x = _conv_bn(x, 16, 3, 2, "stem")
     x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw_conv")(x)
-    x = layers.BatchNormalization(momentum=0.9, name="dw_bn")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPS, name="dw_bn")(x)
     x = layers.ReLU(6.0, name="dw_relu")(x)
-    x = _conv_bn(x, 32, 1, 1, "pw", momentum=0.9)
-    x = _conv_bn(x, 32, 3, 2, "down", momentum=0.9)
+    x = _conv_bn(x, 32, 1, 1, "pw")
+    x = _conv_bn(x, 32, 3, 2, "down")
     return keras.Model(inputs, _head(x, num_classes, dropout), name="tiny")
 
 

@@ -84,6 +84,55 @@ def apply_qat(model: keras.Model, preserve_sparsity: bool) -> keras.Model:
         return _quant.quantize_apply(annotated, scheme)
 
 
+def init_quantization_ranges(qat_model: keras.Model, float_model: keras.Model, images: np.ndarray,
+                             batch_size: int = 8) -> int:
+    """Set every QAT activation range to the float model's observed range on ``images``.
+
+    tfmot starts activation ranges at [-6, 6] and moves them by an EMA with decay
+    0.999, so a QAT phase of a few hundred steps would export ranges that are still
+    mostly the initial guess. Starting from measured ranges makes short QAT sound.
+    Returns the number of ranges set.
+    """
+    targets = []  # (min variable, max variable, float layer name)
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)
+        if inner is None:
+            continue
+        for prefix in ("output", "post_activation"):
+            found = {w.name.split("/")[-1].split(":")[0]: w for w in layer.non_trainable_weights}
+            if f"{prefix}_min" in found and f"{prefix}_max" in found:
+                targets.append((found[f"{prefix}_min"], found[f"{prefix}_max"], inner.name))
+    if not targets:
+        return 0
+    names = sorted({name for _, _, name in targets})
+    probe = keras.Model(float_model.input, [float_model.get_layer(n).output for n in names])
+    low = {n: np.inf for n in names}
+    high = {n: -np.inf for n in names}
+    for start in range(0, len(images), batch_size):
+        outputs = probe.predict_on_batch(images[start : start + batch_size].astype(np.float32))
+        for name, value in zip(names, outputs if len(names) > 1 else [outputs], strict=True):
+            low[name] = min(low[name], float(np.min(value)))
+            high[name] = max(high[name], float(np.max(value)))
+    for min_var, max_var, name in targets:
+        min_var.assign(min(low[name], 0.0))  # the int8 range must contain 0
+        max_var.assign(max(high[name], 0.0))
+    return len(targets)
+
+
+def set_batchnorm_momentum(model: keras.Model, steps: int) -> float:
+    """Pick BN momentum so the moving statistics forget the previous phase within ``steps``.
+
+    Pruning and QAT shift activation statistics; with Keras' 0.99 a short phase ends
+    with stale moving averages and inference (not training) accuracy collapses.
+    momentum**steps <= e**-10, clipped to [0.9, 0.99].
+    """
+    momentum = float(np.clip(1.0 - 10.0 / max(steps, 1), 0.9, 0.99))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+    return momentum
+
+
 def kernel_sparsity(model: keras.Model) -> float:
     """Fraction of exact zeros over the kernels of prunable layers (wrappers unwrapped)."""
     zeros = total = 0

@@ -217,12 +217,19 @@ class TrainingRun:
         if phase.name == "head":
             for layer in model.layers:
                 layer.trainable = layer.name == "classifier"
-        elif phase.name == "prune":
+        else:
+            momentum = compress.set_batchnorm_momentum(model, phase.epochs * steps_per_epoch)
+            self.log(f"[{phase.name}] BatchNorm momentum {momentum:.3f}")
+        if phase.name == "prune":
             total = phase.epochs * steps_per_epoch
             # reach the target at 2/3 of the phase; the last third recovers at full sparsity
             model = compress.apply_pruning(model, self.config.prune, 0, max(1, int(total * 2 / 3)))
         elif phase.name == "qat":
-            model = compress.apply_qat(model, preserve_sparsity=bool(self.config.prune))
+            float_model = model
+            model = compress.apply_qat(float_model, preserve_sparsity=bool(self.config.prune))
+            sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)
+            count = compress.init_quantization_ranges(model, float_model, sample)
+            self.log(f"[qat] {count} activation ranges initialised from {len(sample)} training images")
         return model
 
     def _compile(self, model: keras.Model, phase: Phase, steps_per_epoch: int) -> None:

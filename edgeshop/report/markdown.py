@@ -1,0 +1,26 @@
+"""Markdown renderings of evaluation figures (model cards and reports)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def evaluation_markdown(figures: dict[str, Any], title: str | None = None) -> str:
+    lines = [f"# {title or 'Evaluation of ' + str(figures.get('model', 'model'))}", ""]
+    lines.append(f"- images: {figures['n']} (unreadable, skipped: {figures.get('skipped', 0)})")
+    lines.append(f"- top-1: {figures['top1']:.2%}, top-5: {figures['top5']:.2%}")
+    if "coarse_top1" in figures:
+        lines.append(f"- coarse top-1: {figures['coarse_top1']:.2%}")
+    lines.append(f"- macro recall: {figures['macro_recall']:.2%}, expected calibration error: {figures['ece']:.3f}")
+    if "compare" in figures:
+        c = figures["compare"]
+        lines.append(f"- vs `{c['model']}`: its top-1 {c['top1']:.2%}, delta {c['top1_delta']:+.2%}, "
+                     f"top-1 agreement {c['top1_agreement']:.2%}")
+    lines += ["", "## Most confused pairs", "", "| true | predicted as | images |", "|---|---|---|"]
+    lines += [f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in figures["most_confused"]]
+    lines += ["", "## Per class", "", "| class | accuracy (recall) | precision | F1 | images |", "|---|---|---|---|---|"]
+    for row in sorted(figures["per_class"], key=lambda r: r["label"]):
+        if row["support"]:
+            lines.append(f"| {row['label']} | {row['recall']:.0%} | {row['precision']:.0%} | {row['f1']:.2f} "
+                         f"| {row['support']} |")
+    return "\n".join(lines) + "\n"

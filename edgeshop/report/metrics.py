@@ -1,0 +1,93 @@
+"""Classification metrics on (truth, scores) arrays: numpy only, hand-checkable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """counts[i, j] = images of true class i predicted as class j."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    return matrix
+
+
+def per_class(matrix: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Precision, recall (= per-class accuracy), F1 and support for every class."""
+    rows = []
+    for i, label in enumerate(labels):
+        tp = int(matrix[i, i])
+        support = int(matrix[i].sum())
+        predicted = int(matrix[:, i].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else float("nan")
+        f1 = 2 * precision * recall / (precision + recall) if support and (precision + recall) > 0 else 0.0
+        rows.append({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return rows
+
+
+def most_confused(matrix: np.ndarray, labels: Sequence[str], top: int = 10) -> list[dict[str, Any]]:
+    """The largest off-diagonal cells: (true, predicted, count), most first."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    pairs = []
+    for flat in order:
+        i, j = np.unravel_index(flat, off.shape)
+        if off[i, j] == 0:
+            break
+        pairs.append({"true": labels[i], "predicted": labels[j], "count": int(off[i, j])})
+    return pairs
+
+
+def expected_calibration_error(truth: np.ndarray, scores: np.ndarray, bins: int = 15) -> float:
+    """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by count."""
+    if len(truth) == 0:
+        return float("nan")
+    confidence = scores.max(axis=1)
+    correct = scores.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def coarse_accuracy(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str],
+                    hierarchy: Mapping[str, str]) -> float:
+    """Top-1 at the coarse level: the fine prediction mapped through ``hierarchy``."""
+    missing = sorted({labels[i] for i in np.concatenate([truth, predicted])} - set(hierarchy))
+    if missing:
+        raise ValueError(f"class hierarchy has no coarse class for {missing[:5]}")
+    coarse = np.array([hierarchy[label] for label in labels], dtype=object)
+    return float(np.mean(coarse[truth] == coarse[predicted])) if len(truth) else float("nan")
+
+
+def summarize(truth: np.ndarray, scores: np.ndarray, labels: Sequence[str],
+              hierarchy: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every figure edgeshop-eval reports, as plain JSON-able values."""
+    from edgeshop.report.evaluate import top_k_accuracy
+
+    predicted = scores.argmax(axis=1) if len(truth) else np.zeros(0, dtype=np.int64)
+    matrix = confusion_matrix(truth, predicted, len(labels))
+    classes = per_class(matrix, labels)
+    present = [c for c in classes if c["support"] > 0]
+    result: dict[str, Any] = {
+        "n": int(len(truth)),
+        "top1": top_k_accuracy(truth, scores, 1),
+        "top5": top_k_accuracy(truth, scores, min(5, len(labels))),
+        "macro_recall": float(np.mean([c["recall"] for c in present])) if present else float("nan"),
+        "ece": expected_calibration_error(truth, scores),
+        "per_class": classes,
+        "most_confused": most_confused(matrix, labels),
+        "confusion_matrix": matrix.tolist(),
+        "labels": list(labels),
+    }
+    if hierarchy is not None:
+        result["coarse_top1"] = coarse_accuracy(truth, predicted, labels, hierarchy)
+    return result

@@ -1,0 +1,121 @@
+"""The shipped grocery model's recipe, end to end, with its figures.
+
+    python tools/grocery_recipe.py                      # EfficientNet-Lite0 -> models/grocery/
+    python tools/grocery_recipe.py --arch seed_cnn      # the from-scratch baseline (figures only)
+
+(`make grocery` and `make grocery-baseline` run exactly these.) Steps: train with
+configs/grocery_<arch>.json on the official train split, select on the official val
+split (early stopping / best epoch), export int8 (+ float16 reference), then measure
+on val: top-1/top-5/coarse top-1/per-class/confusions (edgeshop-eval's code) and
+latency of int8 vs float16 in the same process with the same threads
+(edgeshop-bench's code). The wall time of train + export is recorded. Figures go to
+models/grocery/figures_<arch>.json; tools/render_model_card.py writes the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
+from edgeshop.report.evaluate import predict  # noqa: E402
+from edgeshop.report.metrics import summarize  # noqa: E402
+from edgeshop.runtime.bench import benchmark_model  # noqa: E402
+from edgeshop.runtime.classifier import Classifier  # noqa: E402
+from edgeshop.utils import write_json_atomic  # noqa: E402
+
+BENCH_THREADS = (1, 2)
+BENCH_RUNS = 200
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
+    parser.add_argument("--arch", default="efficientnet_lite0", choices=("efficientnet_lite0", "seed_cnn"))
+    parser.add_argument("--out", help="run directory (default runs/grocery_<arch>)")
+    parser.add_argument("--models-dir", default=str(ROOT / "models" / "grocery"))
+    parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
+    parser.add_argument("--force", action="store_true", help="replace an earlier run and shipped files")
+    args = parser.parse_args()
+
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.export import export
+    from edgeshop.train.fit import train
+
+    dataset, models_dir = Path(args.dataset), Path(args.models_dir)
+    run = Path(args.out or ROOT / "runs" / f"grocery_{args.arch}")
+    recipe = json.loads((ROOT / "configs" / f"grocery_{args.arch}.json").read_text())
+    config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run), **recipe)
+    ship = args.arch == "efficientnet_lite0"
+    targets = {"int8": models_dir / "grocery_int8.tflite", "float16": models_dir / "grocery_fp16.tflite"}
+    if not ship:
+        targets = {fmt: run / f"{args.arch}_{fmt}.tflite" for fmt in ("int8", "float16")}
+    existing = [p for p in targets.values() if p.exists()]
+    if existing and not args.force:
+        print(f"{existing[0]} exists; pass --force to replace the shipped model", file=sys.stderr)
+        return 2
+
+    started = time.time()
+    metrics = train(config, resume=args.resume, force=args.force and not args.resume)
+    exports = {}
+    for fmt, target in targets.items():
+        exports[fmt] = export(run, target, fmt, force=True)
+    wall = time.time() - started
+    if ship:
+        shutil.copy(run / "training_log.csv", models_dir / "training_log.csv")
+
+    samples = discover(dataset / "val")
+    hierarchy = read_hierarchy(dataset / "classes.csv")
+    figures = {"arch": args.arch, "recipe": recipe, "train_metrics": metrics,
+               "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume}
+    for fmt, target in targets.items():
+        result = predict(Classifier(target), samples)
+        summary = summarize(result.truth, result.scores, result.labels, hierarchy)
+        summary.pop("confusion_matrix")
+        figures[fmt] = {"file": target.name, "size_bytes": target.stat().st_size, "val": summary,
+                        "audit": {k: exports[fmt]["audit"][k] for k in ("fully_integer", "input", "output",
+                                                                         "weight_sparsity")}}
+    image = samples[0].path
+    for threads in BENCH_THREADS:
+        for fmt, target in targets.items():
+            figures[fmt][f"latency_{threads}t"] = benchmark_model(target, threads, runs=BENCH_RUNS, image=image)
+        figures[f"int8_over_fp16_latency_{threads}t"] = (
+            figures["int8"][f"latency_{threads}t"]["p50_ms"] / figures["float16"][f"latency_{threads}t"]["p50_ms"]
+        )
+    figures["machine"] = {"cpu": _cpu_name(), "cores": _cores(), "python": platform.python_version(),
+                          "platform": platform.platform()}
+    figures_file = models_dir / f"figures_{args.arch}.json"
+    write_json_atomic(figures_file, figures)
+    print(f"wrote {figures_file}: int8 val top-1 {figures['int8']['val']['top1']:.4f}, "
+          f"float16 {figures['float16']['val']['top1']:.4f}, wall {wall / 60:.1f} min")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
