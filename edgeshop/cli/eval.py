@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from edgeshop.datasets import discover, read_hierarchy
         from edgeshop.report.evaluate import predict
-        from edgeshop.report.metrics import summarize
         from edgeshop.report.markdown import evaluation_markdown
+        from edgeshop.report.metrics import summarize
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.utils import write_bytes_atomic, write_json_atomic
 

@@ -18,7 +18,8 @@ def evaluation_markdown(figures: dict[str, Any], title: str | None = None) -> st
                      f"top-1 agreement {c['top1_agreement']:.2%}")
     lines += ["", "## Most confused pairs", "", "| true | predicted as | images |", "|---|---|---|"]
     lines += [f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in figures["most_confused"]]
-    lines += ["", "## Per class", "", "| class | accuracy (recall) | precision | F1 | images |", "|---|---|---|---|---|"]
+    lines += ["", "## Per class", "", "| class | accuracy (recall) | precision | F1 | images |",
+              "|---|---|---|---|---|"]
     for row in sorted(figures["per_class"], key=lambda r: r["label"]):
         if row["support"]:
             lines.append(f"| {row['label']} | {row['recall']:.0%} | {row['precision']:.0%} | {row['f1']:.2f} "
