@@ -167,12 +167,12 @@ class Classifier:
     ) -> list[Prediction] | list[list[Prediction]]:
         """Ranked predictions for one frame; with ``rois``, one list per (x, y, w, h) region."""
         if rois is None:
-            return self._rank(self.scores(image), top_k, score_threshold)
+            return self.rank(self.scores(image), top_k, score_threshold)
         frame = to_bgr(image)
-        return [self._rank(self.scores(crop_roi(frame, roi)), top_k, score_threshold) for roi in rois]
+        return [self.rank(self.scores(crop_roi(frame, roi)), top_k, score_threshold) for roi in rois]
 
     def classify_batch(self, images: Iterable[np.ndarray], top_k: int | None = None) -> list[list[Prediction]]:
-        return [self._rank(self.scores(image), top_k, None) for image in images]
+        return [self.rank(self.scores(image), top_k, None) for image in images]
 
     def scores(self, image: np.ndarray) -> np.ndarray:
         """Probabilities for every label (float32, length ``len(labels)``)."""
@@ -206,14 +206,14 @@ class Classifier:
             return raw.astype(np.float32)
         return ((raw.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
 
-    def _rank(self, scores: np.ndarray, top_k: int | None, threshold: float | None) -> list[Prediction]:
+    def rank(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[Prediction]:
+        """Predictions from a score vector, with this classifier's top_k/threshold/allow/deny rules."""
         k = self.top_k if top_k is None else top_k
         threshold = self.score_threshold if threshold is None else threshold
         candidates = np.flatnonzero(self._mask & (scores >= threshold))
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
         if k is not None and k >= 0:
-            order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
-        else:
-            order = candidates[np.argsort(-scores[candidates], kind="stable")]
+            order = order[:k]
         labels = self.card.labels
         return [Prediction(labels[i], float(min(max(scores[i], 0.0), 1.0)), int(i)) for i in order]
 

@@ -1,0 +1,95 @@
+"""Watch shelf slots with a camera and log an event when a slot's product changes.
+
+    python shelf_watch.py --config shelf.json
+
+Uses only the edgeshop runtime (numpy, OpenCV, LiteRT): no TensorFlow on the device.
+Each slot is a region (x, y, w, h) of the frame; its label is smoothed over frames with
+hysteresis, and a JSON event is written whenever the stable label changes (including to
+"unknown", null, when the slot is empty or unrecognised). A heartbeat line with the frame
+rate is written every ``heartbeat_seconds``. SIGTERM (systemd stop) ends it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from edgeshop import Classifier
+from edgeshop.runtime.classifier import crop_roi
+from edgeshop.runtime.smoothing import Smoother
+from edgeshop.runtime.stream import open_source
+
+DEFAULTS = {"threads": 2, "threshold": 0.0, "every_n_frames": 1, "heartbeat_seconds": 60,
+            "smoothing": {"method": "ema", "alpha": 0.3, "window": 5, "enter": 0.6, "exit": 0.4}}
+
+
+def load_config(path: Path) -> dict:
+    config = {**DEFAULTS, **json.loads(path.read_text())}
+    config["smoothing"] = {**DEFAULTS["smoothing"], **config.get("smoothing", {})}
+    for key in ("model", "source", "slots"):
+        if key not in config:
+            raise SystemExit(f"{path}: missing '{key}'")
+    model = Path(config["model"])
+    config["model"] = str(model if model.is_absolute() else (path.parent / model))
+    source = str(config["source"])
+    if not source.isdigit() and "://" not in source and source not in ("picamera2", "picam"):
+        source_path = Path(source)
+        config["source"] = str(source_path if source_path.is_absolute() else (path.parent / source_path))
+    return config
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="shelf.json")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames (testing)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    config = load_config(Path(args.config))
+
+    classifier = Classifier(config["model"], num_threads=config["threads"], score_threshold=config["threshold"])
+    slots = [(slot["name"], tuple(slot["roi"])) for slot in config["slots"]]
+    smoothers = {name: Smoother(classifier.labels, **config["smoothing"]) for name, _ in slots}
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    emit = lambda record: print(json.dumps(record), flush=True)  # noqa: E731 - one line per event
+    emit({"time": now(), "event": "start", "model": config["model"], "labels": len(classifier.labels),
+          "backend": classifier.backend, "slots": [name for name, _ in slots]})
+    frames, last_beat, beat_frames = 0, time.time(), 0
+    with open_source(config["source"]) as source:
+        for frame in source:
+            if stopping or (args.max_frames and frames >= args.max_frames):
+                break
+            frames += 1
+            if (frames - 1) % config["every_n_frames"]:
+                continue
+            for name, roi in slots:
+                result = smoothers[name].update(classifier.scores(crop_roi(frame.image, roi)))
+                if result.changed:
+                    emit({"time": now(), "event": "slot_changed", "slot": name, "from": result.previous,
+                          "to": result.label, "score": round(result.score, 3), "frame": frame.index})
+            beat_frames += 1
+            if time.time() - last_beat >= config["heartbeat_seconds"]:
+                emit({"time": now(), "event": "heartbeat", "fps": round(beat_frames / (time.time() - last_beat), 2),
+                      "frame": frame.index})
+                last_beat, beat_frames = time.time(), 0
+    emit({"time": now(), "event": "stop", "frames": frames})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
