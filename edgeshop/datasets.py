@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from edgeshop.errors import DataError, ImageInputError
 from edgeshop.runtime.modelcard import InputSpec
 from edgeshop.runtime.preprocess import preprocess, read_image
 
+log = logging.getLogger("edgeshop.datasets")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
@@ -69,6 +71,9 @@ def _from_folder(root: Path) -> list[Sample]:
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and path.parent != root:
             samples.append(Sample(path, path.parent.name))
+    empty = sorted(p for p in root.rglob("*") if p.is_dir() and not any(p.iterdir()))
+    if empty:
+        log.warning("%s: %d empty folder(s) ignored, e.g. %s", root, len(empty), empty[0])
     return samples
 
 

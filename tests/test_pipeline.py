@@ -37,6 +37,13 @@ def test_run_directory_has_config_log_and_models(pipeline):
     assert any((run / "tensorboard").rglob("events.out.tfevents*"))
 
 
+def test_float_keras_model_loads_in_safe_mode(pipeline):
+    from edgeshop.train._keras import keras
+
+    model = keras.models.load_model(pipeline["run"] / "float_model.keras", compile=False, safe_mode=True)
+    assert model.output_shape == (None, 3)
+
+
 def test_sparsity_at_target_after_strip_and_after_qat(pipeline):
     metrics = pipeline["metrics"]
     assert metrics["sparsity_after_strip"] == pytest.approx(0.5, abs=0.02)

@@ -16,13 +16,13 @@ are shown.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -45,21 +45,12 @@ class Frame:
     source: str  # redacted description of the source
 
 
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
 def redact(source: object) -> str:
-    """A source description safe for logs: the password (and user) of a URL replaced."""
-    text = str(source)
-    if "://" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.username is None and parts.password is None:
-        return text
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***:***@{host}", parts.path, parts.query, parts.fragment))
+    """Text safe for logs: user and password of every URL in it replaced by ***."""
+    return _CREDENTIALS.sub(r"\g<scheme>***:***@", str(source))
 
 
 class FrameSource:
@@ -219,7 +210,7 @@ class LiveSource(FrameSource):
                 except Exception as exc:  # noqa: BLE001 - any device failure means: retry later
                     failures += 1
                     if self.max_failures is not None and failures > self.max_failures:
-                        self._fail(f"{self.description}: gave up after {failures - 1} failed attempts ({exc})")
+                        self._fail(f"{self.description}: gave up after {failures - 1} failed attempts ({redact(exc)})")
                         return
                     log.warning("%s: %s; retrying in %.1f s", self.description, redact(exc), delay)
                     self._stop.wait(delay)

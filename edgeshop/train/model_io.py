@@ -1,4 +1,4 @@
-"""Saving and loading Keras models: atomic writes, safe mode, tfmot scopes."""
+"""Saving Keras models and weights atomically, and loading weights (never model code)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeshop.errors import ModelLoadError
-from edgeshop.train._keras import keras, tfmot
+from edgeshop.train._keras import keras
 from edgeshop.utils import write_bytes_atomic
 
 
@@ -44,15 +44,3 @@ def load_weights(model: keras.Model, path: Path) -> None:
     if len(arrays) != len(expected) or any(a.shape != e.shape for a, e in zip(arrays, expected, strict=True)):
         raise ModelLoadError(f"{path}: weights do not fit this model (was the run's config changed?)")
     model.set_weights(arrays)
-
-
-def load_model(path: Path, compile: bool = False) -> keras.Model:
-    """Load a .keras model in safe mode (no deserialised lambdas), pruned/QAT aware."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: Keras model not found (did edgeshop-train finish?)")
-    try:
-        with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
-            return keras.models.load_model(path, compile=compile, safe_mode=True)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: cannot load Keras model ({exc})") from None
