@@ -83,10 +83,13 @@ def _weight_sparsity(interpreter, ops: list[dict], tensors: dict[int, dict]) -> 
     conversion (int8 weights are symmetric: a zero weight is a zero integer).
     """
     zeros = total = 0
+    # float16 models feed weights through DEQUANTIZE: look through it to the constant
+    dequantized_from = {int(op["outputs"][0]): int(op["inputs"][0]) for op in ops if op["op_name"] == "DEQUANTIZE"}
     for op in ops:
         if op["op_name"] not in _WEIGHTED_OPS or len(op["inputs"]) < 2:
             continue
         index = int(op["inputs"][1])
+        index = dequantized_from.get(index, index)
         try:
             weights = interpreter.get_tensor(index)
         except ValueError:  # not a constant
