@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from edgeshop import Classifier, ImageInputError, ModelCardError, ModelLoadError, Prediction
+from edgeshop import Classifier, EdgeshopError, ImageInputError, ModelCardError, ModelLoadError, Prediction
 from edgeshop.runtime.modelcard import read_card
 
 
@@ -145,3 +145,18 @@ def test_copy_of_model_loads_from_unicode_path(tmp_path):
     target.parent.mkdir()
     shutil.copy(DATA / "tiny_int8.tflite", target)
     assert Classifier(target).labels == ["bar", "disc", "square"]
+
+
+def test_backends_agree_and_a_missing_one_is_named(classifier):
+    frame = _frames()["synthetic/disc/disc_000.png"]
+    via_tf = Classifier(DATA / "tiny_int8.tflite", backend="tensorflow")
+    assert via_tf.backend == "tensorflow"
+    assert np.abs(via_tf.scores(frame) - classifier.scores(frame)).max() <= classifier.info["output_quantization"][
+        "scale"] + 1e-7
+    import importlib.util
+
+    if importlib.util.find_spec("tflite_runtime") is None:
+        with pytest.raises(EdgeshopError, match="tflite_runtime"):
+            Classifier(DATA / "tiny_int8.tflite", backend="tflite_runtime")
+    with pytest.raises(EdgeshopError, match="backend must be"):
+        Classifier(DATA / "tiny_int8.tflite", backend="onnx")

@@ -120,3 +120,12 @@ def test_grayscale_and_bgra_frames_are_accepted(pipeline, synthetic_data):
     bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
     assert len(classifier.classify(gray)) == 3
     assert classifier.classify(bgra)[0].label == classifier.classify(frame)[0].label
+
+
+def test_export_refuses_a_model_that_is_not_fully_integer(pipeline, tmp_path):
+    from edgeshop.train.export import NotFullyIntegerError, export
+
+    target = tmp_path / "must_be_integer.tflite"
+    with pytest.raises(NotFullyIntegerError, match="not fully integer"):
+        export(pipeline["run"], target, "float16", require_integer=True, check=False)
+    assert not target.exists()  # nothing written

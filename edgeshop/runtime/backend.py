@@ -16,7 +16,7 @@ BACKENDS = ("litert", "tflite_runtime", "tensorflow")
 _MODULES = {
     "litert": "ai_edge_litert.interpreter",
     "tflite_runtime": "tflite_runtime.interpreter",
-    "tensorflow": "tensorflow.lite",  # imported by name only: never at edgeshop import
+    "tensorflow": "tensorflow.lite.python.interpreter",  # imported by name only, never at edgeshop import
 }
 
 
