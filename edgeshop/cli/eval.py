@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         import numpy as np
 
         from edgeshop.datasets import discover, read_hierarchy
+        from edgeshop.errors import EdgeshopError
         from edgeshop.report.evaluate import predict
         from edgeshop.report.markdown import evaluation_markdown
         from edgeshop.report.metrics import summarize
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare:
             other = predict(Classifier(args.compare, num_threads=args.threads), samples)
             if other.labels != result.labels or other.paths != result.paths:
-                raise SystemExit("edgeshop-eval: --compare model has other labels or read other images")
+                raise EdgeshopError(f"{args.compare}: its labels differ from {args.model}'s; nothing to compare")
             other_figures = summarize(other.truth, other.scores, other.labels, hierarchy)
             figures["compare"] = {
                 "model": str(args.compare),
