@@ -30,6 +30,7 @@ class TrainConfig:
     dropout: float | None = None  # default: the architecture's
     patience: int = 4  # early stopping on val accuracy (main phase)
     augment: bool = True
+    freeze_bn: bool = False  # BatchNorm in inference mode after the head phase (small-data fine-tuning)
     prune: float = 0.0  # target sparsity; 0 = no pruning
     prune_epochs: int = 2
     prune_lr: float = 1e-4

@@ -217,6 +217,13 @@ class TrainingRun:
         if phase.name == "head":
             for layer in model.layers:
                 layer.trainable = layer.name == "classifier"
+        elif self.config.freeze_bn:
+            # Keras 2: a BatchNormalization with trainable=False runs in inference mode,
+            # keeping the pretrained statistics (and tfmot keeps the flag through QAT).
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+            self.log(f"[{phase.name}] BatchNorm frozen (inference mode)")
         else:
             momentum = compress.set_batchnorm_momentum(model, phase.epochs * steps_per_epoch)
             self.log(f"[{phase.name}] BatchNorm momentum {momentum:.3f}")
