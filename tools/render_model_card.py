@@ -88,6 +88,11 @@ def main() -> None:
         "then full-integer conversion (int8 input and output). Pruning (`--prune`) was not used for",
         "the shipped model: the int8 file meets the 5 MB budget without it.",
         "",
+        *(["Baseline (`seed_cnn`, the original design: four 3x3 convolutions of 32/64/128/128 filters with",
+           f"2x2 max-pooling, Dense 512, softmax): from scratch at {seed['recipe']['image_size']} px, up to "
+           f"{seed['recipe']['epochs']} epochs (lr {seed['recipe']['lr']}),",
+           f"then {seed['recipe']['qat_epochs']} epoch of QAT; same data, augmentation and selection; "
+           f"{seed['wall_seconds_train_and_export'] / 60:.1f} min.", ""] if seed else []),
         "Measured wall time of training + export on this machine: "
         f"**{lite['wall_seconds_train_and_export'] / 60:.1f} min** ({lite['machine']['cores']} cores, "
         f"{lite['machine']['cpu']}).",
