@@ -16,7 +16,7 @@ import csv
 import hashlib
 import logging
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -206,7 +206,3 @@ def load_images(
                 progress(1)
     array = np.stack(pixels) if pixels else np.zeros((0, spec.height, spec.width, 3), np.uint8)
     return LoadedImages(array, np.asarray(labels, dtype=np.int32), paths, skipped)
-
-
-def class_counts(samples: Sequence[Sample]) -> Counter[str]:
-    return Counter(s.label for s in samples)

@@ -18,9 +18,8 @@ from edgeshop.errors import EdgeshopError
 from edgeshop.train._keras import keras
 
 layers = keras.layers
+# The shipped backbone weights live in the repository's models/ (training runs from a checkout).
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-# Where a packaged install finds the backbone weights (see pyproject's package data).
-PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 @dataclass(frozen=True)
@@ -180,16 +179,15 @@ def get_architecture(name: str) -> Architecture:
 
 
 def find_pretrained_weights(arch: Architecture) -> Path:
-    """The shipped ImageNet weights file of ``arch`` (repo checkout or installed package)."""
+    """The shipped ImageNet weights file of ``arch`` (in a repository checkout)."""
     assert arch.pretrained_weights
-    for folder in (MODELS_DIR, PACKAGED_WEIGHTS_DIR):
-        path = folder / arch.pretrained_weights
-        if path.is_file():
-            return path
-    raise EdgeshopError(
-        f"pretrained weights {arch.pretrained_weights} not found in {MODELS_DIR}; "
-        "reinstall edgeshop from a full checkout, or pass --no-pretrained"
-    )
+    path = MODELS_DIR / arch.pretrained_weights
+    if not path.is_file():
+        raise EdgeshopError(
+            f"pretrained weights {path} not found; train from a full checkout of edgeshop "
+            "(pip install -e '.[train]'), or pass --no-pretrained"
+        )
+    return path
 
 
 def save_weights_npz(model: keras.Model, path: Path, dtype: str = "float16", skip: tuple[str, ...] = ()) -> None:
