@@ -52,15 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        from edgeshop.errors import EdgeshopError
         from edgeshop.train.config import TrainConfig, read_config_file
-        from edgeshop.train.fit import train
+        from edgeshop.train.fit import resume, train
 
-        flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "force")}
-        file_values = read_config_file(args.config) if args.config else {}
-        if args.resume and args.out and not args.data:
-            flags["data"] = "(from saved config)"
-        config = TrainConfig.from_sources(file_values, flags)
-        metrics = train(config, resume=args.resume, force=args.force)
+        if args.resume:
+            if not args.out:
+                raise EdgeshopError("--resume needs --out RUN_DIR (the run to continue, with its saved settings)")
+            metrics = resume(args.out)
+        else:
+            flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "force")}
+            file_values = read_config_file(args.config) if args.config else {}
+            metrics = train(TrainConfig.from_sources(file_values, flags), force=args.force)
         print(json.dumps(metrics, indent=2))
         return 0
 

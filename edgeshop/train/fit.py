@@ -83,13 +83,9 @@ class TrainingRun:
 
     # -- run directory -----------------------------------------------------------------
     def _prepare_run_dir(self, config: TrainConfig, resume: bool, force: bool) -> TrainConfig:
-        state_file = self.run_dir / "state.json"
         if resume:
-            if not state_file.is_file():
-                raise EdgeshopError(f"{self.run_dir}: nothing to resume (no state.json); start without --resume")
-            saved = json.loads((self.run_dir / "config.json").read_text())
             self.log(f"resuming {self.run_dir} with its saved configuration")
-            return TrainConfig(**saved)
+            return saved_config(self.run_dir)
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             if not force:
                 raise OverwriteError(f"{self.run_dir} (a previous run? use --resume to continue it)")
@@ -418,6 +414,19 @@ def make_strategy(name: str, cpu_devices: int, log=print):
     return tf.distribute.get_strategy()
 
 
+def saved_config(run_dir: str | Path) -> TrainConfig:
+    """The configuration a run was started with (config.json), for resuming it."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "state.json").is_file():
+        raise EdgeshopError(f"{run_dir}: nothing to resume (no state.json); start without --resume")
+    return TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+
+
 def train(config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the metrics written to metrics.json."""
+    """Run (or, with ``resume``, continue) a training run; returns the metrics in metrics.json."""
     return TrainingRun(config, resume=resume, force=force, log=log).run()
+
+
+def resume(run_dir: str | Path, log=print) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint, with its saved settings."""
+    return train(saved_config(run_dir), resume=True, log=log)
