@@ -176,7 +176,10 @@ class Classifier:
 
     def scores(self, image: np.ndarray) -> np.ndarray:
         """Probabilities for every label (float32, length ``len(labels)``)."""
-        pixels = preprocess(image, self.card.input)
+        return self.scores_from_pixels(preprocess(image, self.card.input))
+
+    def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities for model-ready pixels: input-sized uint8, the model's colour order."""
         tensor = self._to_input(pixels)
         with self._lock:
             self._interpreter.set_tensor(self._in["index"], tensor)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -81,25 +82,19 @@ def convert(run_dir: Path, fmt: str, ptq: bool = False) -> tuple[bytes, dict[str
     return flatbuffer, {"format": fmt, "method": method}
 
 
-def verify(model_content: bytes, keras_model: keras.Model, pixels: np.ndarray) -> dict[str, float]:
-    """Top-1 agreement and max score difference of the .tflite against its Keras model."""
-    from edgeshop.runtime.backend import make_interpreter
+def verify(model_content: bytes, card: ModelCard, keras_model: keras.Model, pixels: np.ndarray) -> dict[str, float]:
+    """Top-1 agreement and max score difference of the .tflite against its Keras model.
 
-    _, interpreter = make_interpreter(model_content, None)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    in_scale, in_zp = inp["quantization"]
-    out_scale, out_zp = out["quantization"]
-    lite = []
-    for image in pixels:
-        x = image[None].astype(np.float32)
-        if inp["dtype"] != np.float32:
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / in_scale + in_zp), info.min, info.max).astype(inp["dtype"])
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        y = interpreter.get_tensor(out["index"])[0].astype(np.float32)
-        lite.append((y - out_zp) * out_scale if out["dtype"] != np.float32 else y)
-    lite = np.stack(lite)
+    The candidate is run through the runtime's own Classifier (its input quantisation
+    and output dequantisation), so this checks what devices will execute.
+    """
+    from edgeshop.runtime.classifier import Classifier
+
+    with tempfile.TemporaryDirectory() as folder:
+        candidate = Path(folder) / "candidate.tflite"
+        candidate.write_bytes(embed_card(model_content, card))
+        classifier = Classifier(candidate)
+        lite = np.stack([classifier.scores_from_pixels(image) for image in pixels])
     reference = keras_model.predict(pixels.astype(np.float32), verbose=0)
     return {
         "images": int(len(pixels)),
@@ -134,11 +129,11 @@ def export(
             f"float ops {audit['float_ops']}; nothing was written"
         )
     report: dict[str, Any] = {**how, "audit": audit}
+    card = ModelCard.from_json((run_dir / "card.json").read_text(), source=str(run_dir / "card.json"))
     if check:
         source = load_run_model(run_dir, final=how["method"] == "qat_int8")
         calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)[:VERIFY_IMAGES]
-        report["verify_vs_keras"] = verify(flatbuffer, source, calibration)
-    card = ModelCard.from_json((run_dir / "card.json").read_text(), source=str(run_dir / "card.json"))
+        report["verify_vs_keras"] = verify(flatbuffer, card, source, calibration)
     metrics_file = run_dir / "metrics.json"
     extra = dict(card.extra)
     extra["export"] = {
