@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
                    help="start from random weights instead of ImageNet")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
+    p.add_argument("--mix", type=float, metavar="P",
+                   help="probability per batch of CutMix or MixUp, e.g. 0.5 (default 0: off)")
     p.add_argument("--freeze-bn", action="store_const", const=True,
                    help="keep BatchNorm in inference mode when fine-tuning (small datasets)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")

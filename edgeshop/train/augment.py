@@ -5,6 +5,9 @@ training sees exactly the pixels the device sees, plus these perturbations: rand
 resized crop (zoom and framing), horizontal flip, small rotation, brightness, contrast,
 saturation, a white-balance cast, and occasional blur (motion/focus on a moving cart).
 No vertical flips: shelves are upright.
+
+`mix_batch` adds CutMix / MixUp (labels mixed in proportion), the regulariser that keeps
+a small dataset from being memorised in a few epochs of fine-tuning.
 """
 
 from __future__ import annotations
@@ -95,3 +98,41 @@ def _gaussian_kernel(size: int, sigma: float):
     g = g / tf.reduce_sum(g)
     kernel = g[:, None] * g[None, :]
     return tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+
+
+def mix_batch(images, labels, batch_seed, probability: float, mixup_alpha: float = 0.2):
+    """CutMix or MixUp (50/50) on a batch with the given probability, else unchanged.
+
+    Each image is paired with the batch reversed. CutMix pastes a box of area 1 - lam
+    (lam ~ U(0, 1)); MixUp blends with lam ~ Beta(alpha, alpha). Labels (one-hot or
+    smoothed, [B, C]) are mixed by the same lam, for CutMix the pasted area actually used.
+    """
+    rng = _Random(batch_seed)
+    rng.salt = 100  # draws independent of the augmenter's, which uses the same seed
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    partner_images, partner_labels = tf.reverse(images, axis=[0]), tf.reverse(labels, axis=[0])
+    apply, use_cutmix = rng.uniform([]) < probability, rng.uniform([]) < 0.5
+
+    # CutMix: a box of side sqrt(1 - lam), centred anywhere, clipped at the borders.
+    side = tf.sqrt(1.0 - rng.uniform([]))
+    cy, cx = rng.uniform([]) * height, rng.uniform([]) * width
+    y0, y1 = tf.clip_by_value(cy - side * height / 2, 0, height), tf.clip_by_value(cy + side * height / 2, 0, height)
+    x0, x1 = tf.clip_by_value(cx - side * width / 2, 0, width), tf.clip_by_value(cx + side * width / 2, 0, width)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    box = tf.cast((rows >= tf.floor(y0)) & (rows < tf.floor(y1)) & (cols >= tf.floor(x0)) & (cols < tf.floor(x1)),
+                  tf.float32)[None, :, :, None]
+    cut_lam = 1.0 - tf.reduce_mean(box)
+    cut_images = images * (1.0 - box) + partner_images * box
+
+    # MixUp: Beta(a, a) from two Gammas (stateless).
+    g1 = tf.random.stateless_gamma([], rng.seed + [1, 101], alpha=mixup_alpha)
+    g2 = tf.random.stateless_gamma([], rng.seed + [1, 102], alpha=mixup_alpha)
+    mix_lam = g1 / (g1 + g2 + 1e-12)
+    mix_images = mix_lam * images + (1.0 - mix_lam) * partner_images
+
+    lam = tf.where(use_cutmix, cut_lam, mix_lam)
+    mixed_images = tf.where(use_cutmix, cut_images, mix_images)
+    mixed_labels = lam * labels + (1.0 - lam) * partner_labels
+    return tf.where(apply, mixed_images, images), tf.where(apply, mixed_labels, labels)

@@ -30,6 +30,7 @@ class TrainConfig:
     dropout: float | None = None  # default: the architecture's
     patience: int = 4  # early stopping on val accuracy (main phase)
     augment: bool = True
+    mix: float = 0.0  # probability per batch of CutMix or MixUp (needs augment)
     freeze_bn: bool = False  # BatchNorm in inference mode after the head phase (small-data fine-tuning)
     prune: float = 0.0  # target sparsity; 0 = no pruning
     prune_epochs: int = 2
@@ -61,6 +62,8 @@ class TrainConfig:
             raise EdgeshopError(f"--prune must be a sparsity in (0, 1), e.g. 0.5; got {self.prune}")
         if self.epochs < 0 or self.head_epochs < 0:
             raise EdgeshopError("epoch counts must be >= 0")
+        if not 0 <= self.mix <= 1:
+            raise EdgeshopError(f"--mix is a probability in [0, 1]; got {self.mix}")
         if self.batch_size < 1:
             raise EdgeshopError("--batch-size must be >= 1")
         if self.strategy not in ("auto", "default", "mirrored"):

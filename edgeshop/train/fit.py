@@ -37,7 +37,7 @@ from edgeshop.runtime.modelcard import InputSpec, ModelCard
 from edgeshop.train import compress
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
-from edgeshop.train.augment import AugmentConfig, make_augmenter
+from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.model_io import load_weights, save_model, save_weights
 from edgeshop.train.run_model import build_model, load_run_model
@@ -171,9 +171,12 @@ class TrainingRun:
 
         def to_inputs(pixels, labels, seed=None):
             images = tf.cast(pixels, tf.float32)
+            targets = tf.one_hot(labels, n_classes)
             if augment is not None and seed is not None:
                 images = augment(images, seed)
-            return images, tf.one_hot(labels, n_classes)
+                if self.config.mix > 0:
+                    images, targets = mix_batch(images, targets, seed, self.config.mix)
+            return images, targets
 
         train = tf.data.Dataset.from_tensor_slices((self.train.pixels, self.train.labels))
         train = train.shuffle(len(self.train.labels), seed=self.config.seed, reshuffle_each_iteration=True)
