@@ -41,6 +41,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     parser.add_argument("--arch", default="efficientnet_lite0", choices=("efficientnet_lite0", "seed_cnn"))
+    parser.add_argument("--config", help="recipe file (default configs/grocery_<arch>.json), to try a variant")
     parser.add_argument("--out", help="run directory (default runs/grocery_<arch>)")
     parser.add_argument("--models-dir", default=str(ROOT / "models" / "grocery"))
     parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
@@ -53,7 +54,8 @@ def main() -> int:
 
     dataset, models_dir = Path(args.dataset), Path(args.models_dir)
     run = Path(args.out or ROOT / "runs" / f"grocery_{args.arch}")
-    recipe = json.loads((ROOT / "configs" / f"grocery_{args.arch}.json").read_text())
+    recipe_file = Path(args.config) if args.config else ROOT / "configs" / f"grocery_{args.arch}.json"
+    recipe = json.loads(recipe_file.read_text())
     config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run), **recipe)
     ship = args.arch == "efficientnet_lite0"
     targets = {"int8": models_dir / "grocery_int8.tflite", "float16": models_dir / "grocery_fp16.tflite"}
@@ -97,7 +99,8 @@ def main() -> int:
     write_json_atomic(figures_file, figures)
     print(f"wrote {figures_file}: int8 val top-1 {figures['int8']['val']['top1']:.4f}, "
           f"float16 {figures['float16']['val']['top1']:.4f}, wall {wall / 60:.1f} min")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+    if models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
+        subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
     return 0
 
 
