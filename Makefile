@@ -4,11 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow lint clean grocery grocery-baseline
+.PHONY: install demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[train,report,dev]"
+	$(BIN)/pip install --quiet -e ".[train,report,dev,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,3 +41,12 @@ grocery: $(STAMP)
 ## grocery-baseline: the from-scratch seed_cnn on the same data (figures for the model card)
 grocery-baseline: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch seed_cnn $(ARGS)
+
+## bench: latency of the shipped model vs float32, ONNX Runtime int8 and Keras; camera-loop fps.
+## Rewrites bench/results.json and the README's bench table. Keep the machine otherwise idle.
+bench: $(STAMP)
+	$(BIN)/python tools/bench_suite.py $(ARGS)
+
+## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
+resolution-sweep: $(STAMP)
+	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)

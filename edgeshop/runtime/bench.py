@@ -43,10 +43,38 @@ def time_calls(call: Callable[[], object], runs: int = 50, warmup: int = 5) -> L
         start = time.perf_counter()
         call()
         samples[i] = (time.perf_counter() - start) * 1e3
+    return _stats(samples, first)
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], runs: int = 50,
+                     warmup: int = 5) -> dict[str, LatencyStats]:
+    """Time several calls round-robin (A, B, C, A, B, C, ...) so that a ratio between two of
+    them is measured under the same conditions: clock boosts, thermal state and background
+    load drift over seconds and would bias back-to-back blocks."""
+    if runs < 1:
+        raise ValueError("runs must be >= 1")
+    first = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        call()
+        first[name] = (time.perf_counter() - start) * 1e3
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    samples = {name: np.empty(runs) for name in calls}
+    for i in range(runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            samples[name][i] = (time.perf_counter() - start) * 1e3
+    return {name: _stats(values, first[name]) for name, values in samples.items()}
+
+
+def _stats(samples: np.ndarray, first_ms: float) -> LatencyStats:
     p50 = float(np.percentile(samples, 50))
     return LatencyStats(
-        runs=runs,
-        first_ms=first,
+        runs=len(samples),
+        first_ms=first_ms,
         p50_ms=p50,
         p90_ms=float(np.percentile(samples, 90)),
         p99_ms=float(np.percentile(samples, 99)),

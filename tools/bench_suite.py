@@ -1,0 +1,329 @@
+"""`make bench`: the shipped grocery model against its float32 self, ONNX Runtime and Keras.
+
+    python tools/bench_suite.py                    # threads 1 and 2, writes bench/results.json + README table
+    python tools/bench_suite.py --threads 1 --runs 50 --no-readme     # a quick look
+
+What is measured (per thread count, in one child process, calls interleaved round-robin
+so that every ratio compares calls made under the same conditions):
+- bare LiteRT invoke of the int8, float16 and float32 models;
+- `Classifier.classify` end to end on a 640x480 BGR frame (resize, colour, invoke, top-k);
+- the same network in ONNX Runtime, float32 and static int8 (edgeshop/report/onnx_baseline);
+- Keras `predict` and a direct Keras call of the same architecture (the original design);
+- a 50%-magnitude-pruned copy of the int8 and float32 files (size after gzip, latency);
+- camera loop: decode + classify every frame of a 640x480 MJPEG video, frames per second.
+Accuracy of each exported variant is measured once on --data (grocery val if present).
+
+The float32 model is rebuilt from the shipped float16 file (same weights); the Keras
+model is built from the card (architecture, input size, classes) with random weights:
+weights do not change the time of a dense network. Threads are fixed per
+process because TensorFlow fixes its thread pools at start-up, hence one child each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeshop.datasets import discover  # noqa: E402
+from edgeshop.runtime.classifier import Classifier  # noqa: E402
+from edgeshop.runtime.preprocess import preprocess, read_image  # noqa: E402
+from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
+
+GROCERY_VAL = ROOT.parent / "shared" / "datasets" / "grocery_store" / "val"
+DEMO_TEST = ROOT / "data" / "grocery_demo" / "test"
+FRAME_SIZE = (640, 480)
+VIDEO_FRAMES = 300
+PRUNE_SPARSITY = 0.5
+MODEL_LABELS = {
+    "int8": "edgeshop int8 (shipped)",
+    "float16": "float16 (shipped reference)",
+    "float32": "float32 (rebuilt from float16)",
+    "onnx_int8": "ONNX Runtime static int8",
+    "onnx_float32": "ONNX Runtime float32",
+    "int8_pruned": "int8, 50% one-shot pruned (runtime probe, not a model to use)",
+    "float32_pruned": "float32, 50% one-shot pruned (runtime probe)",
+}
+README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--int8", default=str(ROOT / "models" / "grocery" / "grocery_int8.tflite"))
+    parser.add_argument("--float16", default=str(ROOT / "models" / "grocery" / "grocery_fp16.tflite"))
+    parser.add_argument("--data", help="labelled images for accuracy (default: grocery val if present, else "
+                        "data/grocery_demo/test)")
+    parser.add_argument("--calibration", default=str(ROOT / "data" / "grocery_demo" / "train"),
+                        help="images for ONNX Runtime's static int8 calibration")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per call (Keras: a fifth)")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "bench"), help="scratch folder for derived models")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's bench table")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # internal: measure at N threads
+    args = parser.parse_args()
+
+    work = Path(args.work)
+    if args.child:
+        print(json.dumps(measure(work, args.child, args.runs)))
+        return 0
+
+    started = time.time()
+    print("preparing float32, pruned, ONNX and video files ...", flush=True)
+    files = prepare(Path(args.int8), Path(args.float16), Path(args.calibration), work)
+    data = Path(args.data) if args.data else (GROCERY_VAL if GROCERY_VAL.is_dir() else DEMO_TEST)
+    print(f"accuracy on {data} ...", flush=True)
+    results = {"machine": machine(), "versions": versions(), "data": str(data), "runs": args.runs,
+               "files": {name: file_sizes(path) for name, path in files.items() if path.suffix != ".avi"},
+               "accuracy": accuracy(files, data), "threads": {}}
+    for threads in args.threads:
+        print(f"timing with {threads} thread(s) ...", flush=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", str(threads), "--work", str(work), "--runs", str(args.runs)],
+            check=True, capture_output=True, text=True,
+        )
+        results["threads"][str(threads)] = json.loads(child.stdout.strip().splitlines()[-1])
+    results["seconds"] = round(time.time() - started, 1)
+    write_json_atomic(Path(args.json), results)
+    table = render_table(results)
+    print(table)
+    if not args.no_readme:
+        update_readme(ROOT / "README.md", table)
+    print(f"wrote {args.json}" + ("" if args.no_readme else " and the README's bench table"))
+    return 0
+
+
+# -- preparation (parent) ------------------------------------------------------------
+def prepare(int8: Path, float16: Path, calibration: Path, work: Path) -> dict[str, Path]:
+    from edgeshop.report.onnx_baseline import quantize_static_int8, tflite_to_onnx
+    from edgeshop.train.tflite_rewrite import float16_to_float32, magnitude_prune
+
+    work.mkdir(parents=True, exist_ok=True)
+    files = {"int8": int8, "float16": float16, "float32": work / "float32.tflite",
+             "int8_pruned": work / "int8_pruned50.tflite", "float32_pruned": work / "float32_pruned50.tflite",
+             "onnx_float32": work / "float32.onnx", "onnx_int8": work / "int8_static.onnx",
+             "video": work / "shelf_640x480.avi"}
+    files["float32"].write_bytes(float16_to_float32(float16.read_bytes()))
+    files["int8_pruned"].write_bytes(magnitude_prune(int8.read_bytes(), PRUNE_SPARSITY))
+    files["float32_pruned"].write_bytes(magnitude_prune(files["float32"].read_bytes(), PRUNE_SPARSITY))
+    tflite_to_onnx(files["float32"], files["onnx_float32"])
+    spec = Classifier(int8).input_spec
+    pixels = np.stack([preprocess(read_image(s.path), spec) for s in discover(calibration)]).astype(np.float32)
+    quantize_static_int8(files["onnx_float32"], files["onnx_int8"], pixels)
+    write_video(files["video"], [s.path for s in discover(DEMO_TEST)])
+    write_json_atomic(work / "files.json", {name: str(path.resolve()) for name, path in files.items()})
+    return files
+
+
+def write_video(path: Path, images: list[Path]) -> None:
+    """A 640x480 MJPEG clip panning slowly over shelf photos (what a shelf camera records)."""
+    import cv2
+
+    width, height = FRAME_SIZE
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (width, height))
+    per_image = max(1, VIDEO_FRAMES // len(images))
+    for index in range(VIDEO_FRAMES):
+        photo = read_image(images[(index // per_image) % len(images)])
+        big = cv2.resize(photo, (width + 64, height + 64), interpolation=cv2.INTER_LINEAR)
+        shift = index % per_image * 64 // per_image
+        writer.write(np.ascontiguousarray(big[shift : shift + height, shift : shift + width]))
+    writer.release()
+
+
+def file_sizes(path: Path) -> dict[str, int]:
+    content = path.read_bytes()
+    return {"bytes": len(content), "gzip_bytes": len(gzip.compress(content, compresslevel=9))}
+
+
+def accuracy(files: dict[str, Path], data: Path) -> dict[str, float]:
+    from edgeshop.report.onnx_baseline import OnnxModel
+
+    reference = Classifier(files["int8"])
+    samples = discover(data)
+    labels = reference.labels
+    samples = [s for s in samples if s.label in labels]
+    pixels = [preprocess(read_image(s.path), reference.input_spec) for s in samples]
+    truth = np.array([labels.index(s.label) for s in samples])
+    models = {name: Classifier(files[name]).scores_from_pixels
+              for name in ("int8", "float16", "float32", "int8_pruned", "float32_pruned")}
+    models["onnx_float32"] = OnnxModel(files["onnx_float32"], 2).scores
+    models["onnx_int8"] = OnnxModel(files["onnx_int8"], 2).scores
+    result = {"images": len(samples)}
+    for name, scores in models.items():
+        predicted = np.array([int(np.argmax(scores(p))) for p in pixels])
+        result[name] = float(np.mean(predicted == truth))
+    return result
+
+
+# -- measurement (child, one thread count) ---------------------------------------------
+def measure(work: Path, threads: int, runs: int) -> dict:
+    from edgeshop.runtime.bench import invoke_callable, time_interleaved
+
+    files = {name: Path(path) for name, path in json.loads((work / "files.json").read_text()).items()}
+    classifiers = {name: Classifier(files[name], num_threads=threads)
+                   for name in ("int8", "float16", "float32", "int8_pruned", "float32_pruned")}
+    int8 = classifiers["int8"]
+    frame = _first_video_frame(files["video"])
+    pixels = preprocess(frame, int8.input_spec).astype(np.float32)
+
+    from edgeshop.report.onnx_baseline import OnnxModel
+
+    calls = {f"litert_{name}": invoke_callable(c._interpreter) for name, c in classifiers.items()}  # noqa: SLF001
+    calls["classify_int8_640x480"] = lambda: int8.classify(frame, top_k=5)
+    for name in ("onnx_float32", "onnx_int8"):
+        calls[name] = OnnxModel(files[name], threads).invoke_callable(pixels)
+    latency = {name: stats.to_dict() for name, stats in time_interleaved(calls, runs=runs, warmup=10).items()}
+
+    keras_calls = {"litert_int8": calls["litert_int8"], **_keras_calls(int8, threads, pixels)}
+    keras = time_interleaved(keras_calls, runs=max(20, runs // 5), warmup=3)
+    latency.update({name: stats.to_dict() for name, stats in keras.items() if name != "litert_int8"})
+    latency["litert_int8_with_keras"] = keras["litert_int8"].to_dict()
+    return {"latency": latency, "camera_loop": camera_loop(files["video"], files["int8"], threads)}
+
+
+def _first_video_frame(video: Path) -> np.ndarray:
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    ok, frame = capture.read()
+    capture.release()
+    if not ok:
+        raise SystemExit(f"{video}: cannot read a frame")
+    return frame
+
+
+def _keras_calls(int8: Classifier, threads: int, pixels: np.ndarray) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgeshop.train._keras import tf
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.run_model import build_model
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    card = int8.card
+    config = TrainConfig(data="-", out="-", arch=card.arch, image_size=card.input.height)
+    model = build_model(config, len(card.labels))
+    batch = pixels[None]
+    return {"keras_predict": lambda: model.predict(batch, verbose=0),
+            "keras_call": lambda: model(batch, training=False)}
+
+
+def camera_loop(video: Path, model: Path, threads: int, repeats: int = 3) -> dict[str, float]:
+    """Frames per second of decode + classify over every frame of the clip (median of repeats)."""
+    from edgeshop.runtime.stream import open_source
+
+    classifier = Classifier(model, num_threads=threads)
+    decode, full = [], []
+    for _ in range(repeats):
+        for timings, work in ((decode, None), (full, classifier)):
+            source = open_source(video)
+            start, count = time.perf_counter(), 0
+            for frame in source:
+                if work is not None:
+                    work.classify(frame.image, top_k=5)
+                count += 1
+            timings.append(count / (time.perf_counter() - start))
+            source.close()
+    return {"frames": count, "decode_fps": float(np.median(decode)), "decode_classify_fps": float(np.median(full))}
+
+
+# -- report ------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or cpu
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("ai-edge-litert", "onnxruntime", "tensorflow", "tf-keras", "opencv-python-headless", "numpy"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
+
+
+def render_table(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
+             f"ai-edge-litert {results['versions'].get('ai-edge-litert', '?')}, "
+             f"onnxruntime {results['versions'].get('onnxruntime', '?')}. "
+             f"Median of {results['runs']} interleaved runs (Keras: {max(20, results['runs'] // 5)}). "
+             f"Accuracy: top-1 on {results['accuracy']['images']} images of `{_short(results['data'])}`.", ""]
+    threads = list(results["threads"])
+    header = "| | " + " | ".join(f"{t} thread{'s' if t != '1' else ''}" for t in threads) + " | target |"
+    lines += [header, "|---|" + "---|" * (len(threads) + 1)]
+
+    def p50(t: str, name: str) -> float:
+        return results["threads"][t]["latency"][name]["p50_ms"]
+
+    def row(label: str, values: list[str], target: str = "") -> None:
+        lines.append(f"| {label} | " + " | ".join(values) + f" | {target} |")
+
+    row("int8 invoke (ms)", [f"{p50(t, 'litert_int8'):.2f}" for t in threads])
+    row("`Classifier.classify`, 640x480 frame / bare invoke",
+        [f"{p50(t, 'classify_int8_640x480') / p50(t, 'litert_int8'):.3f}x" for t in threads], "<= 1.10x")
+    row("int8 / float32 invoke", [f"{p50(t, 'litert_int8') / p50(t, 'litert_float32'):.2f}x" for t in threads],
+        "<= 0.5x")
+    row("float16 / float32 invoke", [f"{p50(t, 'litert_float16') / p50(t, 'litert_float32'):.2f}x"
+                                     for t in threads])
+    row("edgeshop int8 / ONNX Runtime static int8",
+        [f"{p50(t, 'litert_int8') / p50(t, 'onnx_int8'):.2f}x" for t in threads], "<= 1x")
+    row("edgeshop int8 / ONNX Runtime float32",
+        [f"{p50(t, 'litert_int8') / p50(t, 'onnx_float32'):.2f}x" for t in threads])
+    row("edgeshop int8 / Keras `predict`",
+        [f"{p50(t, 'litert_int8_with_keras') / p50(t, 'keras_predict'):.3f}x" for t in threads])
+    row("edgeshop int8 / Keras direct call",
+        [f"{p50(t, 'litert_int8_with_keras') / p50(t, 'keras_call'):.3f}x" for t in threads])
+    row("50%-pruned / dense, int8 invoke",
+        [f"{p50(t, 'litert_int8_pruned') / p50(t, 'litert_int8'):.2f}x" for t in threads])
+    row("50%-pruned / dense, float32 invoke",
+        [f"{p50(t, 'litert_float32_pruned') / p50(t, 'litert_float32'):.2f}x" for t in threads])
+    row("camera loop: decode + classify (fps)",
+        [f"{results['threads'][t]['camera_loop']['decode_classify_fps']:.1f}" for t in threads])
+    row("camera loop: decode alone (fps)",
+        [f"{results['threads'][t]['camera_loop']['decode_fps']:.1f}" for t in threads])
+    lines.append("")
+    acc, files = results["accuracy"], results["files"]
+    lines += ["| model | top-1 | size | gzip |", "|---|---|---|---|"]
+    for name, label in MODEL_LABELS.items():
+        lines.append(f"| {label} | {acc[name] * 100:.2f}% | {files[name]['bytes'] / 1e6:.2f} MB "
+                     f"| {files[name]['gzip_bytes'] / 1e6:.2f} MB |")
+    lines += ["", f"Command: `make bench` ({results['seconds'] / 60:.0f} min); raw figures: `bench/results.json`."]
+    return "\n".join(lines)
+
+
+def _short(path: str) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT.parent)) if p.is_relative_to(ROOT.parent) else str(p)
+
+
+def update_readme(readme: Path, table: str) -> None:
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"{readme}: no {README_BEGIN} ... {README_END} block to fill")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    write_bytes_atomic(readme, f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}".encode())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

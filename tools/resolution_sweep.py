@@ -1,0 +1,86 @@
+"""Input resolution against accuracy and int8 latency, for picking a device's operating point.
+
+    python tools/resolution_sweep.py                       # 160, 192, 224 px + the shipped model
+    python tools/resolution_sweep.py --sizes 160 192       # a subset; finished sizes are reused
+
+(`make resolution-sweep` runs the first line.) Each size trains the shipped recipe
+(configs/grocery_efficientnet_lite0.json) with only `image_size` changed, on the official
+train split, selects on val, and exports int8. Then every model (including the shipped
+one) is evaluated on val and timed in one process, so the latencies are comparable.
+Writes models/grocery/resolution_sweep.json. Takes about 45 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
+from edgeshop.report.evaluate import predict  # noqa: E402
+from edgeshop.report.metrics import summarize  # noqa: E402
+from edgeshop.runtime.bench import benchmark_model  # noqa: E402
+from edgeshop.runtime.classifier import Classifier  # noqa: E402
+from edgeshop.utils import write_json_atomic  # noqa: E402
+
+SHIPPED = ROOT / "models" / "grocery" / "grocery_int8.tflite"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "grocery_efficientnet_lite0.json"))
+    parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
+    parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "resolution_sweep.json"))
+    parser.add_argument("--bench-runs", type=int, default=200)
+    args = parser.parse_args()
+
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.export import export
+    from edgeshop.train.fit import train
+
+    dataset = Path(args.dataset)
+    recipe = json.loads(Path(args.config).read_text())
+    models: dict[str, Path] = {}
+    wall: dict[str, float] = {}
+    for size in args.sizes:
+        run = Path(args.runs_dir) / f"grocery_{size}px"
+        target = run / f"grocery_{size}px_int8.tflite"
+        if not target.exists():  # a finished size is reused, an interrupted one resumes
+            started = time.time()
+            config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run),
+                                 **{**recipe, "image_size": size})
+            train(config, resume=(run / "state.json").exists())
+            export(run, target, "int8", force=True)
+            wall[f"{size}"] = round(time.time() - started, 1)
+        models[f"{size}"] = target
+    models[f"{Classifier(SHIPPED).input_spec.height} (shipped)"] = SHIPPED
+
+    samples = discover(dataset / "val")
+    hierarchy = read_hierarchy(dataset / "classes.csv")
+    rows = []
+    for name, path in models.items():
+        result = predict(Classifier(path), samples)
+        summary = summarize(result.truth, result.scores, result.labels, hierarchy)
+        row = {"image_size": name, "model": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+               "val_top1": summary["top1"], "val_top5": summary["top5"],
+               "val_coarse_top1": summary.get("coarse_top1"), "size_bytes": path.stat().st_size,
+               "train_and_export_seconds": wall.get(name)}
+        for threads in (1, 2):
+            row[f"int8_p50_ms_{threads}t"] = benchmark_model(path, threads, runs=args.bench_runs)["p50_ms"]
+        rows.append(row)
+        print(json.dumps(row))
+    write_json_atomic(Path(args.out), {"recipe": recipe, "val_images": len(samples),
+                                       "command": "make resolution-sweep", "rows": rows})
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
