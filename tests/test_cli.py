@@ -109,3 +109,12 @@ def test_invalid_settings_are_rejected(flag, synthetic_data, tmp_path, capsys):
     except SystemExit as exc:  # argparse choices
         code = exc.code
     assert code == 2
+
+
+def test_runs_saved_before_a_setting_keep_their_old_behaviour():
+    from edgeshop.train.config import TrainConfig
+
+    old = TrainConfig.from_saved({"data": "d", "out": "o"})  # config.json from before `interpolation`
+    assert old.interpolation == "area"
+    assert TrainConfig(data="d", out="o").interpolation == "linear"  # new runs: the fast rule
+    assert TrainConfig.from_saved({"data": "d", "out": "o", "interpolation": "linear"}).interpolation == "linear"

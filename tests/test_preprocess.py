@@ -29,12 +29,31 @@ def test_colour_order_and_exact_resize():
 
 
 @given(h=st.integers(1, 300), w=st.integers(1, 300), th=st.integers(1, 64), tw=st.integers(1, 64),
-       channels=st.sampled_from([None, 1, 3, 4]), stretch=st.booleans())
-def test_any_frame_becomes_the_model_input_shape(h, w, th, tw, channels, stretch):
+       channels=st.sampled_from([None, 1, 3, 4]), stretch=st.booleans(),
+       interpolation=st.sampled_from(["area", "linear"]))
+def test_any_frame_becomes_the_model_input_shape(h, w, th, tw, channels, stretch, interpolation):
     shape = (h, w) if channels is None else (h, w, channels)
     frame = np.random.default_rng(h * w).integers(0, 256, shape, dtype=np.uint8)
-    out = preprocess(frame, InputSpec(th, tw, resize="stretch" if stretch else "center_crop"))
+    spec = InputSpec(th, tw, resize="stretch" if stretch else "center_crop", interpolation=interpolation)
+    out = preprocess(frame, spec)
     assert out.shape == (th, tw, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1920, 1080), (301, 257)])
+def test_linear_rule_stays_close_to_the_exact_box_filter(size):
+    # A photo-like frame (smooth shapes and a fine stripe pattern that aliases if sampled).
+    frame = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (*size[::-1], 3), dtype=np.uint8), (0, 0), 3)
+    frame[::2, :, 1] = 255
+    area = preprocess(frame, InputSpec(224, 224, interpolation="area")).astype(int)
+    linear = preprocess(frame, InputSpec(224, 224, interpolation="linear")).astype(int)
+    assert np.abs(area - linear).mean() < 5  # plain bilinear is 9-12 away here: it aliases the stripes
+
+
+def test_unknown_interpolation_is_refused():
+    from edgeshop.errors import ModelCardError
+
+    with pytest.raises(ModelCardError, match="interpolation"):
+        InputSpec(10, 10, interpolation="cubic")
 
 
 def test_read_image_handles_gray_alpha_16bit_and_unicode(tmp_path):

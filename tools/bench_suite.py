@@ -47,6 +47,7 @@ DEMO_TEST = ROOT / "data" / "grocery_demo" / "test"
 FRAME_SIZE = (640, 480)
 VIDEO_FRAMES = 300
 PRUNE_SPARSITY = 0.5
+SPARSE_PROBE = 0.75  # XNNPACK's sparse path needs >= 2/3 zeros in the 1x1 convolutions
 MODEL_LABELS = {
     "int8": "edgeshop int8 (shipped)",
     "float16": "float16 (shipped reference)",
@@ -123,8 +124,33 @@ def prepare(int8: Path, float16: Path, calibration: Path, work: Path) -> dict[st
     pixels = np.stack([preprocess(read_image(s.path), spec) for s in discover(calibration)]).astype(np.float32)
     quantize_static_int8(files["onnx_float32"], files["onnx_int8"], pixels)
     write_video(files["video"], [s.path for s in discover(DEMO_TEST)])
+    files["float32_dense_probe"], files["float32_sparse_probe"] = sparse_inference_probe(Classifier(int8).card, work)
     write_json_atomic(work / "files.json", {name: str(path.resolve()) for name, path in files.items()})
     return files
+
+
+def sparse_inference_probe(card, work: Path) -> tuple[Path, Path]:
+    """The network with 75% of every 1x1 conv zeroed (random weights), converted twice:
+    dense, and with tf.lite.Optimize.EXPERIMENTAL_SPARSITY (weights stored sparse, DENSIFY
+    ops), the form XNNPACK's sparse inference needs (float only, >= 2/3 zeros in 1x1 convs)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgeshop.train._keras import tf
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.run_model import build_model
+
+    model = build_model(TrainConfig(data="-", out="-", arch=card.arch, image_size=card.input.height),
+                        len(card.labels))
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D" and layer.kernel_size == (1, 1):
+            kernel, *rest = layer.get_weights()
+            kernel[np.abs(kernel) <= np.quantile(np.abs(kernel), SPARSE_PROBE)] = 0
+            layer.set_weights([kernel, *rest])
+    paths = work / "float32_dense_probe.tflite", work / "float32_sparse_probe.tflite"
+    for path, optimizations in zip(paths, ([], [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]), strict=True):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = optimizations
+        path.write_bytes(converter.convert())
+    return paths
 
 
 def write_video(path: Path, images: list[Path]) -> None:
@@ -169,11 +195,13 @@ def accuracy(files: dict[str, Path], data: Path) -> dict[str, float]:
 
 # -- measurement (child, one thread count) ---------------------------------------------
 def measure(work: Path, threads: int, runs: int) -> dict:
+    from edgeshop.runtime.backend import make_interpreter
     from edgeshop.runtime.bench import invoke_callable, time_interleaved
 
     files = {name: Path(path) for name, path in json.loads((work / "files.json").read_text()).items()}
     classifiers = {name: Classifier(files[name], num_threads=threads)
                    for name in ("int8", "float16", "float32", "int8_pruned", "float32_pruned")}
+
     int8 = classifiers["int8"]
     frame = _first_video_frame(files["video"])
     pixels = preprocess(frame, int8.input_spec).astype(np.float32)
@@ -181,7 +209,10 @@ def measure(work: Path, threads: int, runs: int) -> dict:
     from edgeshop.report.onnx_baseline import OnnxModel
 
     calls = {f"litert_{name}": invoke_callable(c._interpreter) for name, c in classifiers.items()}  # noqa: SLF001
+    for name in ("float32_dense_probe", "float32_sparse_probe"):  # random weights, no card: bare interpreters
+        calls[f"litert_{name}"] = invoke_callable(make_interpreter(files[name].read_bytes(), threads)[1])
     calls["classify_int8_640x480"] = lambda: int8.classify(frame, top_k=5)
+    calls["preprocess_640x480"] = lambda: preprocess(frame, int8.input_spec)  # where the end-to-end extra goes
     for name in ("onnx_float32", "onnx_int8"):
         calls[name] = OnnxModel(files[name], threads).invoke_callable(pixels)
     latency = {name: stats.to_dict() for name, stats in time_interleaved(calls, runs=runs, warmup=10).items()}
@@ -281,6 +312,8 @@ def render_table(results: dict) -> str:
     row("int8 invoke (ms)", [f"{p50(t, 'litert_int8'):.2f}" for t in threads])
     row("`Classifier.classify`, 640x480 frame / bare invoke",
         [f"{p50(t, 'classify_int8_640x480') / p50(t, 'litert_int8'):.3f}x" for t in threads], "<= 1.10x")
+    row("of which preprocessing (crop, resize, BGR->RGB; ms)",
+        [f"{p50(t, 'preprocess_640x480'):.3f}" for t in threads])
     row("int8 / float32 invoke", [f"{p50(t, 'litert_int8') / p50(t, 'litert_float32'):.2f}x" for t in threads],
         "<= 0.5x")
     row("float16 / float32 invoke", [f"{p50(t, 'litert_float16') / p50(t, 'litert_float32'):.2f}x"
@@ -297,6 +330,8 @@ def render_table(results: dict) -> str:
         [f"{p50(t, 'litert_int8_pruned') / p50(t, 'litert_int8'):.2f}x" for t in threads])
     row("50%-pruned / dense, float32 invoke",
         [f"{p50(t, 'litert_float32_pruned') / p50(t, 'litert_float32'):.2f}x" for t in threads])
+    row("XNNPACK sparse probe: 75%-sparse 1x1 convs stored sparse / dense, float32",
+        [f"{p50(t, 'litert_float32_sparse_probe') / p50(t, 'litert_float32_dense_probe'):.2f}x" for t in threads])
     row("camera loop: decode + classify (fps)",
         [f"{results['threads'][t]['camera_loop']['decode_classify_fps']:.1f}" for t in threads])
     row("camera loop: decode alone (fps)",
@@ -307,6 +342,9 @@ def render_table(results: dict) -> str:
     for name, label in MODEL_LABELS.items():
         lines.append(f"| {label} | {acc[name] * 100:.2f}% | {files[name]['bytes'] / 1e6:.2f} MB "
                      f"| {files[name]['gzip_bytes'] / 1e6:.2f} MB |")
+    dense, sparse = files["float32_dense_probe"], files["float32_sparse_probe"]
+    lines += ["", f"Sparse-storage probe (random weights, 75% of every 1x1 kernel zero): dense "
+              f"{dense['bytes'] / 1e6:.2f} MB, stored sparse {sparse['bytes'] / 1e6:.2f} MB."]
     lines += ["", f"Command: `make bench` ({results['seconds'] / 60:.0f} min); raw figures: `bench/results.json`."]
     return "\n".join(lines)
 

@@ -23,6 +23,10 @@ CARD_FORMAT_VERSION = 1
 MAX_CARD_BYTES = 1 << 20
 RESIZE_RULES = ("center_crop", "stretch")
 COLOR_ORDERS = ("RGB", "BGR")
+# "area": OpenCV INTER_AREA (exact box average; ~1 ms for a 640x480 frame at 288 px).
+# "linear": bilinear, after an integer-factor box average when shrinking 2x or more
+# (no aliasing from large frames; ~5x faster). Cards without the field mean "area".
+INTERPOLATIONS = ("area", "linear")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class InputSpec:
     color_order: str = "RGB"
     resize: str = "center_crop"
     crop_fraction: float = 1.0
+    interpolation: str = "area"
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     normalization_in_graph: bool = True
@@ -52,6 +57,8 @@ class InputSpec:
             raise ModelCardError(f"color_order must be one of {COLOR_ORDERS}, got {self.color_order!r}")
         if self.resize not in RESIZE_RULES:
             raise ModelCardError(f"resize must be one of {RESIZE_RULES}, got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ModelCardError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
         if not (0.05 <= float(self.crop_fraction) <= 1.0):
             raise ModelCardError(f"crop_fraction must be in [0.05, 1], got {self.crop_fraction!r}")
         for name in ("mean", "std"):

@@ -71,16 +71,36 @@ def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Frame (OpenCV BGR/gray/BGRA uint8) -> model pixels (spec.height x spec.width x 3 uint8)."""
     bgr = to_bgr(image)
     x, y, w, h = crop_box(bgr.shape[0], bgr.shape[1], spec)
-    region = bgr[y : y + h, x : x + w]
-    if (w, h) != (spec.width, spec.height):
-        # INTER_AREA averages when shrinking (no aliasing); bilinear when enlarging.
-        shrinking = w > spec.width or h > spec.height
-        region = cv2.resize(
-            region, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        )
+    region = resize(bgr[y : y + h, x : x + w], spec.width, spec.height, spec.interpolation)
     if spec.color_order == "RGB":
         return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(region)
+
+
+def resize(region: np.ndarray, width: int, height: int, interpolation: str = "area") -> np.ndarray:
+    """Resize a region to width x height by the model card's rule (see INTERPOLATIONS).
+
+    "area" is OpenCV's INTER_AREA when shrinking: exact, but ~1 ms for 480 -> 288 (a
+    non-integer factor), a quarter of an int8 invoke. "linear" is the fast rule: average
+    whole k x k blocks first (k = the integer part of the factor when >= 2; OpenCV's
+    integer path, ~20x faster; the region is trimmed by < k pixels, centred), then
+    bilinear for the remaining factor below 2, where bilinear still sees every pixel.
+    """
+    h, w = region.shape[:2]
+    if (w, h) == (width, height):
+        return region
+    if interpolation == "area":
+        shrinking = w > width or h > height
+        return cv2.resize(region, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    k = min(w // width, h // height)
+    if k >= 2:
+        trim_w, trim_h = w - w % k, h - h % k
+        top, left = (h - trim_h) // 2, (w - trim_w) // 2
+        region = cv2.resize(region[top : top + trim_h, left : left + trim_w], (trim_w // k, trim_h // k),
+                            interpolation=cv2.INTER_AREA)
+        if region.shape[1] == width and region.shape[0] == height:
+            return region
+    return cv2.resize(region, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

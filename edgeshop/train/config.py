@@ -19,6 +19,7 @@ class TrainConfig:
     classes: str | None = None  # classes.csv for split files (default: beside them)
     arch: str = "efficientnet_lite0"
     image_size: int | None = None  # default: the architecture's
+    interpolation: str = "linear"  # resize rule written into the card (runtime/modelcard.py INTERPOLATIONS)
     pretrained: bool = True
     epochs: int = 10  # main phase (fine-tune, or from scratch)
     head_epochs: int = 2  # pretrained nets: train the new head alone first
@@ -62,6 +63,8 @@ class TrainConfig:
             raise EdgeshopError(f"--prune must be a sparsity in (0, 1), e.g. 0.5; got {self.prune}")
         if self.epochs < 0 or self.head_epochs < 0:
             raise EdgeshopError("epoch counts must be >= 0")
+        if self.interpolation not in ("area", "linear"):
+            raise EdgeshopError(f"--interpolation must be area or linear; got {self.interpolation!r}")
         if not 0 <= self.mix <= 1:
             raise EdgeshopError(f"--mix is a probability in [0, 1]; got {self.mix}")
         if self.batch_size < 1:
@@ -71,6 +74,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> TrainConfig:
+        """A run directory's config.json. Runs saved before a setting existed used its old
+        behaviour, which is not always today's default."""
+        return cls(**{**SAVED_BEFORE_DEFAULTS, **values})
+
+
+# Behaviour of runs whose config.json predates the setting.
+SAVED_BEFORE_DEFAULTS: dict[str, Any] = {"interpolation": "area"}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

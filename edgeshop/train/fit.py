@@ -108,6 +108,7 @@ class TrainingRun:
         return InputSpec(
             height=self.image_size,
             width=self.image_size,
+            interpolation=self.config.interpolation,
             mean=self.arch.mean,
             std=self.arch.std,
             normalization_in_graph=True,
@@ -422,7 +423,7 @@ def saved_config(run_dir: str | Path) -> TrainConfig:
     run_dir = Path(run_dir)
     if not (run_dir / "state.json").is_file():
         raise EdgeshopError(f"{run_dir}: nothing to resume (no state.json); start without --resume")
-    return TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    return TrainConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
 
 
 def train(config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> dict[str, Any]:

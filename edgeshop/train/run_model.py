@@ -31,7 +31,7 @@ def read_run(run_dir: Path) -> tuple[TrainConfig, list[str], list[str]]:
     """(config, labels, completed phases) of a run directory."""
     run_dir = Path(run_dir)
     try:
-        config = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+        config = TrainConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
         labels = [x for x in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines() if x]
         completed = json.loads((run_dir / "state.json").read_text())["completed"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
