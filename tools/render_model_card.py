@@ -79,10 +79,14 @@ def main() -> None:
         "## Recipe",
         "",
         "EfficientNet-Lite0 initialised from ImageNet (`models/efficientnet_lite0_imagenet.npz`), input",
-        f"{recipe['image_size']}x{recipe['image_size']} RGB (centre crop, resize; normalisation inside the network).",
+        f"{recipe['image_size']}x{recipe['image_size']} RGB (centre crop, resize rule "
+        f"`{recipe.get('interpolation', 'area')}`; normalisation inside the network).",
         f"{recipe['head_epochs']} epochs training the new head alone (lr {recipe['lr']}), then up to",
         f"{recipe['epochs']} epochs fine-tuning the whole network (AdamW, lr {recipe['fine_tune_lr']}, cosine,",
-        "label smoothing 0.1, stochastic depth 0.2, dropout 0.2; augmentation: random resized crop,",
+        "label smoothing 0.1, stochastic depth 0.2, dropout 0.2"
+        + ("; BatchNorm statistics frozen" if recipe.get("freeze_bn") else "")
+        + (f"; CutMix or MixUp on {recipe['mix']:.0%} of batches" if recipe.get("mix") else "")
+        + "; augmentation: random resized crop,",
         "flip, rotation, colour, blur), best val epoch kept, then",
         f"{recipe['qat_epochs']} epoch(s) of int8 quantization-aware training (lr {recipe['qat_lr']}),",
         "then full-integer conversion (int8 input and output). Pruning (`--prune`) was not used for",
