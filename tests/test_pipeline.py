@@ -74,7 +74,7 @@ def test_int8_file_is_smaller_than_float(pipeline):
 def test_float_tflite_matches_keras(pipeline, synthetic_data):
     from edgeshop.train.run_model import load_run_model
 
-    keras_model = load_run_model(pipeline["run"], final=False)
+    keras_model = load_run_model(pipeline["run"], final=True, as_float=True)  # the final weights, no fake-quant
     classifier = Classifier(pipeline["float32"])
     _, frames = _test_images(synthetic_data)
     pixels = np.stack([preprocess(f, classifier.input_spec) for f in frames]).astype(np.float32)
@@ -82,6 +82,24 @@ def test_float_tflite_matches_keras(pipeline, synthetic_data):
     got = np.stack([classifier.scores(f) for f in frames])
     assert (got.argmax(1) == expected.argmax(1)).all()
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_float_twin_carries_the_qat_weights(pipeline, synthetic_data):
+    from edgeshop.train.compress import kernel_sparsity
+    from edgeshop.train.run_model import is_qat, load_run_model
+
+    qat = load_run_model(pipeline["run"], final=True)
+    twin = load_run_model(pipeline["run"], final=True, as_float=True)
+    assert is_qat(qat) and not is_qat(twin)
+    trained = {w.name: w.numpy() for w in qat.weights}
+    assert len(twin.weights) > 0
+    for weight in twin.weights:
+        assert np.array_equal(weight.numpy(), trained[weight.name]), weight.name
+    assert kernel_sparsity(twin) >= 0.49  # prune-preserving QAT kept the zeros
+    _, frames = _test_images(synthetic_data)
+    pixels = np.stack([preprocess(f, Classifier(pipeline["float32"]).input_spec) for f in frames]).astype(np.float32)
+    agree = np.mean(twin.predict(pixels, verbose=0).argmax(1) == qat.predict(pixels, verbose=0).argmax(1))
+    assert agree >= 0.9  # the same model with and without fake-quant
 
 
 def test_int8_tflite_agrees_with_qat_keras(pipeline, synthetic_data):

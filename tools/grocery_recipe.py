@@ -46,6 +46,9 @@ def main() -> int:
     parser.add_argument("--models-dir", default=str(ROOT / "models" / "grocery"))
     parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
     parser.add_argument("--force", action="store_true", help="replace an earlier run and shipped files")
+    parser.add_argument("--reexport", action="store_true",
+                        help="a finished run in --out: export and measure again without training (the wall "
+                             "time is then the run's training time plus this export)")
     args = parser.parse_args()
 
     from edgeshop.train.config import TrainConfig
@@ -67,7 +70,11 @@ def main() -> int:
         return 2
 
     started = time.time()
-    metrics = train(config, resume=args.resume, force=args.force and not args.resume)
+    if args.reexport:
+        metrics = json.loads((run / "metrics.json").read_text())
+        started -= metrics["wall_seconds_this_invocation"]
+    else:
+        metrics = train(config, resume=args.resume, force=args.force and not args.resume)
     exports = {}
     for fmt, target in targets.items():
         exports[fmt] = export(run, target, fmt, force=True)
@@ -78,7 +85,7 @@ def main() -> int:
     samples = discover(dataset / "val")
     hierarchy = read_hierarchy(dataset / "classes.csv")
     figures = {"arch": args.arch, "recipe": recipe, "train_metrics": metrics,
-               "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume}
+               "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume, "reexported": args.reexport}
     for fmt, target in targets.items():
         result = predict(Classifier(target), samples)
         summary = summarize(result.truth, result.scores, result.labels, hierarchy)

@@ -48,16 +48,20 @@ def _representative(calibration: np.ndarray):
     return generate
 
 
-def convert(run_dir: Path, fmt: str, ptq: bool = False) -> tuple[bytes, dict[str, Any]]:
+def convert(run_dir: Path, fmt: str, ptq: bool = False) -> tuple[bytes, dict[str, Any], keras.Model]:
     """The flatbuffer for ``fmt`` and a description of how it was made.
 
     int8 converts the QAT model when the run has one (unless ``ptq``), else applies
     post-training quantization to the float model, calibrated on training images.
+    Also returns the Keras model that was converted, for verification.
     """
     if fmt not in FORMATS:
         raise EdgeshopError(f"format must be one of {FORMATS}, got {fmt!r}")
     run_dir = Path(run_dir)
-    model = load_run_model(run_dir, final=fmt == "int8" and not ptq)
+    # int8 converts the QAT model itself; float formats and PTQ take the same final
+    # weights in a plain float model, so a float reference is the int8 model's twin.
+    qat_int8 = fmt == "int8" and not ptq
+    model = load_run_model(run_dir, final=True, as_float=not qat_int8)
     method = fmt
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if fmt == "float16":
@@ -79,7 +83,7 @@ def convert(run_dir: Path, fmt: str, ptq: bool = False) -> tuple[bytes, dict[str
         flatbuffer = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; keep its message
         raise EdgeshopError(f"{run_dir}: TFLite conversion to {fmt} failed: {exc}") from exc
-    return flatbuffer, {"format": fmt, "method": method}
+    return flatbuffer, {"format": fmt, "method": method}, model
 
 
 def verify(model_content: bytes, card: ModelCard, keras_model: keras.Model, pixels: np.ndarray) -> dict[str, float]:
@@ -119,7 +123,7 @@ def export(
         raise OverwriteError(out)
     if not (run_dir / "card.json").is_file():
         raise EdgeshopError(f"{run_dir}: not an edgeshop run directory (no card.json); run edgeshop-train first")
-    flatbuffer, how = convert(run_dir, fmt, ptq=ptq)
+    flatbuffer, how, source = convert(run_dir, fmt, ptq=ptq)
     audit = audit_model(flatbuffer)
     if require_integer is None:
         require_integer = fmt == "int8"
@@ -131,7 +135,6 @@ def export(
     report: dict[str, Any] = {**how, "audit": audit}
     card = ModelCard.from_json((run_dir / "card.json").read_text(), source=str(run_dir / "card.json"))
     if check:
-        source = load_run_model(run_dir, final=how["method"] == "qat_int8")
         calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)[:VERIFY_IMAGES]
         report["verify_vs_keras"] = verify(flatbuffer, card, source, calibration)
     metrics_file = run_dir / "metrics.json"

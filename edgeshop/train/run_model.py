@@ -39,8 +39,16 @@ def read_run(run_dir: Path) -> tuple[TrainConfig, list[str], list[str]]:
     return config, labels, completed
 
 
-def load_run_model(run_dir: Path, final: bool = True) -> keras.Model:
-    """The run's final model (the QAT model when it has one) or, with final=False, its float model."""
+def load_run_model(run_dir: Path, final: bool = True, as_float: bool = False) -> keras.Model:
+    """The run's final model (the QAT model when it has one) or, with final=False, its float
+    model before QAT. With as_float, the final weights in a plain float model (no fake-quant):
+    the float reference of exactly the weights the int8 model carries."""
+    if as_float and final:
+        final_model = load_run_model(run_dir, final=True)
+        if not is_qat(final_model):
+            return final_model
+        config, labels, _ = read_run(run_dir)
+        return float_twin(final_model, build_model(config, len(labels)))
     config, labels, completed = read_run(run_dir)
     qat = final and "qat" in completed
     floats = [name for name in completed if name in FLOAT_STAGES]
@@ -54,3 +62,18 @@ def load_run_model(run_dir: Path, final: bool = True) -> keras.Model:
 
 def is_qat(model: keras.Model) -> bool:
     return any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
+
+
+def float_twin(qat_model: keras.Model, float_model: keras.Model) -> keras.Model:
+    """Copy a QAT model's trained weights into ``float_model`` (same architecture).
+
+    tfmot's wrappers (``quant_<name>``) keep the wrapped layer's variables under their
+    own names (``stem_conv/kernel:0``) and add quantizer state under ``quant_<name>/``,
+    which a float model does not need. Weights are matched by variable name.
+    """
+    trained = {weight.name: weight for weight in qat_model.weights}
+    missing = [weight.name for weight in float_model.weights if weight.name not in trained]
+    if missing:
+        raise EdgeshopError(f"QAT model lacks weights {missing[:3]} of the float model; was the architecture changed?")
+    float_model.set_weights([trained[weight.name].numpy() for weight in float_model.weights])
+    return float_model
