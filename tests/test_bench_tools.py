@@ -108,16 +108,17 @@ def test_bench_suite_end_to_end(pipeline, synthetic_data, tmp_path):
     assert "640x480" in result.stdout and "ONNX Runtime" in result.stdout
 
 
-def test_bench_suite_fills_only_the_readme_block(tmp_path):
+def test_generated_readme_blocks_replace_only_their_text(tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))
     try:
-        import bench_suite
+        from readme_block import markers, replace_block
     finally:
         sys.path.remove(str(ROOT / "tools"))
+    begin, end = markers("bench")
     readme = tmp_path / "README.md"
-    readme.write_text(f"# T\nbefore\n{bench_suite.README_BEGIN}\nold\n{bench_suite.README_END}\nafter\n")
-    bench_suite.update_readme(readme, "| new |")
-    assert readme.read_text() == f"# T\nbefore\n{bench_suite.README_BEGIN}\n| new |\n{bench_suite.README_END}\nafter\n"
+    readme.write_text(f"# T\nbefore\n{begin}\nold\n{end}\nafter\n")
+    replace_block(readme, "bench", "| new |")
+    assert readme.read_text() == f"# T\nbefore\n{begin}\n| new |\n{end}\nafter\n"
     readme.write_text("no markers")
     with pytest.raises(SystemExit, match="bench:begin"):
-        bench_suite.update_readme(readme, "x")
+        replace_block(readme, "bench", "x")

@@ -37,10 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from readme_block import replace_block  # noqa: E402  (tools/ is on sys.path when run as a script)
+
 from edgeshop.datasets import discover  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.runtime.preprocess import preprocess, read_image  # noqa: E402
-from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
+from edgeshop.utils import write_json_atomic  # noqa: E402
 
 GROCERY_VAL = ROOT.parent / "shared" / "datasets" / "grocery_store" / "val"
 DEMO_TEST = ROOT / "data" / "grocery_demo" / "test"
@@ -57,7 +59,6 @@ MODEL_LABELS = {
     "int8_pruned": "int8, 50% one-shot pruned (runtime probe, not a model to use)",
     "float32_pruned": "float32, 50% one-shot pruned (runtime probe)",
 }
-README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def main() -> int:
@@ -101,7 +102,7 @@ def main() -> int:
     table = render_table(results)
     print(table)
     if not args.no_readme:
-        update_readme(ROOT / "README.md", table)
+        replace_block(ROOT / "README.md", "bench", table)
     print(f"wrote {args.json}" + ("" if args.no_readme else " and the README's bench table"))
     return 0
 
@@ -352,15 +353,6 @@ def render_table(results: dict) -> str:
 def _short(path: str) -> str:
     p = Path(path).resolve()
     return str(p.relative_to(ROOT.parent)) if p.is_relative_to(ROOT.parent) else str(p)
-
-
-def update_readme(readme: Path, table: str) -> None:
-    text = readme.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        raise SystemExit(f"{readme}: no {README_BEGIN} ... {README_END} block to fill")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    write_bytes_atomic(readme, f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}".encode())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from readme_block import replace_block  # noqa: E402
+
 from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.evaluate import predict  # noqa: E402
 from edgeshop.report.metrics import summarize  # noqa: E402
@@ -39,6 +41,7 @@ def main() -> int:
     parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
     parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "resolution_sweep.json"))
     parser.add_argument("--bench-runs", type=int, default=200)
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's sweep table")
     args = parser.parse_args()
 
     from edgeshop.train.config import TrainConfig
@@ -52,15 +55,21 @@ def main() -> int:
     for size in args.sizes:
         run = Path(args.runs_dir) / f"grocery_{size}px"
         target = run / f"grocery_{size}px_int8.tflite"
+        timing = run / "sweep_seconds.json"
         if not target.exists():  # a finished size is reused, an interrupted one resumes
             started = time.time()
             config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run),
                                  **{**recipe, "image_size": size})
             train(config, resume=(run / "state.json").exists())
             export(run, target, "int8", force=True)
-            wall[f"{size}"] = round(time.time() - started, 1)
+            write_json_atomic(timing, {"train_and_export_seconds": round(time.time() - started, 1)})
+        wall[f"{size}"] = json.loads(timing.read_text())["train_and_export_seconds"] if timing.exists() else None
         models[f"{size}"] = target
-    models[f"{Classifier(SHIPPED).input_spec.height} (shipped)"] = SHIPPED
+    shipped_name = f"{Classifier(SHIPPED).input_spec.height} (shipped)"
+    models[shipped_name] = SHIPPED
+    shipped_figures = SHIPPED.parent / "figures_efficientnet_lite0.json"
+    if shipped_figures.exists():
+        wall[shipped_name] = json.loads(shipped_figures.read_text())["wall_seconds_train_and_export"]
 
     samples = discover(dataset / "val")
     hierarchy = read_hierarchy(dataset / "classes.csv")
@@ -76,10 +85,29 @@ def main() -> int:
             row[f"int8_p50_ms_{threads}t"] = benchmark_model(path, threads, runs=args.bench_runs)["p50_ms"]
         rows.append(row)
         print(json.dumps(row))
-    write_json_atomic(Path(args.out), {"recipe": recipe, "val_images": len(samples),
-                                       "command": "make resolution-sweep", "rows": rows})
+    results = {"recipe": recipe, "val_images": len(samples), "command": "make resolution-sweep", "rows": rows}
+    write_json_atomic(Path(args.out), results)
+    table = render_table(results)
+    print(table)
+    if not args.no_readme:
+        replace_block(ROOT / "README.md", "sweep", table)
     print(f"wrote {args.out}")
     return 0
+
+
+def render_table(results: dict) -> str:
+    lines = ["| input (px) | int8 val top-1 | top-5 | coarse top-1 | int8 latency, 1 thread | 2 threads "
+             "| train + export |", "|---|---|---|---|---|---|---|"]
+    for row in results["rows"]:
+        minutes = row["train_and_export_seconds"]
+        lines.append(
+            f"| {row['image_size']} | {row['val_top1']:.2%} | {row['val_top5']:.2%} | "
+            f"{row['val_coarse_top1']:.2%} | {row['int8_p50_ms_1t']:.2f} ms | {row['int8_p50_ms_2t']:.2f} ms | "
+            f"{'' if minutes is None else f'{minutes / 60:.1f} min'} |")
+    lines += ["", f"Val: the official val split ({results['val_images']} images). Latency: median of bare "
+              "invokes, all rows timed in one process. Command: `make resolution-sweep` (raw: "
+              "`models/grocery/resolution_sweep.json`)."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
