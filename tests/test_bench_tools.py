@@ -87,6 +87,11 @@ def test_time_interleaved_alternates_calls():
     assert stats["a"].runs == 4 and stats["b"].p50_ms >= 0
     with pytest.raises(ValueError):
         time_interleaved(calls, runs=0)
+    order.clear()
+    stats = time_interleaved(calls, runs=4, warmup=0, block=2)
+    # first calls, then per round: one settling call + two timed calls of each
+    assert order == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 2
+    assert stats["a"].runs == 4
 
 
 def test_bench_suite_end_to_end(pipeline, synthetic_data, tmp_path):

@@ -46,13 +46,19 @@ def time_calls(call: Callable[[], object], runs: int = 50, warmup: int = 5) -> L
     return _stats(samples, first)
 
 
-def time_interleaved(calls: dict[str, Callable[[], object]], runs: int = 50,
-                     warmup: int = 5) -> dict[str, LatencyStats]:
-    """Time several calls round-robin (A, B, C, A, B, C, ...) so that a ratio between two of
-    them is measured under the same conditions: clock boosts, thermal state and background
-    load drift over seconds and would bias back-to-back blocks."""
-    if runs < 1:
-        raise ValueError("runs must be >= 1")
+def time_interleaved(calls: dict[str, Callable[[], object]], runs: int = 50, warmup: int = 5,
+                     block: int = 1) -> dict[str, LatencyStats]:
+    """Time several calls in alternation so that a ratio between two of them is measured
+    under the same conditions: clock boosts, thermal state and background load drift over
+    seconds and would bias one long block after another.
+
+    ``block=1`` alternates every call (A, B, C, A, B, C, ...). With several thread pools in
+    one process (interpreters, ONNX Runtime) use short blocks instead (A x block, B x
+    block, ...): a pool that has just worked spins for a while and would steal the cores
+    of the next call, so each block starts with one unrecorded call that lets it settle.
+    """
+    if runs < 1 or block < 1:
+        raise ValueError("runs and block must be >= 1")
     first = {}
     for name, call in calls.items():
         start = time.perf_counter()
@@ -61,13 +67,16 @@ def time_interleaved(calls: dict[str, Callable[[], object]], runs: int = 50,
     for _ in range(warmup):
         for call in calls.values():
             call()
-    samples = {name: np.empty(runs) for name in calls}
-    for i in range(runs):
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    while len(samples[next(iter(calls))]) < runs:
         for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            samples[name][i] = (time.perf_counter() - start) * 1e3
-    return {name: _stats(values, first[name]) for name, values in samples.items()}
+            if block > 1:
+                call()  # settling call, not recorded
+            for _ in range(min(block, runs - len(samples[name]))):
+                start = time.perf_counter()
+                call()
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: _stats(np.array(values), first[name]) for name, values in samples.items()}
 
 
 def _stats(samples: np.ndarray, first_ms: float) -> LatencyStats:
