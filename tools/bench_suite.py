@@ -335,34 +335,29 @@ def render_table(results: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(values) + f" | {target} |")
 
     row("int8 invoke (ms)", [f"{p50(t, 'litert_int8'):.2f}" for t in threads])
+    def ratio(label: str, numerator: str, denominator: str, target: str = "", digits: int = 2) -> None:
+        row(label, [f"{p50(t, numerator) / p50(t, denominator):.{digits}f}x" for t in threads], target)
+
     rules = results["resize_rules"]
-    row(f"`Classifier.classify`, 640x480 frame / bare invoke (resize rule `{rules['shipped']}`)",
-        [f"{p50(t, 'classify_int8_640x480') / p50(t, 'litert_int8'):.3f}x" for t in threads], "<= 1.10x")
-    row(f"the same with resize rule `{rules['other']}`",
-        [f"{p50(t, 'classify_int8_other_rule_640x480') / p50(t, 'litert_int8'):.3f}x" for t in threads],
-        "<= 1.10x")
+    ratio(f"`Classifier.classify`, 640x480 frame / bare invoke (resize rule `{rules['shipped']}`)",
+          "classify_int8_640x480", "litert_int8", "<= 1.10x", 3)
+    ratio(f"the same with resize rule `{rules['other']}`", "classify_int8_other_rule_640x480", "litert_int8",
+          "<= 1.10x", 3)
     row("of which preprocessing (crop, resize, BGR->RGB; ms)",
         [f"{p50(t, 'preprocess_640x480'):.3f}" for t in threads])
-    row("int8 / float32 invoke", [f"{p50(t, 'litert_int8') / p50(t, 'litert_float32'):.2f}x" for t in threads],
-        "<= 0.5x")
-    row("float16 / float32 invoke", [f"{p50(t, 'litert_float16') / p50(t, 'litert_float32'):.2f}x"
-                                     for t in threads])
-    row("edgeshop int8 / ONNX Runtime static int8 (interleaved, ORT spinning off)",
-        [f"{p50(t, 'litert_int8') / p50(t, 'onnx_int8'):.2f}x" for t in threads], "<= 1x")
-    row("edgeshop int8 / ONNX Runtime static int8 (ORT default spinning, timed alone after)",
-        [f"{p50(t, 'litert_int8') / p50(t, 'onnx_int8_spinning'):.2f}x" for t in threads], "<= 1x")
-    row("edgeshop int8 / ONNX Runtime float32",
-        [f"{p50(t, 'litert_int8') / p50(t, 'onnx_float32'):.2f}x" for t in threads])
-    row("edgeshop int8 / Keras `predict`",
-        [f"{p50(t, 'litert_int8_with_keras') / p50(t, 'keras_predict'):.3f}x" for t in threads])
-    row("edgeshop int8 / Keras direct call",
-        [f"{p50(t, 'litert_int8_with_keras') / p50(t, 'keras_call'):.3f}x" for t in threads])
-    row("50%-pruned / dense, int8 invoke",
-        [f"{p50(t, 'litert_int8_pruned') / p50(t, 'litert_int8'):.2f}x" for t in threads])
-    row("50%-pruned / dense, float32 invoke",
-        [f"{p50(t, 'litert_float32_pruned') / p50(t, 'litert_float32'):.2f}x" for t in threads])
-    row("XNNPACK sparse probe: 75%-sparse 1x1 convs stored sparse / dense, float32",
-        [f"{p50(t, 'litert_float32_sparse_probe') / p50(t, 'litert_float32_dense_probe'):.2f}x" for t in threads])
+    ratio("int8 / float32 invoke", "litert_int8", "litert_float32", "<= 0.5x")
+    ratio("float16 / float32 invoke", "litert_float16", "litert_float32")
+    ratio("edgeshop int8 / ONNX Runtime static int8 (interleaved, ORT spinning off)", "litert_int8", "onnx_int8",
+          "<= 1x")
+    ratio("edgeshop int8 / ONNX Runtime static int8 (ORT default spinning, timed alone after)", "litert_int8",
+          "onnx_int8_spinning", "<= 1x")
+    ratio("edgeshop int8 / ONNX Runtime float32", "litert_int8", "onnx_float32")
+    ratio("edgeshop int8 / Keras `predict`", "litert_int8_with_keras", "keras_predict", digits=3)
+    ratio("edgeshop int8 / Keras direct call", "litert_int8_with_keras", "keras_call", digits=3)
+    ratio("50%-pruned / dense, int8 invoke", "litert_int8_pruned", "litert_int8")
+    ratio("50%-pruned / dense, float32 invoke", "litert_float32_pruned", "litert_float32")
+    ratio("XNNPACK sparse probe: 75%-sparse 1x1 convs stored sparse / dense, float32",
+          "litert_float32_sparse_probe", "litert_float32_dense_probe")
     row("camera loop: decode + classify (fps)",
         [f"{results['threads'][t]['camera_loop']['decode_classify_fps']:.1f}" for t in threads])
     row("camera loop: decode alone (fps)",
