@@ -26,7 +26,6 @@ import contextlib
 import gzip
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from readme_block import replace_block  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 from edgeshop.datasets import discover  # noqa: E402
+from edgeshop.runtime.bench import machine_info  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.runtime.modelcard import embed_card  # noqa: E402
 from edgeshop.runtime.preprocess import preprocess, read_image  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> int:
     files = prepare(Path(args.int8), Path(args.float16), Path(args.calibration), work)
     data = Path(args.data) if args.data else (GROCERY_VAL if GROCERY_VAL.is_dir() else DEMO_TEST)
     print(f"accuracy on {data} ...", flush=True)
-    results = {"machine": machine(), "versions": versions(), "data": str(data), "runs": args.runs,
+    results = {"machine": machine_info(), "versions": versions(), "data": str(data), "runs": args.runs,
                "files": {name: file_sizes(path) for name, path in files.items() if path.suffix != ".avi"},
                "accuracy": accuracy(files, data), "threads": {},
                "resize_rules": {"shipped": Classifier(files["int8"]).input_spec.interpolation,
@@ -186,6 +186,7 @@ def file_sizes(path: Path) -> dict[str, int]:
 
 
 def accuracy(files: dict[str, Path], data: Path) -> dict[str, float]:
+    from edgeshop.report.evaluate import top_k_accuracy
     from edgeshop.report.onnx_baseline import OnnxModel
 
     reference = Classifier(files["int8"])
@@ -201,11 +202,9 @@ def accuracy(files: dict[str, Path], data: Path) -> dict[str, float]:
     models["onnx_int8"] = OnnxModel(files["onnx_int8"], 2).scores
     result = {"images": len(samples)}
     for name, scores in models.items():
-        predicted = np.array([int(np.argmax(scores(p))) for p in pixels])
-        result[name] = float(np.mean(predicted == truth))
+        result[name] = top_k_accuracy(truth, np.stack([scores(p) for p in pixels]), 1)
     other_rule = Classifier(files["int8_linear"])  # the shipped file with the other resize rule
-    predicted = np.array([int(np.argmax(other_rule.scores(image))) for image in images])
-    result["int8_linear"] = float(np.mean(predicted == truth))
+    result["int8_linear"] = top_k_accuracy(truth, np.stack([other_rule.scores(image) for image in images]), 1)
     return result
 
 
@@ -295,17 +294,6 @@ def camera_loop(video: Path, model: Path, threads: int, repeats: int = 3) -> dic
 
 
 # -- report ------------------------------------------------------------------------------
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or cpu
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), "platform": platform.platform()}
-
-
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.evaluate import predict  # noqa: E402
 from edgeshop.report.metrics import summarize  # noqa: E402
-from edgeshop.runtime.bench import benchmark_model  # noqa: E402
+from edgeshop.runtime.bench import benchmark_model, machine_info  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
@@ -100,8 +99,7 @@ def main() -> int:
         figures[f"int8_over_fp16_latency_{threads}t"] = (
             figures["int8"][f"latency_{threads}t"]["p50_ms"] / figures["float16"][f"latency_{threads}t"]["p50_ms"]
         )
-    figures["machine"] = {"cpu": _cpu_name(), "cores": _cores(), "python": platform.python_version(),
-                          "platform": platform.platform()}
+    figures["machine"] = machine_info()
     figures_file = models_dir / f"figures_{args.arch}.json"
     write_json_atomic(figures_file, figures)
     print(f"wrote {figures_file}: int8 val top-1 {figures['int8']['val']['top1']:.4f}, "
@@ -109,22 +107,6 @@ def main() -> int:
     if models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
         subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import sys
 
 from edgeshop.cli._common import run_command
+from edgeshop.runtime.modelcard import INTERPOLATIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
     p.add_argument("--arch", help="efficientnet_lite0 (default), seed_cnn or tiny")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")
-    p.add_argument("--interpolation", choices=("area", "linear"),
+    p.add_argument("--interpolation", choices=INTERPOLATIONS,
                    help="resize rule (training and device): linear (default, fast) or area (exact box filter)")
     p.add_argument("--epochs", type=int, help="epochs of the main phase (default 10)")
     p.add_argument("--head-epochs", type=int, help="epochs training only the new head first (default 2)")

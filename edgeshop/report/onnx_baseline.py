@@ -10,7 +10,6 @@ on. Needs the `bench` extra (onnx, onnxruntime, tflite2onnx).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,9 +94,3 @@ class OnnxModel:
 
 def _to_nchw(batch: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-
-
-def accuracy(model, pixels: Sequence[np.ndarray], truth: Sequence[int]) -> float:
-    """Top-1 of anything with ``scores(pixels)`` on preprocessed images."""
-    hits = sum(int(np.argmax(model.scores(p)) == t) for p, t in zip(pixels, truth, strict=True))
-    return hits / max(len(truth), 1)

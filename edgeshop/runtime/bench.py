@@ -142,3 +142,18 @@ def benchmark_model(path, threads: int, runs: int = 100, warmup: int = 10, image
         result["end_to_end"] = time_calls(lambda: classifier.classify(frame), runs=runs, warmup=warmup).to_dict()
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
+
+
+def machine_info() -> dict[str, object]:
+    """CPU model, usable cores, Python and platform: stated next to every latency figure."""
+    import contextlib
+    import os
+    import platform
+    from pathlib import Path
+
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError, StopIteration):  # no /proc (macOS) or no model name line
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), "platform": platform.platform()}

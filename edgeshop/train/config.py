@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeshop.errors import EdgeshopError
+from edgeshop.runtime.modelcard import INTERPOLATIONS
 
 
 @dataclass
@@ -63,8 +64,8 @@ class TrainConfig:
             raise EdgeshopError(f"--prune must be a sparsity in (0, 1), e.g. 0.5; got {self.prune}")
         if self.epochs < 0 or self.head_epochs < 0:
             raise EdgeshopError("epoch counts must be >= 0")
-        if self.interpolation not in ("area", "linear"):
-            raise EdgeshopError(f"--interpolation must be area or linear; got {self.interpolation!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise EdgeshopError(f"--interpolation must be one of {INTERPOLATIONS}; got {self.interpolation!r}")
         if not 0 <= self.mix <= 1:
             raise EdgeshopError(f"--mix is a probability in [0, 1]; got {self.mix}")
         if self.batch_size < 1:
