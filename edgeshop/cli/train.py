@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
     p.add_argument("--arch", help="efficientnet_lite0 (default), seed_cnn or tiny")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")
+    p.add_argument("--train-image-size", type=int, metavar="PX",
+                   help="train the float phases at this side, QAT and export at --image-size (default: the same)")
     p.add_argument("--interpolation", choices=INTERPOLATIONS,
                    help="resize rule (training and device): linear (default, fast) or area (exact box filter)")
     p.add_argument("--epochs", type=int, help="epochs of the main phase (default 10)")
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate of the head phase / from-scratch training")
     p.add_argument("--fine-tune-lr", type=float, help="learning rate of the whole-network fine-tune")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (main phase)")
+    p.add_argument("--keep-last-epoch", dest="select_best_epoch", action="store_const", const=False,
+                   help="fixed schedule: keep the last epoch instead of the best on val, no early stopping")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
                    help="start from random weights instead of ImageNet")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False)

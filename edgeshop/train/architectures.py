@@ -25,11 +25,14 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 @dataclass(frozen=True)
 class Architecture:
     name: str
-    build: Callable[[int, int, float], keras.Model]  # (num_classes, image_size, dropout)
+    build: Callable[[int, int | None, float], keras.Model]  # (num_classes, image_size, dropout)
     default_image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     pretrained_weights: str | None = None  # file name in models/ (backbone, ImageNet)
+    # Convolutions + global pooling only: the same weights run at any input size, so the
+    # float phases can train at a lower resolution than the exported model (train_image_size).
+    any_resolution: bool = False
     description: str = ""
 
 
@@ -100,7 +103,7 @@ def efficientnet_lite0_features(x, drop_connect: float = 0.2):
     return _conv_bn(x, 1280, 1, 1, "top")
 
 
-def build_efficientnet_lite0(num_classes: int, image_size: int, dropout: float = 0.2) -> keras.Model:
+def build_efficientnet_lite0(num_classes: int, image_size: int | None, dropout: float = 0.2) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _normalize(inputs, LITE0_MEAN, LITE0_STD)
     x = efficientnet_lite0_features(x)
@@ -127,7 +130,7 @@ def build_seed_cnn(num_classes: int, image_size: int, dropout: float = 0.5) -> k
 
 
 # --- tiny: a few-thousand-parameter MobileNet-shaped net for tests --------------------
-def build_tiny(num_classes: int, image_size: int, dropout: float = 0.0) -> keras.Model:
+def build_tiny(num_classes: int, image_size: int | None, dropout: float = 0.0) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _normalize(inputs, (127.5,) * 3, (127.5,) * 3)
     x = _conv_bn(x, 16, 3, 2, "stem")
@@ -149,6 +152,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             LITE0_MEAN,
             LITE0_STD,
             pretrained_weights="efficientnet_lite0_imagenet.npz",
+            any_resolution=True,
             description="EfficientNet-Lite0 (4.7M params with ImageNet head), ImageNet-initialised",
         ),
         Architecture(
@@ -165,6 +169,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             32,
             (127.5,) * 3,
             (127.5,) * 3,
+            any_resolution=True,
             description="a tiny MobileNet-shaped net for tests and smoke runs",
         ),
     )

@@ -42,15 +42,17 @@ class _Random:
         return tf.random.stateless_uniform(shape, self.seed + [0, self.salt], low, high)
 
 
-def make_augmenter(config: AugmentConfig, seed: int):
-    """A function (images float32 [B,H,W,3] in 0..255, seed int [2]) -> augmented images."""
+def make_augmenter(config: AugmentConfig, seed: int, output_size: int | None = None):
+    """A function (images float32 [B,H,W,3] in 0..255, seed int [2]) -> augmented images,
+    output_size x output_size when given (the crop is resized to it), else HxW."""
     rotate = keras.layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="reflect", seed=seed)
     blur_kernel = _gaussian_kernel(5, 1.2)
 
     def augment(images, batch_seed):
         rng = _Random(batch_seed)
         shape = tf.shape(images)
-        batch, height, width = shape[0], shape[1], shape[2]
+        batch = shape[0]
+        height, width = (output_size, output_size) if output_size else (shape[1], shape[2])
         images = _random_resized_crop(images, rng, batch, height, width, config)
         if config.flip:
             flip = rng.uniform([batch]) < 0.5

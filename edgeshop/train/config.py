@@ -20,6 +20,10 @@ class TrainConfig:
     classes: str | None = None  # classes.csv for split files (default: beside them)
     arch: str = "efficientnet_lite0"
     image_size: int | None = None  # default: the architecture's
+    # Float phases (head, fine-tune, prune) train at this side instead (FixRes: training
+    # crops zoom in, so a net trained a little smaller sees objects at the exported size;
+    # and each step is cheaper). QAT and export run at image_size. None = image_size.
+    train_image_size: int | None = None
     interpolation: str = "linear"  # resize rule written into the card (runtime/modelcard.py INTERPOLATIONS)
     pretrained: bool = True
     epochs: int = 10  # main phase (fine-tune, or from scratch)
@@ -30,7 +34,11 @@ class TrainConfig:
     weight_decay: float = 1e-5
     label_smoothing: float = 0.1
     dropout: float | None = None  # default: the architecture's
-    patience: int = 4  # early stopping on val accuracy (main phase)
+    patience: int = 4  # early stopping on val accuracy (main phase; only with select_best_epoch)
+    # True: keep the head/fine-tune epoch with the best val accuracy, stop early after
+    # `patience` epochs without gain. False: fixed schedule, keep the last epoch, and val
+    # is only reported, so its figures are not inflated by the choice of epoch.
+    select_best_epoch: bool = True
     augment: bool = True
     mix: float = 0.0  # probability per batch of CutMix or MixUp (needs augment)
     freeze_bn: bool = False  # BatchNorm in inference mode after the head phase (small-data fine-tuning)
@@ -68,6 +76,8 @@ class TrainConfig:
             raise EdgeshopError(f"--interpolation must be one of {INTERPOLATIONS}; got {self.interpolation!r}")
         if not 0 <= self.mix <= 1:
             raise EdgeshopError(f"--mix is a probability in [0, 1]; got {self.mix}")
+        if self.train_image_size is not None and self.train_image_size < 8:
+            raise EdgeshopError(f"--train-image-size must be a side in pixels; got {self.train_image_size}")
         if self.batch_size < 1:
             raise EdgeshopError("--batch-size must be >= 1")
         if self.strategy not in ("auto", "default", "mirrored"):

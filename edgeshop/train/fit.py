@@ -56,11 +56,12 @@ class Phase:
 def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
     pretrained = bool(arch.pretrained_weights and config.pretrained)
     phases = []
+    select = config.select_best_epoch
     if pretrained and config.head_epochs > 0:
-        phases.append(Phase("head", config.head_epochs, config.lr, keep_best=True))
+        phases.append(Phase("head", config.head_epochs, config.lr, keep_best=select))
     if config.epochs > 0:
         lr = config.fine_tune_lr if pretrained else config.lr
-        phases.append(Phase("train", config.epochs, lr, keep_best=True, patience=config.patience))
+        phases.append(Phase("train", config.epochs, lr, keep_best=select, patience=config.patience if select else None))
     if config.prune:
         phases.append(Phase("prune", config.prune_epochs, config.prune_lr, keep_best=False))
     if config.qat:
@@ -78,6 +79,10 @@ class TrainingRun:
         self.config.validate()
         self.arch = get_architecture(self.config.arch)
         self.image_size = self.config.image_size or self.arch.default_image_size
+        self.train_image_size = self.config.train_image_size or self.image_size
+        if self.train_image_size != self.image_size and not self.arch.any_resolution:
+            raise EdgeshopError(f"--train-image-size needs an architecture that runs at any input size; "
+                                f"{self.arch.name} has a fixed-size layer (drop --train-image-size)")
         self.phases = plan_phases(self.config, self.arch)
         self.state = self._read_state()
 
@@ -158,7 +163,8 @@ class TrainingRun:
             name=self.run_dir.name,
             arch=self.arch.name,
             extra={"training": {"phases": [p.name for p in self.phases], "prune": self.config.prune,
-                                "qat": self.config.qat, "train_images": int(len(self.train.labels))}},
+                                "qat": self.config.qat, "train_images": int(len(self.train.labels)),
+                                "train_image_size": self.train_image_size}},
         )
         (self.run_dir / "card.json").write_text(card.to_json())
         (self.run_dir / "labels.txt").write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
@@ -166,9 +172,14 @@ class TrainingRun:
         take = rng.permutation(len(self.train.labels))[: self.config.calibration_images]
         np.save(self.run_dir / "calibration.npy", self.train.pixels[np.sort(take)])
 
-    def _datasets(self):
+    def _phase_image_size(self, phase: Phase) -> int:
+        return self.image_size if phase.name == "qat" else self.train_image_size
+
+    def _train_dataset(self, size: int):
+        """Augmented training batches at ``size`` (the cached pixels are at image_size)."""
         n_classes = len(self.class_names)
-        augment = make_augmenter(AugmentConfig(), self.config.seed) if self.config.augment else None
+        resize_to = None if size == self.image_size else size
+        augment = make_augmenter(AugmentConfig(), self.config.seed, resize_to) if self.config.augment else None
 
         def to_inputs(pixels, labels, seed=None):
             images = tf.cast(pixels, tf.float32)
@@ -177,6 +188,8 @@ class TrainingRun:
                 images = augment(images, seed)
                 if self.config.mix > 0:
                     images, targets = mix_batch(images, targets, seed, self.config.mix)
+            elif resize_to is not None:
+                images = tf.image.resize(images, (resize_to, resize_to), antialias=True)
             return images, targets
 
         train = tf.data.Dataset.from_tensor_slices((self.train.pixels, self.train.labels))
@@ -189,15 +202,23 @@ class TrainingRun:
             )
         else:
             train = train.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
-        val = None
-        if len(self.val.labels):
-            val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
-            val = val.batch(self.config.batch_size).map(to_inputs).cache()
-        return train.prefetch(tf.data.AUTOTUNE), val
+        return train.prefetch(tf.data.AUTOTUNE)
+
+    def _val_dataset(self):
+        """Validation batches at image_size, the exported model's input, in every phase."""
+        if not len(self.val.labels):
+            return None
+        n_classes = len(self.class_names)
+        val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
+        return val.batch(self.config.batch_size).map(
+            lambda pixels, labels: (tf.cast(pixels, tf.float32), tf.one_hot(labels, n_classes))
+        ).cache()
 
     # -- models ------------------------------------------------------------------------
-    def _base_model(self) -> keras.Model:
-        return build_model(self.config, len(self.class_names))
+    def _base_model(self, phase: Phase) -> keras.Model:
+        # A float phase training at another size than it validates at needs free H and W.
+        any_size = self._phase_image_size(phase) != self.image_size
+        return build_model(self.config, len(self.class_names), any_size=any_size)
 
     def _last_float_stage(self, before: str) -> Path | None:
         names = [p.name for p in self.phases]
@@ -207,7 +228,7 @@ class TrainingRun:
         return None
 
     def _phase_model(self, phase: Phase, steps_per_epoch: int) -> keras.Model:
-        model = self._base_model()
+        model = self._base_model(phase)
         previous = self._last_float_stage(phase.name)
         if previous is not None:
             load_weights(model, previous)
@@ -319,13 +340,19 @@ class TrainingRun:
         keras.utils.set_random_seed(self.config.seed)
         self._load_data()
         self._write_metadata()
-        train_ds, val_ds = self._datasets()
+        val_ds = self._val_dataset()
+        train_sets: dict[int, Any] = {}
         steps = math.ceil(len(self.train.labels) / self.config.batch_size)
         for phase in self.phases:
             if phase.name in self.state["completed"]:
                 self.log(f"[{phase.name}] already done, skipping")
                 continue
-            self._run_phase(phase, strategy, train_ds, val_ds, steps)
+            size = self._phase_image_size(phase)
+            if size not in train_sets:
+                train_sets[size] = self._train_dataset(size)
+            if size != self.image_size:
+                self.log(f"[{phase.name}] training at {size} px, validating at {self.image_size} px")
+            self._run_phase(phase, strategy, train_sets[size], val_ds, steps)
         metrics = self._finalise(val_ds)
         metrics["wall_seconds_this_invocation"] = round(time.time() - started, 1)
         write_json_atomic(self.run_dir / "metrics.json", metrics)

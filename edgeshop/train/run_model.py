@@ -20,10 +20,13 @@ from edgeshop.train.model_io import load_weights
 FLOAT_STAGES = ("head", "train", "prune")
 
 
-def build_model(config: TrainConfig, num_classes: int, qat: bool = False) -> keras.Model:
+def build_model(config: TrainConfig, num_classes: int, qat: bool = False, any_size: bool = False) -> keras.Model:
+    """The run's architecture at its export size or, with ``any_size``, with free height
+    and width (training at train_image_size while validating at image_size)."""
     arch = get_architecture(config.arch)
     kwargs = {} if config.dropout is None else {"dropout": config.dropout}
-    model = arch.build(num_classes, config.image_size or arch.default_image_size, **kwargs)
+    size = None if any_size else config.image_size or arch.default_image_size
+    model = arch.build(num_classes, size, **kwargs)
     return compress.apply_qat(model, preserve_sparsity=bool(config.prune)) if qat else model
 
 
