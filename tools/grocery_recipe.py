@@ -4,8 +4,9 @@
     python tools/grocery_recipe.py --arch seed_cnn      # the from-scratch baseline (figures only)
 
 (`make grocery` and `make grocery-baseline` run exactly these.) Steps: train with
-configs/grocery_<arch>.json on the official train split, select on the official val
-split (early stopping / best epoch), export int8 (+ float16 reference), then measure
+configs/grocery_<arch>.json on the official train split (a recipe with select_best_epoch
+true picks its epoch on the official val split; false keeps the last), export int8
+(+ float16 reference), then measure
 on val: top-1/top-5/coarse top-1/per-class/confusions (edgeshop-eval's code) and
 latency of int8 vs float16 in the same process with the same threads
 (edgeshop-bench's code). The wall time of train + export is recorded. Figures go to
