@@ -128,3 +128,21 @@ def test_generated_readme_blocks_replace_only_their_text(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(SystemExit, match="bench:begin"):
         replace_block(readme, "bench", "x")
+
+
+def test_resolution_sweep_scales_the_training_side_and_retrains_other_recipes(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from resolution_sweep import same_recipe, sweep_recipe
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    recipe = {"image_size": 288, "train_image_size": 256, "epochs": 12, "select_best_epoch": False}
+    assert sweep_recipe(recipe, 144) == {**recipe, "image_size": 144, "train_image_size": 128}
+    assert sweep_recipe({"image_size": 288, "epochs": 10}, 160) == {"image_size": 160, "epochs": 10}
+    run = tmp_path / "run"
+    run.mkdir()
+    # A run saved before train_image_size / select_best_epoch existed: the old recipe.
+    (run / "config.json").write_text(json.dumps({"data": "d", "out": "o", "image_size": 144, "epochs": 12}))
+    assert not same_recipe(run, sweep_recipe(recipe, 144))
+    assert same_recipe(run, {"image_size": 144, "epochs": 12})
+    assert same_recipe(run, {"image_size": 144, "epochs": 12, "select_best_epoch": True})

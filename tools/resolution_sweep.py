@@ -4,7 +4,8 @@
     python tools/resolution_sweep.py --sizes 160 192       # a subset; finished sizes are reused
 
 (`make resolution-sweep` runs the first line.) Each size trains the shipped recipe
-(configs/grocery_efficientnet_lite0.json) with only `image_size` changed, on the official
+(configs/grocery_efficientnet_lite0.json) with only `image_size` changed (and
+`train_image_size` in the same proportion), on the official
 train split, selects on val, and exports int8. Then every model (including the shipped
 one) is evaluated on val and timed in one process, so the latencies are comparable.
 Writes models/grocery/resolution_sweep.json. Takes about 45 minutes on 2 CPU cores.
@@ -56,11 +57,14 @@ def main() -> int:
         run = Path(args.runs_dir) / f"grocery_{size}px"
         target = run / f"grocery_{size}px_int8.tflite"
         timing = run / "sweep_seconds.json"
-        if not target.exists():  # a finished size is reused, an interrupted one resumes
+        wanted = sweep_recipe(recipe, size)
+        stale = (run / "config.json").exists() and not same_recipe(run, wanted)
+        if stale:
+            print(f"{run}: trained with another recipe than {args.config}; training it again")
+        if stale or not target.exists():  # a finished size is reused, an interrupted one resumes
             started = time.time()
-            config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run),
-                                 **{**recipe, "image_size": size})
-            train(config, resume=(run / "state.json").exists())
+            config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run), **wanted)
+            train(config, resume=not stale and (run / "state.json").exists(), force=stale)
             export(run, target, "int8", force=True)
             write_json_atomic(timing, {"train_and_export_seconds": round(time.time() - started, 1)})
         wall[f"{size}"] = json.loads(timing.read_text())["train_and_export_seconds"] if timing.exists() else None
@@ -93,6 +97,22 @@ def main() -> int:
         replace_block(ROOT / "README.md", "sweep", table)
     print(f"wrote {args.out}")
     return 0
+
+
+def sweep_recipe(recipe: dict, size: int) -> dict:
+    """The recipe at another input side; a lower training side keeps its ratio to it."""
+    values = {**recipe, "image_size": size}
+    if recipe.get("train_image_size"):
+        values["train_image_size"] = round(recipe["train_image_size"] * size / recipe["image_size"])
+    return values
+
+
+def same_recipe(run: Path, wanted: dict) -> bool:
+    from edgeshop.train.config import TrainConfig
+
+    saved = TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_dict()
+    defaults = TrainConfig(data="", out="").to_dict()
+    return all(saved.get(key) == wanted.get(key, defaults[key]) for key in defaults if key in wanted)
 
 
 def render_table(results: dict) -> str:
