@@ -135,7 +135,8 @@ def main() -> None:
         *model_rows("Lite0", lite),
         *(model_rows("seed_cnn", seed) if seed else []),
         "",
-        f"- int8 vs float16 top-1: {100 * (val['top1'] - f16['val']['top1']):+.2f} points.",
+        f"- int8 vs float16 top-1: {100 * (val['top1'] - f16['val']['top1']):+.2f} points "
+        f"({round((val['top1'] - f16['val']['top1']) * val['n']):+d} images of {val['n']}).",
         f"- int8 / float16 median latency: {lite['int8_over_fp16_latency_1t']:.2f}x (1 thread), "
         f"{lite['int8_over_fp16_latency_2t']:.2f}x (2 threads).",
         f"- int8 file: {i8['size_bytes'] / 1e6:.2f} MB; fully integer: {i8['audit']['fully_integer']} "
