@@ -137,6 +137,11 @@ def main() -> None:
         "",
         f"- int8 vs float16 top-1: {100 * (val['top1'] - f16['val']['top1']):+.2f} points "
         f"({round((val['top1'] - f16['val']['top1']) * val['n']):+d} images of {val['n']}).",
+        *([f"- The float model before QAT (tfmot's baseline for QAT; Keras, the same val images): "
+           f"{pct(lite['train_metrics']['val_top1_float'])}; int8 is "
+           f"{100 * (val['top1'] - lite['train_metrics']['val_top1_float']):+.2f} points from it. The float16 "
+           "file is the QAT weights without fake quantization, which were trained with it."]
+          if "qat" in lite.get("train_metrics", {}).get("phases", []) else []),
         f"- int8 / float16 median latency: {lite['int8_over_fp16_latency_1t']:.2f}x (1 thread), "
         f"{lite['int8_over_fp16_latency_2t']:.2f}x (2 threads).",
         f"- int8 file: {i8['size_bytes'] / 1e6:.2f} MB; fully integer: {i8['audit']['fully_integer']} "
