@@ -30,7 +30,14 @@ def load(arch: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+TABLE_HEAD = [
+    "| model | top-1 | top-5 | coarse top-1 | size (MB) | latency 1 thread (ms) | 2 threads (ms) |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
 def model_rows(name: str, f: dict) -> list[str]:
+    """float16 and int8 rows of TABLE_HEAD for one figures file."""
     rows = []
     for fmt in ("float16", "int8"):
         v = f[fmt]["val"]
@@ -130,8 +137,7 @@ def main() -> None:
         "Latency: median of 200 bare-interpreter invokes after warm-up, the two models measured in the",
         f"same process on the same machine ({lite['machine']['cpu']}), 1 and 2 threads, LiteRT.",
         "",
-        "| model | top-1 | top-5 | coarse top-1 | size (MB) | latency 1 thread (ms) | 2 threads (ms) |",
-        "|---|---|---|---|---|---|---|",
+        *TABLE_HEAD,
         *model_rows("Lite0", lite),
         *(model_rows("seed_cnn", seed) if seed else []),
         "",
@@ -165,7 +171,8 @@ def main() -> None:
         "## Limitations",
         "",
         f"- Fine-grained top-1 {pct(val['top1'])} and coarse top-1 {pct(val['coarse_top1'])} on val, against the best",
-        "  published figures for this dataset (86.04% fine, 91.99% coarse: Antioquia, PCSC 2021, full-size",
+        f"  published figures for this dataset ({pct(PUBLISHED_FINE)} fine, {pct(PUBLISHED_COARSE)} coarse: "
+        "Antioquia, PCSC 2021, full-size",
         "  float CNNs) measured on the test split, which is larger; the two are not strictly comparable.",
         "  The errors are mostly look-alike varieties and cartons (see the confused pairs above).",
         f"- The val split is small ({val['n']} images, about 5 per class): one image is "
@@ -173,9 +180,9 @@ def main() -> None:
         f"- The recipe was chosen on val among {RECIPE_VARIANTS_TRIED} variants (resolution 224/288/336, frozen",
         "  BatchNorm, mixing, QAT length, resize rule, training resolution and length), so the val",
         "  figures are mildly optimistic; the test split,",
-        "  untouched, would give the unbiased figure. Two runs of one recipe that differ only in the",
-        "  resize rule scored the same in float (83.78%) and 85.47% vs 82.77% in int8: QAT alone moves",
-        "  the result by a few images.",
+        "  untouched, would give the unbiased figure. Differences of a few images between runs are",
+        "  within run-to-run variation: in this project's history, the short QAT phase alone moved the",
+        "  int8 result of two runs with equal float accuracy by several images.",
         "- Trained on one chain's products photographed in Swedish stores in 2016-2018; other brands,",
         "  packaging redesigns and other countries' produce are out of distribution.",
         "- A photo of something that is not one of the 81 classes still gets one of the 81 labels:",
@@ -196,19 +203,12 @@ def main() -> None:
 
 def readme_summary(lite: dict, seed: dict | None) -> str:
     """The README's paragraph and table on the shipped model."""
-    recipe, i8, f16 = lite["recipe"], lite["int8"], lite["float16"]
-    val = i8["val"]
+    recipe, val = lite["recipe"], lite["int8"]["val"]
     size = recipe["image_size"]
     train_size = recipe.get("train_image_size") or size
     trained_at = f"{size} px" if train_size == size else f"{train_size} px and QAT at {size} px"
     fine_gap = 100 * (val["top1"] - PUBLISHED_FINE)
     coarse_gap = 100 * (val["coarse_top1"] - PUBLISHED_COARSE)
-
-    def row(name: str, f: dict) -> str:
-        v = f["val"]
-        return (f"| {name} | {pct(v['top1'])} | {pct(v['top5'])} | {pct(v['coarse_top1'])} | "
-                f"{f['size_bytes'] / 1e6:.2f} MB | {f['latency_1t']['p50_ms']:.2f} ms | "
-                f"{f['latency_2t']['p50_ms']:.2f} ms |")
 
     lines = [
         "`models/grocery/grocery_int8.tflite` classifies photos into the 81 fine classes of the",
@@ -220,12 +220,11 @@ def readme_summary(lite: dict, seed: dict | None) -> str:
         f"{lite['wall_seconds_train_and_export'] / 60:.1f} min for",
         f"training + export on this {lite['machine']['cores']}-core machine):",
         "",
-        "| model | top-1 | top-5 | coarse top-1 | size | latency, 1 thread | 2 threads |",
-        "|---|---|---|---|---|---|---|",
-        row("int8", i8),
-        row("float16 reference (same weights)", f16),
+        *TABLE_HEAD,
+        *model_rows("Lite0", lite),
         "",
-        "Latency: median of 200 bare invokes, both models in the same process. The published",
+        "float16 is the reference: the same trained weights in float. Latency: median of 200 bare",
+        "invokes, both models in the same process. The published",
         f"best on this dataset is {pct(PUBLISHED_FINE)} fine / {pct(PUBLISHED_COARSE)} coarse (full-size "
         "float CNNs, on the test split,",
         f"so not strictly comparable): the int8 model is {abs(fine_gap):.2f} points "
