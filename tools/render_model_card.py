@@ -124,8 +124,9 @@ def main() -> None:
         *(["Baseline (`seed_cnn`, the original design: four 3x3 convolutions of 32/64/128/128 filters with",
            f"2x2 max-pooling, Dense 512, softmax): from scratch at {seed['recipe']['image_size']} px, up to "
            f"{seed['recipe']['epochs']} epochs (lr {seed['recipe']['lr']}),",
-           f"then {seed['recipe']['qat_epochs']} epoch of QAT; same data, augmentation and selection; "
-           f"{seed['wall_seconds_train_and_export'] / 60:.1f} min.", ""] if seed else []),
+           f"then {seed['recipe']['qat_epochs']} epoch of QAT; same data and augmentation, "
+           + ("best val epoch kept; " if seed["recipe"].get("select_best_epoch", True) else "last epoch kept; ")
+           + f"{seed['wall_seconds_train_and_export'] / 60:.1f} min.", ""] if seed else []),
         "Measured wall time of training + export on this machine: "
         f"**{lite['wall_seconds_train_and_export'] / 60:.1f} min** ({lite['machine']['cores']} cores, "
         f"{lite['machine']['cpu']})"
