@@ -146,3 +146,19 @@ def test_resolution_sweep_scales_the_training_side_and_retrains_other_recipes(tm
     assert not same_recipe(run, sweep_recipe(recipe, 144))
     assert same_recipe(run, {"image_size": 144, "epochs": 12})
     assert same_recipe(run, {"image_size": 144, "epochs": 12, "select_best_epoch": True})
+
+
+def test_readme_summary_states_the_figures_file_and_the_gap_direction():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from render_model_card import PUBLISHED_FINE, readme_summary
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    lite = json.loads((ROOT / "models" / "grocery" / "figures_efficientnet_lite0.json").read_text())
+    text = readme_summary(lite, None)
+    top1 = lite["int8"]["val"]["top1"]
+    assert f"{100 * top1:.2f}%" in text
+    gap = f"{abs(100 * (top1 - PUBLISHED_FINE)):.2f} points {'above' if top1 >= PUBLISHED_FINE else 'below'}"
+    assert gap in text
+    lower = {**lite, "int8": {**lite["int8"], "val": {**lite["int8"]["val"], "top1": PUBLISHED_FINE - 0.01}}}
+    assert "1.00 points below it on fine classes" in readme_summary(lower, None)
