@@ -182,8 +182,7 @@ class TrainingRun:
         augment = make_augmenter(AugmentConfig(), self.config.seed, resize_to) if self.config.augment else None
 
         def to_inputs(pixels, labels, seed=None):
-            images = tf.cast(pixels, tf.float32)
-            targets = tf.one_hot(labels, n_classes)
+            images, targets = _as_inputs(pixels, labels, n_classes)
             if augment is not None and seed is not None:
                 images = augment(images, seed)
                 if self.config.mix > 0:
@@ -210,9 +209,7 @@ class TrainingRun:
             return None
         n_classes = len(self.class_names)
         val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
-        return val.batch(self.config.batch_size).map(
-            lambda pixels, labels: (tf.cast(pixels, tf.float32), tf.one_hot(labels, n_classes))
-        ).cache()
+        return val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes)).cache()
 
     # -- models ------------------------------------------------------------------------
     def _base_model(self, phase: Phase) -> keras.Model:
@@ -341,18 +338,16 @@ class TrainingRun:
         self._load_data()
         self._write_metadata()
         val_ds = self._val_dataset()
-        train_sets: dict[int, Any] = {}
         steps = math.ceil(len(self.train.labels) / self.config.batch_size)
         for phase in self.phases:
             if phase.name in self.state["completed"]:
                 self.log(f"[{phase.name}] already done, skipping")
                 continue
             size = self._phase_image_size(phase)
-            if size not in train_sets:
-                train_sets[size] = self._train_dataset(size)
             if size != self.image_size:
                 self.log(f"[{phase.name}] training at {size} px, validating at {self.image_size} px")
-            self._run_phase(phase, strategy, train_sets[size], val_ds, steps)
+            # tf.data pipelines are lazy: building one per phase costs nothing.
+            self._run_phase(phase, strategy, self._train_dataset(size), val_ds, steps)
         metrics = self._finalise(val_ds)
         metrics["wall_seconds_this_invocation"] = round(time.time() - started, 1)
         write_json_atomic(self.run_dir / "metrics.json", metrics)
@@ -411,6 +406,11 @@ class _EpochEnd(keras.callbacks.Callback):
         self.run._save_state()
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+
+
+def _as_inputs(pixels, labels, n_classes: int):
+    """Model inputs from cached uint8 pixels and class indices: float32 images, one-hot targets."""
+    return tf.cast(pixels, tf.float32), tf.one_hot(labels, n_classes)
 
 
 LOG_COLUMNS = ("phase", "epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "seconds")
