@@ -95,10 +95,15 @@ def read_class_names(classes_csv: Path) -> dict[int, str]:
 def read_hierarchy(classes_csv: Path) -> dict[str, str]:
     """Fine class name -> coarse class name (columns 0 and 2 of Grocery's classes.csv)."""
     mapping = {}
-    with open(classes_csv, newline="", encoding="utf-8") as handle:
-        for row in csv.reader(handle):
-            if len(row) >= 3 and row[1].strip().isdigit():
-                mapping[row[0].strip()] = row[2].strip()
+    try:
+        with open(classes_csv, newline="", encoding="utf-8") as handle:
+            for row in csv.reader(handle):
+                if len(row) >= 3 and row[1].strip().isdigit():
+                    mapping[row[0].strip()] = row[2].strip()
+    except OSError as exc:
+        raise DataError(f"{classes_csv}: cannot read class hierarchy ({exc.strerror})") from None
+    if not mapping:
+        raise DataError(f"{classes_csv}: no 'fine name,id,coarse name' rows found")
     return mapping
 
 

@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="validation folder/split file/manifest (default: a stratified --val-fraction)")
     p.add_argument("--val-fraction", type=float, help="held-out fraction of each class (default 0.1)")
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
+    p.add_argument("--hierarchy", metavar="CLASSES_CSV",
+                   help="fine -> coarse classes (name, id, coarse name), for --coarse-loss-weight")
+    p.add_argument("--coarse-loss-weight", type=float, metavar="W",
+                   help="add W x the coarse-class cross-entropy, so mistakes stay within a coarse class "
+                        "(default 0: off)")
     p.add_argument("--arch", help="efficientnet_lite0 (default), seed_cnn or tiny")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")
     p.add_argument("--train-image-size", type=int, metavar="PX",

@@ -33,6 +33,10 @@ class TrainConfig:
     fine_tune_lr: float = 3e-4
     weight_decay: float = 1e-5
     label_smoothing: float = 0.1
+    # classes.csv mapping fine -> coarse classes (Grocery's columns), and the weight of a
+    # coarse cross-entropy term (train/losses.py) that makes mistakes stay within a coarse class.
+    hierarchy: str | None = None
+    coarse_loss_weight: float = 0.0
     dropout: float | None = None  # default: the architecture's
     patience: int = 4  # early stopping on val accuracy (main phase; only with select_best_epoch)
     # True: keep the head/fine-tune epoch with the best val accuracy, stop early after
@@ -76,6 +80,10 @@ class TrainConfig:
             raise EdgeshopError(f"--interpolation must be one of {INTERPOLATIONS}; got {self.interpolation!r}")
         if not 0 <= self.mix <= 1:
             raise EdgeshopError(f"--mix is a probability in [0, 1]; got {self.mix}")
+        if self.coarse_loss_weight < 0:
+            raise EdgeshopError(f"--coarse-loss-weight must be >= 0; got {self.coarse_loss_weight}")
+        if self.coarse_loss_weight > 0 and not self.hierarchy:
+            raise EdgeshopError("--coarse-loss-weight needs --hierarchy CLASSES_CSV (fine name, id, coarse name)")
         if self.train_image_size is not None and self.train_image_size < 8:
             raise EdgeshopError(f"--train-image-size must be a side in pixels; got {self.train_image_size}")
         if self.batch_size < 1:
