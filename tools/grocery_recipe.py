@@ -51,7 +51,6 @@ def main() -> int:
                              "time is then the run's training time plus this export)")
     args = parser.parse_args()
 
-    from edgeshop.train.config import TrainConfig
     from edgeshop.train.export import export
     from edgeshop.train.fit import train
 
@@ -59,7 +58,7 @@ def main() -> int:
     run = Path(args.out or ROOT / "runs" / f"grocery_{args.arch}")
     recipe_file = Path(args.config) if args.config else ROOT / "configs" / f"grocery_{args.arch}.json"
     recipe = json.loads(recipe_file.read_text())
-    config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run), **recipe)
+    config = recipe_config(dataset, run, recipe)
     ship = args.arch == "efficientnet_lite0"
     targets = {"int8": models_dir / "grocery_int8.tflite", "float16": models_dir / "grocery_fp16.tflite"}
     if not ship:
@@ -108,6 +107,16 @@ def main() -> int:
     if models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
         subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
     return 0
+
+
+def recipe_config(dataset: Path, run: Path, recipe: dict):
+    """The training configuration of a recipe on the Grocery Store layout: the official
+    train split, val for reporting (and selection, if the recipe asks), classes.csv as
+    the class hierarchy."""
+    from edgeshop.train.config import TrainConfig
+
+    return TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run),
+                       hierarchy=str(dataset / "classes.csv"), **recipe)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,9 @@ def main() -> None:
         "label smoothing 0.1, stochastic depth 0.2, dropout 0.2"
         + ("; BatchNorm statistics frozen" if recipe.get("freeze_bn") else "")
         + (f"; CutMix or MixUp on {recipe['mix']:.0%} of batches" if recipe.get("mix") else "")
+        + (f"; plus {recipe['coarse_loss_weight']:g} x the coarse-class cross-entropy (probabilities summed"
+           " per coarse class of `classes.csv`, so mistakes stay within a coarse class)"
+           if recipe.get("coarse_loss_weight") else "")
         + "; augmentation: random resized crop,",
         "flip, rotation, colour, blur), "
         + ("best val epoch kept, then" if select_best else "last epoch kept, then"),

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from grocery_recipe import recipe_config  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 
 from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
@@ -45,7 +46,6 @@ def main() -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's sweep table")
     args = parser.parse_args()
 
-    from edgeshop.train.config import TrainConfig
     from edgeshop.train.export import export
     from edgeshop.train.fit import train
 
@@ -63,7 +63,7 @@ def main() -> int:
             print(f"{run}: trained with another recipe than {args.config}; training it again")
         if stale or not target.exists():  # a finished size is reused, an interrupted one resumes
             started = time.time()
-            config = TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run), **wanted)
+            config = recipe_config(dataset, run, wanted)
             train(config, resume=not stale and (run / "state.json").exists(), force=stale)
             export(run, target, "int8", force=True)
             write_json_atomic(timing, {"train_and_export_seconds": round(time.time() - started, 1)})
