@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic import CLASSES
 
 from edgeshop.errors import DataError, EdgeshopError
-from tests.synthetic import CLASSES
 
 
 def _loss(weight: float, smoothing: float = 0.0):
