@@ -162,3 +162,19 @@ def test_readme_summary_states_the_figures_file_and_the_gap_direction():
     assert gap in text
     lower = {**lite, "int8": {**lite["int8"], "val": {**lite["int8"]["val"], "top1": PUBLISHED_FINE - 0.01}}}
     assert "1.00 points below it on fine classes" in readme_summary(lower, None)
+
+
+def test_variant_table_names_each_recipe_change_against_the_shipped_run():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from render_model_card import recipe_changes, variant_rows
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    assert recipe_changes({"epochs": 14, "seed": 0}, {"epochs": 16, "seed": 0, "mix": 0.5}) == (
+        "`epochs` 14 -> 16, `mix` default -> 0.5")
+    lite = json.loads((ROOT / "models" / "grocery" / "figures_efficientnet_lite0.json").read_text())
+    variant = {**lite, "recipe": {**lite["recipe"], "epochs": 99}}
+    header, _, shipped, row = variant_rows(lite, {"longer": variant})
+    assert header.startswith("| variant |") and shipped.startswith("| shipped | - |")
+    top1 = lite["int8"]["val"]["top1"]
+    assert row.startswith(f"| longer | `epochs` {lite['recipe']['epochs']} -> 99 | {100 * top1:.2f}%")
