@@ -146,7 +146,7 @@ def main() -> None:
         + ("; BatchNorm statistics frozen" if recipe.get("freeze_bn") else "")
         + (f"; CutMix or MixUp on {recipe['mix']:.0%} of batches" if recipe.get("mix") else "")
         + (f"; plus {recipe['coarse_loss_weight']:g} x the coarse-class cross-entropy (probabilities summed"
-           " per coarse class of `classes.csv`, so mistakes stay within a coarse class)"
+           " per coarse class of `classes.csv`)"
            if recipe.get("coarse_loss_weight") else "")
         + "; augmentation: random resized crop,",
         "flip, rotation, colour, blur), "
@@ -208,7 +208,8 @@ def main() -> None:
                   "top-1 92%, and an int8 result more than 1 point from its float16 twin misses the int8-vs-float",
                   "target, so the shipped model stayed. Figures: `variants/figures_<variant>.json`;",
                   "rerun with `make grocery ARGS=\"--config configs/variants/grocery_<variant>.json --out",
-                  "runs/<variant> --models-dir runs/<variant>_models\"`.", "", *variant_rows(lite, variants)]
+                  "runs/grocery_<variant> --models-dir runs/grocery_<variant>_models\"`.", "",
+                  *variant_rows(lite, variants)]
     lines += [
         "",
         "## Limitations",

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hierarchy", metavar="CLASSES_CSV",
                    help="fine -> coarse classes (name, id, coarse name), for --coarse-loss-weight")
     p.add_argument("--coarse-loss-weight", type=float, metavar="W",
-                   help="add W x the coarse-class cross-entropy, so mistakes stay within a coarse class "
+                   help="add W x the coarse-class cross-entropy, to keep mistakes within a coarse class "
                         "(default 0: off)")
     p.add_argument("--arch", help="efficientnet_lite0 (default), seed_cnn or tiny")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")

@@ -34,7 +34,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     label_smoothing: float = 0.1
     # classes.csv mapping fine -> coarse classes (Grocery's columns), and the weight of a
-    # coarse cross-entropy term (train/losses.py) that makes mistakes stay within a coarse class.
+    # coarse cross-entropy term (train/losses.py) meant to keep mistakes within a coarse class.
     hierarchy: str | None = None
     coarse_loss_weight: float = 0.0
     dropout: float | None = None  # default: the architecture's
