@@ -342,6 +342,8 @@ class TrainingRun:
         started = time.time()
         strategy = make_strategy(self.config.strategy, self.config.cpu_devices, self.log)
         keras.utils.set_random_seed(self.config.seed)
+        if self.config.deterministic:
+            tf.config.experimental.enable_op_determinism()
         self._load_data()
         self._write_metadata()
         val_ds = self._val_dataset()
