@@ -17,7 +17,7 @@ import hashlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +105,16 @@ def read_hierarchy(classes_csv: Path) -> dict[str, str]:
     if not mapping:
         raise DataError(f"{classes_csv}: no 'fine name,id,coarse name' rows found")
     return mapping
+
+
+def coarse_index(class_names: Sequence[str], hierarchy: Mapping[str, str], source: str | Path) -> np.ndarray:
+    """Per fine class (in ``class_names`` order) the index of its coarse class."""
+    missing = [name for name in class_names if name not in hierarchy]
+    if missing:
+        raise DataError(f"{source}: no coarse class for {missing[:5]} (add rows for them or drop --hierarchy)")
+    coarse_names = sorted({hierarchy[name] for name in class_names})
+    position = {name: i for i, name in enumerate(coarse_names)}
+    return np.array([position[hierarchy[name]] for name in class_names], dtype=np.int32)
 
 
 def _from_split_file(split: Path, classes_csv: str | Path | None) -> list[Sample]:

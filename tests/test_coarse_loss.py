@@ -39,9 +39,8 @@ def test_coarse_term_takes_soft_targets_and_keeps_label_smoothing():
 
 
 def test_hierarchy_must_cover_every_class_and_exist(tmp_path):
-    from edgeshop.datasets import read_hierarchy
+    from edgeshop.datasets import coarse_index, read_hierarchy
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.losses import coarse_index
 
     assert list(coarse_index(["b", "a", "c"], {"a": "X", "b": "Y", "c": "X"}, "h.csv")) == [1, 0, 0]
     with pytest.raises(DataError, match=r"h.csv: no coarse class for \['c'\]"):

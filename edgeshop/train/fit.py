@@ -39,7 +39,7 @@ from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
 from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
 from edgeshop.train.config import TrainConfig
-from edgeshop.train.losses import coarse_index, make_loss
+from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
 from edgeshop.train.run_model import build_model, load_run_model
 from edgeshop.utils import progress_bar, write_json_atomic
@@ -131,9 +131,9 @@ class TrainingRun:
         if len(self.class_names) < 2:
             raise DataError(f"{cfg.data}: found a single class {self.class_names}; a classifier needs at least two")
         self.coarse_of = None
-        if cfg.hierarchy:
+        if cfg.coarse_loss_weight > 0:  # the hierarchy is only read when the loss uses it
             hierarchy = datasets.read_hierarchy(Path(cfg.hierarchy))
-            self.coarse_of = coarse_index(self.class_names, hierarchy, cfg.hierarchy)
+            self.coarse_of = datasets.coarse_index(self.class_names, hierarchy, cfg.hierarchy)
             self.log(f"class hierarchy: {len(self.class_names)} fine -> {self.coarse_of.max() + 1} coarse classes, "
                      f"coarse loss weight {cfg.coarse_loss_weight}")
         unknown = sorted({s.label for s in val_samples} - set(self.class_names))

@@ -12,23 +12,11 @@ coarse top-1 on val (models/grocery/README.md, "Variants tried"), so it is off b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 
-from edgeshop.errors import DataError
 from edgeshop.train._keras import keras, tf
-
-
-def coarse_index(class_names: Sequence[str], hierarchy: Mapping[str, str], source: str | Path) -> np.ndarray:
-    """Per fine class (in ``class_names`` order) the index of its coarse class."""
-    missing = [name for name in class_names if name not in hierarchy]
-    if missing:
-        raise DataError(f"{source}: no coarse class for {missing[:5]} (add rows for them or drop --hierarchy)")
-    coarse_names = sorted({hierarchy[name] for name in class_names})
-    position = {name: i for i, name in enumerate(coarse_names)}
-    return np.array([position[hierarchy[name]] for name in class_names], dtype=np.int32)
 
 
 class FineAndCoarseCrossentropy(keras.losses.Loss):
