@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--deterministic", action="store_const", const=True,
-                   help="deterministic kernels: a rerun on this machine gives identical weights (~15%% slower)")
+                   help="deterministic kernels: a rerun on this machine gives identical weights (slower)")
     p.add_argument("--strategy", choices=("auto", "default", "mirrored"),
                    help="tf.distribute strategy; auto mirrors over 2+ GPUs")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (for mirrored on CPU)")

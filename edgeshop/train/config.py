@@ -54,7 +54,7 @@ class TrainConfig:
     qat_lr: float = 2e-5
     seed: int = 0
     # Deterministic TF kernels: a rerun on the same machine and versions gives identical
-    # weights (about 15% slower on CPU). Process-wide and cannot be turned off again.
+    # weights (slower on CPU). Process-wide and cannot be turned off again.
     deterministic: bool = False
     strategy: str = "auto"  # auto | default | mirrored
     cpu_devices: int = 0  # split the CPU into N logical devices (to test mirrored on CPU)
