@@ -150,7 +150,9 @@ def main() -> None:
            if recipe.get("coarse_loss_weight") else "")
         + "; augmentation: random resized crop,",
         "flip, rotation, colour, blur), "
-        + ("best val epoch kept, then" if select_best else "last epoch kept, then"),
+        + ("best val epoch kept, then" if select_best else
+           f"mean weights of the last {recipe['average_last_epochs']} epochs kept (stochastic weight averaging), then"
+           if recipe.get("average_last_epochs") else "last epoch kept, then"),
         f"{recipe['qat_epochs']} epoch(s) of int8 quantization-aware training (lr {recipe['qat_lr']}),",
         "then full-integer conversion (int8 input and output). Pruning (`--prune`) was not used for",
         "the shipped model: the int8 file meets the 5 MB budget without it.",

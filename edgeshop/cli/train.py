@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (main phase)")
     p.add_argument("--keep-last-epoch", dest="select_best_epoch", action="store_const", const=False,
                    help="fixed schedule: keep the last epoch instead of the best on val, no early stopping")
+    p.add_argument("--average-last-epochs", type=int, metavar="N",
+                   help="keep the mean of the main phase's last N epochs' weights (needs --keep-last-epoch)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
                    help="start from random weights instead of ImageNet")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False)

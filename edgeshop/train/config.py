@@ -43,6 +43,9 @@ class TrainConfig:
     # `patience` epochs without gain. False: fixed schedule, keep the last epoch, and val
     # is only reported, so its figures are not inflated by the choice of epoch.
     select_best_epoch: bool = True
+    # Average the weights of the main phase's last N epochs and keep the mean (stochastic
+    # weight averaging, train/averaging.py). 0 = off. Needs select_best_epoch False.
+    average_last_epochs: int = 0
     augment: bool = True
     mix: float = 0.0  # probability per batch of CutMix or MixUp (needs augment)
     freeze_bn: bool = False  # BatchNorm in inference mode after the head phase (small-data fine-tuning)
@@ -87,6 +90,11 @@ class TrainConfig:
             raise EdgeshopError(f"--coarse-loss-weight must be >= 0; got {self.coarse_loss_weight}")
         if self.coarse_loss_weight > 0 and not self.hierarchy:
             raise EdgeshopError("--coarse-loss-weight needs --hierarchy CLASSES_CSV (fine name, id, coarse name)")
+        if self.average_last_epochs < 0 or self.average_last_epochs > max(self.epochs, 0):
+            raise EdgeshopError(f"--average-last-epochs must be between 0 and --epochs ({self.epochs}); "
+                                f"got {self.average_last_epochs}")
+        if self.average_last_epochs and self.select_best_epoch:
+            raise EdgeshopError("--average-last-epochs replaces picking the best epoch: add --keep-last-epoch")
         if self.train_image_size is not None and self.train_image_size < 8:
             raise EdgeshopError(f"--train-image-size must be a side in pixels; got {self.train_image_size}")
         if self.batch_size < 1:

@@ -38,6 +38,7 @@ from edgeshop.train import compress
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
 from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
+from edgeshop.train.averaging import WeightAverage
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
@@ -52,6 +53,7 @@ class Phase:
     lr: float
     keep_best: bool  # restore the best-val epoch at the end (float phases)
     patience: int | None = None
+    average_last: int = 0  # keep the mean weights of the last N epochs (train/averaging.py)
 
 
 def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
@@ -62,7 +64,8 @@ def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
         phases.append(Phase("head", config.head_epochs, config.lr, keep_best=select))
     if config.epochs > 0:
         lr = config.fine_tune_lr if pretrained else config.lr
-        phases.append(Phase("train", config.epochs, lr, keep_best=select, patience=config.patience if select else None))
+        phases.append(Phase("train", config.epochs, lr, keep_best=select, patience=config.patience if select else None,
+                            average_last=config.average_last_epochs))
     if config.prune:
         phases.append(Phase("prune", config.prune_epochs, config.prune_lr, keep_best=False))
     if config.qat:
@@ -298,9 +301,10 @@ class TrainingRun:
                 self.state.update(phase=phase.name, best=None, best_epoch=None, wait=0)
                 self._save_state()
         initial_epoch = int(epoch.numpy())
+        average = WeightAverage(ckpt_dir / "average.weights.npz") if phase.average_last else None
         if initial_epoch < phase.epochs and not self._stopped_early(phase):
             callbacks = [
-                _EpochEnd(self, phase, manager, epoch, ckpt_dir / "best.weights.npz", val_ds is not None),
+                _EpochEnd(self, phase, manager, epoch, ckpt_dir / "best.weights.npz", val_ds is not None, average),
                 keras.callbacks.TensorBoard(str(self.run_dir / "tensorboard" / phase.name), profile_batch=0),
             ]
             if phase.name == "prune":
@@ -321,7 +325,20 @@ class TrainingRun:
         if phase.keep_best and best.is_file():
             load_weights(model, best)
             self.log(f"[{phase.name}] kept epoch {self.state['best_epoch']} (val accuracy {self.state['best']:.4f})")
+        if average is not None:
+            self._use_average(phase, model, average, val_ds)
         self._finish_phase(phase, model)
+
+    def _use_average(self, phase: Phase, model: keras.Model, average: WeightAverage, val_ds) -> None:
+        model.set_weights(average.weights(model.get_weights()))
+        first = average.last_epoch - average.count + 1
+        message = f"[{phase.name}] kept the mean weights of epochs {first}-{average.last_epoch}"
+        if val_ds is not None:
+            # Reported, not used to choose anything: the recipe fixes N in advance.
+            accuracy = model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"]
+            self.state["averaged_val_accuracy"] = float(accuracy)
+            message += f" (val accuracy {accuracy:.4f})"
+        self.log(message)
 
     def _stopped_early(self, phase: Phase) -> bool:
         return phase.patience is not None and self.state.get("wait", 0) >= phase.patience
@@ -373,6 +390,8 @@ class TrainingRun:
             "train_seconds_per_phase": {k: round(v, 1) for k, v in self.state["seconds"].items()},
             "sparsity_after_strip": self.state.get("sparsity_after_strip"),
         }
+        if "averaged_val_accuracy" in self.state:
+            metrics["val_top1_averaged"] = self.state["averaged_val_accuracy"]
         if val_ds is not None:
             final = load_run_model(self.run_dir, final=True) if self.config.qat else float_model
             for name, model in (("float", float_model), ("final", final)):
@@ -385,12 +404,14 @@ class TrainingRun:
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """Per epoch: log a CSV row, track the best val accuracy, early-stop, checkpoint."""
+    """Per epoch: log a CSV row, track the best val accuracy, early-stop, fold the
+    weights into the running average, checkpoint."""
 
-    def __init__(self, run: TrainingRun, phase: Phase, manager, epoch_var, best_path: Path, has_val: bool):
+    def __init__(self, run: TrainingRun, phase: Phase, manager, epoch_var, best_path: Path, has_val: bool,
+                 average: WeightAverage | None = None):
         super().__init__()
         self.run, self.phase, self.manager, self.epoch_var = run, phase, manager, epoch_var
-        self.best_path, self.has_val = best_path, has_val
+        self.best_path, self.has_val, self.average = best_path, has_val, average
         self.started = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -409,6 +430,8 @@ class _EpochEnd(keras.callbacks.Callback):
                 if self.phase.patience is not None and state["wait"] >= self.phase.patience:
                     self.run.log(f"[{self.phase.name}] early stop: no val improvement for {state['wait']} epochs")
                     self.model.stop_training = True
+        if self.average is not None and epoch + 1 > self.phase.epochs - self.phase.average_last:
+            self.average.add(self.model.get_weights(), epoch + 1)
         _append_log(self.run.run_dir / "training_log.csv", self.phase.name, epoch + 1, logs, time.time() - self.started)
         # Checkpoint last, after the state it describes is on disk: a kill between the
         # two replays one epoch instead of skipping one.

@@ -1,0 +1,76 @@
+"""Averaging the weights of the main phase's last epochs (stochastic weight averaging).
+
+Izmailov et al. 2018: the mean of the weights visited late in training sits in a flatter
+part of the loss surface than any single one and usually generalises a little better.
+With a cosine schedule the last epochs run at a small learning rate, so their weights
+lie close enough together for the mean to be a good model itself.
+
+The running mean lives in a .npz beside the phase's checkpoints, written atomically
+together with the last epoch it includes, so a killed run that replays an epoch on
+resume does not count that epoch twice.
+
+BatchNorm statistics are averaged like every other weight. With frozen BatchNorm
+(``freeze_bn``) they are constant anyway; otherwise the mean of the statistics is an
+approximation of recomputing them for the averaged weights.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from edgeshop.errors import ModelLoadError
+from edgeshop.utils import write_bytes_atomic
+
+
+class WeightAverage:
+    """A running mean of weight lists, persisted to ``path`` after every update."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.mean: list[np.ndarray] | None = None
+        self.count = 0
+        self.last_epoch = 0
+        if self.path.is_file():
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                self.count = int(data["count"])
+                self.last_epoch = int(data["last_epoch"])
+                n = len(data.files) - 2
+                self.mean = [data[f"arr_{i}"] for i in range(n)]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"{self.path}: cannot read the weight average ({exc}); "
+                                 "delete it to restart averaging from the next epoch") from None
+
+    def add(self, weights: list[np.ndarray], epoch: int) -> bool:
+        """Fold in the weights at the end of ``epoch`` (1-based); False if already in."""
+        if epoch <= self.last_epoch:
+            return False
+        if self.mean is None:
+            self.mean = [np.array(w, dtype=np.float64 if w.dtype.kind == "f" else w.dtype) for w in weights]
+        else:
+            if len(weights) != len(self.mean):
+                raise ModelLoadError(f"{self.path}: weight average does not fit this model (was the config changed?)")
+            for mean, w in zip(self.mean, weights, strict=True):
+                if mean.dtype.kind == "f":
+                    mean += (w - mean) / (self.count + 1)
+        self.count += 1
+        self.last_epoch = epoch
+        self._write()
+        return True
+
+    def _write(self) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, *self.mean, count=np.int64(self.count), last_epoch=np.int64(self.last_epoch))
+        write_bytes_atomic(self.path, buffer.getvalue())
+
+    def weights(self, like: list[np.ndarray]) -> list[np.ndarray]:
+        """The mean, cast back to the dtypes of ``like`` (the model's current weights)."""
+        if self.mean is None:
+            raise ModelLoadError(f"{self.path}: no epoch has been averaged yet")
+        return [m.astype(w.dtype) for m, w in zip(self.mean, like, strict=True)]

@@ -1,0 +1,66 @@
+"""Averaging the last epochs' weights (edgeshop/train/averaging.py) and its wiring into training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeshop.errors import EdgeshopError
+
+
+def test_running_mean_is_exact_survives_a_restart_and_ignores_replayed_epochs(tmp_path):
+    from edgeshop.train.averaging import WeightAverage
+
+    path = tmp_path / "average.weights.npz"
+    epochs = {e: [np.full((2, 3), float(e), np.float32), np.array([e * 10], np.int64)] for e in (3, 4, 5)}
+    average = WeightAverage(path)
+    assert average.add(epochs[3], 3) and average.add(epochs[4], 4)
+    restarted = WeightAverage(path)  # a killed run re-reads the file
+    assert (restarted.count, restarted.last_epoch) == (2, 4)
+    assert not restarted.add(epochs[4], 4), "a replayed epoch must not count twice"
+    assert restarted.add(epochs[5], 5)
+    mean = restarted.weights(epochs[5])
+    np.testing.assert_allclose(mean[0], np.full((2, 3), 4.0))
+    assert mean[0].dtype == np.float32
+    assert mean[1].tolist() == [30], "integer weights (counters) keep their first value, not a mean"
+
+
+def test_unreadable_average_names_the_file(tmp_path):
+    from edgeshop.errors import ModelLoadError
+    from edgeshop.train.averaging import WeightAverage
+
+    path = tmp_path / "average.weights.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ModelLoadError, match="average.weights.npz.*delete it"):
+        WeightAverage(path)
+
+
+def test_settings_are_checked():
+    from edgeshop.train.config import TrainConfig
+
+    with pytest.raises(EdgeshopError, match="--keep-last-epoch"):
+        TrainConfig(data="x", out="y", average_last_epochs=2).validate()
+    with pytest.raises(EdgeshopError, match="between 0 and --epochs"):
+        TrainConfig(data="x", out="y", epochs=3, average_last_epochs=4, select_best_epoch=False).validate()
+
+
+def test_training_keeps_the_mean_of_the_last_epochs(synthetic_data, tmp_path):
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.fit import train
+
+    run = tmp_path / "run"
+    lines: list[str] = []
+    config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
+                         image_size=32, epochs=4, batch_size=16, lr=3e-3, select_best_epoch=False,
+                         average_last_epochs=2)
+    metrics = train(config, log=lambda line: lines.append(str(line)))
+    assert any(line.startswith("[train] kept the mean weights of epochs 3-4 (val accuracy") for line in lines)
+    assert metrics["val_top1_averaged"] > 0.6
+    # The stage the later phases and export start from is the mean, not the last epoch.
+    with np.load(run / "stages" / "train.weights.npz") as stage, \
+            np.load(run / "checkpoints" / "train" / "average.weights.npz") as average:
+        assert int(average["count"]) == 2 and int(average["last_epoch"]) == 4
+        kernels = [k for k in stage.files if stage[k].dtype.kind == "f" and stage[k].ndim == 4]
+        assert kernels
+        for key in kernels:
+            np.testing.assert_allclose(stage[key], average[key], rtol=1e-6)
