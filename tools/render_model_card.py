@@ -224,7 +224,8 @@ def main() -> None:
         f"- The val split is small ({val['n']} images, about 5 per class): one image is "
         f"{100 / val['n']:.2f} points, and 22 of the 81 classes cannot be measured on it at all.",
         f"- The recipe was chosen on val among {variants_tried()} variants (resolution 224/288/336, frozen",
-        "  BatchNorm, mixing, QAT length, resize rule, training resolution and length, coarse loss), so the val",
+        "  BatchNorm, mixing, QAT length, resize rule, training resolution and length, coarse loss,",
+        "  weight averaging), so the val",
         "  figures are mildly optimistic; the test split,",
         "  untouched, would give the unbiased figure. Differences of a few images between runs are",
         "  within run-to-run variation: in this project's history, the short QAT phase alone moved the",

@@ -12,6 +12,10 @@ resume does not count that epoch twice.
 BatchNorm statistics are averaged like every other weight. With frozen BatchNorm
 (``freeze_bn``) they are constant anyway; otherwise the mean of the statistics is an
 approximation of recomputing them for the averaged weights.
+
+Measured on the Grocery recipe (models/grocery/README.md, "Variants tried"): the mean of
+the last 4 of 14 epochs scored below the last epoch on val before QAT, and 0.68 points
+above the shipped model after QAT. Off by default.
 """
 
 from __future__ import annotations
