@@ -223,7 +223,7 @@ def main() -> None:
         "  The errors are mostly look-alike varieties and cartons (see the confused pairs above).",
         f"- The val split is small ({val['n']} images, about 5 per class): one image is "
         f"{100 / val['n']:.2f} points, and 22 of the 81 classes cannot be measured on it at all.",
-        f"- The recipe was chosen on val among {variants_tried()} variants (resolution 224/288/336, frozen",
+        f"- The recipe was chosen on val among {variants_tried()} variants (resolution 224/288/320/336, frozen",
         "  BatchNorm, mixing, QAT length, resize rule, training resolution and length, coarse loss,",
         "  weight averaging), so the val",
         "  figures are mildly optimistic; the test split,",
