@@ -50,16 +50,17 @@ def test_training_keeps_the_mean_of_the_last_epochs(synthetic_data, tmp_path):
 
     run = tmp_path / "run"
     lines: list[str] = []
+    # Six epochs: after four, the mean of epochs 3-4 scored 58-75% on val between runs (flaky).
     config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
-                         image_size=32, epochs=4, batch_size=16, lr=3e-3, select_best_epoch=False,
+                         image_size=32, epochs=6, batch_size=16, lr=3e-3, select_best_epoch=False,
                          average_last_epochs=2)
     metrics = train(config, log=lambda line: lines.append(str(line)))
-    assert any(line.startswith("[train] kept the mean weights of epochs 3-4 (val accuracy") for line in lines)
+    assert any(line.startswith("[train] kept the mean weights of epochs 5-6 (val accuracy") for line in lines)
     assert metrics["val_top1_averaged"] > 0.6
     # The stage the later phases and export start from is the mean, not the last epoch.
     with np.load(run / "stages" / "train.weights.npz") as stage, \
             np.load(run / "checkpoints" / "train" / "average.weights.npz") as average:
-        assert int(average["count"]) == 2 and int(average["last_epoch"]) == 4
+        assert int(average["count"]) == 2 and int(average["last_epoch"]) == 6
         kernels = [k for k in stage.files if stage[k].dtype.kind == "f" and stage[k].ndim == 4]
         assert kernels
         for key in kernels:
