@@ -20,13 +20,12 @@ above the shipped model after QAT. Off by default.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from edgeshop.errors import ModelLoadError
-from edgeshop.utils import write_bytes_atomic
+from edgeshop.train.model_io import read_arrays, write_arrays
 
 
 class WeightAverage:
@@ -42,12 +41,9 @@ class WeightAverage:
 
     def _read(self) -> None:
         try:
-            with np.load(self.path, allow_pickle=False) as data:
-                self.count = int(data["count"])
-                self.last_epoch = int(data["last_epoch"])
-                n = len(data.files) - 2
-                self.mean = [data[f"arr_{i}"] for i in range(n)]
-        except (OSError, ValueError, KeyError) as exc:
+            self.mean, extras = read_arrays(self.path)
+            self.count, self.last_epoch = int(extras["count"]), int(extras["last_epoch"])
+        except (ModelLoadError, KeyError) as exc:
             raise ModelLoadError(f"{self.path}: cannot read the weight average ({exc}); "
                                  "delete it to restart averaging from the next epoch") from None
 
@@ -69,9 +65,7 @@ class WeightAverage:
         return True
 
     def _write(self) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, *self.mean, count=np.int64(self.count), last_epoch=np.int64(self.last_epoch))
-        write_bytes_atomic(self.path, buffer.getvalue())
+        write_arrays(self.path, self.mean, count=np.int64(self.count), last_epoch=np.int64(self.last_epoch))
 
     def weights(self, like: list[np.ndarray]) -> list[np.ndarray]:
         """The mean, cast back to the dtypes of ``like`` (the model's current weights)."""
