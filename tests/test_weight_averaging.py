@@ -31,8 +31,14 @@ def test_unreadable_average_names_the_file(tmp_path):
 
     path = tmp_path / "average.weights.npz"
     path.write_bytes(b"not a zip")
-    with pytest.raises(ModelLoadError, match="average.weights.npz.*delete it"):
+    with pytest.raises(ModelLoadError, match="average.weights.npz.*delete it") as caught:
         WeightAverage(path)
+    assert str(caught.value).count(str(path)) == 1, "the file is named once"
+
+    np.savez(path, np.zeros(3))  # readable, but without count / last_epoch
+    with pytest.raises(ModelLoadError, match="without 'count'.*delete it") as caught:
+        WeightAverage(path)
+    assert str(caught.value).count(str(path)) == 1
 
 
 def test_settings_are_checked():

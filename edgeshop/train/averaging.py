@@ -27,6 +27,8 @@ import numpy as np
 from edgeshop.errors import ModelLoadError
 from edgeshop.train.model_io import read_arrays, write_arrays
 
+RESTART_HINT = "delete it to restart averaging from the next epoch"
+
 
 class WeightAverage:
     """A running mean of weight lists, persisted to ``path`` after every update."""
@@ -43,9 +45,10 @@ class WeightAverage:
         try:
             self.mean, extras = read_arrays(self.path)
             self.count, self.last_epoch = int(extras["count"]), int(extras["last_epoch"])
-        except (ModelLoadError, KeyError) as exc:
-            raise ModelLoadError(f"{self.path}: cannot read the weight average ({exc}); "
-                                 "delete it to restart averaging from the next epoch") from None
+        except ModelLoadError as exc:  # its message already names the file
+            raise ModelLoadError(f"{exc}; {RESTART_HINT}") from None
+        except KeyError as exc:
+            raise ModelLoadError(f"{self.path}: weight average without {exc}; {RESTART_HINT}") from None
 
     def add(self, weights: list[np.ndarray], epoch: int) -> bool:
         """Fold in the weights at the end of ``epoch`` (1-based); False if already in."""
