@@ -42,6 +42,7 @@ def main() -> int:
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     parser.add_argument("--arch", default="efficientnet_lite0", choices=("efficientnet_lite0", "seed_cnn"))
     parser.add_argument("--config", help="recipe file (default configs/grocery_<arch>.json), to try a variant")
+    parser.add_argument("--seed", type=int, help="replace the recipe's seed, to measure seed-to-seed spread")
     parser.add_argument("--out", help="run directory (default runs/grocery_<arch>)")
     parser.add_argument("--models-dir", default=str(ROOT / "models" / "grocery"))
     parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
@@ -58,6 +59,8 @@ def main() -> int:
     run = Path(args.out or ROOT / "runs" / f"grocery_{args.arch}")
     recipe_file = Path(args.config) if args.config else ROOT / "configs" / f"grocery_{args.arch}.json"
     recipe = json.loads(recipe_file.read_text())
+    if args.seed is not None:
+        recipe["seed"] = args.seed
     config = recipe_config(dataset, run, recipe)
     ship = args.arch == "efficientnet_lite0"
     targets = {"int8": models_dir / "grocery_int8.tflite", "float16": models_dir / "grocery_fp16.tflite"}
