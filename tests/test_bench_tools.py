@@ -178,3 +178,20 @@ def test_variant_table_names_each_recipe_change_against_the_shipped_run():
     assert header.startswith("| variant |") and shipped.startswith("| shipped | - |")
     top1 = lite["int8"]["val"]["top1"]
     assert row.startswith(f"| longer | `epochs` {lite['recipe']['epochs']} -> 99 | {100 * top1:.2f}%")
+
+
+def test_rerun_spread_counts_images_over_the_shipped_run_and_its_reruns():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from render_model_card import spread_lines
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+
+    def run(top1_images: int, coarse_images: int) -> dict:
+        return {"int8": {"val": {"n": 200, "top1": top1_images / 200, "coarse_top1": coarse_images / 200}}}
+
+    text = "\n".join(spread_lines(run(170, 180), {"seed1": run(174, 178), "seed2": run(168, 185)}))
+    assert "over 3 runs" in text
+    assert "int8 top-1 was 168-174 of 200 (84.00%-87.00%)" in text
+    assert "coarse top-1 178-185 of 200 (89.00%-92.50%)" in text
+    assert "run-to-run variation" in "\n".join(spread_lines(run(170, 180), {}))
