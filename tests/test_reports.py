@@ -20,6 +20,7 @@ from edgeshop.report.metrics import (
     most_confused,
     per_class,
     summarize,
+    wilson_interval,
 )
 
 LABELS = ["apple", "kiwi", "lime"]
@@ -60,6 +61,16 @@ def test_top_k_and_coarse_accuracy_by_hand():
     assert coarse_accuracy(TRUTH, SCORES.argmax(1), LABELS, green) == pytest.approx(4 / 6)
     with pytest.raises(ValueError, match="no coarse class"):
         coarse_accuracy(TRUTH, SCORES.argmax(1), LABELS, {"apple": "x"})
+
+
+def test_wilson_interval_against_published_values():
+    # by hand, z = 1.96: 5/10 -> 0.5 -+ 1.96 * sqrt(0.025 + 0.0096) / 1.3842 = 0.2366-0.7634
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    low, high = wilson_interval(10, 10)
+    assert low == pytest.approx(0.7225, abs=1e-4) and high == 1.0
+    narrow, wide = wilson_interval(900, 1000), wilson_interval(9, 10)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0], "more images, narrower interval"
 
 
 def test_expected_calibration_error_by_hand():

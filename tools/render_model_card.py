@@ -13,9 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GROCERY = ROOT / "models" / "grocery"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 
 from readme_block import replace_block  # noqa: E402
+
+from edgeshop.report.metrics import interval_text  # noqa: E402
 
 # The best published figures on this dataset (Antioquia, PCSC 2021; test split).
 PUBLISHED_FINE, PUBLISHED_COARSE = 0.8604, 0.9199
@@ -242,6 +244,8 @@ def main() -> None:
         "  The errors are mostly look-alike varieties and cartons (see the confused pairs above).",
         f"- The val split is small ({val['n']} images, about 5 per class): one image is "
         f"{100 / val['n']:.2f} points, and 22 of the 81 classes cannot be measured on it at all.",
+        f"  95% (Wilson) intervals: int8 top-1 {interval_text(val['top1'], val['n'])}, coarse top-1 "
+        f"{interval_text(val['coarse_top1'], val['n'])}.",
         f"- The recipe was chosen on val among {variants_tried()} variants (resolution 224/288/320/336, frozen",
         "  BatchNorm, mixing, QAT length, resize rule, training resolution and length, coarse loss,",
         "  weight averaging), so the val",
@@ -314,7 +318,9 @@ def readme_summary(lite: dict, seed: dict | None) -> str:
         f"{'above' if fine_gap >= 0 else 'below'} it on fine classes and",
         f"{abs(coarse_gap):.2f} points {'above' if coarse_gap >= 0 else 'below'} it on coarse classes. "
         "The recipe was chosen on val among",
-        f"{variants_tried()} variants, so val is mildly optimistic. The model card "
+        f"{variants_tried()} variants, so val is mildly optimistic, and on {val['n']} images the 95% interval of "
+        f"int8 top-1 is {interval_text(val['top1'], val['n'])}",
+        f"(coarse: {interval_text(val['coarse_top1'], val['n'])}). The model card "
         "(`models/grocery/README.md`) has",
         "per-class accuracy, the most confused pairs, the from-scratch `seed_cnn` baseline"
         + (f" ({pct(seed['int8']['val']['top1'])})" if seed else ""),

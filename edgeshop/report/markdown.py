@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeshop.report.metrics import interval_text
+
 
 def evaluation_markdown(figures: dict[str, Any], title: str | None = None) -> str:
     lines = [f"# {title or 'Evaluation of ' + str(figures.get('model', 'model'))}", ""]
     lines.append(f"- images: {figures['n']} (unreadable, skipped: {figures.get('skipped', 0)})")
-    lines.append(f"- top-1: {figures['top1']:.2%}, top-5: {figures['top5']:.2%}")
+    n = figures["n"]
+    lines.append(f"- top-1: {figures['top1']:.2%} (95% interval {interval_text(figures['top1'], n)}), "
+                 f"top-5: {figures['top5']:.2%}")
     if "coarse_top1" in figures:
-        lines.append(f"- coarse top-1: {figures['coarse_top1']:.2%}")
+        lines.append(f"- coarse top-1: {figures['coarse_top1']:.2%} "
+                     f"(95% interval {interval_text(figures['coarse_top1'], n)})")
     lines.append(f"- macro recall: {figures['macro_recall']:.2%}, expected calibration error: {figures['ece']:.3f}")
     if "compare" in figures:
         c = figures["compare"]

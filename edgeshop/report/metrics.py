@@ -68,6 +68,24 @@ def coarse_accuracy(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[s
     return float(np.mean(coarse[truth] == coarse[predicted])) if len(truth) else float("nan")
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% with z=1.96): how far an accuracy measured
+    on n images could be from the accuracy on all such images. Stays inside [0, 1] and
+    behaves at 0% and 100%, unlike the normal approximation."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def interval_text(accuracy: float, n: int) -> str:
+    """`83.24%-90.82%`: the 95% Wilson interval of an accuracy over n images."""
+    low, high = wilson_interval(round(accuracy * n), n)
+    return f"{low:.2%}-{high:.2%}"
+
+
 def summarize(truth: np.ndarray, scores: np.ndarray, labels: Sequence[str],
               hierarchy: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Every figure edgeshop-eval reports, as plain JSON-able values."""
