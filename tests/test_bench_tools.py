@@ -187,10 +187,13 @@ def test_rerun_spread_counts_images_over_the_shipped_run_and_its_reruns():
     finally:
         sys.path.remove(str(ROOT / "tools"))
 
-    def run(top1_images: int, coarse_images: int) -> dict:
-        return {"int8": {"val": {"n": 200, "top1": top1_images / 200, "coarse_top1": coarse_images / 200}}}
+    def run(top1_images: int, coarse_images: int, minutes: float = 40.0, ms: float = 7.0) -> dict:
+        return {"int8": {"val": {"n": 200, "top1": top1_images / 200, "coarse_top1": coarse_images / 200},
+                         "latency_1t": {"p50_ms": ms}},
+                "wall_seconds_train_and_export": 60 * minutes}
 
-    text = "\n".join(spread_lines(run(170, 180), {"seed1": run(174, 178), "seed2": run(168, 185)}))
+    text = "\n".join(spread_lines(run(170, 180), {"seed1": run(174, 178, 47.0, 9.5), "seed2": run(168, 185)}))
+    assert "took 40.0-47.0 min" in text and "ranged 7.00-9.50 ms" in text
     assert "over 3 runs" in text
     assert "int8 top-1 was 168-174 of 200 (84.00%-87.00%)" in text
     assert "coarse top-1 178-185 of 200 (89.00%-92.50%)" in text
