@@ -84,11 +84,11 @@ def recipe_changes(shipped: dict, variant: dict) -> str:
                      for k in keys if shipped.get(k) != variant.get(k))
 
 
-def variant_rows(lite: dict, variants: dict[str, dict]) -> list[str]:
+def variant_rows(lite: dict, variants: dict[str, dict], kind: str = "variant") -> list[str]:
     """One row per variant against the shipped run: its change and the figures the issue sets."""
     # The int8 latency of the run's own benchmark shows how fast the machine was that day:
     # wall times of runs on a slower day are not slower recipes.
-    rows = ["| variant | change from the shipped recipe | int8 top-1 | coarse top-1 | float16 twin "
+    rows = [f"| {kind} | change from the shipped recipe | int8 top-1 | coarse top-1 | float16 twin "
             "| float before QAT | train + export | int8 latency, 1 thread |", "|---|---|---|---|---|---|---|---|"]
     for name, f in {"shipped": lite, **variants}.items():
         rows.append(
@@ -236,7 +236,7 @@ def main() -> None:
                   "Figures: `reruns/figures_<seed>.json`; rerun with `make grocery ARGS=\"--seed N --out",
                   "runs/grocery_seedN --models-dir runs/grocery_seedN_models\"`. The last column is each run's",
                   "own int8 benchmark: how fast the machine was during that run.", "",
-                  *variant_rows(lite, reruns)]
+                  *variant_rows(lite, reruns, kind="rerun")]
     lines += [
         "",
         "## Limitations",
