@@ -195,6 +195,6 @@ def test_rerun_spread_counts_images_over_the_shipped_run_and_its_reruns():
     text = "\n".join(spread_lines(run(170, 180), {"seed1": run(174, 178, 47.0, 9.5), "seed2": run(168, 185)}))
     assert "took 40.0-47.0 min" in text and "ranged 7.00-9.50 ms" in text
     assert "over 3 runs" in text
-    assert "int8 top-1 was 168-174 of 200 (84.00%-87.00%)" in text
-    assert "coarse top-1 178-185 of 200 (89.00%-92.50%)" in text
+    assert "int8 top-1 was 168-174 of 200 (84.00%-87.00%, mean 85.33%)" in text
+    assert "coarse top-1 178-185 of 200 (89.00%-92.50%, mean 90.50%)" in text
     assert "run-to-run variation" in "\n".join(spread_lines(run(170, 180), {}))

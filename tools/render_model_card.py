@@ -285,7 +285,8 @@ def spread_lines(lite: dict, reruns: dict[str, dict]) -> list[str]:
 
     def images(key: str) -> str:
         counts = sorted(round(f["int8"]["val"][key] * n) for f in runs)
-        return f"{counts[0]}-{counts[-1]} of {n} ({pct(counts[0] / n)}-{pct(counts[-1] / n)})"
+        return (f"{counts[0]}-{counts[-1]} of {n} ({pct(counts[0] / n)}-{pct(counts[-1] / n)}, "
+                f"mean {pct(sum(counts) / len(counts) / n)})")
 
     walls = sorted(f["wall_seconds_train_and_export"] / 60 for f in runs)
     latencies = sorted(f["int8"]["latency_1t"]["p50_ms"] for f in runs)
