@@ -12,6 +12,7 @@ from conftest import DATA
 from edgeshop.cli import bench as bench_cli
 from edgeshop.cli import compare as compare_cli
 from edgeshop.cli import eval as eval_cli
+from edgeshop.errors import DataError
 from edgeshop.report.evaluate import top_k_accuracy
 from edgeshop.report.metrics import (
     coarse_accuracy,
@@ -59,7 +60,7 @@ def test_top_k_and_coarse_accuracy_by_hand():
     green = {"apple": "fruit", "kiwi": "fruit", "lime": "citrus"}
     # the apple->kiwi confusion is right at the coarse level: 4 of 6
     assert coarse_accuracy(TRUTH, SCORES.argmax(1), LABELS, green) == pytest.approx(4 / 6)
-    with pytest.raises(ValueError, match="no coarse class"):
+    with pytest.raises(DataError, match="no coarse class for .'kiwi', 'lime'."):
         coarse_accuracy(TRUTH, SCORES.argmax(1), LABELS, {"apple": "x"})
 
 
@@ -112,6 +113,12 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     assert {c["label"] for c in figures["per_class"]} == {"bar", "disc", "square"}
     assert figures["compare"]["top1_agreement"] == 1.0 and figures["compare"]["top1_delta"] == 0.0
     assert "## Per class" in (tmp_path / "rep" / "report.md").read_text()
+    # a hierarchy that misses one of the model's classes: one line naming the file, no traceback
+    partial = tmp_path / "partial.csv"
+    partial.write_text("name,id,coarse\nbar,0,line\ndisc,1,round\n")
+    assert eval_cli.main([str(DATA / "tiny_int8.tflite"), "--data", str(data), "--hierarchy", str(partial)]) == 2
+    err = capsys.readouterr().err
+    assert f"{partial}: no coarse class for ['square']" in err and "Traceback" not in err
 
 
 def test_bench_cli_reports_the_agreed_fields(tmp_path):

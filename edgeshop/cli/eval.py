@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         import numpy as np
 
-        from edgeshop.datasets import discover, read_hierarchy
+        from edgeshop.datasets import coarse_index, discover, read_hierarchy
         from edgeshop.errors import EdgeshopError
         from edgeshop.report.evaluate import predict
         from edgeshop.report.markdown import evaluation_markdown
@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.utils import write_bytes_atomic, write_json_atomic
 
         samples = discover(args.data, args.classes)
-        hierarchy = read_hierarchy(Path(args.hierarchy)) if args.hierarchy else None
-        result = predict(Classifier(args.model, num_threads=args.threads), samples)
+        classifier = Classifier(args.model, num_threads=args.threads)
+        hierarchy = None
+        if args.hierarchy:
+            hierarchy = read_hierarchy(Path(args.hierarchy))
+            coarse_index(classifier.labels, hierarchy, args.hierarchy)  # refuse before classifying, naming the file
+        result = predict(classifier, samples)
         figures = summarize(result.truth, result.scores, result.labels, hierarchy)
         figures.update(model=str(args.model), data=str(args.data), skipped=len(result.skipped),
                        skipped_files=[{"file": str(p), "reason": r} for p, r in result.skipped])

@@ -60,11 +60,11 @@ def expected_calibration_error(truth: np.ndarray, scores: np.ndarray, bins: int 
 
 def coarse_accuracy(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str],
                     hierarchy: Mapping[str, str]) -> float:
-    """Top-1 at the coarse level: the fine prediction mapped through ``hierarchy``."""
-    missing = sorted({labels[i] for i in np.concatenate([truth, predicted])} - set(hierarchy))
-    if missing:
-        raise ValueError(f"class hierarchy has no coarse class for {missing[:5]}")
-    coarse = np.array([hierarchy[label] for label in labels], dtype=object)
+    """Top-1 at the coarse level: the fine prediction mapped through ``hierarchy``, which
+    must name a coarse class for every label (else DataError)."""
+    from edgeshop.datasets import coarse_index
+
+    coarse = coarse_index(labels, hierarchy, source="class hierarchy")
     return float(np.mean(coarse[truth] == coarse[predicted])) if len(truth) else float("nan")
 
 
