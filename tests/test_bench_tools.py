@@ -198,3 +198,73 @@ def test_rerun_spread_counts_images_over_the_shipped_run_and_its_reruns():
     assert "int8 top-1 was 168-174 of 200 (84.00%-87.00%, mean 85.33%)" in text
     assert "coarse top-1 178-185 of 200 (89.00%-92.50%, mean 90.50%)" in text
     assert "run-to-run variation" in "\n".join(spread_lines(run(170, 180), {}))
+
+
+def test_holdout_section_compares_the_hold_out_with_val_in_the_same_run():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from render_model_card import holdout_lines
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+
+    def summary(top1: float, coarse: float) -> dict:
+        return {"n": 100, "top1": top1, "coarse_top1": coarse}
+
+    figures = {"recipe": {"seed": 0}, "holdout_fraction": 0.1,
+               "int8": {"holdout": summary(0.97, 0.98), "val": summary(0.86, 0.92)},
+               "float16": {"holdout": summary(0.96, 0.975), "val": summary(0.85, 0.91)}}
+    text = "\n".join(holdout_lines(figures, "holdout/figures_x.json"))
+    assert "retrained on 90% of the official train split, measured on the other 10% (100 images" in text
+    assert "scores 11.00 points higher on it than on val" in text
+    assert "| int8 | 97.00% | 98.00% | 86.00% | 92.00% |" in text
+    assert "--holdout 0.1 --out runs/grocery_holdout" in text
+
+
+def test_seed_soup_averages_runs_of_one_recipe_and_resumes_into_qat(pipeline, tmp_path):
+    import shutil
+
+    from edgeshop.errors import EdgeshopError, OverwriteError
+    from edgeshop.train.fit import resume
+    from edgeshop.train.model_io import read_arrays, write_arrays
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from seed_soup import make_soup
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    for run in (a, b):
+        shutil.copytree(pipeline["run"], run, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    config = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config, "seed": 7}))
+    original = read_arrays(a / "stages" / "train.weights.npz")[0]
+    write_arrays(b / "stages" / "train.weights.npz", [w + 1 for w in original])
+
+    assert make_soup([a, b], tmp_path / "soup") == len(original)
+    soup = read_arrays(tmp_path / "soup" / "stages" / "train.weights.npz")[0]
+    assert all(np.allclose(s, w + 0.5) for s, w in zip(soup, original, strict=True))
+    with pytest.raises(OverwriteError, match="exists"):
+        make_soup([a, b], tmp_path / "soup")
+    (b / "config.json").write_text(json.dumps({**config, "epochs": 99}))
+    with pytest.raises(EdgeshopError, match=r"differs .* beyond the seed \(epochs\)"):
+        make_soup([a, b], tmp_path / "other")
+
+    # the soup run continues with the recipe's later phases (prune, QAT) from the average
+    metrics = resume(tmp_path / "soup", log=lambda *_: None)
+    assert metrics["phases"] == ["train", "prune", "qat"]
+    assert (tmp_path / "soup" / "stages" / "qat.weights.npz").is_file()
+
+
+def test_soup_lines_name_the_runs_and_compare_with_the_shipped_run():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from render_model_card import soup_lines
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    shipped = {"int8": {"val": {"top1": 0.875, "coarse_top1": 0.919}}}
+    soup = {"soup_of": ["runs/a", "runs/b"], "train_metrics": {"val_top1_float": 0.84},
+            "int8": {"val": {"top1": 0.8378, "coarse_top1": 0.9223}}}
+    text = " ".join(soup_lines(shipped, soup, "soups/figures_x.json"))
+    assert "A uniform soup of the 2 runs above (`runs/a`, `runs/b`)" in text
+    assert "averaging them lost fine top-1" in text
+    assert "Float before QAT 84.00%, int8 top-1 83.78%, coarse top-1 92.23% (shipped: 87.50%, 91.90%)" in text

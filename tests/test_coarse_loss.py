@@ -65,4 +65,6 @@ def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
                          qat_lr=1e-4, hierarchy=str(hierarchy), coarse_loss_weight=1.0)
     metrics = train(config, log=lambda line: lines.append(str(line)))
     assert f"class hierarchy: {len(CLASSES)} fine -> 2 coarse classes, coarse loss weight 1.0" in lines
+    # a validation split drawn at random from the training folders says that it can leak
+    assert any(line.startswith("validation: a random 0.2 of each class") and "pass --val" in line for line in lines)
     assert metrics["val_top1_final"] > 0.6

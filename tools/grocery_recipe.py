@@ -45,6 +45,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, help="replace the recipe's seed, to measure seed-to-seed spread")
     parser.add_argument("--out", help="run directory (default runs/grocery_<arch>)")
     parser.add_argument("--models-dir", default=str(ROOT / "models" / "grocery"))
+    parser.add_argument("--holdout", type=float, metavar="FRACTION",
+                        help="train on the official train split minus a random stratified FRACTION of it "
+                             "and report figures on that hold-out beside val: how much a random split of burst "
+                             "photos leaks (never a shipped model)")
     parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
     parser.add_argument("--force", action="store_true", help="replace an earlier run and shipped files")
     parser.add_argument("--reexport", action="store_true",
@@ -53,7 +57,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from edgeshop.train.export import export
-    from edgeshop.train.fit import train
+    from edgeshop.train.fit import split_samples, train
 
     dataset, models_dir = Path(args.dataset), Path(args.models_dir)
     run = Path(args.out or ROOT / "runs" / f"grocery_{args.arch}")
@@ -61,8 +65,16 @@ def main() -> int:
     recipe = json.loads(recipe_file.read_text())
     if args.seed is not None:
         recipe["seed"] = args.seed
-    config = recipe_config(dataset, run, recipe)
+    config = recipe_config(dataset, run, recipe, holdout=args.holdout)
     ship = args.arch == "efficientnet_lite0"
+    if args.holdout and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
+        print("--holdout trains on less data than the shipped model: pass --models-dir runs/<name>_models",
+              file=sys.stderr)
+        return 2
+    if args.holdout and recipe.get("select_best_epoch", True):
+        print(f"{recipe_file}: selects its epoch on the validation images (select_best_epoch), so the "
+              "hold-out would not be clean; --holdout measures fixed-schedule recipes", file=sys.stderr)
+        return 2
     targets = {"int8": models_dir / "grocery_int8.tflite", "float16": models_dir / "grocery_fp16.tflite"}
     if not ship:
         targets = {fmt: run / f"{args.arch}_{fmt}.tflite" for fmt in ("int8", "float16")}
@@ -88,13 +100,18 @@ def main() -> int:
     hierarchy = read_hierarchy(dataset / "classes.csv")
     figures = {"arch": args.arch, "recipe": recipe, "train_metrics": metrics,
                "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume, "reexported": args.reexport}
+    if args.holdout:
+        figures["holdout_fraction"] = args.holdout
+    soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
+    if soup_of:  # a run made by tools/seed_soup.py
+        figures["soup_of"] = soup_of
     for fmt, target in targets.items():
-        result = predict(Classifier(target), samples)
-        summary = summarize(result.truth, result.scores, result.labels, hierarchy)
-        summary.pop("confusion_matrix")
-        figures[fmt] = {"file": target.name, "size_bytes": target.stat().st_size, "val": summary,
+        figures[fmt] = {"file": target.name, "size_bytes": target.stat().st_size,
+                        "val": _summary(target, samples, hierarchy),
                         "audit": {k: exports[fmt]["audit"][k] for k in ("fully_integer", "input", "output",
                                                                          "weight_sparsity")}}
+        if args.holdout:
+            figures[fmt]["holdout"] = _summary(target, split_samples(config)[1], hierarchy)
     image = samples[0].path
     for threads in BENCH_THREADS:
         for fmt, target in targets.items():
@@ -112,14 +129,23 @@ def main() -> int:
     return 0
 
 
-def recipe_config(dataset: Path, run: Path, recipe: dict):
+def _summary(model: Path, samples, hierarchy) -> dict:
+    result = predict(Classifier(model), samples)
+    summary = summarize(result.truth, result.scores, result.labels, hierarchy)
+    summary.pop("confusion_matrix")
+    return summary
+
+
+def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None):
     """The training configuration of a recipe on the Grocery Store layout: the official
     train split, val for reporting (and selection, if the recipe asks), classes.csv as
-    the class hierarchy."""
+    the class hierarchy. With ``holdout``, the run's own validation images are instead a
+    stratified fraction of train, kept out of training."""
     from edgeshop.train.config import TrainConfig
 
-    return TrainConfig(data=str(dataset / "train"), val=str(dataset / "val"), out=str(run),
-                       hierarchy=str(dataset / "classes.csv"), **recipe)
+    val = {"val": None, "val_fraction": holdout} if holdout else {"val": str(dataset / "val")}
+    return TrainConfig(data=str(dataset / "train"), out=str(run), hierarchy=str(dataset / "classes.csv"),
+                       **val, **recipe)
 
 
 if __name__ == "__main__":

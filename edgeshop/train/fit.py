@@ -125,11 +125,11 @@ class TrainingRun:
 
     def _load_data(self) -> None:
         cfg = self.config
-        samples = datasets.discover(cfg.data, cfg.classes)
-        if cfg.val:
-            train_samples, val_samples = samples, datasets.discover(cfg.val, cfg.classes)
-        else:
-            train_samples, val_samples = datasets.stratified_split(samples, cfg.val_fraction, cfg.seed)
+        train_samples, val_samples = split_samples(cfg)
+        if not cfg.val:
+            self.log(f"validation: a random {cfg.val_fraction:g} of each class of {cfg.data}; photos taken in bursts "
+                     "of one shelf leak across such a split (figures come out optimistic): pass --val with "
+                     "photos from other days or stores for honest ones")
         self.class_names = datasets.class_names_of(train_samples)
         if len(self.class_names) < 2:
             raise DataError(f"{cfg.data}: found a single class {self.class_names}; a classifier needs at least two")
@@ -438,6 +438,16 @@ class _EpochEnd(keras.callbacks.Callback):
         self.run._save_state()
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+
+
+def split_samples(config: TrainConfig) -> tuple[list[datasets.Sample], list[datasets.Sample]]:
+    """The run's training and validation images: ``config.val``, or else a stratified
+    ``val_fraction`` of the training data held out with the run's seed (deterministic, so
+    tools can list the held-out images of a finished run)."""
+    samples = datasets.discover(config.data, config.classes)
+    if config.val:
+        return samples, datasets.discover(config.val, config.classes)
+    return datasets.stratified_split(samples, config.val_fraction, config.seed)
 
 
 def _as_inputs(pixels, labels, n_classes: int):

@@ -1,0 +1,106 @@
+"""Average the fine-tuned float weights of finished runs of one recipe (a uniform "model
+soup", Wortsman et al. 2022) into a new run directory whose QAT and export then continue
+from the average:
+
+    python tools/seed_soup.py runs/grocery_h runs/grocery_seed1 runs/grocery_seed2 --out runs/grocery_soup3
+    python tools/grocery_recipe.py --resume --out runs/grocery_soup3 --models-dir runs/grocery_soup3_models
+
+The runs must share their configuration except the seed. The new run copies the first
+run's data, metadata and head stage, and its state says every float phase is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeshop.errors import EdgeshopError, OverwriteError  # noqa: E402
+from edgeshop.train.config import TrainConfig  # noqa: E402
+from edgeshop.train.model_io import read_arrays, write_arrays  # noqa: E402
+from edgeshop.utils import write_json_atomic  # noqa: E402
+
+FLOAT_STAGE = "train"  # the fine-tuned weights; QAT starts from them
+COPIED = ("calibration.npy", "card.json", "config.json", "data_report.json", "labels.txt", "training_log.csv")
+
+
+def _config(run: Path) -> dict:
+    """The run's settings with today's defaults filled in (runs saved before a setting existed)."""
+    try:
+        return TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_dict()
+    except (OSError, ValueError, TypeError) as exc:
+        raise EdgeshopError(f"{run}: not a finished training run ({exc})") from None
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    """Settings that differ between two runs, beyond the seed and the run directory."""
+    ignored = {"seed", "out"}
+    if not a["coarse_loss_weight"] and not b["coarse_loss_weight"]:
+        ignored.add("hierarchy")  # read only by the coarse loss
+    return sorted(k for k in a.keys() | b.keys() if k not in ignored and a.get(k) != b.get(k))
+
+
+def make_soup(runs: list[Path], out: Path) -> int:
+    """Write the soup run into ``out``; returns how many weight arrays differed between runs."""
+    if len(runs) < 2:
+        raise EdgeshopError("a soup needs at least two runs")
+    if out.exists():
+        raise OverwriteError(f"{out} exists; choose another --out or delete it")
+    reference = _config(runs[0])
+    for run in runs[1:]:
+        differing = _differences(reference, _config(run))
+        if differing:
+            raise EdgeshopError(f"{run}: its configuration differs from {runs[0]}'s beyond the seed "
+                                f"({', '.join(differing)}); a soup averages runs of one recipe")
+    weights = []
+    for run in runs:
+        stage = run / "stages" / f"{FLOAT_STAGE}.weights.npz"
+        if not stage.is_file():
+            raise EdgeshopError(f"{stage}: missing; is the run finished?")
+        weights.append(read_arrays(stage)[0])
+    if any(len(w) != len(weights[0]) for w in weights):
+        raise EdgeshopError("the runs' weights do not line up (different architectures?)")
+    aligned = list(zip(*weights, strict=True))
+    soup = [np.mean(arrays, axis=0).astype(arrays[0].dtype) for arrays in aligned]
+    differing = sum(any(not np.array_equal(arrays[0], a) for a in arrays[1:]) for arrays in aligned)
+
+    state = json.loads((runs[0] / "state.json").read_text())
+    done = state["completed"][: state["completed"].index(FLOAT_STAGE) + 1]
+    (out / "stages").mkdir(parents=True)
+    for name in COPIED:
+        shutil.copy(runs[0] / name, out / name)
+    config = json.loads((out / "config.json").read_text())
+    write_json_atomic(out / "config.json", {**config, "out": str(out)})
+    for phase in done[:-1]:  # e.g. the head phase, which the soup's QAT does not read but resume expects
+        shutil.copy(runs[0] / "stages" / f"{phase}.weights.npz", out / "stages" / f"{phase}.weights.npz")
+    write_arrays(out / "stages" / f"{FLOAT_STAGE}.weights.npz", soup)
+    state.update(completed=done, phase=FLOAT_STAGE, soup_of=[str(r) for r in runs])
+    state["seconds"] = {k: v for k, v in state["seconds"].items() if k in done}
+    write_json_atomic(out / "state.json", state)
+    return differing
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories of one recipe")
+    parser.add_argument("--out", required=True, type=Path, help="the new run directory (must not exist)")
+    args = parser.parse_args()
+    try:
+        differing = make_soup(args.runs, args.out)
+    except EdgeshopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: the mean of {len(args.runs)} runs' '{FLOAT_STAGE}' weights "
+          f"({differing} arrays differed; frozen ones are shared)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
