@@ -2,8 +2,8 @@
 soup", Wortsman et al. 2022) into a new run directory whose QAT and export then continue
 from the average:
 
-    python tools/seed_soup.py runs/grocery_h runs/grocery_seed1 runs/grocery_seed2 --out runs/grocery_soup3
-    python tools/grocery_recipe.py --resume --out runs/grocery_soup3 --models-dir runs/grocery_soup3_models
+    python tools/seed_soup.py runs/grocery_h runs/grocery_seed1 runs/grocery_seed2 --out runs/grocery_soup
+    python tools/grocery_recipe.py --resume --out runs/grocery_soup --models-dir runs/grocery_soup_models
 
 The runs must share their configuration except the seed. The new run copies the first
 run's data, metadata and head stage, and its state says every float phase is done.
@@ -28,7 +28,7 @@ from edgeshop.train.model_io import read_arrays, write_arrays  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 FLOAT_STAGE = "train"  # the fine-tuned weights; QAT starts from them
-COPIED = ("calibration.npy", "card.json", "config.json", "data_report.json", "labels.txt", "training_log.csv")
+COPIED = ("calibration.npy", "card.json", "data_report.json", "labels.txt", "training_log.csv")
 
 
 def _config(run: Path) -> dict:
@@ -76,7 +76,7 @@ def make_soup(runs: list[Path], out: Path) -> int:
     (out / "stages").mkdir(parents=True)
     for name in COPIED:
         shutil.copy(runs[0] / name, out / name)
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((runs[0] / "config.json").read_text())
     write_json_atomic(out / "config.json", {**config, "out": str(out)})
     for phase in done[:-1]:  # e.g. the head phase, which the soup's QAT does not read but resume expects
         shutil.copy(runs[0] / "stages" / f"{phase}.weights.npz", out / "stages" / f"{phase}.weights.npz")
