@@ -105,13 +105,14 @@ def main() -> int:
     soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
     if soup_of:  # a run made by tools/seed_soup.py
         figures["soup_of"] = soup_of
+    holdout = split_samples(config)[1] if args.holdout else None
     for fmt, target in targets.items():
         figures[fmt] = {"file": target.name, "size_bytes": target.stat().st_size,
                         "val": _summary(target, samples, hierarchy),
                         "audit": {k: exports[fmt]["audit"][k] for k in ("fully_integer", "input", "output",
                                                                          "weight_sparsity")}}
-        if args.holdout:
-            figures[fmt]["holdout"] = _summary(target, split_samples(config)[1], hierarchy)
+        if holdout:
+            figures[fmt]["holdout"] = _summary(target, holdout, hierarchy)
     image = samples[0].path
     for threads in BENCH_THREADS:
         for fmt, target in targets.items():

@@ -290,10 +290,10 @@ def main() -> None:
 
 def soup_lines(lite: dict, soup: dict, source: str) -> list[str]:
     """A soup of reruns against the shipped run (figures on val)."""
-    runs = soup.get("soup_of", [])
+    runs = soup["soup_of"]  # grocery_recipe.py records it for runs made by tools/seed_soup.py
     v, shipped = soup["int8"]["val"], lite["int8"]["val"]
     return [
-        f"A uniform soup of the {len(runs) or ''} runs above ({', '.join(f'`{r}`' for r in runs)}): their "
+        f"A uniform soup of the {len(runs)} runs above ({', '.join(f'`{r}`' for r in runs)}): their "
         "fine-tuned float weights averaged, then the recipe's QAT and export",
         "(`python tools/seed_soup.py RUN ... --out runs/grocery_soup`, then `make grocery ARGS=\"--resume --out",
         f"runs/grocery_soup --models-dir runs/grocery_soup_models\"`; figures: `{source}`). Float before QAT "
