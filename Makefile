@@ -4,23 +4,44 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep
+.PHONY: install clients demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep
+
+# MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
+# schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
+# would replace the opencv-python-headless this environment runs on.
+MEDIAPIPE := mediapipe==1.2.2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e ".[train,report,dev,bench]"
+	$(BIN)/pip install --quiet --no-deps $(MEDIAPIPE)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The standard clients phone developers use, in their own environment (mediapipe brings
+# opencv-contrib-python, which must not replace the project's OpenCV): MediaPipe Tasks and
+# the TFLite Task Library (tflite-support, whose native part needs Debian's libusb-1.0-0).
+# tests/test_clients.py runs them through tools/client_classify.py.
+CLIENTS       := .venv-clients
+CLIENTS_STAMP := $(CLIENTS)/.installed-stamp
+$(CLIENTS_STAMP):
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install --quiet $(MEDIAPIPE) tflite-support==0.4.4
+	@ldconfig -p | grep -q libusb-1.0 || apt-get install -y -qq libusb-1.0-0 >/dev/null \
+		|| echo "libusb-1.0-0 is missing and could not be installed: the Task Library tests will fail"
+	touch $(CLIENTS_STAMP)
+
+clients: $(CLIENTS_STAMP)
 
 ## demo: train + prune + QAT on the bundled grocery subset, export, classify, compare
 demo: $(STAMP)
 	$(BIN)/edgeshop-demo --out runs/demo --force
 
 ## test: lint and the test suite (slow, real-data tests excluded)
-test: $(STAMP)
+test: $(STAMP) $(CLIENTS_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	EDGESHOP_REQUIRE_CLIENTS=1 $(BIN)/pytest -q
 
 ## test-slow: the long tests too (needs ../shared/datasets for the real-data ones)
 test-slow: $(STAMP)
@@ -30,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs .pytest_cache .ruff_cache $(CLIENTS)
 
 GROCERY ?= ../shared/datasets/grocery_store
 

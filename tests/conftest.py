@@ -1,6 +1,6 @@
 """Shared fixtures. One session-scoped run of the real pipeline on tiny synthetic images
-(train -> prune 50% -> QAT -> export float32/float16/int8/PTQ int8); stage tests inspect
-its artefacts."""
+(train -> prune 50% -> QAT -> export float32/float16/int8/int8 with int8 I/O/PTQ int8);
+stage tests inspect its artefacts."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def synthetic_data(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def pipeline(synthetic_data, tmp_path_factory) -> dict[str, Path]:
-    """The real pipeline, once: tiny net, prune to 50%, QAT, four exports."""
+    """The real pipeline, once: tiny net, prune to 50%, QAT, five exports."""
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.export import export
     from edgeshop.train.fit import train
@@ -47,6 +47,8 @@ def pipeline(synthetic_data, tmp_path_factory) -> dict[str, Path]:
     for fmt in ("float32", "float16", "int8"):
         models[fmt] = out / f"model_{fmt}.tflite"
         export(run, models[fmt], fmt)
+    models["int8_io"] = out / "model_int8_io.tflite"
+    export(run, models["int8_io"], "int8", io_type="int8")
     models["ptq_int8"] = out / "model_ptq_int8.tflite"
     export(run, models["ptq_int8"], "int8", ptq=True)
     return {"run": run, "metrics": metrics, **models}

@@ -13,12 +13,15 @@ from hypothesis import strategies as st
 
 from edgeshop.runtime.modelcard import (
     CARD_ENTRY,
+    LABELS_ENTRY,
     MAX_CARD_BYTES,
     InputSpec,
     ModelCard,
     ModelCardError,
+    attach_archive,
     embed_card,
     read_card,
+    split_archive,
 )
 
 FLATBUFFER = b"\x1c\x00\x00\x00TFL3" + bytes(100)
@@ -72,8 +75,50 @@ def test_oversized_card_is_refused_before_reading():
         read_card(_with_entry(huge.encode()), source="big.tflite")
 
 
+def test_card_and_labels_share_one_stored_archive():
+    """Standard readers map stored members straight from the file and see only the last zip."""
+    card = _card()
+    data = embed_card(FLATBUFFER, card)
+    assert data.count(b"PK\x05\x06") == 1  # one end-of-archive record: one zip
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert sorted(archive.namelist()) == sorted([CARD_ENTRY, LABELS_ENTRY])
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+        assert archive.read(LABELS_ENTRY) == b"a\nb\n"
+
+
+def test_embedding_again_replaces_the_card_and_keeps_other_members():
+    first = attach_archive(FLATBUFFER, {"extra/notes.txt": b"keep me", CARD_ENTRY: b"old"})
+    card = _card(name="second")
+    data = embed_card(first, card)
+    flatbuffer, members = split_archive(data)
+    assert flatbuffer == FLATBUFFER
+    assert members["extra/notes.txt"] == b"keep me"
+    assert read_card(data) == card
+    assert data.count(b"PK\x05\x06") == 1
+
+
+def test_cards_written_by_earlier_versions_still_read():
+    """Before the stored archive, the card zip was deflate-compressed."""
+    card = _card(arch="old")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(CARD_ENTRY, card.to_json())
+        z.writestr(LABELS_ENTRY, "a\nb\n")
+    old = FLATBUFFER + buffer.getvalue()
+    assert read_card(old) == card
+    assert split_archive(old)[0] == FLATBUFFER
+
+
+def test_labels_with_line_breaks_are_refused():
+    """labels.txt has one label per line: a label with a line break would shift every later label."""
+    with pytest.raises(ModelCardError, match="line breaks"):
+        embed_card(FLATBUFFER, ModelCard(labels=("milk", "oat\nmilk"), input=InputSpec(height=4, width=4)))
+
+
 @given(
-    labels=st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=30),
+    labels=st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                            min_size=1, max_size=20),
+                    min_size=1, max_size=30),
     height=st.integers(1, 8192),
     width=st.integers(1, 8192),
     crop=st.floats(0.05, 1.0),

@@ -52,14 +52,28 @@ def test_sparsity_at_target_after_strip_and_after_qat(pipeline):
     assert audit["weight_sparsity"] == pytest.approx(0.5, abs=0.02)
 
 
-def test_int8_export_is_fully_integer_with_int8_io(pipeline):
+def test_int8_export_is_fully_integer_with_uint8_io_by_default(pipeline):
+    """uint8 pixels in and uint8 scores out: the only integer I/O MediaPipe Tasks accepts."""
     for key in ("int8", "ptq_int8"):
         audit = audit_model(pipeline[key].read_bytes())
         assert audit["fully_integer"], (key, audit["float_tensors"], audit["float_ops"])
-        assert audit["input"]["dtype"] == "int8" and audit["output"]["dtype"] == "int8"
-        # raw pixels map 1:1 onto int8 (pinned by the calibration gradient)
+        assert audit["input"]["dtype"] == "uint8" and audit["output"]["dtype"] == "uint8"
+        # raw pixels are the input as they are (pinned by the calibration gradient)
         assert audit["input"]["scale"] == pytest.approx(1.0, abs=1e-3)
-        assert audit["input"]["zero_point"] == -128
+        assert audit["input"]["zero_point"] == 0
+        # the interior stays int8: the only uint8 tensors are the two ends
+        assert audit["op_counts"].get("QUANTIZE", 0) >= 2
+
+
+def test_int8_io_flag_keeps_int8_tensors_and_the_same_scores(pipeline, synthetic_data):
+    audit = audit_model(pipeline["int8_io"].read_bytes())
+    assert audit["fully_integer"]
+    assert audit["input"]["dtype"] == "int8" and audit["output"]["dtype"] == "int8"
+    assert audit["input"]["zero_point"] == -128
+    uint8_io, int8_io = Classifier(pipeline["int8"]), Classifier(pipeline["int8_io"])
+    _, frames = _test_images(synthetic_data)
+    for frame in frames[:8]:
+        np.testing.assert_array_equal(uint8_io.scores(frame), int8_io.scores(frame))
 
 
 def test_float_exports_are_not_integer(pipeline):

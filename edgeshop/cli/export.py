@@ -13,16 +13,28 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgeshop-export",
         description="Convert a run directory to TFLite. --int8 writes a fully integer model "
         "(QAT model if the run has one, else post-training quantization on training images) "
-        "and fails if any tensor or op is not integer.",
+        "and fails if any tensor or op is not integer. Every file carries standard TFLite Metadata "
+        "and labels, so MediaPipe Tasks (Android, iOS, web, Python) opens it as it is.",
     )
-    p.add_argument("run_dir", help="directory written by edgeshop-train")
+    p.add_argument("run_dir", nargs="?", help="directory written by edgeshop-train")
+    p.add_argument("--reexport", metavar="MODEL",
+                   help="instead of a run directory: an edgeshop .tflite from an earlier version, rewritten to "
+                        "the current form (uint8 I/O, standard metadata) with unchanged scores")
     p.add_argument("--out", required=True, help="the .tflite file to write")
     kind = p.add_mutually_exclusive_group()
-    kind.add_argument("--int8", dest="fmt", action="store_const", const="int8", help="full integer (int8 I/O)")
+    kind.add_argument("--int8", dest="fmt", action="store_const", const="int8",
+                      help="full integer; uint8 input (raw pixels) and uint8 scores, as phone runtimes require")
     kind.add_argument("--float16", dest="fmt", action="store_const", const="float16", help="float16 weights")
     kind.add_argument("--dynamic-range", dest="fmt", action="store_const", const="dynamic",
                       help="int8 weights, float activations")
     kind.add_argument("--float32", dest="fmt", action="store_const", const="float32", help="plain float (default)")
+    p.add_argument("--int8-io", dest="io_type", action="store_const", const="int8", default="uint8",
+                   help="full-integer models: int8 input/output tensors instead of uint8 (edgeshop's runtime and "
+                        "plain interpreters read them; MediaPipe Tasks and the TFLite Task Library refuse them)")
+    p.add_argument("--author", default="", help="author written into the standard metadata")
+    p.add_argument("--license", default="", help="licence of the model written into the standard metadata")
+    p.add_argument("--description", default="", help="model description for the standard metadata "
+                   "(default: architecture, quantization and class count)")
     p.add_argument("--ptq", action="store_true", help="with --int8: quantize the float model post-training "
                    "even when the run has a QAT model")
     p.add_argument("--no-verify", dest="verify", action="store_false",
@@ -33,17 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.run_dir is None) == (args.reexport is None):
+        parser.error("give a run directory or --reexport MODEL (one of them)")
+    if args.reexport and (args.fmt or args.ptq):
+        parser.error("--reexport keeps the model's own format; drop --int8/--float16/--ptq/...")
 
     def body() -> int:
         from edgeshop.runtime.audit import format_audit
-        from edgeshop.train.export import export
+        from edgeshop.train.export import export, reexport
+        from edgeshop.train.tflite_metadata import Provenance
         from edgeshop.utils import write_json_atomic
 
-        report = export(args.run_dir, args.out, args.fmt or "float32", ptq=args.ptq, force=args.force,
-                        check=args.verify)
+        provenance = Provenance(author=args.author, license=args.license, description=args.description)
+        if args.reexport:
+            report = reexport(args.reexport, args.out, force=args.force, io_type=args.io_type, provenance=provenance)
+        else:
+            report = export(args.run_dir, args.out, args.fmt or "float32", ptq=args.ptq, force=args.force,
+                            check=args.verify, io_type=args.io_type, provenance=provenance)
         print(f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['method']})")
         print(format_audit(report["audit"], list_float=report["format"] == "int8"))
+        if "max_abs_score_diff_vs_original" in report:
+            print(f"  vs the original on {report['images']} probe images: max score diff "
+                  f"{report['max_abs_score_diff_vs_original']:.2e}")
         if "verify_vs_keras" in report:
             v = report["verify_vs_keras"]
             print(f"  vs Keras on {v['images']} training images: top-1 agreement {v['top1_agreement']:.3f}, "

@@ -1,9 +1,14 @@
-"""The metadata a .tflite file carries: labels, input spec, provenance.
+"""The metadata a .tflite file carries: labels, input spec, provenance; and the archive it lives in.
 
-The card travels inside the model as a small zip archive appended to the TFLite
-flatbuffer (the trick TFLite Support uses for associated files, and Ultralytics for its
-metadata). Interpreters ignore trailing bytes; ``zipfile`` finds an appended archive by
-its end record, so reading the card needs only the standard library.
+A model file is the TFLite flatbuffer followed by one uncompressed (stored) zip archive.
+The archive holds `labels.txt`, which the flatbuffer's standard TFLite Metadata names as
+the output's label file (MediaPipe Tasks and the TFLite Task Library read it there), and
+edgeshop's own card `edgeshop/modelcard.json`. Both standard readers map stored members
+straight out of the file and see only the last zip in it, so there is exactly one archive,
+always stored, and every rewrite of a model goes through `split_archive`/`attach_archive`
+to keep all of its members. Interpreters ignore the trailing bytes; `zipfile` finds the
+archive by its end record, so reading the card needs only the standard library. Models
+written by earlier edgeshop versions (a deflate-compressed zip) still read.
 """
 
 from __future__ import annotations
@@ -135,13 +140,57 @@ class ModelCard:
             raise ModelCardError(f"{source}: malformed model card ({type(exc).__name__}: {exc})") from None
 
 
-def embed_card(model_bytes: bytes, card: ModelCard) -> bytes:
-    """Return the TFLite bytes with ``card`` (and a plain labels.txt) appended as a zip."""
+def split_archive(content: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """The flatbuffer of a model file and the members of the archive appended to it ({} when none)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+    except (zipfile.BadZipFile, OSError):
+        return content, {}
+    with archive:
+        infos = archive.infolist()
+        if not infos:
+            return content, {}
+        # header_offset is where a member starts in `content` (zipfile adds any prefix's
+        # length), so the first member marks the end of the flatbuffer.
+        start = min(info.header_offset for info in infos)
+        members = {}
+        for info in infos:
+            if info.file_size > MAX_CARD_BYTES:
+                raise ModelCardError(f"archive member {info.filename!r} is {info.file_size} bytes, "
+                                     f"more than {MAX_CARD_BYTES}")
+            try:
+                members[info.filename] = archive.read(info)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                raise ModelCardError(f"archive member {info.filename!r} is damaged ({exc})") from None
+    return content[:start], members
+
+
+def attach_archive(flatbuffer: bytes, members: dict[str, bytes]) -> bytes:
+    """``flatbuffer`` followed by one stored zip of ``members`` (the form standard readers need)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(CARD_ENTRY, card.to_json())
-        archive.writestr(LABELS_ENTRY, "\n".join(card.labels) + "\n")
-    return model_bytes + buffer.getvalue()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return flatbuffer + buffer.getvalue()
+
+
+def labels_file(labels: tuple[str, ...] | list[str]) -> bytes:
+    """labels.txt as standard readers expect it: one label per line, in output order."""
+    broken = [label for label in labels if "\n" in label or "\r" in label]
+    if broken:
+        raise ModelCardError(f"labels must not contain line breaks (one label per line in labels.txt): {broken[:3]!r}")
+    try:
+        return ("\n".join(labels) + "\n").encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: text no file or client can hold
+        raise ModelCardError(f"labels must be valid Unicode text: {exc}") from None
+
+
+def embed_card(model_bytes: bytes, card: ModelCard) -> bytes:
+    """The model with ``card`` and its labels.txt in its archive; other archive members are kept."""
+    flatbuffer, members = split_archive(model_bytes)
+    members[LABELS_ENTRY] = labels_file(card.labels)
+    members[CARD_ENTRY] = card.to_json().encode("utf-8")
+    return attach_archive(flatbuffer, members)
 
 
 def read_card(model_bytes: bytes, source: str = "model") -> ModelCard | None:

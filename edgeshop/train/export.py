@@ -1,7 +1,10 @@
 """Convert a training run to .tflite: float32, float16, dynamic-range or full int8.
 
-Every file carries the run's model card (labels, input spec, provenance, audit); it is
-written atomically and never replaces an existing file unless ``force``.
+Every file is what standard clients open as it is: full-integer models take uint8 pixels
+and give uint8 scores (int8 I/O on request), and every format carries standard TFLite
+Metadata plus one stored archive with labels.txt and the run's model card (labels, input
+spec, provenance, audit). It is written atomically and never replaces an existing file
+unless ``force``. `reexport` brings a model written by an earlier version to this form.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import numpy as np
 from edgeshop import __version__
 from edgeshop.errors import EdgeshopError, OverwriteError
 from edgeshop.runtime.audit import audit_model
-from edgeshop.runtime.modelcard import ModelCard, embed_card
+from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, split_archive
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.run_model import is_qat, load_run_model
+from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
 from edgeshop.utils import write_bytes_atomic
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
+# I/O of full-integer models. uint8 is what MediaPipe Tasks and the Task Library accept;
+# int8 is for users of interpreters that want the graph's own type at the edges.
+INTEGER_IO_TYPES = ("uint8", "int8")
 VERIFY_IMAGES = 64
 
 
@@ -48,7 +55,9 @@ def _representative(calibration: np.ndarray):
     return generate
 
 
-def convert(run_dir: Path, fmt: str, ptq: bool = False) -> tuple[bytes, dict[str, Any], keras.Model]:
+def convert(
+    run_dir: Path, fmt: str, ptq: bool = False, io_type: str = "uint8"
+) -> tuple[bytes, dict[str, Any], keras.Model]:
     """The flatbuffer for ``fmt`` and a description of how it was made.
 
     int8 converts the QAT model when the run has one (unless ``ptq``), else applies
@@ -57,6 +66,8 @@ def convert(run_dir: Path, fmt: str, ptq: bool = False) -> tuple[bytes, dict[str
     """
     if fmt not in FORMATS:
         raise EdgeshopError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if io_type not in INTEGER_IO_TYPES:
+        raise EdgeshopError(f"integer I/O type must be one of {INTEGER_IO_TYPES}, got {io_type!r}")
     run_dir = Path(run_dir)
     # int8 converts the QAT model itself; float formats and PTQ take the same final
     # weights in a plain float model, so a float reference is the int8 model's twin.
@@ -77,8 +88,10 @@ def convert(run_dir: Path, fmt: str, ptq: bool = False) -> tuple[bytes, dict[str
         # normalisation and asks for it when the I/O types are integer.
         converter.representative_dataset = _representative(calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        # uint8 adds one QUANTIZE op at each end (uint8 <-> int8, same scale, zero point
+        # moved by 128); the interior stays int8.
+        converter.inference_input_type = tf.uint8 if io_type == "uint8" else tf.int8
+        converter.inference_output_type = tf.uint8 if io_type == "uint8" else tf.int8
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; keep its message
@@ -94,17 +107,31 @@ def verify(model_content: bytes, card: ModelCard, keras_model: keras.Model, pixe
     """
     from edgeshop.runtime.classifier import Classifier
 
-    with tempfile.TemporaryDirectory() as folder:
-        candidate = Path(folder) / "candidate.tflite"
-        candidate.write_bytes(embed_card(model_content, card))
-        classifier = Classifier(candidate)
-        lite = np.stack([classifier.scores_from_pixels(image) for image in pixels])
+    lite = _tflite_scores(model_content, card, pixels)
     reference = keras_model.predict(pixels.astype(np.float32), verbose=0)
     return {
         "images": int(len(pixels)),
         "top1_agreement": float(np.mean(lite.argmax(1) == reference.argmax(1))),
         "max_abs_score_diff": float(np.abs(lite - reference).max()),
     }
+
+
+def _tflite_scores(model_content: bytes, card: ModelCard, pixels: np.ndarray) -> np.ndarray:
+    """Scores of ``model_content`` (card attached) through the runtime's Classifier, one row per image."""
+    from edgeshop.runtime.classifier import Classifier
+
+    with tempfile.TemporaryDirectory() as folder:
+        candidate = Path(folder) / "candidate.tflite"
+        candidate.write_bytes(embed_card(model_content, card))
+        classifier = Classifier(candidate)
+        return np.stack([classifier.scores_from_pixels(image) for image in pixels])
+
+
+def package(flatbuffer: bytes, card: ModelCard, provenance: Provenance = Provenance()) -> bytes:
+    """A model file standard clients open: ``flatbuffer`` + standard metadata + one archive with ``card``."""
+    input_dtype = audit_model(flatbuffer)["input"]["dtype"]
+    described = with_metadata(split_archive(flatbuffer)[0], metadata_buffer(card, input_dtype, provenance))
+    return embed_card(described, card)
 
 
 def export(
@@ -116,14 +143,19 @@ def export(
     force: bool = False,
     require_integer: bool | None = None,
     check: bool = True,
+    io_type: str = "uint8",
+    provenance: Provenance = Provenance(),
 ) -> dict[str, Any]:
-    """Convert, audit, (verify,) embed the card and write ``out``; returns the report."""
+    """Convert, audit, (verify,) add metadata and the card, and write ``out``; returns the report.
+
+    ``io_type`` is the input/output type of full-integer models ("uint8" or "int8").
+    """
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and not force:
         raise OverwriteError(out)
     if not (run_dir / "card.json").is_file():
         raise EdgeshopError(f"{run_dir}: not an edgeshop run directory (no card.json); run edgeshop-train first")
-    flatbuffer, how, source = convert(run_dir, fmt, ptq=ptq)
+    flatbuffer, how, source = convert(run_dir, fmt, ptq=ptq, io_type=io_type)
     audit = audit_model(flatbuffer)
     if require_integer is None:
         require_integer = fmt == "int8"
@@ -150,7 +182,71 @@ def export(
     if metrics_file.is_file():
         extra["validation"] = {k: v for k, v in json.loads(metrics_file.read_text()).items() if k.startswith("val_")}
     card = replace(card, quantization=how["method"], extra=extra)
-    data = embed_card(flatbuffer, card)
+    data = package(flatbuffer, card, provenance)
     write_bytes_atomic(out, data)
     report.update(path=str(out), size_bytes=len(data))
     return report
+
+
+REEXPORT_IMAGES = 16
+
+
+def _probe_images(height: int, width: int, count: int = REEXPORT_IMAGES) -> np.ndarray:
+    """Deterministic images spanning 0..255 (gradients and noise), to compare two models' scores."""
+    rng = np.random.default_rng(0)
+    images = [_full_range_image(height, width).astype(np.uint8)]
+    images += [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count - 1)]
+    return np.stack(images)
+
+
+def reexport(
+    model: str | Path,
+    out: str | Path,
+    *,
+    force: bool = False,
+    io_type: str = "uint8",
+    provenance: Provenance = Provenance(),
+) -> dict[str, Any]:
+    """Bring an edgeshop .tflite from an earlier version to the current form, without its training run.
+
+    Full-integer models get ``io_type`` I/O (scores unchanged: the check below proves it),
+    every model gets standard metadata and one stored archive with its card. Refuses a
+    file without an edgeshop card and any result whose scores differ from the original's.
+    """
+    from edgeshop.train.tflite_rewrite import int8_io_to_uint8
+
+    model, out = Path(model), Path(out)
+    if io_type not in INTEGER_IO_TYPES:
+        raise EdgeshopError(f"integer I/O type must be one of {INTEGER_IO_TYPES}, got {io_type!r}")
+    if out.exists() and not force:
+        raise OverwriteError(out)
+    if not model.is_file():
+        raise EdgeshopError(f"{model}: model file not found")
+    original = model.read_bytes()
+    card = read_card(original, source=str(model))
+    if card is None:
+        raise EdgeshopError(f"{model}: has no edgeshop model card, so its labels and preprocessing are unknown; "
+                            "export it again from its run directory with edgeshop-export RUN_DIR")
+    flatbuffer = split_archive(original)[0]
+    before = audit_model(flatbuffer)
+    if before["fully_integer"] and io_type == "uint8" and before["input"]["dtype"] == "int8":
+        flatbuffer = int8_io_to_uint8(flatbuffer)
+    audit = audit_model(flatbuffer)
+    if before["fully_integer"] and not audit["fully_integer"]:
+        raise NotFullyIntegerError(f"{model}: the rewritten model is not fully integer; nothing was written")
+    extra = dict(card.extra)
+    extra["export"] = {**extra.get("export", {}), "reexported": {
+        "edgeshop": __version__, "from_io": before["input"]["dtype"],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}}
+    data = package(flatbuffer, replace(card, extra=extra), provenance)
+    probes = _probe_images(card.input.height, card.input.width)
+    old_scores = _tflite_scores(original, card, probes)
+    new_scores = _tflite_scores(data, card, probes)
+    step = max(before["output"]["scale"], 1e-6)  # one output quantisation step
+    diff = float(np.abs(old_scores - new_scores).max())
+    if diff > step + 1e-6:
+        raise EdgeshopError(f"{model}: the re-exported model's scores differ from the original's by {diff:.3g} "
+                            f"(allowed: one quantisation step, {step:.3g}); nothing was written")
+    write_bytes_atomic(out, data)
+    return {"path": str(out), "size_bytes": len(data), "format": card.quantization, "method": "reexport",
+            "audit": audit, "max_abs_score_diff_vs_original": diff, "images": len(probes)}

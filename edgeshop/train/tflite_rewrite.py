@@ -7,6 +7,13 @@ available) we rewrite the file: every such constant becomes a FLOAT32 constant
 holding the same values and its DEQUANTIZE op is dropped. The graph and the weights are
 otherwise byte-for-byte the float16 model's, so the two differ only in storage.
 
+`int8_io_to_uint8`: give a fully integer model with int8 input/output the uint8 input and
+output that MediaPipe Tasks and the TFLite Task Library require, by adding the QUANTIZE
+ops the converter adds for `inference_input_type=tf.uint8`: uint8 -> int8 at the input,
+int8 -> uint8 at the output, each with the same scale and the zero point moved by 128, so
+scores are unchanged. It upgrades models exported before uint8 became the default
+(`edgeshop-export --reexport`) without their training run.
+
 `magnitude_prune`: zero the smallest weights of every CONV_2D and FULLY_CONNECTED
 kernel, to measure what a sparse model of this network costs at run time (size after
 gzip, latency). It is not a training method: accuracy needs pruning during training
@@ -17,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeshop.runtime.modelcard import embed_card, read_card
+from edgeshop.runtime.modelcard import attach_archive, split_archive
 
-_FLOAT32, _FLOAT16 = 0, 1  # tflite::TensorType
-_DEQUANTIZE, _CONV_2D, _FULLY_CONNECTED = 6, 3, 9  # tflite::BuiltinOperator
+_FLOAT32, _FLOAT16, _UINT8, _INT8 = 0, 1, 3, 9  # tflite::TensorType
+_DEQUANTIZE, _CONV_2D, _FULLY_CONNECTED, _QUANTIZE = 6, 3, 9, 114  # tflite::BuiltinOperator
 _NUMPY_TYPES = {0: "<f4", 1: "<f2", 9: "i1"}  # FLOAT32, FLOAT16, INT8
 
 
@@ -31,11 +38,12 @@ def _read(content: bytes):
 
 
 def _write(model, original: bytes) -> bytes:
+    """The rewritten flatbuffer followed by the original's whole archive (card, labels, anything else)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     rewritten = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    card = read_card(original)
-    return embed_card(rewritten, card) if card is not None else rewritten
+    members = split_archive(original)[1]
+    return attach_archive(rewritten, members) if members else rewritten
 
 
 def _builtin(model, op) -> int:
@@ -70,6 +78,67 @@ def float16_to_float32(content: bytes) -> bytes:
             target.type = _FLOAT32
         subgraph.operators = kept
     return _write(model, content)
+
+
+def int8_io_to_uint8(content: bytes) -> bytes:
+    """Return ``content`` with every int8 model input and output turned uint8 (scores unchanged)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = _read(content)
+    subgraph = model.subgraphs[0]
+    renamed: dict[int, int] = {}  # old int8 tensor -> its new uint8 twin, for the signatures
+    front, back = [], []
+    for io, ops in ((subgraph.inputs, front), (subgraph.outputs, back)):
+        for position, index in enumerate(io):
+            if subgraph.tensors[index].type != _INT8:
+                continue
+            subgraph.tensors.append(_uint8_twin(subgraph.tensors[index], schema))
+            twin = len(subgraph.tensors) - 1
+            # The converter's versions: QUANTIZE to int8 is version 2, to uint8 version 1.
+            to_int8 = io is subgraph.inputs
+            op = schema.OperatorT()
+            op.opcodeIndex = _opcode(model, schema, _QUANTIZE, 2 if to_int8 else 1)
+            op.inputs, op.outputs = ([twin], [index]) if to_int8 else ([index], [twin])
+            op.builtinOptionsType = schema.BuiltinOptions.QuantizeOptions
+            op.builtinOptions = schema.QuantizeOptionsT()
+            ops.append(op)
+            io[position] = twin
+            renamed[index] = twin
+    if not renamed:
+        return content
+    subgraph.operators = front + list(subgraph.operators) + back
+    for signature in model.signatureDefs or []:
+        for entry in list(signature.inputs or []) + list(signature.outputs or []):
+            entry.tensorIndex = renamed.get(entry.tensorIndex, entry.tensorIndex)
+    return _write(model, content)
+
+
+def _uint8_twin(tensor, schema):
+    twin = schema.TensorT()
+    twin.name = tensor.name
+    tensor.name = (tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name) + "_int8"
+    twin.shape = np.array(tensor.shape, dtype=np.int32)
+    if tensor.shapeSignature is not None:
+        twin.shapeSignature = np.array(tensor.shapeSignature, dtype=np.int32)
+    twin.type = _UINT8
+    twin.buffer = 0  # buffer 0 is the flatbuffer's empty sentinel: not a constant
+    q = tensor.quantization
+    twin.quantization = schema.QuantizationParametersT()
+    twin.quantization.scale = np.array(q.scale, dtype=np.float32)
+    twin.quantization.zeroPoint = np.array(q.zeroPoint, dtype=np.int64) + 128
+    return twin
+
+
+def _opcode(model, schema, builtin: int, version: int) -> int:
+    for index, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.version == version:
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, 127)  # the old int8 field saturates at 127
+    code.version = version
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
 
 
 def magnitude_prune(content: bytes, sparsity: float) -> bytes:
