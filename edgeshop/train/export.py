@@ -105,8 +105,6 @@ def verify(model_content: bytes, card: ModelCard, keras_model: keras.Model, pixe
     The candidate is run through the runtime's own Classifier (its input quantisation
     and output dequantisation), so this checks what devices will execute.
     """
-    from edgeshop.runtime.classifier import Classifier
-
     lite = _tflite_scores(model_content, card, pixels)
     reference = keras_model.predict(pixels.astype(np.float32), verbose=0)
     return {
@@ -127,7 +125,7 @@ def _tflite_scores(model_content: bytes, card: ModelCard, pixels: np.ndarray) ->
         return np.stack([classifier.scores_from_pixels(image) for image in pixels])
 
 
-def package(flatbuffer: bytes, card: ModelCard, provenance: Provenance = Provenance()) -> bytes:
+def package(flatbuffer: bytes, card: ModelCard, provenance: Provenance | None = None) -> bytes:
     """A model file standard clients open: ``flatbuffer`` + standard metadata + one archive with ``card``."""
     input_dtype = audit_model(flatbuffer)["input"]["dtype"]
     described = with_metadata(split_archive(flatbuffer)[0], metadata_buffer(card, input_dtype, provenance))
@@ -144,7 +142,7 @@ def export(
     require_integer: bool | None = None,
     check: bool = True,
     io_type: str = "uint8",
-    provenance: Provenance = Provenance(),
+    provenance: Provenance | None = None,
 ) -> dict[str, Any]:
     """Convert, audit, (verify,) add metadata and the card, and write ``out``; returns the report.
 
@@ -205,7 +203,7 @@ def reexport(
     *,
     force: bool = False,
     io_type: str = "uint8",
-    provenance: Provenance = Provenance(),
+    provenance: Provenance | None = None,
 ) -> dict[str, Any]:
     """Bring an edgeshop .tflite from an earlier version to the current form, without its training run.
 

@@ -81,8 +81,8 @@ def _image_input(md, card: ModelCard, dtype: str):
     if dtype == "uint8":
         tensor.stats.min, tensor.stats.max = [0.0], [255.0]
     else:
-        tensor.stats.min = [(0.0 - m) / s for m, s in zip(mean, std)]
-        tensor.stats.max = [(255.0 - m) / s for m, s in zip(mean, std)]
+        tensor.stats.min = [(0.0 - m) / s for m, s in zip(mean, std, strict=True)]
+        tensor.stats.max = [(255.0 - m) / s for m, s in zip(mean, std, strict=True)]
     return tensor
 
 
@@ -103,10 +103,11 @@ def _score_output(md, card: ModelCard):
     return tensor
 
 
-def metadata_buffer(card: ModelCard, input_dtype: str, provenance: Provenance = Provenance()) -> bytes:
+def metadata_buffer(card: ModelCard, input_dtype: str, provenance: Provenance | None = None) -> bytes:
     """The ModelMetadata flatbuffer for an edgeshop classifier with ``card``."""
     import flatbuffers
 
+    provenance = provenance or Provenance()
     if card.input.color_order != "RGB":
         raise EdgeshopError(f"standard TFLite Metadata describes RGB or grayscale inputs; this model takes "
                             f"{card.input.color_order}: retrain it with RGB input")
