@@ -1,0 +1,101 @@
+"""Re-export the shipped grocery models in the standard-client format, prove nothing else changed.
+
+    python tools/reexport_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 3000]
+
+For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.train.export.reexport` (uint8 I/O for
+the int8 model, standard TFLite Metadata, one stored archive; no training run needed); then
+1. every val image's scores through edgeshop.Classifier, old file vs new: must be identical;
+2. bare-invoke latency of the int8 model with the old int8 I/O vs the new uint8 I/O (the
+   uint8 ends add one QUANTIZE op each), interleaved in one process, 2 threads, medians;
+writes models/grocery/reexport.json and updates the figures file's sizes and I/O audit.
+Run it on files of the old format (a second run re-exports the new files onto themselves
+and compares them with themselves); the old files are in git: `git show 26687d0:PATH`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeshop.datasets import discover  # noqa: E402
+from edgeshop.report.evaluate import predict  # noqa: E402
+from edgeshop.runtime.audit import audit_model  # noqa: E402
+from edgeshop.runtime.backend import make_interpreter  # noqa: E402
+from edgeshop.runtime.bench import invoke_callable, machine_info, time_interleaved  # noqa: E402
+from edgeshop.runtime.classifier import Classifier  # noqa: E402
+from edgeshop.utils import write_json_atomic  # noqa: E402
+
+MODELS = ROOT / "models" / "grocery"
+SHIPPED = {"int8": MODELS / "grocery_int8.tflite", "float16": MODELS / "grocery_fp16.tflite"}
+PROVENANCE = {"author": "edgeshop contributors",
+              "license": "MIT (Grocery Store Dataset) + Apache-2.0 (EfficientNet-Lite0 ImageNet weights)"}
+
+
+def io_latency(old: Path, new: Path, threads: int, runs: int) -> dict:
+    """Bare invoke, int8 I/O (old) vs uint8 I/O (new), alternating in blocks in one process."""
+    calls = {}
+    for name, path in (("int8_io", old), ("uint8_io", new)):
+        interpreter = make_interpreter(path.read_bytes(), threads)[1]
+        calls[name] = invoke_callable(interpreter)
+    stats = time_interleaved(calls, runs=runs, warmup=20, block=10)
+    return {"threads": threads, "runs": runs, **{k: v.to_dict() for k, v in stats.items()},
+            "uint8_over_int8_p50": stats["uint8_io"].p50_ms / stats["int8_io"].p50_ms}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
+    parser.add_argument("--runs", type=int, default=3000, help="timed invokes per I/O type")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from edgeshop.train.export import reexport
+    from edgeshop.train.tflite_metadata import Provenance
+
+    samples = discover(Path(args.dataset) / "val")
+    record: dict = {"machine": machine_info(), "val_images": len(samples), "command":
+                    "python tools/reexport_shipped.py", "models": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        originals = {}
+        for fmt, path in SHIPPED.items():
+            originals[fmt] = Path(folder) / path.name
+            originals[fmt].write_bytes(path.read_bytes())
+            report = reexport(originals[fmt], path, force=True, provenance=Provenance(**PROVENANCE))
+            old_scores = predict(Classifier(originals[fmt]), samples).scores
+            new_scores = predict(Classifier(path), samples).scores
+            record["models"][fmt] = {
+                "file": path.name, "size_bytes_before": originals[fmt].stat().st_size,
+                "size_bytes": report["size_bytes"],
+                "io_before": audit_model(originals[fmt].read_bytes())["input"]["dtype"],
+                "io_after": report["audit"]["input"]["dtype"],
+                "val_max_abs_score_diff": float(np.abs(old_scores - new_scores).max()),
+                "val_top1_changed": int((old_scores.argmax(1) != new_scores.argmax(1)).sum()),
+            }
+            print(f"{path.name}: {record['models'][fmt]}")
+        record["int8_io_latency"] = io_latency(originals["int8"], SHIPPED["int8"], args.threads, args.runs)
+    ratio = record["int8_io_latency"]["uint8_over_int8_p50"]
+    print(f"bare invoke, uint8 I/O / int8 I/O (p50, {args.threads} threads): {ratio:.3f}x")
+    write_json_atomic(MODELS / "reexport.json", record)
+
+    figures_file = MODELS / "figures_efficientnet_lite0.json"
+    figures = json.loads(figures_file.read_text())
+    for fmt, path in SHIPPED.items():
+        audit = audit_model(path.read_bytes())
+        figures[fmt]["size_bytes"] = path.stat().st_size
+        figures[fmt]["audit"].update({"input": audit["input"], "output": audit["output"]})
+    write_json_atomic(figures_file, figures)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
