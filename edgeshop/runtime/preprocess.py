@@ -9,16 +9,19 @@ happens inside edgeshop models' graphs, so the result is uint8 pixels.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgeshop.errors import ImageInputError
+from edgeshop.runtime.image_header import FORMATS, declared_size, image_format
 from edgeshop.runtime.modelcard import InputSpec
 
-# Decoding a 12000x9000 photo at full size costs ~324 MB; JPEGs this large are decoded
-# at 1/2, 1/4 or 1/8 scale straight from the DCT (cheap, and we downscale anyway).
+# Decoding a 12000x9000 photo at full size costs ~324 MB. At most MAX_DECODE_PIXELS are
+# decoded (50 MB as BGR): larger JPEGs at 1/2, 1/4 or 1/8 scale straight from the DCT
+# (cheap, and we downscale anyway); larger images of other formats are refused.
 _REDUCED_FLAGS = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
 MAX_DECODE_PIXELS = 4096 * 4096
 
@@ -107,47 +110,63 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as HxWx3 uint8 BGR, or raise ``ImageInputError`` naming the file.
 
     Reads bytes first (unicode paths work everywhere), converts gray/alpha/16-bit/CMYK
-    to 8-bit BGR, and decodes very large JPEGs at reduced scale to bound memory.
+    to 8-bit BGR. Memory is bounded before anything is decoded: only regular files are
+    read, only the formats of ``image_header.FORMATS`` are decoded, and the size their
+    header declares must fit ``MAX_DECODE_PIXELS`` (JPEGs are decoded at 1/2, 1/4 or
+    1/8 scale to fit it, so a JPEG may declare up to 64 times as many pixels).
     """
     path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read without end
+        raise ImageInputError(f"{path}: not a regular file (a device, pipe or folder); pass image files")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     if data.size == 0:
         raise ImageInputError(f"{path}: file is empty (0 bytes)")
-    flags = cv2.IMREAD_COLOR
-    dims = _jpeg_dimensions(data)
-    if dims is not None and dims[0] * dims[1] > MAX_DECODE_PIXELS:
-        # the gentlest reduction that fits the budget, else the strongest (1/8)
-        flags = next(
-            (flag for factor, flag in _REDUCED_FLAGS if dims[0] * dims[1] / factor**2 <= MAX_DECODE_PIXELS),
-            _REDUCED_FLAGS[-1][1],
-        )
-    image = cv2.imdecode(data, flags)
-    if image is None:
-        raise ImageInputError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
+    image = _decode(path, data, _decode_flags(path, memoryview(data)))
     if image.dtype != np.uint8:  # IMREAD_COLOR already scales 16-bit down; belt and braces
         image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
     return image
 
 
-def _jpeg_dimensions(data: np.ndarray) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's SOF marker, without decoding; None if not a JPEG."""
-    raw = data.tobytes()[: 1 << 20]
-    if not raw.startswith(b"\xff\xd8"):
-        return None
-    i = 2
-    while i + 9 < len(raw):
-        if raw[i] != 0xFF:
-            i += 1
-            continue
-        marker = raw[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(raw[i + 2 : i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(raw[i + 5 : i + 7], "big"), int.from_bytes(raw[i + 7 : i + 9], "big")
-        i += 2 + length
-    return None
+def _decode_flags(path: Path, data: memoryview) -> int:
+    """The imdecode flags that keep the decoded size within MAX_DECODE_PIXELS, or an error."""
+    declared = declared_size(data)
+    if declared is None:
+        kind = image_format(data)
+        if kind is None:
+            raise ImageInputError(f"{path}: not a readable image (edgeshop decodes {', '.join(FORMATS)}; "
+                                  "convert it to JPEG or PNG)")
+        raise ImageInputError(f"{path}: not a readable image (corrupt or truncated {kind} header)")
+    kind, height, width = declared
+    pixels = height * width
+    if pixels == 0:
+        raise ImageInputError(f"{path}: not a readable image ({kind} header declares {width}x{height} pixels)")
+    if pixels <= MAX_DECODE_PIXELS:
+        return cv2.IMREAD_COLOR
+    if kind == "JPEG":  # the gentlest DCT reduction that fits the budget
+        for factor, flag in _REDUCED_FLAGS:
+            if pixels / factor**2 <= MAX_DECODE_PIXELS:
+                return flag
+    raise ImageInputError(
+        f"{path}: declares {width}x{height} pixels, more than the {MAX_DECODE_PIXELS:,} edgeshop decodes "
+        f"(edgeshop.runtime.preprocess.MAX_DECODE_PIXELS{'; JPEG: 64 times that' if kind == 'JPEG' else ''}); "
+        "downscale the image"
+    )
+
+
+def _decode(path: Path, data: np.ndarray, flags: int) -> np.ndarray:
+    """cv2.imdecode with every failure (None, or OpenCV's own cv2.error) as ImageInputError."""
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as exc:
+        reason = str(exc).strip().splitlines()[-1][:200]
+        raise ImageInputError(f"{path}: OpenCV cannot decode it ({reason})") from None
+    if image is None:
+        raise ImageInputError(f"{path}: not a readable image (corrupt, truncated or unsupported format)")
+    return image
