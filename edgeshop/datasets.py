@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import random
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -63,7 +64,25 @@ def discover(source: str | Path, classes_csv: str | Path | None = None) -> list[
         raise DataError(f"{source}: expected a folder of class folders, a split .txt file or a path,label .csv")
     if not samples:
         raise DataError(f"{source}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    _refuse_unusable(source, samples)
     return samples
+
+
+def _refuse_unusable(source: Path, samples: Sequence[Sample]) -> None:
+    """Refuse, before any image is read, what would hang or crash the run later: a listed
+    path that is a device, pipe or folder (``/dev/zero`` is read without end by the
+    duplicate check), and a class name that is not UTF-8 (it cannot be written into the
+    model's labels, which only happens after every image has loaded)."""
+    for sample in samples:
+        if sample.path.exists() and not sample.path.is_file():
+            raise DataError(f"{source}: {sample.path} is not a regular file (a device, pipe or folder); "
+                            "list image files only")
+    for label in sorted({s.label for s in samples}):
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{source}: the class name {os.fsencode(label)!r} is not valid UTF-8 (a folder named "
+                            "in another encoding); rename it, e.g. with convmv -f latin1 -t utf8") from None
 
 
 def _from_folder(root: Path) -> list[Sample]:
