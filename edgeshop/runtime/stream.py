@@ -9,14 +9,15 @@
   when the camera drops.
 
 Every frame carries its index (frames the camera delivered, so gaps show what a slow
-consumer skipped) and a timestamp. URLs are redacted (no credentials) wherever they
-are shown.
+consumer skipped) and a timestamp. URLs are redacted (no credentials, see redact.py)
+wherever they are shown. A live source that delivers nothing is retried for ever unless
+``give_up_after`` seconds are set; ``stop()`` ends any iteration soon, even while the
+camera is dead (safe to call from a signal handler).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,10 @@ import numpy as np
 
 from edgeshop.errors import EdgeshopError, ImageInputError
 from edgeshop.runtime.preprocess import read_image
+from edgeshop.runtime.redact import redact, redact_url, scrub
+
+__all__ = ["Frame", "FrameSource", "ImageFiles", "LiveSource", "OpenCVReader", "Picamera2Reader", "Reader",
+           "VideoFile", "open_source", "redact"]
 
 log = logging.getLogger("edgeshop.stream")
 
@@ -45,21 +50,18 @@ class Frame:
     source: str  # redacted description of the source
 
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
-
-def redact(source: object) -> str:
-    """Text safe for logs: user and password of every URL in it replaced by ***."""
-    return _CREDENTIALS.sub(r"\g<scheme>***:***@", str(source))
-
-
 class FrameSource:
     """Iterable of Frames; use as a context manager so devices are released."""
 
     description = "source"
+    _stopped = False
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
+
+    def stop(self) -> None:
+        """End the iteration at the next frame (live sources: within a second, frame or not)."""
+        self._stopped = True
 
     def close(self) -> None:
         pass
@@ -72,12 +74,17 @@ class FrameSource:
 
 
 class ImageFiles(FrameSource):
-    """Every image of a folder (sorted, recursive) or one image file. Unreadable ones are skipped."""
+    """Every image of a folder (sorted, recursive), or one image file.
+
+    A folder's unreadable images are skipped, logged and listed in ``skipped``; a single
+    image that cannot be read raises ``ImageInputError``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = str(path)
-        if path.is_dir():
+        self.folder = path.is_dir()
+        if self.folder:
             self.files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
             self.files = [path]
@@ -85,13 +92,24 @@ class ImageFiles(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         for index, file in enumerate(self.files):
+            if self._stopped:
+                return
             try:
                 image = read_image(file)
+                modified = file.stat().st_mtime
             except ImageInputError as exc:
-                self.skipped.append((file, str(exc)))
-                log.warning("skipping %s", exc)
+                if not self.folder:
+                    raise
+                reason = str(exc)
+            except OSError as exc:  # removed between listing and reading
+                reason = f"{file}: {exc.strerror or exc}"
+                if not self.folder:
+                    raise ImageInputError(reason) from None
+            else:
+                yield Frame(image, index, modified, str(file))
                 continue
-            yield Frame(image, index, file.stat().st_mtime, str(file))
+            self.skipped.append((file, reason))
+            log.warning("skipping %s", reason)
 
 
 class VideoFile(FrameSource):
@@ -105,7 +123,7 @@ class VideoFile(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        while True:
+        while not self._stopped:
             ok, image = self.capture.read()
             if not ok or image is None:
                 return
@@ -133,11 +151,17 @@ class OpenCVReader(Reader):
         self.capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
-        self.capture = cv2.VideoCapture(self.target)
+        if isinstance(self.target, str):
+            # A named backend: letting OpenCV fall back through its others (images,
+            # MJPEG, V4L2) gets the URL, credentials and all, printed by their errors.
+            self.capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+        else:
+            self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
             self.capture.release()
             self.capture = None
-            raise OSError(f"cannot open {redact(self.target)}")
+            target = redact_url(self.target) if isinstance(self.target, str) else f"camera {self.target}"
+            raise OSError(f"cannot open {target}")
         self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # where supported: no stale frames queued
 
     def read(self) -> np.ndarray | None:
@@ -180,27 +204,42 @@ class Picamera2Reader(Reader):
 class LiveSource(FrameSource):
     """A camera or stream read by a background thread that keeps only the newest frame.
 
-    When the device fails to open or stops delivering, it is released and reopened
-    after a delay that doubles from ``backoff`` up to ``max_backoff`` seconds; the
-    consumer simply waits. ``max_frames`` (None: forever) ends the iteration.
+    When the device fails to open, stops delivering or its read raises, it is released
+    and reopened after a delay that doubles from ``backoff`` up to ``max_backoff``
+    seconds; the consumer waits. ``max_failures`` consecutive failures (None: no limit),
+    or ``give_up_after`` seconds without a frame (None: wait for ever), end the iteration
+    with an ``EdgeshopError``.
     """
 
     def __init__(self, reader: Reader, description: str, backoff: float = 0.5, max_backoff: float = 10.0,
-                 max_failures: int | None = None, clock: Callable[[], float] = time.time) -> None:
+                 max_failures: int | None = None, give_up_after: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.reader = reader
-        self.description = redact(description)
+        self.description = redact_url(description)
+        self._scrub = lambda text: scrub(text, description)  # the raw URL stays in this closure only
         self.backoff, self.max_backoff, self.max_failures = backoff, max_backoff, max_failures
+        self.give_up_after = give_up_after
         self.clock = clock
         self.reconnects = 0
+        self.failed_reads = 0  # reads that returned no frame or raised
         self._condition = threading.Condition()
         self._latest: Frame | None = None
         self._delivered = -1
         self._stop = threading.Event()
         self._error: str | None = None
+        self._problem = "no frame yet"  # the last failure, for the give-up message
         self._thread = threading.Thread(target=self._run, name=f"edgeshop-{self.description}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._capture_loop()
+        except BaseException as exc:  # noqa: BLE001 - the consumer must hear that the thread ended
+            self._fail(f"{self.description}: frame reader stopped ({type(exc).__name__}: {self._scrub(exc)})")
+        finally:
+            self._release()
+
+    def _capture_loop(self) -> None:
         index, delay, failures, is_open = 0, self.backoff, 0, False
         while not self._stop.is_set():
             if not is_open:
@@ -209,22 +248,30 @@ class LiveSource(FrameSource):
                     is_open = True
                 except Exception as exc:  # noqa: BLE001 - any device failure means: retry later
                     failures += 1
+                    self._problem = self._scrub(exc)
                     if self.max_failures is not None and failures > self.max_failures:
-                        self._fail(f"{self.description}: gave up after {failures - 1} failed attempts ({redact(exc)})")
+                        self._fail(f"{self.description}: gave up after {failures - 1} failed attempts "
+                                   f"({self._problem})")
                         return
-                    log.warning("%s: %s; retrying in %.1f s", self.description, redact(exc), delay)
+                    log.warning("%s: %s; retrying in %.1f s", self.description, self._problem, delay)
                     self._stop.wait(delay)
                     delay = min(delay * 2, self.max_backoff)
                     continue
-            image = self.reader.read()
+            try:
+                image = self.reader.read()
+                problem = "no frame"
+            except Exception as exc:  # noqa: BLE001 - e.g. Picamera2's capture_array: a failed read
+                image, problem = None, f"read failed ({type(exc).__name__}: {self._scrub(exc)})"
             if image is None:
-                log.warning("%s: no frame; reconnecting", self.description)
-                self.reader.release()
+                self._problem = problem
+                self.failed_reads += 1
+                log.warning("%s: %s; reconnecting in %.1f s", self.description, problem, delay)
+                self._release()
                 is_open = False
                 self.reconnects += 1
                 failures += 1
                 if self.max_failures is not None and failures > self.max_failures:
-                    self._fail(f"{self.description}: gave up after {failures - 1} failed reads")
+                    self._fail(f"{self.description}: gave up after {failures - 1} failed reads ({problem})")
                     return
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.max_backoff)
@@ -234,16 +281,24 @@ class LiveSource(FrameSource):
                 self._latest = Frame(image, index, self.clock(), self.description)
                 self._condition.notify_all()
             index += 1
-        self.reader.release()
+
+    def _release(self) -> None:
+        try:
+            self.reader.release()
+        except Exception as exc:  # noqa: BLE001 - a failing release must not end the reconnect loop
+            log.warning("%s: release failed (%s)", self.description, self._scrub(exc))
 
     def _fail(self, message: str) -> None:
         with self._condition:
             self._error = message
             self._condition.notify_all()
-        self.reader.release()
 
     def read(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame not yet handed out (waiting for one), or None on timeout/close."""
+        """The newest frame not yet handed out (waiting for one), or None on timeout/stop.
+
+        Raises ``EdgeshopError`` once the source has given up or its thread has ended,
+        so no wait outlives the reader.
+        """
         with self._condition:
             ready = self._condition.wait_for(
                 lambda: self._stop.is_set() or self._error is not None
@@ -258,10 +313,21 @@ class LiveSource(FrameSource):
             return self._latest
 
     def __iter__(self) -> Iterator[Frame]:
+        last_frame = time.monotonic()
         while not self._stop.is_set():
-            frame = self.read(timeout=1.0)
+            # Short waits: stop() and the give-up time are noticed with no frame coming.
+            waited = time.monotonic() - last_frame
+            if self.give_up_after is not None and waited >= self.give_up_after:
+                raise EdgeshopError(f"{self.description}: no frame for {self.give_up_after:g} s "
+                                    f"(last problem: {self._problem}); giving up")
+            limit = 1.0 if self.give_up_after is None else min(1.0, self.give_up_after - waited)
+            frame = self.read(timeout=max(limit, 0.01))
             if frame is not None:
                 yield frame
+                last_frame = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()  # Event.set only: safe in a signal handler on the consuming thread
 
     def close(self) -> None:
         self._stop.set()
@@ -276,7 +342,7 @@ def open_source(source: str | int | Path, **live_options: Any) -> FrameSource:
     if isinstance(source, int) or text.isdigit():
         return LiveSource(OpenCVReader(int(text)), f"camera {text}", **live_options)
     if text.lower().startswith(URL_SCHEMES):
-        return LiveSource(OpenCVReader(text), text, **live_options)
+        return LiveSource(OpenCVReader(text), text, **live_options)  # LiveSource redacts the description
     if text.lower() in ("picamera2", "picam"):
         try:
             import picamera2  # noqa: F401
@@ -288,7 +354,7 @@ def open_source(source: str | int | Path, **live_options: Any) -> FrameSource:
         return LiveSource(Picamera2Reader(), "picamera2", **live_options)
     path = Path(text)
     if not path.exists():
-        raise EdgeshopError(f"{redact(text)}: no such file, folder, camera index or URL")
+        raise EdgeshopError(f"{redact_url(text)}: no such file, folder, camera index or URL")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFiles(path)
     if path.suffix.lower() in VIDEO_SUFFIXES:
