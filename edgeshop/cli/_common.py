@@ -1,7 +1,9 @@
-"""What every command shares: error reporting and exit codes."""
+"""What every command shares: error reporting, exit codes, number flags."""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
 from collections.abc import Callable
 
@@ -18,3 +20,31 @@ def run_command(name: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a count of threads, frames, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def show_warnings(name: str) -> None:
+    """Print edgeshop's warnings (skipped files, reconnects) as '<name>: warning: ...' lines."""
+    logger = logging.getLogger("edgeshop")
+    logger.handlers = [handler for handler in logger.handlers if not isinstance(handler, _Stderr)]
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter(f"{name}: warning: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+
+
+class _Stderr(logging.Handler):
+    """Writes to the sys.stderr of the moment (tests swap it), not the one at creation."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)

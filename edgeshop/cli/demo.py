@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import positive_int, run_command
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / "data" / "grocery_demo"
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run directory (models are written inside)")
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--threads", type=int, default=2, help="interpreter threads for the latency figures")
+    p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads for the latency figures")
     p.add_argument("--force", action="store_true", help="replace a previous demo run in --out")
     return p
 

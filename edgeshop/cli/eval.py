@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import positive_int, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
     p.add_argument("--hierarchy", help="Grocery-style classes.csv (fine name, id, coarse name): adds coarse_top1")
     p.add_argument("--compare", help="another .tflite (e.g. the float model): top-1 agreement and accuracy delta")
-    p.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")
     p.add_argument("--json", help="write every figure to this JSON file")
     p.add_argument("--report", help="write report.md (summary, per-class table, confused pairs) into this folder")
     return p

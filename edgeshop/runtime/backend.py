@@ -41,6 +41,11 @@ def interpreter_class(backend: str = "auto") -> tuple[str, Any]:
 
 def make_interpreter(model_content: bytes, num_threads: int | None, backend: str = "auto", source: str = "model"):
     """An allocated interpreter for ``model_content``; loader failures become ModelLoadError."""
+    # Checked here: the interpreter's own ValueError would read as a broken model file.
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise EdgeshopError(f"num_threads (--threads) must be a whole number >= 1, or None for the "
+                            f"interpreter's default; got {num_threads!r}")
     name, cls = interpreter_class(backend)
     try:
         interpreter = cls(model_content=model_content, num_threads=num_threads)

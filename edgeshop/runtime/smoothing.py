@@ -29,17 +29,23 @@ class Smoothed:
     previous: str | None  # the stable label before this frame
 
 
+def check_settings(method: str = "ema", alpha: float = 0.3, window: int = 5, enter: float = 0.6,
+                   exit: float = 0.4) -> None:
+    """Raise ValueError naming the first unusable smoothing setting (commands check flags with it)."""
+    if method not in METHODS:
+        raise ValueError(f"smoothing method must be one of {METHODS}, got {method!r}")
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if not 0 <= exit <= enter <= 1:
+        raise ValueError(f"need 0 <= exit <= enter <= 1, got enter={enter}, exit={exit}")
+
+
 class Smoother:
     def __init__(self, labels: Sequence[str], method: str = "ema", alpha: float = 0.3, window: int = 5,
                  enter: float = 0.6, exit: float = 0.4) -> None:
-        if method not in METHODS:
-            raise ValueError(f"smoothing method must be one of {METHODS}, got {method!r}")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        if not 0 <= exit <= enter <= 1:
-            raise ValueError(f"need 0 <= exit <= enter <= 1, got enter={enter}, exit={exit}")
+        check_settings(method, alpha, window, enter, exit)
         self.labels = list(labels)
         self.method, self.alpha, self.enter, self.exit = method, alpha, enter, exit
         self._votes: deque[int] = deque(maxlen=window)
