@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edgeshop import Classifier
 from edgeshop.runtime.classifier import crop_roi
-from edgeshop.runtime.smoothing import Smoother
+from edgeshop.runtime.smoothing import Smoother, check_settings
 from edgeshop.runtime.stream import open_source
 
 DEFAULTS = {"threads": 2, "threshold": 0.0, "every_n_frames": 1, "heartbeat_seconds": 60,
@@ -35,6 +35,10 @@ def load_config(path: Path) -> dict:
     for key in ("model", "source", "slots"):
         if key not in config:
             raise SystemExit(f"{path}: missing '{key}'")
+    try:
+        check_settings(**config["smoothing"])
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"{path}: smoothing: {exc}") from None
     model = Path(config["model"])
     config["model"] = str(model if model.is_absolute() else (path.parent / model))
     source = str(config["source"])
@@ -59,20 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     classifier = Classifier(config["model"], num_threads=config["threads"], score_threshold=config["threshold"])
     slots = [(slot["name"], tuple(slot["roi"])) for slot in config["slots"]]
     smoothers = {name: Smoother(classifier.labels, **config["smoothing"]) for name, _ in slots}
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
     emit = lambda record: print(json.dumps(record), flush=True)  # noqa: E731 - one line per event
-    emit({"time": now(), "event": "start", "model": config["model"], "labels": len(classifier.labels),
-          "backend": classifier.backend, "slots": [name for name, _ in slots]})
     frames, last_beat, beat_frames = 0, time.time(), 0
     with open_source(config["source"]) as source:
+        # source.stop() ends the iteration within a second even while no frame arrives
+        # (a dead camera); checking a flag per frame would wait for the camera.
+        signal.signal(signal.SIGTERM, lambda *_: source.stop())
+        emit({"time": now(), "event": "start", "model": config["model"], "labels": len(classifier.labels),
+              "backend": classifier.backend, "slots": [name for name, _ in slots]})
         for frame in source:
-            if stopping or (args.max_frames and frames >= args.max_frames):
+            if args.max_frames and frames >= args.max_frames:
                 break
             frames += 1
             if (frames - 1) % config["every_n_frames"]:
