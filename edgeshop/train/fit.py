@@ -42,6 +42,7 @@ from edgeshop.train.averaging import WeightAverage
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
+from edgeshop.train.run_files import write_run_metadata
 from edgeshop.train.run_model import build_model, load_run_model
 from edgeshop.utils import progress_bar, write_json_atomic
 
@@ -79,8 +80,15 @@ class TrainingRun:
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> None:
         self.run_dir = Path(config.out)
         self.log = log
-        self.config = self._prepare_run_dir(config, resume, force)
-        self.config.validate()
+        if resume:
+            log(f"resuming {self.run_dir} with its saved configuration")
+            config = saved_config(self.run_dir)
+        elif self.run_dir.exists() and any(self.run_dir.iterdir()) and not force:
+            raise OverwriteError(f"{self.run_dir} (a previous run? use --resume to continue it)")
+        # Everything that can refuse the command runs before the run folder is created:
+        # a refused command must leave nothing behind that blocks the corrected one.
+        config.validate()
+        self.config = config
         self.arch = get_architecture(self.config.arch)
         self.image_size = self.config.image_size or self.arch.default_image_size
         self.train_image_size = self.config.train_image_size or self.image_size
@@ -88,20 +96,17 @@ class TrainingRun:
             raise EdgeshopError(f"--train-image-size needs an architecture that runs at any input size; "
                                 f"{self.arch.name} has a fixed-size layer (drop --train-image-size)")
         self.phases = plan_phases(self.config, self.arch)
+        self._find_samples()
+        if not resume:
+            self._create_run_dir()
         self.state = self._read_state()
 
     # -- run directory -----------------------------------------------------------------
-    def _prepare_run_dir(self, config: TrainConfig, resume: bool, force: bool) -> TrainConfig:
-        if resume:
-            self.log(f"resuming {self.run_dir} with its saved configuration")
-            return saved_config(self.run_dir)
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            if not force:
-                raise OverwriteError(f"{self.run_dir} (a previous run? use --resume to continue it)")
+    def _create_run_dir(self) -> None:
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):  # only reached with force
             shutil.rmtree(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.run_dir / "config.json", config.to_dict())
-        return config
+        write_json_atomic(self.run_dir / "config.json", self.config.to_dict())
 
     def _read_state(self) -> dict[str, Any]:
         path = self.run_dir / "state.json"
@@ -123,25 +128,31 @@ class TrainingRun:
             normalization_in_graph=True,
         )
 
-    def _load_data(self) -> None:
+    def _find_samples(self) -> None:
+        """The run's images and classes, checked (no image is decoded yet)."""
         cfg = self.config
-        train_samples, val_samples = split_samples(cfg)
-        if not cfg.val:
-            self.log(f"validation: a random {cfg.val_fraction:g} of each class of {cfg.data}; photos taken in bursts "
-                     "of one shelf leak across such a split (figures come out optimistic): pass --val with "
-                     "photos from other days or stores for honest ones")
-        self.class_names = datasets.class_names_of(train_samples)
+        self.train_samples, self.val_samples = split_samples(cfg)
+        self.class_names = datasets.class_names_of(self.train_samples)
         if len(self.class_names) < 2:
             raise DataError(f"{cfg.data}: found a single class {self.class_names}; a classifier needs at least two")
         self.coarse_of = None
         if cfg.coarse_loss_weight > 0:  # the hierarchy is only read when the loss uses it
             hierarchy = datasets.read_hierarchy(Path(cfg.hierarchy))
             self.coarse_of = datasets.coarse_index(self.class_names, hierarchy, cfg.hierarchy)
-            self.log(f"class hierarchy: {len(self.class_names)} fine -> {self.coarse_of.max() + 1} coarse classes, "
-                     f"coarse loss weight {cfg.coarse_loss_weight}")
-        unknown = sorted({s.label for s in val_samples} - set(self.class_names))
+        unknown = sorted({s.label for s in self.val_samples} - set(self.class_names))
         if unknown:
             raise DataError(f"{cfg.val}: validation classes absent from training data: {unknown[:5]}")
+
+    def _load_data(self) -> None:
+        cfg = self.config
+        train_samples, val_samples = self.train_samples, self.val_samples
+        if not cfg.val:
+            self.log(f"validation: a random {cfg.val_fraction:g} of each class of {cfg.data}; photos taken in bursts "
+                     "of one shelf leak across such a split (figures come out optimistic): pass --val with "
+                     "photos from other days or stores for honest ones")
+        if self.coarse_of is not None:
+            self.log(f"class hierarchy: {len(self.class_names)} fine -> {self.coarse_of.max() + 1} coarse classes, "
+                     f"coarse loss weight {cfg.coarse_loss_weight}")
         duplicates = datasets.duplicate_files(train_samples, val_samples)
         if duplicates:
             self.log(f"warning: {len(duplicates)} validation file(s) are byte-identical to training files, "
@@ -176,11 +187,9 @@ class TrainingRun:
                                 "qat": self.config.qat, "train_images": int(len(self.train.labels)),
                                 "train_image_size": self.train_image_size}},
         )
-        (self.run_dir / "card.json").write_text(card.to_json())
-        (self.run_dir / "labels.txt").write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
         rng = np.random.default_rng(self.config.seed)
         take = rng.permutation(len(self.train.labels))[: self.config.calibration_images]
-        np.save(self.run_dir / "calibration.npy", self.train.pixels[np.sort(take)])
+        write_run_metadata(self.run_dir, card, self.train.pixels[np.sort(take)])
 
     def _phase_image_size(self, phase: Phase) -> int:
         return self.image_size if phase.name == "qat" else self.train_image_size
