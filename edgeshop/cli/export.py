@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from edgeshop.cli._common import run_command
+from edgeshop.train.verify_gate import MIN_TOP1_AGREEMENT  # TensorFlow-free: --help stays instant
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ptq", action="store_true", help="with --int8: quantize the float model post-training "
                    "even when the run has a QAT model")
     p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip comparing the exported model with the Keras model")
+                   help="skip comparing the exported model with the Keras model (by default an export "
+                        "agreeing on fewer top-1 classes than its format's minimum is refused: "
+                        + ", ".join(f"{fmt} {share:.0%}" for fmt, share in MIN_TOP1_AGREEMENT.items())
+                        .replace("%", "%%") + ")")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", help="also write the export report (audit, verification) to this file")
     return p

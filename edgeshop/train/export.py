@@ -25,6 +25,7 @@ from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, split_a
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.run_model import is_qat, load_run_model
 from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
+from edgeshop.train.verify_gate import require_agreement
 from edgeshop.utils import write_bytes_atomic
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
@@ -167,6 +168,7 @@ def export(
     if check:
         calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)[:VERIFY_IMAGES]
         report["verify_vs_keras"] = verify(flatbuffer, card, source, calibration)
+        require_agreement(report["verify_vs_keras"], fmt, run_dir)
     metrics_file = run_dir / "metrics.json"
     extra = dict(card.extra)
     extra["export"] = {
