@@ -107,6 +107,28 @@ class VideoOutput:
             self.partial.unlink(missing_ok=True)
 
 
+def classify_regions(classifier, image, regions: list, smoothers: list | None) -> tuple[list[dict], list[tuple]]:
+    """Per region (None: the whole frame): its JSON record and (roi, predictions, stable label) for drawing."""
+    from edgeshop.runtime.classifier import crop_roi
+
+    records, results = [], []
+    for slot, roi in enumerate(regions):
+        scores = classifier.scores(image if roi is None else crop_roi(image, roi))
+        predictions = classifier.rank(scores)
+        record = {"predictions": [p.__dict__ for p in predictions]}
+        stable = None
+        if smoothers:
+            smoothed = smoothers[slot].update(scores)
+            stable = smoothed.label
+            record["stable"] = {"label": smoothed.label, "score": round(smoothed.score, 4),
+                                "changed": smoothed.changed}
+        if roi is not None:
+            record = {"roi": list(roi), **record}
+        records.append(record)
+        results.append((roi, predictions, stable))
+    return records, results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -124,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from edgeshop.errors import EdgeshopError
         from edgeshop.runtime.annotate import annotate
-        from edgeshop.runtime.classifier import Classifier, crop_roi
+        from edgeshop.runtime.classifier import Classifier
         from edgeshop.runtime.smoothing import Smoother
         from edgeshop.runtime.stream import ImageFiles, open_source
         from edgeshop.utils import write_bytes_atomic
@@ -145,21 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             with open_source(args.source, give_up_after=give_up) as source:
                 for frame in source:
                     started = time.perf_counter()
-                    results, records = [], []
-                    for slot, roi in enumerate(regions):
-                        scores = classifier.scores(frame.image if roi is None else crop_roi(frame.image, roi))
-                        predictions = classifier.rank(scores)
-                        record = {"predictions": [p.__dict__ for p in predictions]}
-                        stable = None
-                        if smoothers:
-                            smoothed = smoothers[slot].update(scores)
-                            stable = smoothed.label
-                            record["stable"] = {"label": smoothed.label, "score": round(smoothed.score, 4),
-                                                "changed": smoothed.changed}
-                        if roi is not None:
-                            record = {"roi": list(roi), **record}
-                        records.append(record)
-                        results.append((roi, predictions, stable))
+                    records, results = classify_regions(classifier, frame.image, regions, smoothers)
                     latency = (time.perf_counter() - started) * 1e3
                     line = {"source": frame.source, "frame": frame.index, "timestamp": round(frame.timestamp, 3),
                             "latency_ms": round(latency, 3)}
