@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,14 @@ def pipeline(synthetic_data, tmp_path_factory) -> dict[str, Path]:
 def fixture_model() -> Path:
     """The committed tiny int8 model (tools/make_test_fixture.py)."""
     return DATA / "tiny_int8.tflite"
+
+
+def frame_indices(source, count: int, seconds: float = 10.0) -> list[int]:
+    """The indices of up to ``count`` frames read from a LiveSource within ``seconds``."""
+    seen: list[int] = []
+    deadline = time.monotonic() + seconds
+    while len(seen) < count and time.monotonic() < deadline:
+        frame = source.read(timeout=1.0)
+        if frame is not None:
+            seen.append(frame.index)
+    return seen

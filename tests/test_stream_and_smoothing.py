@@ -11,7 +11,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA, REPO
+from conftest import DATA, REPO, frame_indices
 from synthetic import draw
 
 from edgeshop.cli import classify as classify_cli
@@ -134,12 +134,7 @@ def test_live_source_reconnects_and_keeps_running():
     camera = FlakyCamera()
     source = LiveSource(camera, "rtsp://user:pw@cam/stream", backoff=0.01, max_backoff=0.05)
     try:
-        seen = []
-        deadline = time.time() + 10
-        while len(seen) < 40 and time.time() < deadline:
-            frame = source.read(timeout=1.0)
-            if frame is not None:
-                seen.append(frame.index)
+        seen = frame_indices(source, 40)
         assert len(seen) == 40, "the source stopped after the camera dropped"
         assert camera.opens >= 4 and source.reconnects >= 1
         assert seen == sorted(seen) and len(set(seen)) == len(seen)
