@@ -396,7 +396,7 @@ def test_shelf_watch_stops_promptly_on_sigterm_while_the_camera_is_dead(tmp_path
         stopped_after = time.monotonic() - sent
     finally:
         process.kill()
-    assert process.returncode == 0 and stopped_after < 3
+    assert process.returncode == 0 and stopped_after < 5
     assert json.loads(out.splitlines()[-1]) == {**json.loads(out.splitlines()[-1]), "event": "stop", "frames": 0}
 
 

@@ -40,7 +40,6 @@ def show_warnings(name: str) -> None:
     handler = _Stderr()
     handler.setFormatter(logging.Formatter(f"{name}: warning: %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
 
 
 class _Stderr(logging.Handler):
