@@ -22,10 +22,14 @@ def _int(data, start: int, size: int, order: str = "big") -> int:
 def _jpeg(data) -> tuple[int, int] | None:
     # Walks the marker segments by their lengths (a few jumps, whatever the file size):
     # EXIF/XMP/ICC segments may push the frame header megabytes into the file.
+    data = bytes(data)
     i, n = 2, len(data)
     while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
+        if data[i] != 0xFF:  # stray bytes between segments: skipped, as libjpeg does
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return None
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
