@@ -295,14 +295,13 @@ def test_credentials_never_reach_any_output_of_a_dead_stream():
 
 def test_network_urls_are_opened_with_a_named_backend(monkeypatch):
     """No fallback through OpenCV's other backends, whose errors print the URL they were given."""
-    opened = []
+    opened, real = [], cv2.VideoCapture
 
-    class Recording(cv2.VideoCapture):  # the real VideoCapture, noting its arguments
-        def __init__(self, *args):
-            opened.append(args)
-            super().__init__(*args)
+    def recording(*args):  # the real VideoCapture, noting its arguments
+        opened.append(args)
+        return real(*args)
 
-    monkeypatch.setattr(cv2, "VideoCapture", Recording)
+    monkeypatch.setattr(cv2, "VideoCapture", recording)
     with pytest.raises(OSError, match="cannot open rtsp://127.0.0.1:1/stream"):
         OpenCVReader(DEAD_URL).open()
     assert opened == [(DEAD_URL, cv2.CAP_FFMPEG)]
