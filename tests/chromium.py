@@ -95,12 +95,16 @@ class Chromium:
     def wait_for(self, expression: str, timeout: float) -> object:
         """Poll ``expression`` until it is truthy; its value."""
         deadline = time.monotonic() + timeout
+        last_error = None
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:  # e.g. the page is still navigating: its context is gone
+                last_error, value = exc, None
             if value:
                 return value
             time.sleep(0.2)
-        raise TimeoutError(f"page: {expression} still false after {timeout} s")
+        raise TimeoutError(f"page: {expression} still false after {timeout} s (last error: {last_error})")
 
     def screenshot(self, path: Path) -> Path:
         data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, self.session)

@@ -62,7 +62,9 @@ def browser_setup(tmp_path_factory):
     started: list = []
     browser = Chromium(binary, tmp / "profile", extra_flags=(
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={camera_frame['path']}", "--autoplay-policy=no-user-gesture-required"))
+        f"--use-file-for-fake-video-capture={camera_frame['path']}", "--autoplay-policy=no-user-gesture-required",
+        # Only 127.0.0.1 resolves: the page must need nothing from the network (no CDN).
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
     yield browser, url_for, camera_frame
     browser.close()
     for server in started:
@@ -71,7 +73,7 @@ def browser_setup(tmp_path_factory):
 
 
 def wait_until_done(browser: Chromium) -> None:
-    state = browser.wait_for("['done', 'error'].includes(document.body.dataset.state) && document.body.dataset.state",
+    state = browser.wait_for("['done', 'error'].includes(document.body?.dataset.state) && document.body.dataset.state",
                              PAGE_TIMEOUT)
     status = browser.evaluate("document.getElementById('status').textContent")
     assert state == "done", f"page: {status}"
