@@ -92,6 +92,12 @@ class Chromium:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def choose_file(self, selector: str, path: Path) -> None:
+        """What a user's pick in an <input type=file> does (fires its change event)."""
+        node = self.send("Runtime.evaluate", {"expression": f"document.querySelector({json.dumps(selector)})"},
+                         self.session)["result"]
+        self.send("DOM.setFileInputFiles", {"files": [str(path)], "objectId": node["objectId"]}, self.session)
+
     def wait_for(self, expression: str, timeout: float) -> object:
         """Poll ``expression`` until it is truthy; its value."""
         deadline = time.monotonic() + timeout

@@ -106,6 +106,22 @@ def test_page_top1_equals_edgeshop_on_demo_photos(browser_setup, model_name, per
     assert "ms per classify" in browser.evaluate("document.getElementById('latency').textContent")
 
 
+def test_a_chosen_wide_photo_is_classified_on_its_centre_square(browser_setup, tmp_path):
+    """The file input, as a user picks a photo: a wide PNG (carrots | bananas | carrots)."""
+    browser, url_for, frame = browser_setup
+    model = MODELS / "grocery_int8.tflite"
+    photo = tmp_path / "wide_shelf.png"
+    cv2.imwrite(str(photo), frame["bgr"])
+    browser.open(url_for(model))
+    browser.wait_for("document.body?.dataset.state === 'ready'", PAGE_TIMEOUT)
+    browser.choose_file("#file", photo)
+    last = browser.wait_for("window.edgeshop.last", PAGE_TIMEOUT)
+    expected = Classifier(model).classify(cv2.imread(str(photo)), top_k=3)
+    assert last["image"] == photo.name
+    assert last["top"][0]["label"] == expected[0].label == "Banana", f"page {last['top']}, edgeshop {expected}"
+    assert abs(last["top"][0]["score"] - expected[0].score) < 0.1, f"page {last['top']}, edgeshop {expected}"
+
+
 def test_camera_frames_are_classified_on_their_centre_square(browser_setup, tmp_path):
     """A wide fake-camera frame: bananas between two carrot photos. edgeshop sees the centre
     square (Banana, 0.73); the page must pass the same square to classifyForVideo: the whole

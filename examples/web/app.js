@@ -7,8 +7,8 @@ import { FilesetResolver, ImageClassifier } from "/mediapipe/vision_bundle.mjs";
 
 const $ = (id) => document.getElementById(id);
 const TOP_K = 3;
-// What tests and the console can read: per-photo results and the camera's latest frame.
-const state = (window.edgeshop = { results: [], camera: { frames: 0, top: [] } });
+// What tests and the console can read: the ?images= results, the last photo, the camera's latest frame.
+const state = (window.edgeshop = { results: [], last: null, camera: { frames: 0, top: [] } });
 
 function setStatus(text, phase, isError = false) {
   $("status").textContent = text;
@@ -86,7 +86,8 @@ async function classifyPhoto(url, name) {
   const top = topK(result);
   showTop(top);
   $("latency").textContent = `${ms.toFixed(1)} ms per classify (${name})`;
-  return { image: name, top, ms };
+  state.last = { image: name, top, ms };
+  return state.last;
 }
 
 let stream = null;
@@ -167,7 +168,11 @@ try {
   $("camera").disabled = false;
   $("file").addEventListener("change", (event) => {
     const file = event.target.files[0];
-    if (file) classifyPhoto(URL.createObjectURL(file), file.name).catch((e) => setStatus(String(e), "error", true));
+    if (!file) return;
+    const url = URL.createObjectURL(file);
+    classifyPhoto(url, file.name)
+      .catch((e) => setStatus(`${file.name}: ${e.message ?? e}`, "error", true))
+      .finally(() => URL.revokeObjectURL(url));  // the decoded image stays on screen
   });
   $("camera").addEventListener("click", () => {
     if (stream) stopCamera();
