@@ -9,7 +9,6 @@ edgeshop.Classifier's on the demo photos and on a camera frame. Needs `make web`
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from chromium import Chromium, find_chromium
-from conftest import REPO
+from conftest import REPO, require_client
 
 from edgeshop import Classifier
 from edgeshop.cli import web
@@ -33,20 +32,12 @@ NODE_PACKAGE = WEB / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bu
 PAGE_TIMEOUT = 90  # seconds for a page to finish; a shared 2-core machine is slow
 
 
-def require(available: bool, reason: str) -> None:
-    if available:
-        return
-    if os.environ.get("EDGESHOP_REQUIRE_CLIENTS") == "1":
-        pytest.fail(f"{reason} (EDGESHOP_REQUIRE_CLIENTS=1 makes this a failure)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser_setup(tmp_path_factory):
     """A server thread for (model path -> page) and one Chromium with a fake camera."""
-    require(NODE_PACKAGE.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
+    require_client(NODE_PACKAGE.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
     binary = find_chromium()
-    require(binary is not None, "chromium is not installed: run `make web` (as root it apt-installs chromium)")
+    require_client(binary is not None, "chromium is not installed: run `make web` (as root it apt-installs chromium)")
     tmp = tmp_path_factory.mktemp("web")
     camera_frame = write_camera_frame(tmp / "camera.y4m")
     servers: dict[Path, str] = {}
@@ -173,7 +164,7 @@ def test_missing_npm_package_says_make_web(tmp_path, capsys):
 
 def test_serve_command_without_tensorflow_serves_only_its_files():
     """The real command as a process, TensorFlow blocked: page, model, wasm; nothing else."""
-    require(NODE_PACKAGE.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
+    require_client(NODE_PACKAGE.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
     model = MODELS / "grocery_int8.tflite"
     script = ("import sys\n"
               "for name in ('tensorflow', 'tf_keras', 'keras'): sys.modules[name] = None\n"
