@@ -55,7 +55,8 @@ def browser_setup(tmp_path_factory):
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
         f"--use-file-for-fake-video-capture={camera_frame['path']}", "--autoplay-policy=no-user-gesture-required",
         # Only 127.0.0.1 resolves: the page must need nothing from the network (no CDN).
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
+        # edgeshop.test is 127.0.0.1 under a name that is not localhost: a plain-http LAN address.
+        "--host-resolver-rules=MAP edgeshop.test 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
     yield browser, url_for, camera_frame
     browser.close()
     for server in started:
@@ -128,6 +129,14 @@ def test_camera_frames_are_classified_on_their_centre_square(browser_setup, tmp_
     assert (camera["width"], camera["height"]) == frame["bgr"].shape[1::-1]
     assert camera["top"][0]["label"] == expected[0].label == "Banana", f"page {camera['top']}, edgeshop {expected}"
     assert "ms per classify" in browser.evaluate("document.getElementById('latency').textContent")
+
+
+def test_over_plain_http_the_page_says_the_camera_needs_https(browser_setup):
+    browser, url_for, _ = browser_setup
+    url = url_for(MODELS / "grocery_int8.tflite").replace("127.0.0.1", "edgeshop.test")
+    browser.open(f"{url}?camera=1")
+    browser.wait_for("document.body?.dataset.state === 'error'", PAGE_TIMEOUT)
+    assert "HTTPS" in browser.evaluate("document.getElementById('status').textContent")
 
 
 def write_camera_frame(path: Path) -> dict:
