@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install clients demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep
+.PHONY: install clients demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep web
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -34,12 +34,26 @@ $(CLIENTS_STAMP):
 
 clients: $(CLIENTS_STAMP)
 
+## web: the browser page's MediaPipe Tasks Vision (npm ci in examples/web) and, as root, Debian's
+## chromium for its test. Serve the page with: .venv/bin/edgeshop-web --model models/grocery/grocery_int8.tflite
+WEB_STAMP := examples/web/node_modules/.installed-stamp
+$(WEB_STAMP): examples/web/package.json examples/web/package-lock.json
+	@command -v npm >/dev/null || { echo "make web: npm not found; install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
+	    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; \
+	  else echo "make web: chromium not found; the browser test needs it: sudo apt-get install chromium"; fi; fi
+	cd examples/web && npm ci --no-audit --no-fund
+	touch $@
+
+web: $(WEB_STAMP)
+
 ## demo: train + prune + QAT on the bundled grocery subset, export, classify, compare
 demo: $(STAMP)
 	$(BIN)/edgeshop-demo --out runs/demo --force
 
 ## test: lint and the test suite (slow, real-data tests excluded)
-test: $(STAMP) $(CLIENTS_STAMP)
+test: $(STAMP) $(CLIENTS_STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check .
 	EDGESHOP_REQUIRE_CLIENTS=1 $(BIN)/pytest -q
 

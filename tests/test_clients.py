@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from conftest import require_client
 
 from edgeshop.runtime.classifier import Classifier
 
@@ -30,11 +31,8 @@ DEMO_TEST = REPO / "data" / "grocery_demo" / "test"
 
 @pytest.fixture(scope="module")
 def client_python() -> Path:
-    if not CLIENT_PYTHON.is_file():
-        message = f"{CLIENT_PYTHON} is missing: `make clients` builds the MediaPipe / Task Library environment"
-        if os.environ.get("EDGESHOP_REQUIRE_CLIENTS"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_client(CLIENT_PYTHON.is_file(),
+                   f"{CLIENT_PYTHON} is missing: `make clients` builds the MediaPipe / Task Library environment")
     return CLIENT_PYTHON
 
 

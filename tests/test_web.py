@@ -1,0 +1,213 @@
+"""The phone-browser page (examples/web, served by edgeshop-web) in headless Chromium.
+
+MediaPipe Tasks Vision (WASM) runs the shipped models in the page; its top-1 must be
+edgeshop.Classifier's on the demo photos and on a camera frame. Needs `make web`
+(node_modules + Debian's chromium): skipped without them, failed under `make test`
+(EDGESHOP_REQUIRE_CLIENTS=1).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from chromium import Chromium, find_chromium
+from conftest import REPO, require_client
+
+from edgeshop import Classifier
+from edgeshop.cli import web
+
+DEMO = REPO / "data" / "grocery_demo" / "test"
+MODELS = REPO / "models" / "grocery"
+WEB = REPO / "examples" / "web"
+NODE_PACKAGE = WEB / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bundle.mjs"
+PAGE_TIMEOUT = 90  # seconds for a page to finish; a shared 2-core machine is slow
+
+
+@pytest.fixture(scope="module")
+def browser_setup(tmp_path_factory):
+    """A server thread for (model path -> page) and one Chromium with a fake camera."""
+    require_client(NODE_PACKAGE.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
+    binary = find_chromium()
+    require_client(binary is not None, "chromium is not installed: run `make web` (as root it apt-installs chromium)")
+    tmp = tmp_path_factory.mktemp("web")
+    camera_frame = write_camera_frame(tmp / "camera.y4m")
+    servers: dict[Path, str] = {}
+
+    def url_for(model: Path) -> str:
+        if model not in servers:
+            server = web.make_server(model, port=0, images=DEMO, quiet=True)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            started.append(server)
+            servers[model] = f"http://127.0.0.1:{server.server_address[1]}/"
+        return servers[model]
+
+    started: list = []
+    browser = Chromium(binary, tmp / "profile", extra_flags=(
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera_frame['path']}", "--autoplay-policy=no-user-gesture-required",
+        # Only 127.0.0.1 resolves: the page must need nothing from the network (no CDN).
+        # edgeshop.test is 127.0.0.1 under a name that is not localhost: a plain-http LAN address.
+        "--host-resolver-rules=MAP edgeshop.test 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
+    yield browser, url_for, camera_frame
+    browser.close()
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_until_done(browser: Chromium) -> None:
+    state = browser.wait_for("['done', 'error'].includes(document.body?.dataset.state) && document.body.dataset.state",
+                             PAGE_TIMEOUT)
+    status = browser.evaluate("document.getElementById('status').textContent")
+    assert state == "done", f"page: {status}"
+
+
+@pytest.mark.parametrize(("model_name", "per_class"), [("grocery_int8.tflite", None), ("grocery_fp16.tflite", 1)])
+def test_page_top1_equals_edgeshop_on_demo_photos(browser_setup, model_name, per_class, tmp_path):
+    browser, url_for, _ = browser_setup
+    model = MODELS / model_name
+    # Every demo photo for int8; one per class for float16 (4x slower in WASM, same code path).
+    photos = [p for d in sorted(DEMO.iterdir()) for p in sorted(d.glob("*.jpg"))[:per_class]]
+    query = ",".join(f"/images/{p.relative_to(DEMO).as_posix()}" for p in photos)
+    browser.open(f"{url_for(model)}?images={query}")
+    wait_until_done(browser)
+    results = browser.evaluate("window.edgeshop.results")
+    shot = browser.screenshot(tmp_path / f"page_{model.stem}.png")
+    print(f"screenshot: {shot}")
+
+    classifier = Classifier(model)
+    assert len(results) == len(photos)
+    for photo, result in zip(photos, results, strict=True):
+        expected = classifier.classify(cv2.imread(str(photo)), top_k=3)
+        page = result["top"]
+        assert result["image"] == photo.name
+        assert len(page) == 3, page
+        assert page[0]["label"] == expected[0].label, f"{photo.name}: page {page}, edgeshop {expected}"
+        # Same pixels, different resize code (MediaPipe's vs OpenCV's): scores agree closely, not exactly.
+        assert abs(page[0]["score"] - expected[0].score) < 0.1, f"{photo.name}: page {page}, edgeshop {expected}"
+    assert all(r["ms"] > 0 for r in results)
+    assert "ms per classify" in browser.evaluate("document.getElementById('latency').textContent")
+
+
+def test_a_chosen_wide_photo_is_classified_on_its_centre_square(browser_setup, tmp_path):
+    """The file input, as a user picks a photo: a wide PNG (carrots | bananas | carrots)."""
+    browser, url_for, frame = browser_setup
+    model = MODELS / "grocery_int8.tflite"
+    photo = tmp_path / "wide_shelf.png"
+    cv2.imwrite(str(photo), frame["bgr"])
+    browser.open(url_for(model))
+    browser.wait_for("document.body?.dataset.state === 'ready'", PAGE_TIMEOUT)
+    browser.choose_file("#file", photo)
+    last = browser.wait_for("window.edgeshop.last", PAGE_TIMEOUT)
+    expected = Classifier(model).classify(cv2.imread(str(photo)), top_k=3)
+    assert last["image"] == photo.name
+    assert last["top"][0]["label"] == expected[0].label == "Banana", f"page {last['top']}, edgeshop {expected}"
+    assert abs(last["top"][0]["score"] - expected[0].score) < 0.1, f"page {last['top']}, edgeshop {expected}"
+
+
+def test_camera_frames_are_classified_on_their_centre_square(browser_setup, tmp_path):
+    """A wide fake-camera frame: bananas between two carrot photos. edgeshop sees the centre
+    square (Banana, 0.73); the page must pass the same square to classifyForVideo: the whole
+    frame stretched to 288x288 reads as Carrots (0.26, Banana not in the top 2)."""
+    browser, url_for, frame = browser_setup
+    model = MODELS / "grocery_int8.tflite"
+    browser.open(f"{url_for(model)}?camera=1")
+    camera = browser.wait_for("window.edgeshop && window.edgeshop.camera.frames >= 3 && window.edgeshop.camera",
+                              PAGE_TIMEOUT)
+    shot = browser.screenshot(tmp_path / "page_camera.png")
+    print(f"screenshot: {shot}")
+    expected = Classifier(model).classify(frame["bgr"], top_k=3)
+    assert (camera["width"], camera["height"]) == frame["bgr"].shape[1::-1]
+    assert camera["top"][0]["label"] == expected[0].label == "Banana", f"page {camera['top']}, edgeshop {expected}"
+    assert "ms per classify" in browser.evaluate("document.getElementById('latency').textContent")
+
+
+def test_over_plain_http_the_page_says_the_camera_needs_https(browser_setup):
+    browser, url_for, _ = browser_setup
+    url = url_for(MODELS / "grocery_int8.tflite").replace("127.0.0.1", "edgeshop.test")
+    browser.open(f"{url}?camera=1")
+    browser.wait_for("document.body?.dataset.state === 'error'", PAGE_TIMEOUT)
+    assert "HTTPS" in browser.evaluate("document.getElementById('status').textContent")
+
+
+def write_camera_frame(path: Path) -> dict:
+    """A 576x192 Y4M clip (one frame, looped by Chromium): carrots | bananas | carrots.
+
+    Returned ``bgr`` is the frame after the same I420 round trip the browser sees.
+    """
+    tiles = [cv2.imread(str(DEMO / name)) for name in
+             ("Carrots/Carrots_001.jpg", "Banana/Banana_001.jpg", "Carrots/Carrots_001.jpg")]
+    tiles = [cv2.resize(t, (192, 192), interpolation=cv2.INTER_AREA) for t in tiles]
+    i420 = cv2.cvtColor(np.hstack(tiles), cv2.COLOR_BGR2YUV_I420)
+    height, width = 192, 576
+    path.write_bytes(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode() + b"FRAME\n" + i420.tobytes())
+    return {"path": path, "bgr": cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)}
+
+
+# --- the serve command itself (no browser) ---
+
+
+def test_missing_model_is_a_one_line_error(tmp_path, capsys):
+    assert web.main(["--model", str(tmp_path / "nope.tflite"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nope.tflite" in err and "not found" in err, err
+
+
+def test_missing_npm_package_says_make_web(tmp_path, capsys):
+    for name in web.PAGE_FILES:
+        (tmp_path / name).write_bytes((WEB / name).read_bytes())
+    model = MODELS / "grocery_int8.tflite"
+    assert web.main(["--model", str(model), "--port", "0", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "make web" in err, err
+
+
+def test_serve_command_without_tensorflow_serves_only_its_files():
+    """The real command as a process, TensorFlow blocked: page, model, wasm; nothing else."""
+    require_client(NODE_PACKAGE.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
+    model = MODELS / "grocery_int8.tflite"
+    script = ("import sys\n"
+              "for name in ('tensorflow', 'tf_keras', 'keras'): sys.modules[name] = None\n"
+              "from edgeshop.cli.web import main\n"
+              f"sys.exit(main(['--model', {str(model)!r}, '--port', '0', '--quiet', '--images', {str(DEMO)!r}]))\n")
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        if "serving" not in line:
+            process.kill()
+            pytest.fail(f"edgeshop-web did not start: {line}{process.stderr.read()}")
+        base = line.split(" at ")[1].split()[0]
+        assert base.startswith("http://127.0.0.1:")
+
+        def get(path: str) -> tuple[int, str, bytes]:
+            try:
+                with urllib.request.urlopen(base + path.lstrip("/"), timeout=10) as response:
+                    return response.status, response.headers["Content-Type"], response.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, "", b""
+
+        status, kind, body = get("/model.json")
+        config = json.loads(body)
+        assert config["input"] == {"width": 288, "height": 288, "resize": "center_crop", "crop_fraction": 1.0}
+        assert get("/model.tflite")[2] == model.read_bytes()
+        assert get("/mediapipe/wasm/vision_wasm_internal.wasm")[1] == "application/wasm"
+        assert get("/mediapipe/vision_bundle.mjs")[1].startswith("text/javascript")
+        assert get("/")[1].startswith("text/html")
+        assert get("/images/Banana/Banana_001.jpg")[1] == "image/jpeg"
+        for outside in ("/pyproject.toml", "/images/../../../pyproject.toml", "/images/%2e%2e/%2e%2e/README.md",
+                        "/images/../../../tests/data/synthetic/disc/disc_000.png",  # a photo, but not in --images
+                        "/node_modules/@mediapipe/tasks-vision/package.json"):
+            assert get(outside)[0] == 404, outside
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
