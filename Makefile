@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install clients demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep web
+.PHONY: install clients demo test test-slow test-tflite-runtime lint clean grocery grocery-baseline bench resolution-sweep web
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -61,11 +61,19 @@ test: $(STAMP) $(CLIENTS_STAMP) $(WEB_STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m "slow or not slow"
 
+## test-tflite-runtime: the runtime tests again on the tflite-runtime interpreter, in a venv of their own
+## (its wheels stop at Python 3.11 and need numpy < 2, which TensorFlow 2.21 does not allow beside it)
+TFLITE_RUNTIME_VENV := .venv-tflite-runtime
+test-tflite-runtime:
+	$(PYTHON) -m venv $(TFLITE_RUNTIME_VENV)
+	$(TFLITE_RUNTIME_VENV)/bin/pip install --quiet -e ".[tflite-runtime,dev]" "numpy<2"
+	$(TFLITE_RUNTIME_VENV)/bin/pytest -q -p no:cacheprovider tests/test_classifier.py tests/test_runtime_without_tensorflow.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache $(CLIENTS)
+	rm -rf runs .pytest_cache .ruff_cache $(CLIENTS) $(TFLITE_RUNTIME_VENV)
 
 GROCERY ?= ../shared/datasets/grocery_store
 
