@@ -64,6 +64,7 @@ def test_read_image_handles_gray_alpha_16bit_and_unicode(tmp_path):
         "deep.png": base.astype(np.uint16) * 257,
         "étiquette é.jpg": base,
     }
+    values = {}
     for name, image in cases.items():
         path = tmp_path / name
         ok, encoded = cv2.imencode(path.suffix, image)
@@ -71,6 +72,23 @@ def test_read_image_handles_gray_alpha_16bit_and_unicode(tmp_path):
         path.write_bytes(encoded.tobytes())
         out = read_image(path)
         assert out.shape == (20, 30, 3) and out.dtype == np.uint8, name
+        values[name] = out.astype(int)
+    gray = cv2.cvtColor(base, cv2.COLOR_BGR2GRAY).astype(int)
+    assert all((values["gray.png"][..., c] == gray).all() for c in range(3))
+    assert (values["alpha.png"] == base).all()
+    # 16-bit v * 257 is 8-bit v exactly (the top byte): not clipped to 255, not scaled by 1/257 twice
+    assert (values["deep.png"] == base).all()
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", base)[1], cv2.IMREAD_COLOR)  # lossy: compare with the same decode
+    assert (values["étiquette é.jpg"] == jpeg).all()
+
+
+def test_sixteen_bit_values_map_onto_the_full_eight_bit_range(tmp_path):
+    ramp = np.linspace(0, 65535, 256 * 3, dtype=np.uint16).reshape(16, 16, 3)
+    path = tmp_path / "ramp16.png"
+    assert cv2.imwrite(str(path), ramp)
+    out = read_image(path).astype(int)
+    assert out.min() == 0 and out.max() == 255
+    assert np.abs(out - ramp.astype(int) / 257).max() <= 1  # proportional: 16-bit x maps to x / 257
 
 
 def test_read_image_errors_name_the_file(tmp_path):

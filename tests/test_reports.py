@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -91,18 +92,16 @@ def test_summarize_collects_everything():
 
 
 def test_eval_cli_end_to_end(tmp_path, capsys):
-    data = DATA / "synthetic"
-    (data / "broken").mkdir(exist_ok=True)
-    try:
-        (data / "broken" / "x.png").write_bytes(b"not an image")
-        hierarchy = tmp_path / "classes.csv"
-        hierarchy.write_text("name,id,coarse\nbar,0,line\ndisc,1,round\nsquare,2,box\nbroken,3,x\n")
-        code = eval_cli.main([str(DATA / "tiny_int8.tflite"), "--data", str(data), "--json", str(tmp_path / "e.json"),
-                              "--report", str(tmp_path / "rep"), "--hierarchy", str(hierarchy),
-                              "--compare", str(DATA / "tiny_int8.tflite")])
-    finally:
-        (data / "broken" / "x.png").unlink()
-        (data / "broken").rmdir()
+    data = tmp_path / "synthetic"  # a copy: the test adds a class folder, never inside the source tree
+    shutil.copytree(DATA / "synthetic", data)
+    (data / "broken").mkdir()
+    (data / "broken" / "x.png").write_bytes(b"not an image")
+    hierarchy = tmp_path / "classes.csv"
+    hierarchy.write_text("name,id,coarse\nbar,0,line\ndisc,1,round\nsquare,2,box\nbroken,3,x\n")
+    code = eval_cli.main([str(DATA / "tiny_int8.tflite"), "--data", str(data), "--json", str(tmp_path / "e.json"),
+                          "--report", str(tmp_path / "rep"), "--hierarchy", str(hierarchy),
+                          "--compare", str(DATA / "tiny_int8.tflite")])
+    shutil.rmtree(data / "broken")
     assert code == 2  # "broken" is a class the model does not know: refused with a clear message
     assert "classes the model does not know" in capsys.readouterr().err
     code = eval_cli.main([str(DATA / "tiny_int8.tflite"), "--data", str(data), "--json", str(tmp_path / "e.json"),
