@@ -68,3 +68,29 @@ def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
     # a validation split drawn at random from the training folders says that it can leak
     assert any(line.startswith("validation: a random 0.2 of each class") and "pass --val" in line for line in lines)
     assert metrics["val_top1_final"] > 0.6
+
+    # The loss Keras trained with is the combined one: the val_loss it logged for the last QAT
+    # epoch is the combined loss of the final model on the val images, not the plain one.
+    import csv
+    import json
+
+    from edgeshop.datasets import coarse_index, load_images, read_hierarchy
+    from edgeshop.runtime.modelcard import ModelCard
+    from edgeshop.train.fit import split_samples
+    from edgeshop.train.losses import make_loss
+    from edgeshop.train.run_model import load_run_model
+
+    run = tmp_path / "run"
+    with open(run / "training_log.csv") as handle:
+        logged = float([row for row in csv.DictReader(handle) if row["phase"] == "qat"][-1]["val_loss"])
+    spec = ModelCard.from_json((run / "card.json").read_text()).input
+    names = (run / "labels.txt").read_text().split()
+    val = load_images(split_samples(config)[1], names, spec)
+    truth = np.eye(len(names))[val.labels]
+    predicted = load_run_model(run, final=True).predict(val.pixels.astype(np.float32), verbose=0)
+    smoothing = json.loads((run / "config.json").read_text())["label_smoothing"]
+    coarse_of = coarse_index(names, read_hierarchy(hierarchy), hierarchy)
+    plain = float(make_loss(smoothing)(truth, predicted))
+    combined = float(make_loss(smoothing, coarse_of, 1.0)(truth, predicted))
+    assert combined - plain > 0.01  # the coarse term is not negligible here
+    assert logged == pytest.approx(combined, abs=1e-3) and logged != pytest.approx(plain, abs=1e-3)
