@@ -28,20 +28,44 @@ def test_training_beats_chance(pipeline):
     assert {row.split(",")[0] for row in log[1:]} == {"train", "prune", "qat"}
 
 
-def test_run_directory_has_config_log_and_models(pipeline):
+def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
     run = pipeline["run"]
     for name in ("config.json", "card.json", "labels.txt", "training_log.csv", "float_model.keras", "metrics.json",
                  "stages/qat.weights.npz", "calibration.npy"):
         assert (run / name).is_file(), name
-    assert json.loads((run / "config.json").read_text())["prune"] == 0.5
+    config = json.loads((run / "config.json").read_text())
+    assert (config["prune"], config["qat_epochs"], config["data"]) == (0.5, 2, str(synthetic_data["train"]))
+    assert (run / "labels.txt").read_text().split() == ["bar", "disc", "square"]
+    assert json.loads((run / "card.json").read_text())["labels"] == ["bar", "disc", "square"]
+    assert json.loads((run / "metrics.json").read_text()) == pipeline["metrics"]
+    report = json.loads((run / "data_report.json").read_text())
+    assert (report["train_images"], report["val_images"]) == (96, 24)  # 3 x 40 images, 20% of each class to val
+    # calibration images are training pixels at the model's input size, as the runtime preprocesses them
+    calibration = np.load(run / "calibration.npy", allow_pickle=False)
+    assert calibration.dtype == np.uint8 and calibration.shape[1:] == (32, 32, 3) and len(calibration) <= 96
+    spec = Classifier(pipeline["int8"]).input_spec
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.fit import split_samples
+
+    training_split = split_samples(TrainConfig.from_saved(config))[0]  # not the run's val images
+    train_pixels = {preprocess(read_image(s.path), spec).tobytes() for s in training_split}
+    assert all(image.tobytes() in train_pixels for image in calibration)
+    # one log row per epoch of each phase: prune and QAT ran their 2 epochs each
+    rows = [line.split(",")[:2] for line in (run / "training_log.csv").read_text().splitlines()[1:]]
+    assert [e for p, e in rows if p == "prune"] == ["1", "2"] and [e for p, e in rows if p == "qat"] == ["1", "2"]
     assert any((run / "tensorboard").rglob("events.out.tfevents*"))
 
 
 def test_float_keras_model_loads_in_safe_mode(pipeline):
     from edgeshop.train._keras import keras
 
+    from edgeshop.train.run_model import load_run_model
+
     model = keras.models.load_model(pipeline["run"] / "float_model.keras", compile=False, safe_mode=True)
     assert model.output_shape == (None, 3)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    expected = load_run_model(pipeline["run"], final=False).predict(pixels, verbose=0)  # the run's float weights
+    np.testing.assert_allclose(model.predict(pixels, verbose=0), expected, atol=1e-5)
 
 
 def test_sparsity_at_target_after_strip_and_after_qat(pipeline):
@@ -150,8 +174,10 @@ def test_grayscale_and_bgra_frames_are_accepted(pipeline, synthetic_data):
     frame = frames[0]
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
-    assert len(classifier.classify(gray)) == 3
-    assert classifier.classify(bgra)[0].label == classifier.classify(frame)[0].label
+    # a gray frame is the same picture as its 3-channel copy; BGRA's alpha is dropped
+    np.testing.assert_array_equal(classifier.scores(gray), classifier.scores(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)))
+    np.testing.assert_array_equal(classifier.scores(gray[:, :, None]), classifier.scores(gray))
+    np.testing.assert_array_equal(classifier.scores(bgra), classifier.scores(frame))
 
 
 def test_export_refuses_a_model_that_is_not_fully_integer(pipeline, tmp_path):
