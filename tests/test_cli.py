@@ -99,6 +99,71 @@ def test_sigkilled_run_resumes_from_its_last_checkpoint(synthetic_data, tmp_path
     assert metrics["val_top1_final"] > 0.8
 
 
+def _checkpoints(run, phase) -> list[int]:
+    return sorted(int(p.name[5:-6]) for p in (run / "checkpoints" / phase).glob("ckpt-*.index"))
+
+
+def _kill_when(cmd, run, phase, epochs):
+    """Start a training process, SIGKILL it once ``phase`` has checkpointed an epoch; returns the
+    last checkpointed epoch, which the resumed run must continue after, and the phase's log rows."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None and not _checkpoints(run, phase):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = _checkpoints(run, phase)
+    assert saved and saved[-1] < epochs, f"the run should have been killed during {phase}: checkpoints {saved}"
+    return saved[-1], sum(r["phase"] == phase for r in _log_rows(run))
+
+
+def test_sigkilled_run_resumes_during_prune_and_during_qat(synthetic_data, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
+           "--arch", "tiny", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--prune", "0.5",
+           "--prune-epochs", "3", "--qat", "--qat-epochs", "3"]
+    resume = [sys.executable, "-m", "edgeshop.cli.train", "--out", str(run), "--resume"]
+    killed = {"prune": _kill_when(cmd, run, "prune", 3)}
+    assert json.loads((run / "state.json").read_text())["completed"] == ["train"]
+    killed["qat"] = _kill_when(resume, run, "qat", 3)
+    assert json.loads((run / "state.json").read_text())["completed"] == ["train", "prune"]
+    assert train_cli.main(["--out", str(run), "--resume"]) == 0
+    rows = _log_rows(run)
+    for phase, (checkpointed, logged) in killed.items():
+        epochs = [int(r["epoch"]) for r in rows if r["phase"] == phase]
+        assert sorted(set(epochs)) == [1, 2, 3], (phase, epochs)  # every epoch ran
+        # continued after its last checkpoint (an epoch logged but killed before its checkpoint runs
+        # again), not from epoch 1
+        assert epochs[logged:] == list(range(checkpointed + 1, 4)), (phase, epochs, checkpointed)
+    state = json.loads((run / "state.json").read_text())
+    assert state["completed"] == ["train", "prune", "qat"]
+    assert state["sparsity_after_strip"] == pytest.approx(0.5, abs=0.02)  # the schedule survived the kill
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val_top1_final"] > 0.8
+
+
+def test_val_folder_and_yaml_config(synthetic_data, tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text("# a YAML recipe\narch: tiny\nepochs: 2\nbatch_size: 32\naugment: false\n")
+    out = tmp_path / "run"
+    args = ["--config", str(config), "--data", str(synthetic_data["train"]), "--val", str(synthetic_data["test"]),
+            "--out", str(out)]
+    assert train_cli.main(args) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["arch"], saved["epochs"], saved["augment"]) == ("tiny", 2, False)
+    assert saved["val"] == str(synthetic_data["test"])
+    report = json.loads((out / "data_report.json").read_text())
+    # --val: every training image trains, the val folder validates; no random split, no warning about one
+    assert (report["train_images"], report["val_images"]) == (120, 36)
+    assert "120 training / 36 validation images" in printed and "a random" not in printed
+    config.write_text("arch: tiny\nepochs: [1\n")
+    assert train_cli.main([*args, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: not valid YAML" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_mirrored_strategy_on_two_logical_cpus(synthetic_data, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),

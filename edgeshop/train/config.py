@@ -127,7 +127,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             import yaml
         except ImportError:
             raise EdgeshopError(f"{path}: YAML config needs PyYAML (pip install pyyaml), or use JSON") from None
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise EdgeshopError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     else:
         try:
             data = json.loads(text)
