@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install clients demo test test-slow test-tflite-runtime lint clean grocery grocery-baseline bench resolution-sweep web
+.PHONY: install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline bench resolution-sweep web
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -51,6 +51,13 @@ web: $(WEB_STAMP)
 ## demo: train + prune + QAT on the bundled grocery subset, export, classify, compare
 demo: $(STAMP)
 	$(BIN)/edgeshop-demo --out runs/demo --force
+
+## demo-figures: the README's demo table: the demo with and without --deterministic, figures in bench/
+demo-figures: $(STAMP)
+	$(BIN)/edgeshop-demo --out runs/demo --force --json bench/demo.json
+	$(BIN)/edgeshop-demo --out runs/demo_nondeterministic --force --no-deterministic \
+		--json bench/demo_nondeterministic.json
+	$(BIN)/python tools/demo_block.py
 
 ## test: lint and the test suite (slow, real-data tests excluded)
 test: $(STAMP) $(CLIENTS_STAMP) $(WEB_STAMP)

@@ -27,10 +27,9 @@ import numpy as np
 
 from edgeshop.errors import DataError, ImageInputError
 from edgeshop.runtime.modelcard import InputSpec
-from edgeshop.runtime.preprocess import preprocess, read_image
+from edgeshop.runtime.preprocess import IMAGE_SUFFIXES, preprocess, read_image
 
 log = logging.getLogger("edgeshop.datasets")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass(frozen=True)

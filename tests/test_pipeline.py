@@ -58,7 +58,6 @@ def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
 
 def test_float_keras_model_loads_in_safe_mode(pipeline):
     from edgeshop.train._keras import keras
-
     from edgeshop.train.run_model import load_run_model
 
     model = keras.models.load_model(pipeline["run"] / "float_model.keras", compile=False, safe_mode=True)

@@ -150,4 +150,9 @@ def test_compare_report_of_the_pipeline_run(pipeline, synthetic_data, tmp_path):
     page = (out / "comparison.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert not re.search(r"(src|href)=\"https?://", page)  # renders with no network
-    assert "| pruned+QAT int8 |" in (out / "comparison.md").read_text()
+    table = (out / "comparison.md").read_text()
+    assert "| pruned+QAT int8 |" in table
+    # the HTML table holds the Markdown table's cells (both rendered from comparison.json)
+    for line in table.splitlines()[6:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in page, line

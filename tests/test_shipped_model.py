@@ -23,6 +23,11 @@ DEMO_TEST = REPO / "data" / "grocery_demo" / "test"
 TOP1_FLOOR = 0.90
 
 
+def test_bundled_demo_data_is_what_the_readme_says():
+    train, test = discover(DEMO_TEST.parent / "train"), discover(DEMO_TEST)
+    assert (len({s.label for s in train}), len(train), len(test)) == (10, 240, 52)
+
+
 @pytest.fixture(scope="module")
 def figures() -> dict:
     return json.loads((GROCERY / "figures_efficientnet_lite0.json").read_text())

@@ -9,7 +9,8 @@ true picks its epoch on the official val split; false keeps the last), export in
 (+ float16 reference), then measure
 on val: top-1/top-5/coarse top-1/per-class/confusions (edgeshop-eval's code) and
 latency of int8 vs float16 in the same process with the same threads
-(edgeshop-bench's code). The wall time of train + export is recorded. Figures go to
+(edgeshop-bench's code; both through edgeshop/report/card.py, as edgeshop-card does).
+The wall time of train + export is recorded. Figures go to
 models/grocery/figures_<arch>.json; tools/render_model_card.py writes the card.
 """
 
@@ -27,14 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
-from edgeshop.report.evaluate import predict  # noqa: E402
-from edgeshop.report.metrics import summarize  # noqa: E402
-from edgeshop.runtime.bench import benchmark_model, machine_info  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
+from edgeshop.report.card import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
+from edgeshop.runtime.bench import machine_info  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
-
-BENCH_THREADS = (1, 2)
-BENCH_RUNS = 200
 
 
 def main() -> int:
@@ -105,21 +101,12 @@ def main() -> int:
     soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
     if soup_of:  # a run made by tools/seed_soup.py
         figures["soup_of"] = soup_of
-    holdout = split_samples(config)[1] if args.holdout else None
-    for fmt, target in targets.items():
-        figures[fmt] = {"file": target.name, "size_bytes": target.stat().st_size,
-                        "val": _summary(target, samples, hierarchy),
-                        "audit": {k: exports[fmt]["audit"][k] for k in ("fully_integer", "input", "output",
-                                                                         "weight_sparsity")}}
-        if holdout:
-            figures[fmt]["holdout"] = _summary(target, holdout, hierarchy)
-    image = samples[0].path
-    for threads in BENCH_THREADS:
+    figures.update(measure_models(targets, samples, hierarchy, BENCH_THREADS, BENCH_RUNS))
+    figures["data_report"] = data_counts(run)
+    if args.holdout:
+        holdout = split_samples(config)[1]
         for fmt, target in targets.items():
-            figures[fmt][f"latency_{threads}t"] = benchmark_model(target, threads, runs=BENCH_RUNS, image=image)
-        figures[f"int8_over_fp16_latency_{threads}t"] = (
-            figures["int8"][f"latency_{threads}t"]["p50_ms"] / figures["float16"][f"latency_{threads}t"]["p50_ms"]
-        )
+            figures[fmt]["holdout"] = summary(target, holdout, hierarchy)
     figures["machine"] = machine_info()
     figures_file = models_dir / f"figures_{args.arch}.json"
     write_json_atomic(figures_file, figures)
@@ -128,13 +115,6 @@ def main() -> int:
     if models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
         subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
     return 0
-
-
-def _summary(model: Path, samples, hierarchy) -> dict:
-    result = predict(Classifier(model), samples)
-    summary = summarize(result.truth, result.scores, result.labels, hierarchy)
-    summary.pop("confusion_matrix")
-    return summary
 
 
 def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None):

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeshop.errors import EdgeshopError, OverwriteError  # noqa: E402
+from edgeshop.errors import EdgeshopError  # noqa: E402
 from edgeshop.train.config import TrainConfig  # noqa: E402
 from edgeshop.train.model_io import read_arrays, write_arrays  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
@@ -52,7 +52,7 @@ def make_soup(runs: list[Path], out: Path) -> int:
     if len(runs) < 2:
         raise EdgeshopError("a soup needs at least two runs")
     if out.exists():
-        raise OverwriteError(f"{out} exists; choose another --out or delete it")
+        raise EdgeshopError(f"{out} exists; choose another --out or delete it")
     reference = _config(runs[0])
     for run in runs[1:]:
         differing = _differences(reference, _config(run))
@@ -82,7 +82,7 @@ def make_soup(runs: list[Path], out: Path) -> int:
         shutil.copy(runs[0] / "stages" / f"{phase}.weights.npz", out / "stages" / f"{phase}.weights.npz")
     write_arrays(out / "stages" / f"{FLOAT_STAGE}.weights.npz", soup)
     state.update(completed=done, phase=FLOAT_STAGE, soup_of=[str(r) for r in runs])
-    state["seconds"] = {k: v for k, v in state["seconds"].items() if k in done}
+    state["seconds"] = {}  # the soup trained nothing yet: its figures must not show run 0's training times
     write_json_atomic(out / "state.json", state)
     return differing
 

@@ -3,12 +3,15 @@
 Trains EfficientNet-Lite0 (ImageNet-initialised) on data/grocery_demo/train, prunes it
 to 50% sparsity, runs int8 QAT, exports float32 and int8 .tflite files, classifies the
 held-out data/grocery_demo/test images with edgeshop.Classifier, and prints float32 vs
-int8: accuracy, file size and median latency.
+int8: accuracy, file size and median latency; the same figures go to OUT/demo_figures.json
+(the README's demo table is rendered from a committed copy: tools/demo_block.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads for the latency figures")
+    p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
+                   help="TensorFlow's default (faster, not bit-reproducible) kernels")
+    p.add_argument("--json", help="write the printed figures here too (default OUT/demo_figures.json)")
     p.add_argument("--force", action="store_true", help="replace a previous demo run in --out")
     return p
 
@@ -37,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from edgeshop.datasets import discover
         from edgeshop.report.evaluate import predict, top_k_accuracy
-        from edgeshop.runtime.bench import time_calls
+        from edgeshop.runtime.bench import machine_info, time_calls
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.runtime.preprocess import read_image
         from edgeshop.train.config import TrainConfig
         from edgeshop.train.export import export
         from edgeshop.train.fit import train
+        from edgeshop.utils import write_json_atomic
 
         started = time.time()
         data, out = Path(args.data), Path(args.out)
@@ -50,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             data=str(data / "train"), out=str(out), val_fraction=0.2, arch="efficientnet_lite0",
             image_size=args.image_size, epochs=args.epochs, head_epochs=2, batch_size=16,
             prune=0.5, prune_epochs=2, qat=True, qat_epochs=2, seed=0,
-            deterministic=True,  # the demo prints the same figures every time on one machine
+            deterministic=args.deterministic,  # default: the same figures every time on one machine
         )
         print(f"== 1/3 train + prune 50% + int8 QAT on {config.data} ({args.image_size}px)")
-        train(config, force=args.force)
+        metrics = train(config, force=args.force)
+        trained = time.time() - started
         print("== 2/3 export float32 and int8 .tflite")
         paths = {}
         for fmt in ("float32", "int8"):
@@ -81,12 +89,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {fmt:7s} | {acc:5.1%} | {size / 1e6:9.2f} | {p50:19.2f} |")
         f32, i8 = rows
         print(f"\nint8 / float32: size {i8[2] / f32[2]:.2f}x, latency {i8[3] / f32[3]:.2f}x")
+        shipped_top1 = None
         if SHIPPED_MODEL.is_file():
             shipped = predict(Classifier(SHIPPED_MODEL, num_threads=args.threads), samples, show_progress=False)
+            shipped_top1 = top_k_accuracy(shipped.truth, shipped.scores, 1)
             print(f"The shipped 81-class model ({SHIPPED_MODEL.relative_to(REPO)}) on the same images: "
-                  f"top-1 {top_k_accuracy(shipped.truth, shipped.scores, 1):.1%} (not trained on them, but they "
+                  f"top-1 {shipped_top1:.1%} (not trained on them, but they "
                   "are part of the val split it was selected on)")
-        print(f"total demo time {time.time() - started:.0f} s")
+        seconds = time.time() - started
+        print(f"total demo time {seconds:.0f} s")
+        report = json.loads((out / "data_report.json").read_text())
+        figures = {
+            "command": shlex.join(["edgeshop-demo", *(sys.argv[1:] if argv is None else argv)]),
+            "settings": {"image_size": args.image_size, "epochs": args.epochs, "threads": args.threads,
+                         "deterministic": args.deterministic},
+            "train_images": report["train_images"], "val_images": report["val_images"], "test_images": len(samples),
+            "models": {fmt: {"top1": acc, "size_bytes": size, "classify_p50_ms": p50} for fmt, acc, size, p50 in rows},
+            "val_top1_final": metrics.get("val_top1_final"), "shipped_top1": shipped_top1,
+            "seconds_train": round(trained, 1), "seconds_total": round(seconds, 1), "machine": machine_info(),
+        }
+        write_json_atomic(Path(args.json) if args.json else out / "demo_figures.json", figures)
         return 0
 
     return run_command("edgeshop-demo", body)

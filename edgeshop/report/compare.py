@@ -73,21 +73,30 @@ def compare(runs: list[Path], data: str, out: Path, threads: int = 1, runs_timed
     return result
 
 
-def markdown(result: dict[str, Any]) -> str:
-    lines = [
-        "# Compression variants compared",
-        "",
-        f"{result['variants'][0]['n']} images from `{result['data']}`; latency: median of {result['timed_runs']} "
-        f"bare invokes, {result['threads']} thread(s), same process and machine.",
-        "",
-        "| variant | top-1 | size (MB) | gzipped (MB) | median latency (ms) | fully integer | weight sparsity |",
-        "|---|---|---|---|---|---|---|",
-    ]
+def _summary(result: dict[str, Any]) -> str:
+    return (f"{result['variants'][0]['n']} images from `{result['data']}`; latency: median of {result['timed_runs']} "
+            f"bare invokes, {result['threads']} thread(s), same process and machine.")
+
+
+TABLE_HEADER = ("variant", "top-1", "size (MB)", "gzipped (MB)", "median latency (ms)", "fully integer",
+                "weight sparsity")
+
+
+def _table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The comparison table's cells, one tuple per variant: rendered as Markdown and as HTML."""
+    rows = []
     for r in result["variants"]:
         sparsity = "-" if r["weight_sparsity"] is None else f"{r['weight_sparsity']:.2f}"
-        lines.append(f"| {r['variant']} | {r['top1']:.2%} | {r['size_bytes'] / 1e6:.3f} | "
-                     f"{r['size_gzip_bytes'] / 1e6:.3f} | {r['p50_ms']:.3f} | {'yes' if r['fully_integer'] else 'no'} "
-                     f"| {sparsity} |")
+        rows.append((r["variant"], f"{r['top1']:.2%}", f"{r['size_bytes'] / 1e6:.3f}",
+                     f"{r['size_gzip_bytes'] / 1e6:.3f}", f"{r['p50_ms']:.3f}", "yes" if r["fully_integer"] else "no",
+                     sparsity))
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["# Compression variants compared", "", _summary(result), "",
+             "| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in _table_rows(result)]
     return "\n".join(lines) + "\n"
 
 
@@ -153,13 +162,11 @@ def plots(result: dict[str, Any]) -> dict[str, str]:
 
 def html_page(result: dict[str, Any]) -> str:
     images = plots(result)
-    table = markdown(result).splitlines()[4:]
-    head, body = table[0], table[2:]
 
-    def cells(line: str, tag: str) -> str:
-        return "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in line.strip("|").split("|"))
+    def cells(values: tuple[str, ...], tag: str) -> str:
+        return "".join(f"<{tag}>{html.escape(value)}</{tag}>" for value in values)
 
-    rows = "\n".join(f"<tr>{cells(line, 'td')}</tr>" for line in body)
+    rows = "\n".join(f"<tr>{cells(row, 'td')}</tr>" for row in _table_rows(result))
     figures = "\n".join(f'<h2>{html.escape(k.replace("_", " "))}</h2><img alt="{k}" src="data:image/png;base64,{v}">'
                         for k, v in images.items())
     return f"""<!DOCTYPE html>
@@ -167,8 +174,8 @@ def html_page(result: dict[str, Any]) -> str:
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head>
 <body><h1>Compression variants compared</h1>
-<p>{html.escape(markdown(result).splitlines()[2])}</p>
-<table><tr>{cells(head, 'th')}</tr>
+<p>{html.escape(_summary(result))}</p>
+<table><tr>{cells(TABLE_HEADER, 'th')}</tr>
 {rows}</table>
 {figures}
 <script type="application/json" id="data">{html.escape(json.dumps([{k: v for k, v in r.items()

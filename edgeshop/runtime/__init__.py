@@ -1,4 +1,4 @@
 """The light half of edgeshop: stdlib, numpy, OpenCV and a TFLite interpreter only.
 
-Nothing under this package may import TensorFlow; ``tests/test_no_tensorflow.py`` checks.
+Nothing under this package may import TensorFlow; ``tests/test_runtime_without_tensorflow.py`` checks.
 """

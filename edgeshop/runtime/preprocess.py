@@ -24,6 +24,8 @@ from edgeshop.runtime.modelcard import InputSpec
 # (cheap, and we downscale anyway); larger images of other formats are refused.
 _REDUCED_FLAGS = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
 MAX_DECODE_PIXELS = 4096 * 4096
+# Files read_image decodes (OpenCV's codecs; GIF: the first frame): datasets and folder sources use this list.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
 def to_bgr(image: object) -> np.ndarray:

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from edgeshop.errors import EdgeshopError, ImageInputError
-from edgeshop.runtime.preprocess import read_image
+from edgeshop.runtime.preprocess import IMAGE_SUFFIXES, read_image
 from edgeshop.runtime.redact import redact, redact_url, scrub
 
 __all__ = ["Frame", "FrameSource", "ImageFiles", "LiveSource", "OpenCVReader", "Picamera2Reader", "Reader",
@@ -37,7 +37,6 @@ __all__ = ["Frame", "FrameSource", "ImageFiles", "LiveSource", "OpenCVReader", "
 
 log = logging.getLogger("edgeshop.stream")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpg", ".mjpeg"}
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
 

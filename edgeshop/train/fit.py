@@ -33,6 +33,7 @@ import numpy as np
 
 from edgeshop import datasets
 from edgeshop.errors import DataError, EdgeshopError, OverwriteError
+from edgeshop.report.evaluate import top_k_accuracy
 from edgeshop.runtime.modelcard import InputSpec, ModelCard
 from edgeshop.train import compress
 from edgeshop.train._keras import keras, tf
@@ -405,9 +406,9 @@ class TrainingRun:
             final = load_run_model(self.run_dir, final=True) if self.config.qat else float_model
             for name, model in (("float", float_model), ("final", final)):
                 probs = model.predict(self.val.pixels.astype(np.float32), batch_size=64, verbose=0)
-                top5 = np.argsort(-probs, axis=1)[:, :5]
-                metrics[f"val_top1_{name}"] = float(np.mean(top5[:, 0] == self.val.labels))
-                metrics[f"val_top5_{name}"] = float(np.mean((top5 == self.val.labels[:, None]).any(axis=1)))
+                # the evaluation's own top-k (ties: lowest index first), so training and edgeshop-eval agree
+                metrics[f"val_top1_{name}"] = top_k_accuracy(self.val.labels, probs, 1)
+                metrics[f"val_top5_{name}"] = top_k_accuracy(self.val.labels, probs, 5)
             self.log(f"validation top-1: float {metrics['val_top1_float']:.4f}, final {metrics['val_top1_final']:.4f}")
         return metrics
 

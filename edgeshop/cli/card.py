@@ -1,0 +1,79 @@
+"""edgeshop-card: the model card of a training run, measured on your own labelled images.
+
+    edgeshop-card RUN_DIR --model model_int8.tflite --reference model_fp16.tflite --data VAL
+
+Evaluates the exported model (and its float reference) on VAL with edgeshop-eval's code,
+times both in one process with edgeshop-bench's code, and writes RUN_DIR/figures.json and
+RUN_DIR/MODEL_CARD.md from it: the same card the shipped grocery model has. Runtime only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from edgeshop.cli._common import run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeshop-card", description=__doc__.splitlines()[0])
+    p.add_argument("run", help="the training run directory (edgeshop-train --out)")
+    p.add_argument("--model", required=True, help="the exported .tflite the card describes (e.g. the int8 model)")
+    p.add_argument("--reference", help="its float reference (e.g. edgeshop-export --float16): compared row by row")
+    p.add_argument("--data", required=True, help="labelled images the run did not train on (class folders, "
+                   "split file or CSV manifest)")
+    p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
+    p.add_argument("--hierarchy", help="Grocery-style classes.csv (fine name, id, coarse name): adds coarse top-1")
+    p.add_argument("--threads", default="1,2", help="thread counts to time, e.g. 1,2")
+    p.add_argument("--runs", type=int, default=200, help="timed invokes per model and thread count")
+    p.add_argument("--out", help="the card (default RUN_DIR/MODEL_CARD.md); the figures go beside it as figures.json")
+    p.add_argument("--force", action="store_true", help="replace an existing card and figures file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = shlex.join(["edgeshop-card", *(sys.argv[1:] if argv is None else argv)])
+
+    def body() -> int:
+        from edgeshop.datasets import coarse_index, discover, read_hierarchy
+        from edgeshop.errors import EdgeshopError, OverwriteError
+        from edgeshop.report.card import run_card, run_figures
+        from edgeshop.runtime.classifier import Classifier
+        from edgeshop.utils import write_bytes_atomic, write_json_atomic
+
+        run = Path(args.run)
+        missing = [n for n in ("config.json", "metrics.json", "data_report.json") if not (run / n).is_file()]
+        if missing:
+            raise EdgeshopError(f"{run}: not a finished edgeshop run directory (no {', '.join(missing)}); "
+                                "pass the --out of a completed edgeshop-train")
+        out = Path(args.out) if args.out else run / "MODEL_CARD.md"
+        figures_file = out.with_name("figures.json")
+        for path in (out, figures_file):
+            if path.exists() and not args.force:
+                raise OverwriteError(path)
+        try:
+            threads = [int(t) for t in args.threads.split(",")]
+        except ValueError:
+            raise EdgeshopError(f"--threads must be comma-separated integers, got {args.threads!r}") from None
+        samples = discover(args.data, args.classes)
+        hierarchy = None
+        if args.hierarchy:
+            hierarchy = read_hierarchy(Path(args.hierarchy))
+            coarse_index(Classifier(args.model).labels, hierarchy, args.hierarchy)  # refuse before measuring
+        reference = Path(args.reference) if args.reference else None
+        figures = run_figures(run, Path(args.model), reference, args.data, samples, hierarchy, command,
+                              threads, args.runs)
+        write_json_atomic(figures_file, figures)
+        write_bytes_atomic(out, run_card(figures).encode("utf-8"))
+        print(f"wrote {out} and {figures_file}: top-1 {figures['model']['val']['top1']:.2%} "
+              f"on {figures['model']['val']['n']} images")
+        return 0
+
+    return run_command("edgeshop-card", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
