@@ -64,9 +64,10 @@ test: $(STAMP) $(CLIENTS_STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check .
 	EDGESHOP_REQUIRE_CLIENTS=1 $(BIN)/pytest -q
 
-## test-slow: the long tests too (needs ../shared/datasets for the real-data ones)
+## test-slow: the long tests too: make demo's figures and the shipped model on the Grocery val split
+## (tests/test_slow.py; the dataset at GROCERY, else those are skipped with a reason)
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m "slow or not slow"
+	EDGESHOP_GROCERY=$(GROCERY) $(BIN)/pytest -q -m "slow or not slow"
 
 ## test-tflite-runtime: the runtime tests again on the tflite-runtime interpreter, in a venv of their own
 ## (its wheels stop at Python 3.11 and need numpy < 2, which TensorFlow 2.21 does not allow beside it)
