@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgeshop.runtime.backend import interpreter_class
+from edgeshop.runtime.classifier import tensor_quantization
 
 INTEGER_DTYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
 # Ops that only move or reinterpret data; their float-ness follows their tensors.
@@ -29,13 +30,9 @@ def _plain_interpreter(model_content: bytes, backend: str = "auto"):
 
 
 def _io(details: dict) -> dict[str, Any]:
-    scale, zero_point = details.get("quantization", (0.0, 0))
-    return {
-        "dtype": np.dtype(details["dtype"]).name,
-        "shape": [int(s) for s in details["shape"]],
-        "scale": float(scale),
-        "zero_point": int(zero_point),
-    }
+    q = tensor_quantization(details)
+    return {"dtype": q.dtype, "shape": [int(s) for s in details["shape"]], "scale": q.scale,
+            "zero_point": q.zero_point}
 
 
 def audit_model(model_content: bytes, backend: str = "auto") -> dict[str, Any]:

@@ -108,8 +108,8 @@ class Classifier:
                 f"{self.path}: the model has {n_out} outputs but {len(self.card.labels)} labels; "
                 "the labels belong to another model"
             )
-        self._in_q = _quantization(self._in)
-        self._out_q = _quantization(self._out)
+        self._in_q = tensor_quantization(self._in)
+        self._out_q = tensor_quantization(self._out)
         # Raw pixels feed an int8/uint8 input with scale ~1 directly (edgeshop exports do).
         self._pixel_passthrough = (
             spec.normalization_in_graph
@@ -234,7 +234,8 @@ def crop_roi(frame: np.ndarray, roi: Roi) -> np.ndarray:
     return frame[y0:y1, x0:x1]
 
 
-def _quantization(details: dict) -> TensorQuantization:
+def tensor_quantization(details: dict) -> TensorQuantization:
+    """dtype, scale and zero point of an interpreter's tensor details (the audit reads them too)."""
     scale, zero_point = details.get("quantization", (0.0, 0))
     return TensorQuantization(np.dtype(details["dtype"]).name, float(scale), int(zero_point))
 
