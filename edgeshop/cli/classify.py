@@ -109,11 +109,10 @@ class VideoOutput:
 
 def classify_regions(classifier, image, regions: list, smoothers: list | None) -> tuple[list[dict], list[tuple]]:
     """Per region (None: the whole frame): its JSON record and (roi, predictions, stable label) for drawing."""
-    from edgeshop.runtime.classifier import crop_roi
-
     records, results = [], []
-    for slot, roi in enumerate(regions):
-        scores = classifier.scores(image if roi is None else crop_roi(image, roi))
+    whole_frame = regions == [None]
+    per_region = [classifier.scores(image)] if whole_frame else classifier.roi_scores(image, regions)
+    for slot, (roi, scores) in enumerate(zip(regions, per_region, strict=True)):
         predictions = classifier.rank(scores)
         record = {"predictions": [p.__dict__ for p in predictions]}
         stable = None

@@ -168,8 +168,12 @@ class Classifier:
         """Ranked predictions for one frame; with ``rois``, one list per (x, y, w, h) region."""
         if rois is None:
             return self.rank(self.scores(image), top_k, score_threshold)
+        return [self.rank(scores, top_k, score_threshold) for scores in self.roi_scores(image, rois)]
+
+    def roi_scores(self, image: np.ndarray, rois: Sequence[Roi]) -> list[np.ndarray]:
+        """Probabilities for each (x, y, w, h) region of one frame (e.g. shelf slots), in order."""
         frame = to_bgr(image)
-        return [self.rank(self.scores(crop_roi(frame, roi)), top_k, score_threshold) for roi in rois]
+        return [self.scores(crop_roi(frame, roi)) for roi in rois]
 
     def classify_batch(self, images: Iterable[np.ndarray], top_k: int | None = None) -> list[list[Prediction]]:
         return [self.rank(self.scores(image), top_k, None) for image in images]
