@@ -38,6 +38,16 @@ def test_shipped_card_and_readme_block_are_what_the_figures_files_render():
     assert block == readme_summary(files[0], files[1])
 
 
+def test_readme_demo_block_is_what_the_demo_figures_render():
+    from demo_block import DEMO, NONDETERMINISTIC, demo_block
+
+    other = json.loads(NONDETERMINISTIC.read_text()) if NONDETERMINISTIC.exists() else None
+    begin, end = markers("demo")
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index(begin) + len(begin): readme.index(end)].strip("\n")
+    assert block == demo_block(json.loads(DEMO.read_text()), other)
+
+
 def _model(top1: float, coarse: float, n: int = 200, ms: tuple[float, float] = (7.0, 4.0)) -> dict:
     per_class = [{"label": "a", "recall": 1.0, "support": n // 2}, {"label": "b", "recall": 0.5, "support": n // 2},
                  {"label": "c", "recall": 0.0, "support": 0}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             "models": {fmt: {"top1": acc, "size_bytes": size, "classify_p50_ms": p50} for fmt, acc, size, p50 in rows},
             "val_top1_final": metrics.get("val_top1_final"), "shipped_top1": shipped_top1,
             "seconds_train": round(trained, 1), "seconds_total": round(seconds, 1), "machine": machine_info(),
+            # other jobs on the machine move the latency and the time; the load says how busy it was
+            "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
         }
         write_json_atomic(Path(args.json) if args.json else out / "demo_figures.json", figures)
         return 0
