@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep
+.PHONY: install demo test test-slow lint clean grocery grocery-baseline bench resolution-sweep pi-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,9 @@ bench: $(STAMP)
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
 resolution-sweep: $(STAMP)
 	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
+
+## pi-check: the runtime installed with `pip install .` and classifying on emulated arm64 (the Raspberry
+## Pi's architecture), compared with x86. Needs root; debootstraps Debian roots into EDGESHOP_PI_CACHE
+## (default ~/.cache/edgeshop-pi, outside the repository); the first run takes tens of minutes.
+pi-check: $(STAMP)
+	$(BIN)/python tools/pi_check.py $(ARGS)
