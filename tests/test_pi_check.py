@@ -11,8 +11,22 @@ import sys
 import pytest
 from conftest import REPO
 
+sys.path.insert(0, str(REPO / "tools"))
+from pi_check import agreement  # noqa: E402
+
 SUITES = {"bookworm": "3.11.", "trixie": "3.13."}
 CPUS = ("cortex-a72", "cortex-a76")
+
+
+def test_agreement_allows_one_output_step_and_nothing_else():
+    step = 1 / 256
+    ref = [["a", 0.5], ["b", 0.25], ["c", 0.125]]
+    assert agreement([(ref, ref)], step) == (True, "1/1 same labels, 1/1 identical scores")
+    one_step = [["a", 0.5 + step], ["b", 0.25], ["c", 0.125]]
+    assert agreement([(ref, one_step), (ref, ref)], step)[0]
+    assert not agreement([(ref, [["a", 0.5 + 2 * step], ["b", 0.25], ["c", 0.125]])], step)[0]
+    swapped = [["a", 0.5], ["c", 0.25], ["b", 0.125]]  # same scores, labels in another order
+    assert agreement([(ref, swapped)], step) == (False, "0/1 same labels, 0/1 identical scores")
 
 
 @pytest.mark.slow

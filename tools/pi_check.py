@@ -21,6 +21,7 @@ debootstrap and pip install run emulated, tens of minutes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -298,6 +299,34 @@ def table(host: dict, outcomes: list[Outcome], args: argparse.Namespace, n_image
     return "\n".join(rows)
 
 
+def check_suite(suite: str, args: argparse.Namespace, work: Path, reference: dict, ref_video: list,
+                ref_events: list) -> list[Outcome]:
+    """Install the runtime in the suite's root, then check it on every --cpu; one Outcome per CPU."""
+    root = args.cache / f"pi-root-{suite}"
+    log = args.cache / f"pi-check-{suite}.log"
+    label = f"{suite}, {SUITES[suite]}"
+    outcomes = []
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(pi_root.locked(root))
+            pi_root.ensure_root(root, suite, args.mirror, log)
+            print(f"pi-check: installing the working tree into {root} (emulated pip), log {log}", flush=True)
+            pi_root.install_runtime(root, ROOT, args.ca_bundle, log, args.fresh_venv)
+        except (EdgeshopError, OSError, subprocess.SubprocessError) as exc:
+            return [Outcome(label, checks={"top-k": f"not installed: {_why(exc, log)}"}, failed=["install"])]
+        root_work = root / pi_root.WORK.lstrip("/")
+        subprocess.run(["rm", "-rf", str(root_work)], check=True)
+        subprocess.run(["cp", "-a", str(work), str(root_work)], check=True)
+        for cpu in args.cpu:
+            print(f"pi-check: {suite} on QEMU_CPU={cpu}", flush=True)
+            side = root_side(root, cpu)
+            write_shelf_config(root_work, side, args.model.name, args.threads)
+            outcome = Outcome(label, checks={"cpu": cpu})
+            check_side(outcome, side, args, reference, ref_video, ref_events, tolerance(reference))
+            outcomes.append(outcome)
+    return outcomes
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pi_root.ensure_host_tools()
@@ -309,7 +338,6 @@ def main(argv: list[str] | None = None) -> int:
         host = host_side(work)
         reference = probe(host, args)
         left, right = make_shelf_video(work, args.images, reference)
-        tol = tolerance(reference)
         write_shelf_config(work, host, args.model.name, args.threads)
         ref_video, ref_events = classify_video(host, args), shelf_events(host)
         changes = {slot: [to for _, s, _, to, _, _ in ref_events if s == slot and to is not None]
@@ -318,27 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EdgeshopError(f"on x86, shelf_watch.py saw {changes} instead of left {left}, right {right} "
                                 "in the generated video; the video does not test what it should")
         for suite in args.suite:
-            root = args.cache / f"pi-root-{suite}"
-            log = args.cache / f"pi-check-{suite}.log"
-            label = f"{suite}, {SUITES[suite]}"
-            try:
-                pi_root.ensure_root(root, suite, args.mirror, log)
-                print(f"pi-check: installing the working tree into {root} (emulated pip), log {log}", flush=True)
-                pi_root.install_runtime(root, ROOT, args.ca_bundle, log, args.fresh_venv)
-            except (EdgeshopError, OSError, subprocess.SubprocessError) as exc:
-                why = f"not installed: {_why(exc, log)}"
-                outcomes.append(Outcome(label, checks={"top-k": why}, failed=["install"]))
-                continue
-            root_work = root / pi_root.WORK.lstrip("/")
-            subprocess.run(["rm", "-rf", str(root_work)], check=True)
-            subprocess.run(["cp", "-a", str(work), str(root_work)], check=True)
-            for cpu in args.cpu:
-                print(f"pi-check: {suite} on QEMU_CPU={cpu}", flush=True)
-                side = root_side(root, cpu)
-                write_shelf_config(root_work, side, args.model.name, args.threads)
-                outcome = Outcome(label, checks={"cpu": cpu})
-                check_side(outcome, side, args, reference, ref_video, ref_events, tol)
-                outcomes.append(outcome)
+            outcomes += check_suite(suite, args, work, reference, ref_video, ref_events)
     print(f"\nemulated arm64 vs x86: {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model}"
           f" on {args.images}, {args.threads} thread(s); times are qemu emulation, not Raspberry Pi figures\n")
     print(table(reference, outcomes, args, len(reference["predictions"])))

@@ -7,9 +7,12 @@ in it runs through qemu-user-static (binfmt_misc) inside tools/pi_chroot.sh, whi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -66,6 +69,18 @@ def ensure_host_tools() -> None:
     # F: the kernel opens qemu when registering, so the root needs no copy of qemu inside it
     if not any(line.startswith("flags:") and "F" in line.split(":", 1)[1] for line in lines):
         raise EdgeshopError(f"{entry}: registered without the F flag; reinstall qemu-user-static (Debian's sets it)")
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """One pi-check at a time per root: a second one would reinstall and clear it under the first."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EdgeshopError(f"{root}: another pi-check is using it; wait for it or pass another --cache") from None
+        yield
 
 
 def ensure_root(root: Path, suite: str, mirror: str, log: Path) -> None:
