@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class Side:
     """How to run the three programs on one side (the host, or the root on one CPU)."""
 
     name: str
-    run: object  # callable(argv) -> CompletedProcess
+    run: Callable[[list[str]], subprocess.CompletedProcess]
     python: str
     classify: list[str]
     src: str  # the working tree as this side sees it
@@ -115,8 +116,8 @@ def probe(side: Side, args: argparse.Namespace) -> dict:
                        "--top-k", str(args.top_k), "--threads", str(args.threads),
                        "--timing-runs", str(args.timing_runs)])
     report = json.loads(_stdout(result, "pi_probe.py").splitlines()[-1])
-    # LiteRT logs this on stderr; without it the int8 ops run on its reference kernels, whose
-    # rounding differs (seen when cpuinfo cannot read /sys in the root)
+    # LiteRT logs this on stderr; without XNNPACK the int8 ops run on LiteRT's built-in kernels,
+    # whose rounding differs (seen when its cpuinfo could not read /sys in the root)
     report["xnnpack"] = "XNNPACK delegate" in result.stderr
     return report
 
