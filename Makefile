@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline bench resolution-sweep web
+.PHONY: install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -101,3 +101,9 @@ bench: $(STAMP)
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
 resolution-sweep: $(STAMP)
 	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
+
+## pi-check: the runtime installed with `pip install .` and classifying on emulated arm64 (the Raspberry
+## Pi's architecture), compared with x86. Needs root; debootstraps Debian roots into EDGESHOP_PI_CACHE
+## (default ~/.cache/edgeshop-pi, outside the repository); the first run takes tens of minutes.
+pi-check: $(STAMP)
+	$(BIN)/python tools/pi_check.py $(ARGS)
