@@ -252,9 +252,9 @@ def labels_file(labels: tuple[str, ...] | list[str]) -> bytes:
     return ("\n".join(labels) + "\n").encode("utf-8")
 
 
-def embed_card(model_bytes: bytes, card: ModelCard, source: str = "model") -> bytes:
+def embed_card(model_bytes: bytes, card: ModelCard) -> bytes:
     """The model with ``card`` and its labels.txt in its archive; other archive members are kept."""
-    flatbuffer, members = split_archive(model_bytes, source)
+    flatbuffer, members = split_archive(model_bytes)
     members[LABELS_ENTRY] = labels_file(card.labels)
     members[CARD_ENTRY] = card.to_json().encode("utf-8")
     return attach_archive(flatbuffer, members)
