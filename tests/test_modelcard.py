@@ -100,14 +100,19 @@ def test_embedding_again_replaces_the_card_and_keeps_other_members():
     assert data.count(b"PK\x05\x06") == 1
 
 
+def _deflated(flatbuffer: bytes, members: dict[str, bytes]) -> bytes:
+    """The form earlier edgeshop versions wrote: a deflate-compressed card zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return flatbuffer + buffer.getvalue()
+
+
 def test_cards_written_by_earlier_versions_still_read():
     """Before the stored archive, the card zip was deflate-compressed."""
     card = _card(arch="old")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr(CARD_ENTRY, card.to_json())
-        z.writestr(LABELS_ENTRY, "a\nb\n")
-    old = FLATBUFFER + buffer.getvalue()
+    old = _deflated(FLATBUFFER, {CARD_ENTRY: card.to_json().encode(), LABELS_ENTRY: b"a\nb\n"})
     assert read_card(old) == card
     assert split_archive(old)[0] == FLATBUFFER
 
@@ -140,15 +145,6 @@ def test_arbitrary_card_bytes_never_crash(payload):
 
 REAL_MODEL = (DATA / "tiny_int8.tflite").read_bytes()
 REAL_FLATBUFFER, REAL_MEMBERS = split_archive(REAL_MODEL)
-
-
-def _deflated(flatbuffer: bytes, members: dict[str, bytes]) -> bytes:
-    """The form earlier edgeshop versions wrote: a deflate-compressed card zip."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return flatbuffer + buffer.getvalue()
 
 
 REAL_MODELS = {"stored": REAL_MODEL, "deflated": _deflated(REAL_FLATBUFFER, REAL_MEMBERS)}
