@@ -63,24 +63,26 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         if not (_is_int(self.height) and _is_int(self.width)):
-            raise ModelCardError(f"input height/width must be integers, got {self.height!r}x{self.width!r}")
+            raise ModelCardError(f"input height/width must be integers, got {_shown(self.height)}x{_shown(self.width)}")
         if not (1 <= self.height <= 8192 and 1 <= self.width <= 8192):
             raise ModelCardError(f"input size {self.height}x{self.width} is out of range 1..8192")
         if self.color_order not in COLOR_ORDERS:
-            raise ModelCardError(f"color_order must be one of {COLOR_ORDERS}, got {self.color_order!r}")
+            raise ModelCardError(f"color_order must be one of {COLOR_ORDERS}, got {_shown(self.color_order)}")
         if self.resize not in RESIZE_RULES:
-            raise ModelCardError(f"resize must be one of {RESIZE_RULES}, got {self.resize!r}")
+            raise ModelCardError(f"resize must be one of {RESIZE_RULES}, got {_shown(self.resize)}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ModelCardError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+            raise ModelCardError(f"interpolation must be one of {INTERPOLATIONS}, got {_shown(self.interpolation)}")
         if not (_is_number(self.crop_fraction) and 0.05 <= self.crop_fraction <= 1.0):
-            raise ModelCardError(f"crop_fraction must be a number in [0.05, 1], got {self.crop_fraction!r}")
+            raise ModelCardError(f"crop_fraction must be a number in [0.05, 1], got {_shown(self.crop_fraction)}")
         for name, low in (("mean", -MAX_NORMALISATION), ("std", MIN_STD)):
             value = getattr(self, name)
             if not (isinstance(value, tuple) and len(value) == 3
                     and all(_is_number(v) and low <= v <= MAX_NORMALISATION for v in value)):
-                raise ModelCardError(f"{name} must be three numbers in [{low:g}, {MAX_NORMALISATION:g}], got {value!r}")
+                raise ModelCardError(
+                    f"{name} must be three numbers in [{low:g}, {MAX_NORMALISATION:g}], got {_shown(value)}")
         if not isinstance(self.normalization_in_graph, bool):
-            raise ModelCardError(f"normalization_in_graph must be true or false, got {self.normalization_in_graph!r}")
+            raise ModelCardError(
+                f"normalization_in_graph must be true or false, got {_shown(self.normalization_in_graph)}")
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class ModelCard:
         if _nesting(self.extra) > MAX_CARD_NESTING:
             raise ModelCardError(f"extra is nested more than {MAX_CARD_NESTING} levels deep")
         if not _is_int(self.format_version) or self.format_version < 1:
-            raise ModelCardError(f"format_version must be a positive integer, got {self.format_version!r}")
+            raise ModelCardError(f"format_version must be a positive integer, got {_shown(self.format_version)}")
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -167,11 +169,11 @@ def text_problem(text: object) -> str | None:
     so refusing them in every card is the one place that covers all of those.
     """
     if not isinstance(text, str):
-        return f"must be a string, got {text!r}"
+        return f"must be a string, got {_shown(text)}"
     bad = sorted({c for c in text if unicodedata.category(c) in ("Cc", "Cs")})
     if bad:
         kind = "line breaks or other control characters" if {"\n", "\r"} & set(bad) else "control characters"
-        return f"must not contain {kind}: found {''.join(bad)!r} in {text[:60]!r}"
+        return f"must not contain {kind}: found {_shown(''.join(bad))} in {_shown(text)}"
     return None
 
 
@@ -183,6 +185,12 @@ def check_labels(labels: object) -> None:
         problem = text_problem(label)
         if problem:
             raise ModelCardError(f"label {problem}")
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``value`` as it stands in an error line: repr (escapes control characters), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_int(value: object) -> bool:
