@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeshop.errors import DataError, ImageInputError
-from edgeshop.runtime.modelcard import InputSpec
+from edgeshop.runtime.modelcard import InputSpec, text_problem
 from edgeshop.runtime.preprocess import IMAGE_SUFFIXES, preprocess, read_image
 
 log = logging.getLogger("edgeshop.datasets")
@@ -70,8 +70,8 @@ def discover(source: str | Path, classes_csv: str | Path | None = None) -> list[
 def _refuse_unusable(source: Path, samples: Sequence[Sample]) -> None:
     """Refuse, before any image is read, what would hang or crash the run later: a listed
     path that is a device, pipe or folder (``/dev/zero`` is read without end by the
-    duplicate check), and a class name that is not UTF-8 (it cannot be written into the
-    model's labels, which only happens after every image has loaded)."""
+    duplicate check), and a class name that is not UTF-8 or holds control characters (it
+    cannot be written into the model's labels, which only happens after every image has loaded)."""
     for sample in samples:
         if sample.path.exists() and not sample.path.is_file():
             raise DataError(f"{source}: {sample.path} is not a regular file (a device, pipe or folder); "
@@ -82,6 +82,9 @@ def _refuse_unusable(source: Path, samples: Sequence[Sample]) -> None:
         except UnicodeEncodeError:
             raise DataError(f"{source}: the class name {os.fsencode(label)!r} is not valid UTF-8 (a folder named "
                             "in another encoding); rename it, e.g. with convmv -f latin1 -t utf8") from None
+        problem = text_problem(label)  # the same rule the model card applies to its labels
+        if problem:
+            raise DataError(f"{source}: the class name {problem}; rename its folder")
 
 
 def _from_folder(root: Path) -> list[Sample]:

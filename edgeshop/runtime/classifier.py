@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
 from edgeshop.runtime.backend import make_interpreter
-from edgeshop.runtime.modelcard import InputSpec, ModelCard, read_card
+from edgeshop.runtime.modelcard import InputSpec, ModelCard, check_labels, read_card
 from edgeshop.runtime.preprocess import preprocess, to_bgr
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
@@ -85,6 +85,10 @@ class Classifier:
             )
             labels = tuple(str(i) for i in range(n_out))
         spec = InputSpec(height=int(shape[1]), width=int(shape[2]), normalization_in_graph=False)
+        try:
+            check_labels(labels)
+        except ModelCardError as exc:
+            raise ModelCardError(f"{labels_file}: {exc}") from None
         return ModelCard(labels=labels, input=spec, name=self.path.stem, extra={"card": "fallback"})
 
     def _bind_tensors(self) -> None:

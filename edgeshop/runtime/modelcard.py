@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeshop.errors import ModelCardError
+from edgeshop.runtime.archive import MAX_ARCHIVE_BYTES, MAX_MEMBER_BYTES, open_archive, read_member
 
 CARD_ENTRY = "edgeshop/modelcard.json"
 LABELS_ENTRY = "labels.txt"
 CARD_FORMAT_VERSION = 1
 # A card is a few KB; anything near this is damage or abuse, not metadata.
-MAX_CARD_BYTES = 1 << 20
+MAX_CARD_BYTES = MAX_MEMBER_BYTES
+# Cards nest 3-4 levels; deeper JSON only serves to exhaust the stack of whoever copies or prints it.
+MAX_CARD_NESTING = 32
+# Normalisation constants that keep (pixel - mean) / std finite in float32.
+MAX_NORMALISATION = 1e6
+MIN_STD = 1e-6
 RESIZE_RULES = ("center_crop", "stretch")
 COLOR_ORDERS = ("RGB", "BGR")
 # "area": OpenCV INTER_AREA (exact box average; ~1 ms for a 640x480 frame at 288 px).
@@ -54,24 +62,27 @@ class InputSpec:
     normalization_in_graph: bool = True
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.height, int) and isinstance(self.width, int)):
-            raise ModelCardError(f"input height/width must be integers, got {self.height!r}x{self.width!r}")
+        if not (_is_int(self.height) and _is_int(self.width)):
+            raise ModelCardError(f"input height/width must be integers, got {_shown(self.height)}x{_shown(self.width)}")
         if not (1 <= self.height <= 8192 and 1 <= self.width <= 8192):
             raise ModelCardError(f"input size {self.height}x{self.width} is out of range 1..8192")
         if self.color_order not in COLOR_ORDERS:
-            raise ModelCardError(f"color_order must be one of {COLOR_ORDERS}, got {self.color_order!r}")
+            raise ModelCardError(f"color_order must be one of {COLOR_ORDERS}, got {_shown(self.color_order)}")
         if self.resize not in RESIZE_RULES:
-            raise ModelCardError(f"resize must be one of {RESIZE_RULES}, got {self.resize!r}")
+            raise ModelCardError(f"resize must be one of {RESIZE_RULES}, got {_shown(self.resize)}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ModelCardError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
-        if not (0.05 <= float(self.crop_fraction) <= 1.0):
-            raise ModelCardError(f"crop_fraction must be in [0.05, 1], got {self.crop_fraction!r}")
-        for name in ("mean", "std"):
+            raise ModelCardError(f"interpolation must be one of {INTERPOLATIONS}, got {_shown(self.interpolation)}")
+        if not (_is_number(self.crop_fraction) and 0.05 <= self.crop_fraction <= 1.0):
+            raise ModelCardError(f"crop_fraction must be a number in [0.05, 1], got {_shown(self.crop_fraction)}")
+        for name, low in (("mean", -MAX_NORMALISATION), ("std", MIN_STD)):
             value = getattr(self, name)
-            if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
-                raise ModelCardError(f"{name} must be three numbers, got {value!r}")
-        if any(s == 0 for s in self.std):
-            raise ModelCardError(f"std must not contain 0, got {self.std!r}")
+            if not (isinstance(value, tuple) and len(value) == 3
+                    and all(_is_number(v) and low <= v <= MAX_NORMALISATION for v in value)):
+                raise ModelCardError(
+                    f"{name} must be three numbers in [{low:g}, {MAX_NORMALISATION:g}], got {_shown(value)}")
+        if not isinstance(self.normalization_in_graph, bool):
+            raise ModelCardError(
+                f"normalization_in_graph must be true or false, got {_shown(self.normalization_in_graph)}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,19 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
     format_version: int = CARD_FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        check_labels(self.labels)
+        for name in ("name", "arch", "quantization"):
+            problem = text_problem(getattr(self, name))
+            if problem:
+                raise ModelCardError(f"{name} {problem}")
+        if not isinstance(self.extra, dict):
+            raise ModelCardError("extra must be an object")
+        if _nesting(self.extra) > MAX_CARD_NESTING:
+            raise ModelCardError(f"extra is nested more than {MAX_CARD_NESTING} levels deep")
+        if not _is_int(self.format_version) or self.format_version < 1:
+            raise ModelCardError(f"format_version must be a positive integer, got {_shown(self.format_version)}")
+
     def to_json(self) -> str:
         data = asdict(self)
         data["labels"] = list(self.labels)
@@ -98,19 +122,19 @@ class ModelCard:
             raise ModelCardError(f"{source}: model card is {len(text)} bytes, more than {MAX_CARD_BYTES}")
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ModelCardError(f"{source}: model card is not valid JSON ({exc})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelCardError(f"{source}: model card is not valid JSON ({type(exc).__name__}: {exc})") from None
         if not isinstance(data, dict):
             raise ModelCardError(f"{source}: model card must be a JSON object")
         try:
             version = data.get("format_version", CARD_FORMAT_VERSION)
-            if not isinstance(version, int) or version > CARD_FORMAT_VERSION:
+            if _is_int(version) and version > CARD_FORMAT_VERSION:
                 raise ModelCardError(
                     f"card format_version {version!r} is newer than this edgeshop reads "
                     f"({CARD_FORMAT_VERSION}); upgrade edgeshop"
                 )
             labels = data["labels"]
-            if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            if not isinstance(labels, list):
                 raise ModelCardError("labels must be a non-empty list of strings")
             spec = data["input"]
             if not isinstance(spec, dict):
@@ -121,17 +145,13 @@ class ModelCard:
                     if not isinstance(spec[key], list):
                         raise ModelCardError(f"{key} must be a list of three numbers")
                     spec[key] = tuple(spec[key])
-            input_spec = InputSpec(**spec)
-            extra = data.get("extra", {})
-            if not isinstance(extra, dict):
-                raise ModelCardError("extra must be an object")
             return cls(
                 labels=tuple(labels),
-                input=input_spec,
-                name=str(data.get("name", "edgeshop-model")),
-                arch=str(data.get("arch", "")),
-                quantization=str(data.get("quantization", "float32")),
-                extra=extra,
+                input=InputSpec(**spec),
+                name=data.get("name", "edgeshop-model"),
+                arch=data.get("arch", ""),
+                quantization=data.get("quantization", "float32"),
+                extra=data.get("extra", {}),
                 format_version=version,
             )
         except ModelCardError as exc:
@@ -140,11 +160,69 @@ class ModelCard:
             raise ModelCardError(f"{source}: malformed model card ({type(exc).__name__}: {exc})") from None
 
 
-def split_archive(content: bytes) -> tuple[bytes, dict[str, bytes]]:
-    """The flatbuffer of a model file and the members of the archive appended to it ({} when none)."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(content))
-    except (zipfile.BadZipFile, OSError):
+def text_problem(text: object) -> str | None:
+    """Why ``text`` cannot be a label or name shown to people, or None when it can.
+
+    Control characters (line breaks, ESC and the terminal sequences it starts, C1 codes)
+    and lone surrogates are refused rather than cleaned where shown: labels reach stdout,
+    JSON, logs, overlays and labels.txt, which standard clients read without edgeshop,
+    so refusing them in every card is the one place that covers all of those.
+    """
+    if not isinstance(text, str):
+        return f"must be a string, got {_shown(text)}"
+    bad = sorted({c for c in text if unicodedata.category(c) in ("Cc", "Cs")})
+    if bad:
+        kind = "line breaks or other control characters" if {"\n", "\r"} & set(bad) else "control characters"
+        return f"must not contain {kind}: found {_shown(''.join(bad))} in {_shown(text)}"
+    return None
+
+
+def check_labels(labels: object) -> None:
+    """Labels are a non-empty tuple/list of strings a terminal and labels.txt show as they are."""
+    if not isinstance(labels, (tuple, list)) or not labels:
+        raise ModelCardError("labels must be a non-empty list of strings")
+    for label in labels:
+        problem = text_problem(label)
+        if problem:
+            raise ModelCardError(f"label {problem}")
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``value`` as it stands in an error line: repr (escapes control characters), cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float; bools (JSON true/false) and NaN/inf are not numbers here."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _nesting(value: object) -> int:
+    """How deeply lists/dicts nest in ``value``, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            if depth <= MAX_CARD_NESTING:
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def split_archive(content: bytes, source: str = "model") -> tuple[bytes, dict[str, bytes]]:
+    """The flatbuffer of a model file and the members of the archive appended to it ({} when none).
+
+    Every member is read with the limits of `edgeshop.runtime.archive`; a damaged or
+    oversized archive is a ``ModelCardError`` naming ``source``.
+    """
+    archive = open_archive(content, source)
+    if archive is None:
         return content, {}
     with archive:
         infos = archive.infolist()
@@ -153,15 +231,17 @@ def split_archive(content: bytes) -> tuple[bytes, dict[str, bytes]]:
         # header_offset is where a member starts in `content` (zipfile adds any prefix's
         # length), so the first member marks the end of the flatbuffer.
         start = min(info.header_offset for info in infos)
-        members = {}
+        if not 0 <= start <= len(content):
+            raise ModelCardError(f"{source}: the archive appended to the model places a member at {start}, "
+                                 f"outside the file's {len(content)} bytes")
+        members: dict[str, bytes] = {}
+        total = 0
         for info in infos:
-            if info.file_size > MAX_CARD_BYTES:
-                raise ModelCardError(f"archive member {info.filename!r} is {info.file_size} bytes, "
-                                     f"more than {MAX_CARD_BYTES}")
-            try:
-                members[info.filename] = archive.read(info)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-                raise ModelCardError(f"archive member {info.filename!r} is damaged ({exc})") from None
+            members[info.filename] = read_member(archive, info, source)
+            total += len(members[info.filename])
+            if total > MAX_ARCHIVE_BYTES:
+                raise ModelCardError(f"{source}: the archive appended to the model inflates to more than "
+                                     f"{MAX_ARCHIVE_BYTES} bytes")
     return content[:start], members
 
 
@@ -176,13 +256,8 @@ def attach_archive(flatbuffer: bytes, members: dict[str, bytes]) -> bytes:
 
 def labels_file(labels: tuple[str, ...] | list[str]) -> bytes:
     """labels.txt as standard readers expect it: one label per line, in output order."""
-    broken = [label for label in labels if "\n" in label or "\r" in label]
-    if broken:
-        raise ModelCardError(f"labels must not contain line breaks (one label per line in labels.txt): {broken[:3]!r}")
-    try:
-        return ("\n".join(labels) + "\n").encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates: text no file or client can hold
-        raise ModelCardError(f"labels must be valid Unicode text: {exc}") from None
+    check_labels(labels)  # a line break would shift every later label by one
+    return ("\n".join(labels) + "\n").encode("utf-8")
 
 
 def embed_card(model_bytes: bytes, card: ModelCard) -> bytes:
@@ -194,23 +269,17 @@ def embed_card(model_bytes: bytes, card: ModelCard) -> bytes:
 
 
 def read_card(model_bytes: bytes, source: str = "model") -> ModelCard | None:
-    """The card inside ``model_bytes``, or None when the model carries none."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(model_bytes))
-    except (zipfile.BadZipFile, OSError):
+    """The card inside ``model_bytes``, or None when the model carries none.
+
+    Any bytes give a card, None, or one ``ModelCardError`` naming ``source``.
+    """
+    archive = open_archive(model_bytes, source)
+    if archive is None:
         return None
     with archive:
         try:
             info = archive.getinfo(CARD_ENTRY)
         except KeyError:
             return None
-        if info.file_size > MAX_CARD_BYTES:
-            raise ModelCardError(
-                f"{source}: embedded model card is {info.file_size} bytes, more than {MAX_CARD_BYTES}"
-            )
-        try:
-            text = archive.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise ModelCardError(f"{source}: embedded model card is damaged ({exc})") from None
+        text = read_member(archive, info, source, MAX_CARD_BYTES)
     return ModelCard.from_json(text, source=source)
-

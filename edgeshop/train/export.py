@@ -227,7 +227,7 @@ def reexport(
     if card is None:
         raise EdgeshopError(f"{model}: has no edgeshop model card, so its labels and preprocessing are unknown; "
                             "export it again from its run directory with edgeshop-export RUN_DIR")
-    flatbuffer = split_archive(original)[0]
+    flatbuffer = split_archive(original, str(model))[0]
     before = audit_model(flatbuffer)
     if before["fully_integer"] and io_type == "uint8" and before["input"]["dtype"] == "int8":
         flatbuffer = int8_io_to_uint8(flatbuffer)
