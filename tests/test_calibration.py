@@ -5,12 +5,16 @@ and MediaPipe reading the calibrated scores from the model file as it is."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import test_clients
+from conftest import DATA, REPO, TESTS
 from test_clients import _client, _synthetic_images
 
 from edgeshop.cli import calibrate as calibrate_cli
@@ -80,12 +84,10 @@ def test_softmax_beta_gives_softmax_of_scaled_logits_and_keeps_archive_and_metad
 
 def test_a_model_without_a_softmax_head_is_refused_with_one_line(pipeline, tmp_path):
     from edgeshop.errors import ModelLoadError
-    from edgeshop.runtime.tflite_head import find_head, read_model
+    from edgeshop.runtime.tflite_head import find_head, read_model, write_model
 
     model = read_model(pipeline["float32"].read_bytes())
     model.subgraphs[0].outputs = [find_head(model).logits]  # the logits as the output: no softmax left
-    from edgeshop.runtime.tflite_head import write_model
-
     with pytest.raises(ModelLoadError, match="not produced by a SOFTMAX layer"):
         with_softmax_beta(write_model(model, pipeline["float32"].read_bytes()), 2.0)
 
@@ -208,3 +210,28 @@ def test_mediapipe_opens_the_export_calibrated_model(client_python, pipeline, sy
     result = _client(client_python, pipeline["int8"], images)
     assert "error" not in result, result
     assert read_card(pipeline["int8"].read_bytes()).extra["calibration"]["beta"] != 1.0
+
+
+def test_calibrate_runs_on_a_device_without_tensorflow(tmp_path):
+    """edgeshop-calibrate is runtime only: TensorFlow blocked, the committed tiny int8 model."""
+    script = textwrap.dedent(f"""
+        import sys
+        for name in ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras"):
+            sys.modules[name] = None  # any import of these now raises ImportError
+        sys.path.insert(0, r"{TESTS}")
+        from pathlib import Path
+        from synthetic import make_dataset
+        from edgeshop.cli import calibrate
+        data = make_dataset(Path(r"{tmp_path}") / "val", per_class=6, seed=5)
+        code = calibrate.main([r"{DATA / 'tiny_int8.tflite'}", "--data", str(data),
+                               "--out", r"{tmp_path / 'out.tflite'}"])
+        loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras") and sys.modules[m]]
+        assert not loaded, loaded
+        print("exit", code)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "exit 0" in result.stdout
+    content = (tmp_path / "out.tflite").read_bytes()
+    assert softmax_beta(content) == pytest.approx(read_card(content).extra["calibration"]["beta"])
+    assert softmax_beta(content) != 1.0

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.datasets import coarse_index, discover, read_hierarchy
         from edgeshop.errors import EdgeshopError
         from edgeshop.report.evaluate import predict
-        from edgeshop.report.markdown import evaluation_markdown
+        from edgeshop.report.markdown import evaluation_markdown, head_markdown
         from edgeshop.report.metrics import summarize
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.utils import write_bytes_atomic, write_json_atomic
@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vs {c['model']}: top-1 {c['top1']:.4f}, delta {c['top1_delta']:+.4f}, "
                   f"top-1 agreement {c['top1_agreement']:.4f}")
         curves = head_figures(classifier, samples, result, figures, args.unknown, args.reference)
-        for line in head_lines(figures):
-            print(line)
+        for line in head_markdown(figures):  # the calibration and unknown-product lines, as in report.md
+            if line and not line.startswith("!["):
+                print(line.removeprefix("- "))
         if args.json:
             write_json_atomic(args.json, figures)
         if args.report:
@@ -146,22 +147,6 @@ def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | 
         for key in ("unknown_auroc", "unknown_fpr_at_95tpr", "known_top1_at_threshold"):
             figures[key] = figures["unknown"][key]
     return curves
-
-
-def head_lines(figures: dict) -> list[str]:
-    lines = []
-    if "calibration" in figures:
-        c = figures["calibration"]
-        lines.append(f"calibration: ECE {c['ece_without_temperature']:.3f} without the temperature -> {c['ece']:.3f} "
-                     f"with it (T = {c['temperature']:.3f}); top-1 without it {c['top1_without_temperature']:.4f}")
-    if "unknown" in figures:
-        u = figures["unknown"]
-        methods = ", ".join(f"{name} {m['auroc']:.3f}" for name, m in u["methods"].items())
-        lines.append(f"unknown products ({u['unknown_images']} images): AUROC {u['unknown_auroc']:.3f}, "
-                     f"FPR at 95% TPR {u['unknown_fpr_at_95tpr']:.3f}; at the threshold {u['threshold']:.4f}: "
-                     f"{u['known_accepted']:.1%} of known images kept, known top-1 {u['known_top1_at_threshold']:.4f}, "
-                     f"{u['unknown_rejected']:.1%} of unknown rejected; AUROC by method: {methods}")
-    return lines
 
 
 if __name__ == "__main__":
