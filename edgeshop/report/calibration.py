@@ -97,7 +97,7 @@ def reliability_diagram(path: str | os.PathLike[str], curves: Mapping[str, tuple
         axis.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", markersize=3,
                   label=f"{name} (ECE {ece:.3f}, n={len(truth)})")
     axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top score)", ylabel="accuracy", title=title)
-    axis.legend(loc="upper left", fontsize=7)
+    axis.legend(loc="lower right", fontsize=7)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
