@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeshop.runtime.backend import make_interpreter
-from edgeshop.runtime.classifier import Classifier, _quantization
+from edgeshop.runtime.classifier import Classifier, tensor_quantization
 from edgeshop.runtime.modelcard import ModelCard, embed_card
 from edgeshop.runtime.tflite_head import with_head_outputs, with_softmax_beta
 from edgeshop.utils import progress_bar
@@ -47,7 +47,7 @@ class HeadProbe:
         result = {}
         for name, detail in self._outputs.items():
             raw = self._interpreter.get_tensor(detail["index"])[0]
-            q = _quantization(detail)
+            q = tensor_quantization(detail)
             result[name] = raw.astype(np.float32) if q.dtype == "float32" else \
                 ((raw.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
         return result
