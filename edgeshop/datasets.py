@@ -242,3 +242,15 @@ def load_images(
                 progress(1)
     array = np.stack(pixels) if pixels else np.zeros((0, spec.height, spec.width, 3), np.uint8)
     return LoadedImages(array, np.asarray(labels, dtype=np.int32), paths, skipped)
+
+
+def load_unlabelled(root: str | Path, spec: InputSpec, workers: int = 4) -> LoadedImages:
+    """Every image under the folder ``root`` (any layout, labels ignored), preprocessed for ``spec``;
+    e.g. photos of products a model does not know. Unreadable files are skipped and listed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return load_images([Sample(path, "") for path in files], [""], spec, workers)

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="image, folder, video file, camera index, RTSP/HTTP URL or picamera2")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--threshold", type=float, default=0.0, help="drop predictions scoring below this")
+    p.add_argument("--unknown-threshold", type=float, default=None, metavar="SCORE",
+                   help="a frame whose top score is below this is 'unknown' (none of the model's products); "
+                        "default: the threshold edgeshop-calibrate stored in the model, 0 turns it off")
     p.add_argument("--roi", type=parse_roi, action="append", metavar="X,Y,W,H",
                    help="classify this region (repeat for several shelf slots)")
     p.add_argument("--smooth", choices=("ema", "vote"), help="add a temporally smoothed, stable label")
@@ -114,10 +117,12 @@ def classify_regions(classifier, image, regions: list, smoothers: list | None) -
     per_region = [classifier.scores(image)] if whole_frame else classifier.roi_scores(image, regions)
     for slot, (roi, scores) in enumerate(zip(regions, per_region, strict=True)):
         predictions = classifier.rank(scores)
-        record = {"predictions": [p.__dict__ for p in predictions]}
+        unknown = classifier.is_unknown(scores)
+        # "unknown": none of the model's products; the predictions are then only the nearest ones
+        record = {"unknown": unknown, "predictions": [p.__dict__ for p in predictions]}
         stable = None
         if smoothers:
-            smoothed = smoothers[slot].update(scores)
+            smoothed = smoothers[slot].update(scores, unknown=unknown)
             stable = smoothed.label
             record["stable"] = {"label": smoothed.label, "score": round(smoothed.score, 4),
                                 "changed": smoothed.changed}
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         check_outputs(args.save_video, args.save_dir, args.force)
         show_warnings("edgeshop-classify")
         classifier = Classifier(args.model, num_threads=args.threads, top_k=args.top_k,
-                                score_threshold=args.threshold)
+                                score_threshold=args.threshold, unknown_threshold=args.unknown_threshold)
         regions = args.roi or [None]
         smoothers = [Smoother(classifier.labels, args.smooth, args.alpha, args.window, args.enter, args.exit)
                      for _ in regions] if args.smooth else None

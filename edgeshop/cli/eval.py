@@ -13,7 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeshop-eval",
         description="Top-1/top-5, per-class precision/recall/F1, confusion matrix, most confused pairs, "
-        "calibration error, coarse accuracy with a class hierarchy, and agreement with another model.",
+        "calibration error (with and without the model's temperature), coarse accuracy with a class hierarchy, "
+        "agreement with another model, and with --unknown how well the model tells products it does not know.",
     )
     p.add_argument("model", help=".tflite model written by edgeshop-export")
     p.add_argument("--data", required=True, help="class folders, a split .txt (with classes.csv) or a path,label .csv")
@@ -21,8 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hierarchy", help="Grocery-style classes.csv (fine name, id, coarse name): adds coarse_top1")
     p.add_argument("--compare", help="another .tflite (e.g. the float model): top-1 agreement and accuracy delta")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")
+    p.add_argument("--unknown", metavar="DIR", help="images of products the model does not know (any layout): "
+                   "unknown_auroc, FPR at 95%% TPR and known-class accuracy at the model's unknown threshold, for "
+                   "max score, max logit and energy")
+    p.add_argument("--reference", metavar="DIR", help="with --unknown: training images of the known products, "
+                   "which adds the embedding k-nearest-neighbour method")
     p.add_argument("--json", help="write every figure to this JSON file")
-    p.add_argument("--report", help="write report.md (summary, per-class table, confused pairs) into this folder")
+    p.add_argument("--report", help="write report.md (summary, per-class table, confused pairs) and reliability.png "
+                   "(reliability diagram; needs the report extra) into this folder")
     return p
 
 
@@ -35,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.datasets import coarse_index, discover, read_hierarchy
         from edgeshop.errors import EdgeshopError
         from edgeshop.report.evaluate import predict
-        from edgeshop.report.markdown import evaluation_markdown
+        from edgeshop.report.markdown import evaluation_markdown, head_markdown
         from edgeshop.report.metrics import summarize
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.utils import write_bytes_atomic, write_json_atomic
@@ -69,13 +76,77 @@ def main(argv: list[str] | None = None) -> int:
             c = figures["compare"]
             print(f"vs {c['model']}: top-1 {c['top1']:.4f}, delta {c['top1_delta']:+.4f}, "
                   f"top-1 agreement {c['top1_agreement']:.4f}")
+        curves = head_figures(classifier, samples, result, figures, args.unknown, args.reference)
+        for line in head_markdown(figures):  # the calibration and unknown-product lines, as in report.md
+            if line and not line.startswith("!["):
+                print(line.removeprefix("- "))
         if args.json:
             write_json_atomic(args.json, figures)
         if args.report:
+            from edgeshop.report.calibration import reliability_diagram
+
+            reliability_diagram(Path(args.report) / "reliability.png", curves, title=Path(args.model).name)
+            figures["reliability_diagram"] = "reliability.png"
             write_bytes_atomic(Path(args.report) / "report.md", evaluation_markdown(figures).encode())
         return 0
 
     return run_command("edgeshop-eval", body)
+
+
+def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | None, reference_dir: str | None):
+    """Add the calibration figures (models with a temperature) and, with ``unknown_dir``, the
+    unknown-product figures to ``figures``; returns the reliability curves {name: (truth, scores)}."""
+    import numpy as np
+
+    from edgeshop.datasets import load_images, load_unlabelled
+    from edgeshop.errors import ModelLoadError
+    from edgeshop.report.calibration import softmax
+    from edgeshop.report.metrics import expected_calibration_error
+    from edgeshop.report.openset import unknown_figures
+    from edgeshop.runtime.probe import HeadProbe
+    from edgeshop.runtime.tflite_head import softmax_beta
+
+    try:
+        beta = softmax_beta(classifier.path.read_bytes(), str(classifier.path))
+    except ModelLoadError:
+        if unknown_dir:
+            raise
+        beta = 1.0  # not an edgeshop classifier head: no temperature to report
+    if abs(beta - 1.0) < 1e-6 and not unknown_dir:
+        return {"model": (result.truth, result.scores)}
+    # The probe's scores are the model's own (same graph); it adds the logits and the embedding.
+    known = load_images(samples, classifier.labels, classifier.input_spec)
+    probe = HeadProbe(classifier)
+    outputs = probe.run_many(known.pixels, "probing the model's head")
+    truth = known.labels.astype(np.int64)
+    curves = {"model": (truth, outputs["scores"])}
+    if abs(beta - 1.0) > 1e-6:
+        # Without the temperature: softmax of the same logits with beta = 1 (numpy; an int8
+        # model's own softmax differs from it by less than one output step, 1/256).
+        plain = softmax(outputs["logits"]).astype(np.float32)
+        curves = {"without temperature": (truth, plain), "with the model's temperature": (truth, outputs["scores"])}
+        fitted = classifier.card.extra.get("calibration", {})
+        figures["calibration"] = {
+            "beta": beta, "temperature": 1.0 / beta, "ece": expected_calibration_error(truth, outputs["scores"]),
+            "ece_without_temperature": expected_calibration_error(truth, plain),
+            "top1_without_temperature": float(np.mean(plain.argmax(1) == truth)),
+            "fitted_on": {"data": fitted.get("data"), "images": fitted.get("images")},
+        }
+    if unknown_dir:
+        others = load_unlabelled(unknown_dir, classifier.input_spec)
+        other_outputs = probe.run_many(others.pixels, "probing the unknown images")
+        reference = None
+        if reference_dir:
+            refs = load_unlabelled(reference_dir, classifier.input_spec)
+            reference = probe.run_many(refs.pixels, "probing the reference images").get("embedding")
+        source = "model card" if classifier.card.extra.get("unknown") else \
+            "none: the model has no unknown threshold (run edgeshop-calibrate)"
+        figures["unknown"] = {**unknown_figures(truth, outputs, other_outputs, classifier.unknown_threshold,
+                                                reference=reference),
+                              "data": str(unknown_dir), "skipped": len(others.skipped), "threshold_source": source}
+        for key in ("unknown_auroc", "unknown_fpr_at_95tpr", "known_top1_at_threshold"):
+            figures[key] = figures["unknown"][key]
+    return curves
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "agreeing on fewer top-1 classes than its format's minimum is refused: "
                         + ", ".join(f"{fmt} {share:.0%}" for fmt, share in MIN_TOP1_AGREEMENT.items())
                         .replace("%", "%%") + ")")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="skip fitting the softmax temperature and the unknown-product threshold on the run's "
+                        "validation images (done by default, so scores are probabilities in every client)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", help="also write the export report (audit, verification) to this file")
     return p
@@ -53,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.run_dir is None) == (args.reexport is None):
         parser.error("give a run directory or --reexport MODEL (one of them)")
-    if args.reexport and (args.fmt or args.ptq):
-        parser.error("--reexport keeps the model's own format; drop --int8/--float16/--ptq/...")
+    if args.reexport and (args.fmt or args.ptq or not args.calibrate):
+        parser.error("--reexport keeps the model's own format and temperature; drop --int8/--float16/--ptq/"
+                     "--no-calibrate (edgeshop-calibrate changes a model's temperature)")
 
     def body() -> int:
         from edgeshop.runtime.audit import format_audit
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             report = reexport(args.reexport, args.out, force=args.force, io_type=args.io_type, provenance=provenance)
         else:
             report = export(args.run_dir, args.out, args.fmt or "float32", ptq=args.ptq, force=args.force,
-                            check=args.verify, io_type=args.io_type, provenance=provenance)
+                            check=args.verify, io_type=args.io_type, provenance=provenance, calibrate=args.calibrate)
         print(f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['method']})")
         print(format_audit(report["audit"], list_float=report["format"] == "int8"))
         if "max_abs_score_diff_vs_original" in report:
@@ -77,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
             v = report["verify_vs_keras"]
             print(f"  vs Keras on {v['images']} training images: top-1 agreement {v['top1_agreement']:.3f}, "
                   f"max score diff {v['max_abs_score_diff']:.2e}")
+        calibration = report.get("calibration")
+        if isinstance(calibration, dict):
+            from edgeshop.cli.calibrate import format_record
+
+            print(format_record({**calibration, "path": report["path"]}))
+        elif calibration:
+            print(f"  {calibration}")
         if args.json:
             write_json_atomic(args.json, report)
         return 0

@@ -21,6 +21,7 @@ def evaluation_markdown(figures: dict[str, Any], title: str | None = None) -> st
         c = figures["compare"]
         lines.append(f"- vs `{c['model']}`: its top-1 {c['top1']:.2%}, delta {c['top1_delta']:+.2%}, "
                      f"top-1 agreement {c['top1_agreement']:.2%}")
+    lines += head_markdown(figures)
     lines += ["", "## Most confused pairs", "", "| true | predicted as | images |", "|---|---|---|"]
     lines += [f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in figures["most_confused"]]
     lines += ["", "## Per class", "", "| class | accuracy (recall) | precision | F1 | images |",
@@ -30,3 +31,24 @@ def evaluation_markdown(figures: dict[str, Any], title: str | None = None) -> st
             lines.append(f"| {row['label']} | {row['recall']:.0%} | {row['precision']:.0%} | {row['f1']:.2f} "
                          f"| {row['support']} |")
     return "\n".join(lines) + "\n"
+
+
+def head_markdown(figures: dict[str, Any]) -> list[str]:
+    """The calibration and unknown-product lines of an evaluation, and its reliability diagram."""
+    lines = []
+    if "calibration" in figures:
+        c = figures["calibration"]
+        lines.append(f"- calibration: temperature {c['temperature']:.3f} built into the model; expected calibration "
+                     f"error {c['ece_without_temperature']:.3f} without it, {c['ece']:.3f} with it")
+    if "unknown" in figures:
+        u = figures["unknown"]
+        lines.append(f"- unknown products ({u['unknown_images']} images of `{u['data']}`): AUROC "
+                     f"{u['unknown_auroc']:.3f}, FPR at 95% TPR {u['unknown_fpr_at_95tpr']:.3f}; at the threshold "
+                     f"{u['threshold']:.4f} ({u['threshold_source']}) {u['known_accepted']:.1%} of known images are "
+                     f"kept, known top-1 {u['known_top1_at_threshold']:.2%}, {u['unknown_rejected']:.1%} of unknown "
+                     "images rejected")
+        lines += ["", "| method | AUROC | FPR at 95% TPR |", "|---|---|---|"]
+        lines += [f"| {name} | {m['auroc']:.3f} | {m['fpr_at_95tpr']:.3f} |" for name, m in u["methods"].items()]
+    if "reliability_diagram" in figures:
+        lines += ["", f"![reliability diagram]({figures['reliability_diagram']})"]
+    return lines

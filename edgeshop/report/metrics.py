@@ -43,19 +43,27 @@ def most_confused(matrix: np.ndarray, labels: Sequence[str], top: int = 10) -> l
     return pairs
 
 
+def reliability_bins(truth: np.ndarray, scores: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Per equal-width confidence bin (top score in (low, high]): images, accuracy, mean confidence."""
+    confidence = scores.max(axis=1)
+    correct = scores.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > low) & (confidence <= high)
+        count = int(in_bin.sum())
+        rows.append({"low": float(low), "high": float(high), "count": count,
+                     "accuracy": float(correct[in_bin].mean()) if count else float("nan"),
+                     "confidence": float(confidence[in_bin].mean()) if count else float("nan")})
+    return rows
+
+
 def expected_calibration_error(truth: np.ndarray, scores: np.ndarray, bins: int = 15) -> float:
     """ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by count."""
     if len(truth) == 0:
         return float("nan")
-    confidence = scores.max(axis=1)
-    correct = scores.argmax(axis=1) == truth
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    ece = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
-        in_bin = (confidence > low) & (confidence <= high)
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"])
+                     for row in reliability_bins(truth, scores, bins) if row["count"]) / len(truth))
 
 
 def coarse_accuracy(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str],

@@ -28,6 +28,9 @@ class Prediction:
     label: str
     score: float  # probability in [0, 1]
     index: int
+    # The frame's top score is below the unknown threshold: it looks like none of the model's
+    # products, and ``label`` is only the nearest one (see Classifier.unknown_threshold).
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Classifier:
     Everything the model needs (labels, input size, colour order, resize rule) is read
     from the card inside the file. One instance may be shared by several threads: the
     interpreter call is serialised, preprocessing runs in parallel.
+
+    ``unknown_threshold``: a frame whose top score is below it is "not one of my products"
+    and its predictions are marked ``unknown``. None takes the threshold edgeshop-calibrate
+    stored in the card (chosen to keep 95% of known validation images), 0 turns it off.
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class Classifier:
         allowlist: Iterable[str] | None = None,
         denylist: Iterable[str] | None = None,
         backend: str = "auto",
+        unknown_threshold: float | None = None,
     ) -> None:
         self.path = Path(path)
         content = _read_model_file(self.path)
@@ -67,6 +75,17 @@ class Classifier:
         self._lock = threading.Lock()
         self._bind_tensors()
         self._mask = self._label_mask(allowlist, denylist)
+        self.unknown_threshold = self._card_unknown_threshold() if unknown_threshold is None else unknown_threshold
+
+    def _card_unknown_threshold(self) -> float:
+        """The threshold edgeshop-calibrate chose on validation images; 0 (never unknown) without one."""
+        unknown = self.card.extra.get("unknown")
+        if not isinstance(unknown, dict) or "threshold" not in unknown:
+            return 0.0
+        threshold = unknown["threshold"]
+        if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise ModelCardError(f"{self.path}: the card's unknown threshold {threshold!r} is not a score in [0, 1]")
+        return float(threshold)
 
     # -- loading ---------------------------------------------------------------------
     def _fallback_card(self) -> ModelCard:
@@ -157,6 +176,7 @@ class Classifier:
             "output_dtype": self._out_q.dtype,
             "output_quantization": {"scale": self._out_q.scale, "zero_point": self._out_q.zero_point},
             "quantization": self.card.quantization,
+            "unknown_threshold": self.unknown_threshold,
             "labels": self.labels,
             "model_card": {"name": self.card.name, "arch": self.card.arch, **self.card.extra},
         }
@@ -217,16 +237,21 @@ class Classifier:
             return raw.astype(np.float32)
         return ((raw.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
 
+    def is_unknown(self, scores: np.ndarray) -> bool:
+        """True when no label (allowed or not) reaches ``unknown_threshold``: not one of the products."""
+        return bool(len(scores)) and float(np.max(scores)) < self.unknown_threshold
+
     def rank(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[Prediction]:
-        """Predictions from a score vector, with this classifier's top_k/threshold/allow/deny rules."""
+        """Predictions from a score vector, with this classifier's top_k/threshold/allow/deny rules;
+        all of them are marked ``unknown`` when the frame is (`is_unknown`)."""
         k = self.top_k if top_k is None else top_k
         threshold = self.score_threshold if threshold is None else threshold
         candidates = np.flatnonzero(self._mask & (scores >= threshold))
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
         if k is not None and k >= 0:
             order = order[:k]
-        labels = self.card.labels
-        return [Prediction(labels[i], float(min(max(scores[i], 0.0), 1.0)), int(i)) for i in order]
+        labels, unknown = self.card.labels, self.is_unknown(scores)
+        return [Prediction(labels[i], float(min(max(scores[i], 0.0), 1.0)), int(i), unknown) for i in order]
 
 
 def crop_roi(frame: np.ndarray, roi: Roi) -> np.ndarray:

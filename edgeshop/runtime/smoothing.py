@@ -8,6 +8,9 @@ On top, hysteresis: a label becomes the stable label only when its smoothed scor
 reaches ``enter``, and stays until its score falls below ``exit`` (then the slot is
 "unknown", None) or another label reaches ``enter`` and beats it. With enter > exit a
 label hovering around one threshold does not flicker.
+
+A frame the classifier marks unknown (``update(scores, unknown=True)``) counts as evidence
+for no product: a zero score vector for ``ema``, a vote for nothing for ``vote``.
 """
 
 from __future__ import annotations
@@ -62,17 +65,21 @@ class Smoother:
         """The current smoothed score per label."""
         if self.method == "ema":
             return self._ema if self._ema is not None else np.zeros(len(self.labels), np.float32)
-        counts = np.bincount(np.asarray(self._votes, dtype=np.int64), minlength=len(self.labels))
+        votes = np.asarray(self._votes, dtype=np.int64)
+        counts = np.bincount(votes[votes >= 0], minlength=len(self.labels))  # -1: a vote for no product
         return (counts / max(len(self._votes), 1)).astype(np.float32)
 
-    def update(self, scores: np.ndarray) -> Smoothed:
+    def update(self, scores: np.ndarray, unknown: bool = False) -> Smoothed:
+        """Add one frame's scores; ``unknown``: the classifier found it is none of the products."""
         scores = np.asarray(scores, dtype=np.float32)
         if scores.shape != (len(self.labels),):
             raise ValueError(f"expected {len(self.labels)} scores, got shape {scores.shape}")
+        if unknown:
+            scores = np.zeros_like(scores)
         if self.method == "ema":
             self._ema = scores.copy() if self._ema is None else self.alpha * scores + (1 - self.alpha) * self._ema
         else:
-            self._votes.append(int(np.argmax(scores)))
+            self._votes.append(-1 if unknown else int(np.argmax(scores)))
         smoothed = self.scores
         top = int(np.argmax(smoothed))
         before = self._stable

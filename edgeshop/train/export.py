@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -117,13 +116,9 @@ def verify(model_content: bytes, card: ModelCard, keras_model: keras.Model, pixe
 
 def _tflite_scores(model_content: bytes, card: ModelCard, pixels: np.ndarray) -> np.ndarray:
     """Scores of ``model_content`` (card attached) through the runtime's Classifier, one row per image."""
-    from edgeshop.runtime.classifier import Classifier
+    from edgeshop.runtime.probe import model_scores
 
-    with tempfile.TemporaryDirectory() as folder:
-        candidate = Path(folder) / "candidate.tflite"
-        candidate.write_bytes(embed_card(model_content, card))
-        classifier = Classifier(candidate)
-        return np.stack([classifier.scores_from_pixels(image) for image in pixels])
+    return model_scores(model_content, pixels, card)
 
 
 def package(flatbuffer: bytes, card: ModelCard, provenance: Provenance | None = None) -> bytes:
@@ -144,10 +139,13 @@ def export(
     check: bool = True,
     io_type: str = "uint8",
     provenance: Provenance | None = None,
+    calibrate: bool = True,
 ) -> dict[str, Any]:
-    """Convert, audit, (verify,) add metadata and the card, and write ``out``; returns the report.
+    """Convert, audit, (verify,) add metadata and the card, (calibrate,) and write ``out``; returns the report.
 
     ``io_type`` is the input/output type of full-integer models ("uint8" or "int8").
+    ``calibrate``: fit the softmax temperature and the unknown threshold on the run's
+    validation images and build them into the model (`edgeshop.calibrate`).
     """
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and not force:
@@ -183,9 +181,28 @@ def export(
         extra["validation"] = {k: v for k, v in json.loads(metrics_file.read_text()).items() if k.startswith("val_")}
     card = replace(card, quantization=how["method"], extra=extra)
     data = package(flatbuffer, card, provenance)
+    if calibrate:
+        data, report["calibration"] = _calibrate_on_validation(data, card, run_dir, out)
     write_bytes_atomic(out, data)
     report.update(path=str(out), size_bytes=len(data))
     return report
+
+
+def _calibrate_on_validation(data: bytes, card: ModelCard, run_dir: Path, out: Path) -> tuple[bytes, Any]:
+    """``data`` calibrated on the run's validation images, or unchanged with the reason when it cannot be."""
+    from edgeshop.calibrate import MIN_IMAGES, calibrate_content
+    from edgeshop.datasets import load_images
+    from edgeshop.train.fit import split_samples
+    from edgeshop.train.run_model import read_run
+
+    config = read_run(run_dir)[0]
+    val = split_samples(config)[1]
+    images = load_images(val, card.labels, card.input)
+    if len(images.labels) < MIN_IMAGES:
+        return data, f"not calibrated: the run has {len(images.labels)} validation images, fewer than {MIN_IMAGES}"
+    source = config.val or f"{config.data} (validation fraction {config.val_fraction:g}, seed {config.seed})"
+    calibrated, record = calibrate_content(data, images, source=str(out), data=str(source))
+    return calibrated, record
 
 
 REEXPORT_IMAGES = 16

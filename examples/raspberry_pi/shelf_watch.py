@@ -5,7 +5,11 @@
 Uses only the edgeshop runtime (numpy, OpenCV, LiteRT): no TensorFlow on the device.
 Each slot is a region (x, y, w, h) of the frame; its label is smoothed over frames with
 hysteresis, and a JSON event is written whenever the stable label changes (including to
-"unknown", null, when the slot is empty or unrecognised). A heartbeat line with the frame
+"unknown", null, when the slot is empty or unrecognised). A frame whose top score is below
+the model's unknown threshold (chosen by edgeshop-calibrate on validation images; config
+"unknown_threshold" overrides it, 0 turns it off) counts as no product, so a product the
+model was never trained on takes the slot to null instead of to its nearest class; such
+frames are counted in the heartbeat. A heartbeat line with the frame
 rate is written every ``heartbeat_seconds``. SIGTERM (systemd stop) ends it cleanly.
 """
 
@@ -25,7 +29,7 @@ from edgeshop.runtime.classifier import crop_roi
 from edgeshop.runtime.smoothing import Smoother, check_settings
 from edgeshop.runtime.stream import open_source
 
-DEFAULTS = {"threads": 2, "threshold": 0.0, "every_n_frames": 1, "heartbeat_seconds": 60,
+DEFAULTS = {"threads": 2, "threshold": 0.0, "unknown_threshold": None, "every_n_frames": 1, "heartbeat_seconds": 60,
             "smoothing": {"method": "ema", "alpha": 0.3, "window": 5, "enter": 0.6, "exit": 0.4}}
 
 
@@ -60,17 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     config = load_config(Path(args.config))
 
-    classifier = Classifier(config["model"], num_threads=config["threads"], score_threshold=config["threshold"])
+    classifier = Classifier(config["model"], num_threads=config["threads"], score_threshold=config["threshold"],
+                            unknown_threshold=config["unknown_threshold"])
     slots = [(slot["name"], tuple(slot["roi"])) for slot in config["slots"]]
     smoothers = {name: Smoother(classifier.labels, **config["smoothing"]) for name, _ in slots}
     emit = lambda record: print(json.dumps(record), flush=True)  # noqa: E731 - one line per event
-    frames, last_beat, beat_frames = 0, time.time(), 0
+    frames, last_beat, beat_frames, beat_unknown = 0, time.time(), 0, 0
     with open_source(config["source"]) as source:
         # source.stop() ends the iteration within a second even while no frame arrives
         # (a dead camera); checking a flag per frame would wait for the camera.
         signal.signal(signal.SIGTERM, lambda *_: source.stop())
         emit({"time": now(), "event": "start", "model": config["model"], "labels": len(classifier.labels),
-              "backend": classifier.backend, "slots": [name for name, _ in slots]})
+              "backend": classifier.backend, "slots": [name for name, _ in slots],
+              "unknown_threshold": classifier.unknown_threshold})
         for frame in source:
             if args.max_frames and frames >= args.max_frames:
                 break
@@ -78,15 +84,19 @@ def main(argv: list[str] | None = None) -> int:
             if (frames - 1) % config["every_n_frames"]:
                 continue
             for name, roi in slots:
-                result = smoothers[name].update(classifier.scores(crop_roi(frame.image, roi)))
+                scores = classifier.scores(crop_roi(frame.image, roi))
+                unknown = classifier.is_unknown(scores)
+                beat_unknown += unknown
+                result = smoothers[name].update(scores, unknown=unknown)
                 if result.changed:
                     emit({"time": now(), "event": "slot_changed", "slot": name, "from": result.previous,
-                          "to": result.label, "score": round(result.score, 3), "frame": frame.index})
+                          "to": result.label, "score": round(result.score, 3), "frame": frame.index,
+                          "unknown_frame": unknown})
             beat_frames += 1
             if time.time() - last_beat >= config["heartbeat_seconds"]:
                 emit({"time": now(), "event": "heartbeat", "fps": round(beat_frames / (time.time() - last_beat), 2),
-                      "frame": frame.index})
-                last_beat, beat_frames = time.time(), 0
+                      "frame": frame.index, "unknown_slot_frames": beat_unknown})
+                last_beat, beat_frames, beat_unknown = time.time(), 0, 0
     emit({"time": now(), "event": "stop", "frames": frames})
     return 0
 
