@@ -26,14 +26,12 @@ _PASS_THROUGH = (_QUANTIZE, _DEQUANTIZE)  # type changes between the softmax and
 
 
 def _schema():
+    # ai-edge-litert ships the TFLite schema; the runtime never reaches for TensorFlow's copy.
     try:
         from ai_edge_litert import schema_py_generated
     except ImportError:
-        try:
-            from tensorflow.lite.python import schema_py_generated  # only when LiteRT is absent
-        except ImportError:
-            raise ModelLoadError("editing a .tflite needs the TFLite schema of ai-edge-litert: "
-                                 "pip install ai-edge-litert") from None
+        raise ModelLoadError("editing a .tflite needs the TFLite schema of ai-edge-litert: "
+                             "pip install ai-edge-litert") from None
     return schema_py_generated
 
 
