@@ -9,9 +9,12 @@ No training run and no TensorFlow: the images go through the model file itself.
    is scored by a copy of the model whose temperature was fitted on the other half, so
    the "after" ECE is measured on images its temperature never saw. The temperature
    shipped is then fitted on all the images.
-4. The unknown threshold: the top score that keeps ``tpr`` (95%) of the known images,
+4. What enrolment imprints new products with (`edgeshop.enroll.imprint_statistics`): the
+   mean embedding of the images and the imprint norm (models whose head is not a dense
+   layer have none).
+5. The unknown threshold: the top score that keeps ``tpr`` (95%) of the known images,
    chosen on the calibrated model's scores; stored in the card, where `Classifier` reads it.
-Both records go into the card (`extra["calibration"]`, `extra["unknown"]`); the archive
+The records go into the card (`extra["calibration"]`, `extra["unknown"]`, `extra["embedding"]`); the archive
 and the standard metadata are kept. Used by edgeshop-calibrate and by edgeshop-export.
 """
 
@@ -25,11 +28,13 @@ from typing import Any
 import numpy as np
 
 from edgeshop.datasets import LoadedImages, discover, load_images
+from edgeshop.enroll import imprint_statistics
 from edgeshop.errors import DataError, EdgeshopError, OverwriteError
 from edgeshop.report.calibration import BETA_RANGE, ece_of_a_calibrated_model, fit_beta, negative_log_likelihood
 from edgeshop.report.metrics import expected_calibration_error
 from edgeshop.report.openset import DEFAULT_TPR, threshold_at_tpr
 from edgeshop.runtime.classifier import _read_model_file
+from edgeshop.runtime.head_weights import read_head_weights
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card
 from edgeshop.runtime.probe import HeadProbe, loaded, model_scores
 from edgeshop.runtime.tflite_head import with_softmax_beta
@@ -101,6 +106,9 @@ def calibrate_content(content: bytes, images: LoadedImages, *, source: str = "mo
     unknown = {"method": "max_score", "threshold": threshold, "known_tpr": tpr, "data": data,
                "images": int(len(truth)), "known_kept_other_half": float(np.mean(kept)) if kept else float("nan")}
     extra = {**card.extra, "calibration": calibration, "unknown": unknown}
+    if "embedding" in outputs:  # what new products are imprinted with (edgeshop.enroll)
+        head = read_head_weights(content, source)
+        extra["embedding"] = imprint_statistics(outputs["embedding"], truth, head.weights, head.bias, data)
     return embed_card(calibrated, replace(card, extra=extra)), {"calibration": calibration, "unknown": unknown}
 
 

@@ -1,0 +1,59 @@
+"""edgeshop-enroll: add new products to a model from a few photos each (or remove some), on the device."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgeshop.cli._common import run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgeshop-enroll",
+        description="Add products to an edgeshop .tflite without retraining: each new product's row of the "
+        "classifier layer is imprinted from 1-20 photos (its centred, normalised mean embedding). The new model "
+        "keeps every old label (except --remove), stays fully integer if it was, keeps its standard metadata and "
+        "card, and loads in MediaPipe Tasks like any export. Runtime only, no TensorFlow.",
+    )
+    p.add_argument("model", help=".tflite model written by edgeshop-export (and calibrated, as exports are)")
+    p.add_argument("--data", help="folder with one sub-folder of photos per new product: NEW/<product>/*.jpg "
+                   "(a catalogue image counts as one photo)")
+    p.add_argument("--remove", action="append", default=[], metavar="LABEL",
+                   help="drop this product from the model (repeatable; with --data, a product can be replaced)")
+    p.add_argument("--out", required=True, help="the .tflite to write")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--json", help="also write the enrolment record to this file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from edgeshop.enroll import enroll_file
+        from edgeshop.utils import write_json_atomic
+
+        record = enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force)
+        print(format_record(record))
+        if args.json:
+            write_json_atomic(args.json, record)
+        return 0
+
+    return run_command("edgeshop-enroll", body)
+
+
+def format_record(record: dict) -> str:
+    lines = [f"wrote {record['path']}: {record['classes_before']} -> {record['classes_after']} classes "
+             f"({record['storage']} weights)"]
+    for entry in record["added"]:
+        skipped = f", {entry['skipped']} unreadable skipped" if entry["skipped"] else ""
+        lines.append(f"  added {entry['label']}: {entry['photos']} photo(s){skipped}")
+    lines.extend(f"  removed {label}" for label in record["removed"])
+    for item in record["skipped_files"]:
+        lines.append(f"  skipped {item['reason']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

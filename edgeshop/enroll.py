@@ -1,0 +1,231 @@
+"""Add new products to a finished model from a few photos each, and remove products: no
+training, no TensorFlow, on the device.
+
+Weight imprinting (Qi, Brown & Lowe, CVPR 2018): a new class's row of the classifier
+layer is the normalised mean of its photos' embeddings. Our models' heads are plain
+dense layers trained with softmax, not cosine heads, so two things make an imprinted
+row comparable with the trained ones:
+- centring: embeddings are ReLU outputs, all positive, so a raw mean points at every
+  image; each embedding is taken relative to the mean embedding of known images (stored
+  in the card by calibration, `extra["embedding"]`), then L2-normalised;
+- scale: the row gets the length that gives a new class's photos the logit a trained class
+  gives its own images (`imprint_statistics`, measured on known images at calibration), and
+  a bias that gives the mean known image the median logit the trained classes give it.
+  (The trained rows' own norm is about 4x too long: a trained row is only partly aligned
+  with its class's images, a prototype fully, and the new class then took 14 of 291 old
+  val images in a first trial on the shipped model.) The rows are written into the model
+itself (`edgeshop.runtime.head_weights`), so the result is an ordinary export: fully
+integer if the original was, standard metadata and card kept, new labels in labels.txt,
+readable by MediaPipe Tasks like any other.
+
+The temperature and the unknown threshold stay those fitted on the original classes;
+the enrolment record in the card says so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeshop.datasets import IMAGE_SUFFIXES, LoadedImages, Sample, load_images
+from edgeshop.errors import DataError, EdgeshopError, OverwriteError
+from edgeshop.runtime.classifier import _read_model_file
+from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
+from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, text_problem
+from edgeshop.runtime.probe import HeadProbe, loaded
+from edgeshop.utils import write_bytes_atomic
+
+METHOD = "imprinting: centred, L2-normalised mean embedding; median trained norm and logit"
+
+
+def new_class_photos(data: str | Path) -> list[Sample]:
+    """``data``/<product>/<photo>: one folder per new product, each with at least one image."""
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a folder with one sub-folder of photos per new product")
+    samples: list[Sample] = []
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise DataError(f"{root}: no product folders inside; put each new product's photos in "
+                        f"{root}/<product name>/")
+    for folder in folders:
+        problem = text_problem(folder.name)
+        if problem:
+            raise DataError(f"{folder}: the product name {problem}; rename the folder")
+        photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not photos:
+            raise DataError(f"{folder}: no photos (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); add 1-20 "
+                            "photos of the product or remove the folder")
+        samples.extend(Sample(photo, folder.name) for photo in photos)
+    return samples
+
+
+def imprint_statistics(embeddings: np.ndarray, truth: np.ndarray, weights: np.ndarray, bias: np.ndarray,
+                       data: str = "") -> dict[str, Any]:
+    """What imprinting needs to know of the trained classes, from labelled known images (calibration's):
+    the mean embedding (the centre), and the row norm that gives an imprinted class the logits
+    a trained class gives its own images.
+
+    A trained row w_k adds gain = w_k . (e - m) / |e - m| to its own images' logit over the
+    centre; an imprinted row of norm a adds a x cos(e - m, prototype). With the median gain and
+    the median cosine of an image to its class's prototype (leave-one-out, so an image never
+    votes for itself), a = gain / cosine puts both on one scale."""
+    embeddings, truth = embeddings.astype(np.float64), np.asarray(truth)
+    centre = embeddings.mean(axis=0)
+    offsets = embeddings - centre
+    lengths = np.maximum(np.linalg.norm(offsets, axis=1), 1e-12)
+    units = offsets / lengths[:, None]
+    gain = np.einsum("ij,ij->i", weights.astype(np.float64)[truth], offsets) / lengths
+    cosines = []
+    for label in np.unique(truth):
+        members = units[truth == label]
+        if len(members) < 2:
+            continue
+        total = members.sum(axis=0)
+        for row in members:
+            others = total - row
+            cosines.append(float(row @ others) / max(float(np.linalg.norm(others)), 1e-12))
+    cosine = float(np.median(cosines)) if cosines else float("nan")
+    record = {"mean": [float(f"{v:.5g}") for v in centre], "images": int(len(embeddings)), "data": data,
+              "own_class_gain": float(np.median(gain)), "own_class_cosine": cosine}
+    if cosines and cosine > 0:
+        record["imprint_norm"] = record["own_class_gain"] / cosine
+    return record
+
+
+def imprint_rows(embeddings: np.ndarray, labels: np.ndarray, count: int, weights: np.ndarray, bias: np.ndarray,
+                 centre: np.ndarray, norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """One classifier row and bias per new class 0..count-1 from its photos' embeddings: the
+    centred, normalised mean embedding at length ``norm``, and the bias that gives the centre
+    the median logit of the trained classes."""
+    logit_at_centre = float(np.median(weights @ centre + bias))
+    offsets = embeddings.astype(np.float64) - centre
+    offsets /= np.maximum(np.linalg.norm(offsets, axis=1, keepdims=True), 1e-12)
+    rows, biases = [], []
+    for label in range(count):
+        prototype = offsets[labels == label].mean(axis=0)
+        row = norm * prototype / max(float(np.linalg.norm(prototype)), 1e-12)
+        rows.append(row)
+        biases.append(logit_at_centre - float(row @ centre))
+    return np.asarray(rows, np.float32).reshape(count, -1), np.asarray(biases, np.float32)
+
+
+def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequence[str],
+                   remove: Sequence[str] = (), *, source: str = "model", data: str = "") -> tuple[bytes, dict]:
+    """``content`` with the classes ``remove`` dropped and ``new_labels`` imprinted from ``photos``
+    (labels index ``new_labels``); returns the new model and the enrolment record."""
+    card = _card_of(content, source)
+    labels = list(card.labels)
+    missing = [name for name in remove if name not in labels]
+    if missing:
+        raise DataError(f"{source}: --remove {missing[0]!r} is not one of its labels")
+    clashes = [name for name in new_labels if name in labels and name not in remove]
+    if clashes:
+        raise DataError(f"{data or 'new products'}: {clashes[0]!r} is already a label of {source}; to replace it, "
+                        f"pass --remove {clashes[0]!r} as well (or rename the folder)")
+    head = read_head_weights(content, source)
+    keep = np.array([name not in remove for name in labels])
+    if not keep.any() and not new_labels:
+        raise DataError(f"{source}: removing every label would leave no classes")
+    weights, bias = head.weights[keep], head.bias[keep]
+    added = []
+    if new_labels:
+        centre, norm = _centre(card, source, head.weights.shape[1])
+        with loaded(content) as classifier:
+            embeddings = HeadProbe(classifier).run_many(photos.pixels, "enrolment: embeddings")["embedding"]
+        rows, row_bias = imprint_rows(embeddings, photos.labels, len(new_labels), head.weights, head.bias,
+                                       centre, norm)
+        weights, bias = np.vstack([weights, rows]), np.concatenate([bias, row_bias])
+        skipped = _skipped_by_label(photos, new_labels)
+        added = [{"label": name, "photos": int(np.sum(photos.labels == i)), "skipped": skipped.get(name, 0)}
+                 for i, name in enumerate(new_labels)]
+    new_labels_all = tuple([name for name in labels if name not in remove] + list(new_labels))
+    record = {"method": METHOD, "added": added, "removed": list(remove), "data": data,
+              "classes_before": len(labels), "classes_after": len(new_labels_all),
+              "storage": head.storage,
+              "note": "temperature and unknown threshold were fitted on the classes before enrolment",
+              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    history = [*card.extra.get("enrolment", []), record]
+    new_card = replace(card, labels=new_labels_all, extra={**card.extra, "enrolment": history})
+    result = embed_card(with_head_weights(content, weights, bias, source), new_card)
+    _check_written(result, photos, new_labels, new_labels_all, source)
+    return result, record
+
+
+def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = None, remove: Sequence[str] = (),
+                force: bool = False) -> dict[str, Any]:
+    """edgeshop-enroll: read ``model``, add the products under ``data`` and drop ``remove``, write ``out``."""
+    model, out = Path(model), Path(out)
+    if out.exists() and not force:
+        raise OverwriteError(out)
+    if data is None and not remove:
+        raise DataError("nothing to do: pass --data NEW (a folder per new product) and/or --remove LABEL")
+    content = _read_model_file(model)
+    card = _card_of(content, str(model))
+    photos, new_labels = None, []
+    if data is not None:
+        samples = new_class_photos(data)
+        new_labels = sorted({s.label for s in samples})
+        photos = load_images(samples, new_labels, card.input)
+        unreadable = [name for i, name in enumerate(new_labels) if not np.any(photos.labels == i)]
+        if unreadable:
+            raise DataError(f"{Path(data) / unreadable[0]}: none of its photos could be read "
+                            f"(e.g. {_first_reason(photos, Path(data) / unreadable[0])}); add readable photos")
+    result, record = enroll_content(content, photos, new_labels, remove, source=str(model),
+                                    data=str(data) if data else "")
+    write_bytes_atomic(out, result)
+    skipped = [{"file": str(p), "reason": r} for p, r in (photos.skipped if photos else [])]
+    return {**record, "path": str(out), "size_bytes": len(result), "skipped_files": skipped}
+
+
+def _card_of(content: bytes, source: str) -> ModelCard:
+    card = read_card(content, source=source)
+    if card is None:
+        raise EdgeshopError(f"{source}: has no edgeshop model card, so its labels are unknown; export it with "
+                            "edgeshop-export (or edgeshop-export --reexport MODEL)")
+    return card
+
+
+def _centre(card: ModelCard, source: str, width: int) -> tuple[np.ndarray, float]:
+    """The card's mean embedding and imprint norm (written by calibration)."""
+    record = card.extra.get("embedding")
+    mean = np.asarray(record.get("mean", []), np.float64) if isinstance(record, dict) else np.zeros(0)
+    norm = record.get("imprint_norm") if isinstance(record, dict) else None
+    if mean.shape != (width,) or not isinstance(norm, (int, float)) or not 0 < norm < 1e6:
+        raise EdgeshopError(f"{source}: its card has no mean embedding of known images, which enrolment centres "
+                            "new products on; add it with: edgeshop-calibrate MODEL --data VAL_IMAGES --out "
+                            "CALIBRATED.tflite (validation photos of the model's own classes)")
+    return mean, float(norm)
+
+
+def _skipped_by_label(photos: LoadedImages, labels: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for path, _ in photos.skipped:
+        for name in labels:
+            if path.parent.name == name or name in path.parts:
+                counts[name] = counts.get(name, 0) + 1
+                break
+    return counts
+
+
+def _first_reason(photos: LoadedImages, folder: Path) -> str:
+    return next((reason for path, reason in photos.skipped if folder in path.parents), "unreadable")
+
+
+def _check_written(result: bytes, photos: LoadedImages | None, new_labels: Sequence[str],
+                   labels: Sequence[str], source: str) -> None:
+    """The rewritten model loads in the runtime, has one score per label, and scores each
+    enrolled photo (a sanity bound, not a test set: they are the photos imprinted)."""
+    with loaded(result) as classifier:
+        if classifier.labels != list(labels):
+            raise EdgeshopError(f"{source}: the enrolled model's labels do not match its outputs (a bug)")
+        if photos is not None and len(photos.pixels):
+            scores = classifier.scores_from_pixels(photos.pixels[0])
+            if scores.shape != (len(labels),):
+                raise EdgeshopError(f"{source}: the enrolled model gives {scores.shape} scores for "
+                                    f"{len(labels)} labels (a bug)")
