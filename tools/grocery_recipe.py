@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
+from edgeshop.datasets import discover, read_class_names, read_hierarchy  # noqa: E402
 from edgeshop.report.card import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
 from edgeshop.runtime.bench import machine_info  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
@@ -45,6 +45,9 @@ def main() -> int:
                         help="train on the official train split minus a random stratified FRACTION of it "
                              "and report figures on that hold-out beside val: how much a random split of burst "
                              "photos leaks (never a shipped model)")
+    parser.add_argument("--exclude-classes", metavar="IDS",
+                        help="comma-separated class ids of classes.csv to leave out of train and val (the open-set "
+                             "benchmark model: models/grocery/open_set/, named grocery<N>_*.tflite for N classes)")
     parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
     parser.add_argument("--force", action="store_true", help="replace an earlier run and shipped files")
     parser.add_argument("--reexport", action="store_true",
@@ -61,7 +64,13 @@ def main() -> int:
     recipe = json.loads(recipe_file.read_text())
     if args.seed is not None:
         recipe["seed"] = args.seed
-    config = recipe_config(dataset, run, recipe, holdout=args.holdout)
+    excluded = parse_class_ids(args.exclude_classes, dataset / "classes.csv") if args.exclude_classes else []
+    if excluded and args.holdout:
+        print("--exclude-classes and --holdout are separate studies; pass one", file=sys.stderr)
+        return 2
+    if excluded and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
+        models_dir = models_dir / "open_set"
+    config = recipe_config(dataset, run, recipe, holdout=args.holdout, excluded=excluded)
     ship = args.arch == "efficientnet_lite0"
     if args.holdout and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
         print("--holdout trains on less data than the shipped model: pass --models-dir runs/<name>_models",
@@ -71,7 +80,8 @@ def main() -> int:
         print(f"{recipe_file}: selects its epoch on the validation images (select_best_epoch), so the "
               "hold-out would not be clean; --holdout measures fixed-schedule recipes", file=sys.stderr)
         return 2
-    targets = {"int8": models_dir / "grocery_int8.tflite", "float16": models_dir / "grocery_fp16.tflite"}
+    stem = f"grocery{81 - len(excluded)}" if excluded else "grocery"
+    targets = {"int8": models_dir / f"{stem}_int8.tflite", "float16": models_dir / f"{stem}_fp16.tflite"}
     if not ship:
         targets = {fmt: run / f"{args.arch}_{fmt}.tflite" for fmt in ("int8", "float16")}
     existing = [p for p in targets.values() if p.exists()]
@@ -92,12 +102,14 @@ def main() -> int:
     if ship:
         shutil.copy(run / "training_log.csv", models_dir / "training_log.csv")
 
-    samples = discover(dataset / "val")
+    samples = discover(config.val)
     hierarchy = read_hierarchy(dataset / "classes.csv")
     figures = {"arch": args.arch, "recipe": recipe, "train_metrics": metrics,
                "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume, "reexported": args.reexport}
     if args.holdout:
         figures["holdout_fraction"] = args.holdout
+    if excluded:
+        figures["excluded_classes"] = excluded
     soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
     if soup_of:  # a run made by tools/seed_soup.py
         figures["soup_of"] = soup_of
@@ -108,7 +120,7 @@ def main() -> int:
         for fmt, target in targets.items():
             figures[fmt]["holdout"] = summary(target, holdout, hierarchy)
     figures["machine"] = machine_info()
-    figures_file = models_dir / f"figures_{args.arch}.json"
+    figures_file = models_dir / (f"figures_{stem}.json" if excluded else f"figures_{args.arch}.json")
     write_json_atomic(figures_file, figures)
     print(f"wrote {figures_file}: int8 val top-1 {figures['int8']['val']['top1']:.4f}, "
           f"float16 {figures['float16']['val']['top1']:.4f}, wall {wall / 60:.1f} min")
@@ -117,16 +129,44 @@ def main() -> int:
     return 0
 
 
-def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None):
+def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None,
+                  excluded: list[dict] | None = None):
     """The training configuration of a recipe on the Grocery Store layout: the official
     train split, val for reporting (and selection, if the recipe asks), classes.csv as
     the class hierarchy. With ``holdout``, the run's own validation images are instead a
-    stratified fraction of train, kept out of training."""
+    stratified fraction of train, kept out of training. With ``excluded`` classes, train
+    and val are manifests of the other classes, written beside the run directory (the run
+    directory itself belongs to training, which refuses to start in a non-empty one)."""
     from edgeshop.train.config import TrainConfig
 
-    val = {"val": None, "val_fraction": holdout} if holdout else {"val": str(dataset / "val")}
-    return TrainConfig(data=str(dataset / "train"), out=str(run), hierarchy=str(dataset / "classes.csv"),
-                       **val, **recipe)
+    train, val_source = dataset / "train", dataset / "val"
+    if excluded:
+        names = {c["name"] for c in excluded}
+        train = write_manifest(discover(train), names, run.with_name(run.name + "_train.csv"))
+        val_source = write_manifest(discover(val_source), names, run.with_name(run.name + "_val.csv"))
+    val = {"val": None, "val_fraction": holdout} if holdout else {"val": str(val_source)}
+    return TrainConfig(data=str(train), out=str(run), hierarchy=str(dataset / "classes.csv"), **val, **recipe)
+
+
+def parse_class_ids(text: str, classes_csv: Path) -> list[dict]:
+    """``"4,12"`` -> [{"id": 4, "name": "Royal-Gala"}, ...], every id checked against classes.csv."""
+    names = read_class_names(classes_csv)
+    try:
+        ids = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise SystemExit(f"--exclude-classes: expected comma-separated class ids, got {text!r}") from None
+    unknown = [i for i in ids if i not in names]
+    if unknown:
+        raise SystemExit(f"--exclude-classes: {unknown} are not class ids of {classes_csv}")
+    return [{"id": i, "name": names[i]} for i in ids]
+
+
+def write_manifest(samples, excluded_names: set[str], path: Path) -> Path:
+    """A path,label manifest of ``samples`` without the excluded classes (absolute paths)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [f"{s.path.resolve()},{s.label}" for s in samples if s.label not in excluded_names]
+    path.write_text("path,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+"""The open-set benchmark of the shipped grocery71 model: unknown products, then enrolment.
+
+    python tools/open_set_benchmark.py            # (make open-set trains the model first)
+
+The model (`models/grocery/open_set/grocery71_int8.tflite`, `tools/grocery_recipe.py
+--exclude-classes ...`) never saw ten of the 81 Grocery classes. On the official val split:
+1. Unknown products: how well each score (max softmax, max logit, energy, kNN on the
+   embedding with the training images as reference) separates the 71 known classes' val
+   images from the ten unseen classes' val images (edgeshop-eval --unknown's code);
+2. Enrolment (edgeshop-enroll's code, in memory): the ten added from k photos each,
+   k = 1 (the dataset's iconic catalogue image), 5 and 10 (training photos spread evenly
+   over each class's sorted file list, since the files are bursts of near-identical shots
+   and a user photographs a product from a few sides, not ten times from one); then the
+   new classes' val accuracy among all 81 and the 71 old classes' top-1 before and after.
+Figures: models/grocery/open_set/open_set.json; the README table comes from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
+
+from readme_block import replace_block  # noqa: E402
+
+from edgeshop.datasets import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
+from edgeshop.enroll import enroll_content  # noqa: E402
+from edgeshop.report.openset import unknown_figures  # noqa: E402
+from edgeshop.runtime.classifier import Classifier  # noqa: E402
+from edgeshop.runtime.probe import HeadProbe, loaded  # noqa: E402
+from edgeshop.utils import write_json_atomic  # noqa: E402
+
+SHOTS = (1, 5, 10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
+    parser.add_argument("--model", default=str(ROOT / "models" / "grocery" / "open_set" / "grocery71_int8.tflite"))
+    parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "open_set" / "open_set.json"))
+    args = parser.parse_args()
+    dataset, model = Path(args.dataset), Path(args.model)
+    started = time.time()
+    figures_file = model.with_name(f"figures_{model.stem.split('_')[0]}.json")
+    trained = json.loads(figures_file.read_text())
+    excluded = trained["excluded_classes"]
+    new_names = sorted(c["name"] for c in excluded)
+    classifier = Classifier(model)
+    old_names = classifier.labels
+    val = discover(dataset / "val")
+    all_names = [*old_names, *new_names]
+    images = load_images(val, all_names, classifier.input_spec)
+    is_new = images.labels >= len(old_names)
+
+    probe = HeadProbe(classifier)
+    known = probe.run_many(images.pixels[~is_new], "val, known classes")
+    unknown = probe.run_many(images.pixels[is_new], "val, unseen classes")
+    train = [s for s in discover(dataset / "train") if s.label in old_names]
+    reference = probe.run_many(load_images(train, old_names, classifier.input_spec).pixels, "train, known")
+    open_set = unknown_figures(images.labels[~is_new], known, unknown, classifier.unknown_threshold,
+                               reference=reference["embedding"])
+
+    content = model.read_bytes()
+    before = _predictions(content, images)
+    old_mask = ~is_new
+    figures = {
+        "model": str(model.relative_to(ROOT)), "excluded_classes": excluded,
+        "trained": {"int8_val_top1": trained["int8"]["val"]["top1"],
+                    "wall_seconds": trained["wall_seconds_train_and_export"]},
+        "val_known_images": int(old_mask.sum()), "val_unseen_images": int(is_new.sum()),
+        "unknown": open_set,
+        "old_top1_before": float(np.mean(np.array(old_names)[before[old_mask]] ==
+                                         np.array(all_names)[images.labels[old_mask]])),
+        "enrolment": [],
+    }
+    for k in SHOTS:
+        shots = _shots(dataset, new_names, k)
+        photos = load_images(shots, new_names, classifier.input_spec)
+        enrolled, _ = enroll_content(content, photos, new_names, source=str(model), data=f"{k} photo(s) per class")
+        predicted = _predictions(enrolled, images)  # indices into old_names + new_names
+        correct = predicted == images.labels
+        per_class = {name: float(np.mean(correct[images.labels == len(old_names) + i]))
+                     for i, name in enumerate(new_names)}
+        figures["enrolment"].append({
+            "shots": k, "source": "iconic catalogue image" if k == 1 else "training photos, evenly spaced",
+            "photos": int(len(photos.labels)), "skipped": len(photos.skipped),
+            "new_top1": float(np.mean(correct[is_new])), "old_top1_after": float(np.mean(correct[old_mask])),
+            "all_top1_after": float(np.mean(correct)),
+            "old_taken_by_new": int(np.sum(predicted[old_mask] >= len(old_names))),
+            "new_per_class": per_class,
+        })
+        row = figures["enrolment"][-1]
+        print(f"k={k}: new {row['new_top1']:.3f}, old {figures['old_top1_before']:.4f} -> {row['old_top1_after']:.4f}")
+    figures["seconds"] = round(time.time() - started, 1)
+    write_json_atomic(args.out, figures)
+    print(f"wrote {args.out}: unknown AUROC (max score) {open_set['unknown_auroc']:.3f}")
+    if Path(args.out).resolve() == (ROOT / "models" / "grocery" / "open_set" / "open_set.json").resolve():
+        replace_block(ROOT / "README.md", "open-set", render(figures))
+    return 0
+
+
+METHOD_NAMES = {"max_score": "max calibrated score (the runtime's)", "max_logit": "max logit", "energy": "energy",
+                "knn": "kNN distance (k=5, training embeddings)"}
+
+
+def render(figures: dict) -> str:
+    """The README block of the open-set figures: from open_set.json alone."""
+    u, trained = figures["unknown"], figures["trained"]
+    without_val = sum(1 for v in figures["enrolment"][0]["new_per_class"].values() if v != v)  # NaN: no val images
+    lines = [f"The model: int8 val top-1 {trained['int8_val_top1']:.2%} on its 71 classes, "
+             f"{trained['wall_seconds'] / 60:.1f} min to train and export here "
+             "(`models/grocery/open_set/figures_grocery71.json`). "
+             f"`python tools/open_set_benchmark.py` (figures: `models/grocery/open_set/open_set.json`), official "
+             f"val split: {figures['val_known_images']} images of the 71 known classes, "
+             f"{figures['val_unseen_images']} of the ten unseen ones ({without_val} of the ten have no val "
+             "images).", "",
+             "| unknown score | AUROC | FPR at 95% TPR |", "|---|---|---|"]
+    for method, row in u["methods"].items():
+        lines.append(f"| {METHOD_NAMES.get(method, method)} | {row['auroc']:.3f} | {row['fpr_at_95tpr']:.1%} |")
+    lines += ["", f"At the card's threshold ({u['threshold']:.4f}) {u['known_accepted']:.1%} of the known images are "
+              f"kept and {u['unknown_rejected']:.1%} of the unseen ones rejected.", "",
+              "| enrolled from | new classes' val top-1 | old 71 classes' top-1 before -> after | old images taken "
+              "by a new class |", "|---|---|---|---|"]
+    for row in figures["enrolment"]:
+        source = "1 iconic catalogue image" if row["shots"] == 1 else f"{row['shots']} training photos"
+        lines.append(f"| {source} each | {row['new_top1']:.1%} | {figures['old_top1_before']:.2%} -> "
+                     f"{row['old_top1_after']:.2%} | {row['old_taken_by_new']} of {figures['val_known_images']} |")
+    return "\n".join(lines)
+
+
+def _predictions(content: bytes, images: LoadedImages) -> np.ndarray:
+    with loaded(content) as classifier:
+        return np.array([int(classifier.scores_from_pixels(p).argmax()) for p in images.pixels])
+
+
+def _shots(dataset: Path, names: list[str], k: int) -> list[Sample]:
+    """k = 1: the iconic image of each class (classes.csv column 4); else k training photos spread
+    evenly over the class's sorted files."""
+    if k == 1:
+        rows = read_iconic(dataset)
+        return [Sample(rows[name], name) for name in names]
+    by_class: dict[str, list[Path]] = {}
+    for sample in discover(dataset / "train"):
+        by_class.setdefault(sample.label, []).append(sample.path)
+    shots = []
+    for name in names:
+        files = sorted(by_class[name])
+        picks = np.linspace(0, len(files) - 1, k).round().astype(int)
+        shots.extend(Sample(files[i], name) for i in picks)
+    return shots
+
+
+def read_iconic(dataset: Path) -> dict[str, Path]:
+    """Class name -> its iconic catalogue image (the path column of Grocery's classes.csv)."""
+    import csv
+
+    names = set(read_class_names(dataset / "classes.csv").values())
+    icons = {}
+    with open(dataset / "classes.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.reader(handle):
+            if len(row) >= 5 and row[0].strip() in names:
+                icons[row[0].strip()] = dataset / row[4].strip().lstrip("/")
+    return icons
+
+
+if __name__ == "__main__":
+    sys.exit(main())
