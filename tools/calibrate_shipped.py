@@ -14,9 +14,11 @@ keeps 95% of the known val images. Also checked here, on the written files:
    medians, order A B B A): the softmax folds beta into its multiplier (int8: its lookup
    table) once at Prepare, and the graph and its delegation are unchanged.
 Rerunning it refits from beta = 1 and gives the same temperature.
+The card also gets the imprinting statistics of `edgeshop-enroll` (the mean val embedding
+and the imprint norm), so products can be enrolled into the shipped models as they are.
 The shipped models were trained on all 81 classes, so no Grocery image can stand in for a
-product they do not know: the unknown-rejection figure on held-out classes needs the
-open-set model (issue 18, item 4).
+product they do not know: the unknown-rejection figures on held-out classes come from the
+open-set model (tools/open_set_benchmark.py).
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ def readme_table(record: dict) -> str:
         "threads, medians; the same file against itself gave "
         + ", ".join(f"{m['latency']['uncalibrated_a_over_a_p50']:.2f}x" for m in record["models"].values())
         + ". How many products a model never",
-        "saw it rejects cannot be measured with these models (trained on all 81 classes): that figure waits",
-        "for the open-set model (issue 18, item 4).",
+        "saw it rejects cannot be measured with these models (trained on all 81 classes): the open-set",
+        "model's figures are below.",
     ])
 
 
