@@ -21,6 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON or YAML file of settings; flags override it")
     p.add_argument("--val", help="validation folder/split file/manifest (default: a stratified --val-fraction)")
     p.add_argument("--val-fraction", type=float, help="held-out fraction of each class (default 0.1)")
+    p.add_argument("--val-grouping", choices=("none", "file_order", "similarity"),
+                   help="draw --val-fraction in whole bursts of consecutive files per class: file_order "
+                        "(blocks of --val-group-size) or similarity (runs of look-alike neighbours); default none")
+    p.add_argument("--val-group-size", type=int, metavar="N",
+                   help="files per block for --val-grouping file_order (default 10)")
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
     p.add_argument("--hierarchy", metavar="CLASSES_CSV",
                    help="fine -> coarse classes (name, id, coarse name), for --coarse-loss-weight")

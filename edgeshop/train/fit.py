@@ -147,7 +147,10 @@ class TrainingRun:
     def _load_data(self) -> None:
         cfg = self.config
         train_samples, val_samples = self.train_samples, self.val_samples
-        if not cfg.val:
+        if not cfg.val and cfg.val_grouping != "none":
+            self.log(f"validation: {cfg.val_fraction:g} of each class of {cfg.data} in whole groups of consecutive "
+                     f"files ({cfg.val_grouping}), so a burst of one shelf stays on one side")
+        elif not cfg.val:
             self.log(f"validation: a random {cfg.val_fraction:g} of each class of {cfg.data}; photos taken in bursts "
                      "of one shelf leak across such a split (figures come out optimistic): pass --val with "
                      "photos from other days or stores for honest ones")
@@ -452,12 +455,14 @@ class _EpochEnd(keras.callbacks.Callback):
 
 def split_samples(config: TrainConfig) -> tuple[list[datasets.Sample], list[datasets.Sample]]:
     """The run's training and validation images: ``config.val``, or else a stratified
-    ``val_fraction`` of the training data held out with the run's seed (deterministic, so
+    ``val_fraction`` of the training data (in whole bursts with ``val_grouping``) held out
+    with the run's seed (deterministic, so
     tools can list the held-out images of a finished run)."""
     samples = datasets.discover(config.data, config.classes)
     if config.val:
         return samples, datasets.discover(config.val, config.classes)
-    return datasets.stratified_split(samples, config.val_fraction, config.seed)
+    return datasets.grouped_split(samples, config.val_fraction, config.seed, config.val_grouping,
+                                  config.val_group_size)
 
 
 def _as_inputs(pixels, labels, n_classes: int):
