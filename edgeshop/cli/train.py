@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coarse-loss-weight", type=float, metavar="W",
                    help="add W x the coarse-class cross-entropy, to keep mistakes within a coarse class "
                         "(default 0: off)")
-    p.add_argument("--arch", help="efficientnet_lite0 (default), seed_cnn or tiny")
+    p.add_argument("--arch", help="efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2 (a teacher: "
+                                  "weights from make backbone-lite2), seed_cnn or tiny")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")
     p.add_argument("--train-image-size", type=int, metavar="PX",
                    help="train the float phases at this side, QAT and export at --image-size (default: the same)")
