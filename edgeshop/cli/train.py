@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability per batch of CutMix or MixUp, e.g. 0.5 (default 0: off)")
     p.add_argument("--freeze-bn", action="store_const", const=True,
                    help="keep BatchNorm in inference mode when fine-tuning (small datasets)")
+    p.add_argument("--teacher", metavar="RUN_DIR_OR_MODEL",
+                   help="distil from this teacher: an edgeshop run directory (or its float_model.keras) or an "
+                        "edgeshop .tflite model trained on the same classes; its logits are cached in --out")
+    p.add_argument("--distill-temperature", type=float, metavar="T",
+                   help="softening temperature of teacher and student (default 4)")
+    p.add_argument("--distill-weight", type=float, metavar="W",
+                   help="weight of the teacher's soft targets; 1 - W goes to the hard labels (default 0.5)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")
     p.add_argument("--prune-epochs", type=int)
     p.add_argument("--qat", action="store_const", const=True, help="int8 quantization-aware training (last phase)")

@@ -43,6 +43,11 @@ class TrainConfig:
     # coarse cross-entropy term (train/losses.py) meant to keep mistakes within a coarse class.
     hierarchy: str | None = None
     coarse_loss_weight: float = 0.0
+    # Knowledge distillation (train/distill.py): a teacher run directory or .tflite model;
+    # loss = (1 - weight) x CE(hard labels) + weight x T^2 x KL(teacher || student at T).
+    teacher: str | None = None
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.5
     dropout: float | None = None  # default: the architecture's
     patience: int = 4  # early stopping on val accuracy (main phase; only with select_best_epoch)
     # True: keep the head/fine-tune epoch with the best val accuracy, stop early after
@@ -109,6 +114,10 @@ class TrainConfig:
             raise EdgeshopError("--val-grouping shapes the --val-fraction split; drop it when --val is given")
         if self.val_group_size < 1:
             raise EdgeshopError(f"--val-group-size must be >= 1 file; got {self.val_group_size}")
+        if self.distill_temperature <= 0:
+            raise EdgeshopError(f"--distill-temperature must be > 0, e.g. 4; got {self.distill_temperature}")
+        if not 0 <= self.distill_weight <= 1:
+            raise EdgeshopError(f"--distill-weight is a weight in [0, 1]; got {self.distill_weight}")
         if self.batch_size < 1:
             raise EdgeshopError("--batch-size must be >= 1")
         if self.strategy not in ("auto", "default", "mirrored"):
