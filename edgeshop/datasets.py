@@ -274,8 +274,8 @@ def grouped_split(samples: Sequence[Sample], fraction: float, seed: int, groupin
     """Hold out about ``fraction`` of each class in whole groups (``grouping``: "file_order"
     blocks of ``group_size`` consecutive files, or "similarity" clusters of look-alike files,
     ``similarity_groups`` with ``threshold`` and ``descriptors``), so no group has shots on
-    both sides. "none" is ``stratified_split``. A class is never emptied: a group that would
-    take its last training image stays in training."""
+    both sides. "none" is ``stratified_split``. Groups are taken in a seeded random order while
+    they bring a class's hold-out nearer ``fraction`` of it; a class is never emptied."""
     if grouping == "none":
         return stratified_split(samples, fraction, seed)
     if grouping not in VAL_GROUPINGS:
@@ -297,8 +297,10 @@ def grouped_split(samples: Sequence[Sample], fraction: float, seed: int, groupin
         rng.shuffle(groups)
         taken = 0
         for group in groups:
-            # Stop once the target is met; skip a group that would leave no training image.
-            if taken < target and taken + len(group) < len(items):
+            # Take a group when it brings the hold-out nearer its target size (ties: take it, so
+            # a class with only large groups still gives one), never the class's last training image.
+            closer = abs(taken + len(group) - target) <= abs(taken - target) and taken < target
+            if closer and taken + len(group) < len(items):
                 val.extend(group)
                 taken += len(group)
             else:

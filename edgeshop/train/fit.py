@@ -507,8 +507,14 @@ def split_samples(config: TrainConfig) -> tuple[list[datasets.Sample], list[data
     samples = datasets.discover(config.data, config.classes)
     if config.val:
         return samples, datasets.discover(config.val, config.classes)
+    similar = {}
+    if config.val_grouping == "similarity":  # look-alikes by ImageNet embedding (train/similarity.py)
+        from edgeshop.train.similarity import EMBEDDING_DISTANCE, imagenet_descriptors
+
+        descriptors = imagenet_descriptors(samples, workers=config.workers)
+        similar = {"threshold": EMBEDDING_DISTANCE, "descriptors": descriptors}
     return datasets.grouped_split(samples, config.val_fraction, config.seed, config.val_grouping,
-                                  config.val_group_size)
+                                  config.val_group_size, **similar)
 
 
 def _as_inputs(pixels, labels, n_classes: int):
