@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: backbone-lite2 install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline bench resolution-sweep web pi-check
+.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -97,6 +97,11 @@ grocery-baseline: $(STAMP)
 ## Rewrites bench/results.json and the README's bench table. Keep the machine otherwise idle.
 bench: $(STAMP)
 	$(BIN)/python tools/bench_suite.py $(ARGS)
+
+## split-leak: which hold-out of Grocery's train scores like val: random, file-order blocks, look-alike clusters
+## (tools/split_leak.py; a head on frozen ImageNet features, ~10 min on 2 cores; needs the full dataset at GROCERY)
+split-leak: $(STAMP)
+	$(BIN)/python tools/split_leak.py --dataset $(GROCERY) $(ARGS)
 
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
 resolution-sweep: $(STAMP)

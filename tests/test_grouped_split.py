@@ -16,6 +16,18 @@ from edgeshop.errors import DataError, EdgeshopError
 BURSTS = {"disc": (4, 2, 5, 3, 4, 6), "square": (3, 5, 2, 4, 4, 3)}  # shots per burst, in file order
 
 
+def _shelf(kind: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A background of its own per burst: stripes, checks, rings or blobs in a random colour
+    (different enough that an ImageNet net, not only a thumbnail, tells the scenes apart)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    f = rng.uniform(2, 8)
+    waves = (np.sin(2 * np.pi * f * x), np.sin(2 * np.pi * f * y),
+             np.sign(np.sin(2 * np.pi * f * x) * np.sin(2 * np.pi * f * y)), np.sin(2 * np.pi * f * (x + y)),
+             np.sin(2 * np.pi * f * np.hypot(x - 0.5, y - 0.5)), cv2.resize(rng.normal(size=(6, 6)), (size, size)))
+    colour = rng.integers(0, 256, 3) / 255 - 0.3
+    return np.clip(128 + 100 * waves[kind % len(waves)][..., None] * colour, 0, 255)
+
+
 def _bursts(root: Path, interleave: bool = False) -> Path:
     """Per class, bursts of near-identical shots (one scene: the class's shape on a shelf of
     its own, + small noise and a brightness change per shot), numbered without zero padding
@@ -26,8 +38,7 @@ def _bursts(root: Path, interleave: bool = False) -> Path:
         folder.mkdir(parents=True)
         numbers = iter(rng.permutation(sum(lengths)) + 1 if interleave else range(1, sum(lengths) + 1))
         for burst, length in enumerate(lengths):
-            shelf = cv2.resize(rng.integers(-60, 60, (4, 4, 3)).astype(np.float32), (48, 48))
-            scene = draw(label, 48, rng) + shelf
+            scene = 0.5 * _shelf(burst, 64, rng) + 0.5 * draw(label, 64, rng)
             for _ in range(length):
                 shot = scene + rng.integers(-6, 7, scene.shape) + int(rng.integers(-25, 25))
                 name = f"b{burst}_img{next(numbers)}.png"

@@ -45,6 +45,9 @@ def main() -> int:
                         help="train on the official train split minus a random stratified FRACTION of it "
                              "and report figures on that hold-out beside val: how much a random split of burst "
                              "photos leaks (never a shipped model)")
+    parser.add_argument("--holdout-grouping", choices=("none", "file_order", "similarity"), default="none",
+                        help="draw the --holdout in whole groups of look-alike photos (edgeshop-train's "
+                             "--val-grouping) instead of at random")
     parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
     parser.add_argument("--force", action="store_true", help="replace an earlier run and shipped files")
     parser.add_argument("--reexport", action="store_true",
@@ -61,7 +64,7 @@ def main() -> int:
     recipe = json.loads(recipe_file.read_text())
     if args.seed is not None:
         recipe["seed"] = args.seed
-    config = recipe_config(dataset, run, recipe, holdout=args.holdout)
+    config = recipe_config(dataset, run, recipe, holdout=args.holdout, grouping=args.holdout_grouping)
     ship = args.arch == "efficientnet_lite0"
     if args.holdout and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
         print("--holdout trains on less data than the shipped model: pass --models-dir runs/<name>_models",
@@ -98,6 +101,7 @@ def main() -> int:
                "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume, "reexported": args.reexport}
     if args.holdout:
         figures["holdout_fraction"] = args.holdout
+        figures["holdout_grouping"] = args.holdout_grouping
     soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
     if soup_of:  # a run made by tools/seed_soup.py
         figures["soup_of"] = soup_of
@@ -108,7 +112,13 @@ def main() -> int:
         for fmt, target in targets.items():
             figures[fmt]["holdout"] = summary(target, holdout, hierarchy)
     figures["machine"] = machine_info()
+    from tools.render_model_card import variants_tried
+
+    # every run measured on val with its figures kept in models/grocery/, this one included
+    shipped_dir = ROOT / "models" / "grocery"
     figures_file = models_dir / f"figures_{args.arch}.json"
+    figures["variants_tried"] = variants_tried(shipped_dir)["total"] + int(
+        figures_file.resolve().parent != shipped_dir.resolve() or not figures_file.exists())
     write_json_atomic(figures_file, figures)
     print(f"wrote {figures_file}: int8 val top-1 {figures['int8']['val']['top1']:.4f}, "
           f"float16 {figures['float16']['val']['top1']:.4f}, wall {wall / 60:.1f} min")
@@ -117,14 +127,14 @@ def main() -> int:
     return 0
 
 
-def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None):
+def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None, grouping: str = "none"):
     """The training configuration of a recipe on the Grocery Store layout: the official
     train split, val for reporting (and selection, if the recipe asks), classes.csv as
     the class hierarchy. With ``holdout``, the run's own validation images are instead a
-    stratified fraction of train, kept out of training."""
+    stratified fraction of train (in whole groups with ``grouping``), kept out of training."""
     from edgeshop.train.config import TrainConfig
 
-    val = {"val": None, "val_fraction": holdout} if holdout else {"val": str(dataset / "val")}
+    val = {"val": None, "val_fraction": holdout, "val_grouping": grouping} if holdout else {"val": str(dataset / "val")}
     return TrainConfig(data=str(dataset / "train"), out=str(run), hierarchy=str(dataset / "classes.csv"),
                        **val, **recipe)
 

@@ -18,7 +18,8 @@ import numpy as np
 from edgeshop.datasets import Sample, load_images
 from edgeshop.runtime.modelcard import InputSpec
 
-EMBEDDING_DISTANCE = 0.7
+# 0.75: the hold-out's mean gap to val was +0.30 points over 3 seeds (0.7: +6.56, 0.8: -8.62).
+EMBEDDING_DISTANCE = 0.75
 EMBEDDING_SIZE = 192  # input side: a cheap pass (about 1 min for Grocery's 2640 photos on 2 cores)
 
 
