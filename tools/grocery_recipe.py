@@ -114,7 +114,7 @@ def main() -> int:
     figures["machine"] = machine_info()
     from tools.render_model_card import variants_tried
 
-    # every run measured on val with its figures kept in models/grocery/, this one included
+    # every run measured on val with its figures kept in models/grocery/ or bench/, this one included
     shipped_dir = ROOT / "models" / "grocery"
     figures_file = models_dir / f"figures_{args.arch}.json"
     figures["variants_tried"] = variants_tried(shipped_dir)["total"] + int(

@@ -60,13 +60,15 @@ SOUPS = GROCERY / "soups"
 SPLIT_LEAK = HOLDOUT / "split_leak.json"
 
 
-def variants_tried(grocery: Path = GROCERY) -> dict[str, int]:
-    """Every run measured on val whose figures are kept under ``grocery``: the card's
-    ``variants_tried`` (runs whose figures were not kept cannot be counted)."""
+def variants_tried(grocery: Path = GROCERY, bench: Path = ROOT / "bench") -> dict[str, int]:
+    """Every run measured on val whose figures are kept under ``grocery`` or as ``bench/grocery_*.json``
+    (e.g. the distilled baseline): the card's ``variants_tried`` (runs whose figures were not kept
+    cannot be counted)."""
     counts = {"shipped recipe": int((grocery / "figures_efficientnet_lite0.json").exists()),
               "baseline": int((grocery / "figures_seed_cnn.json").exists())}
     for name in ("variants", "reruns", "soups", "holdout"):
         counts[name] = len(list((grocery / name).glob("figures_*.json")))
+    counts["in bench/"] = len(list(bench.glob("grocery_*.json")))
     counts["total"] = sum(counts.values())
     return counts
 
@@ -373,7 +375,7 @@ def tried_lines(split_leak: dict | None) -> list[str]:
     counts = variants_tried()
     parts = ", ".join(f"{n} {name}" for name, n in counts.items() if name != "total" and n)
     lines = [f"- Variants tried (`variants_tried`): {counts['total']} runs measured on val with their figures kept "
-             f"in `models/grocery/` ({parts})."]
+             f"in `models/grocery/` and `bench/grocery_*.json` ({parts})."]
     if split_leak:
         kept = split_leak["variants_in_this_file"]
         lines.append(f"  The grouped-split study tried {split_leak['variants_tried']} ways of splitting train: "
