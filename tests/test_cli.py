@@ -184,6 +184,9 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_data, tmp_path):
 @pytest.mark.parametrize(("flag", "message"), [
     ("--prune=1.5", "--prune must be a sparsity in (0, 1), e.g. 0.5; got 1.5"),
     ("--strategy=bogus", "--strategy: invalid choice: 'bogus'"),
+    ("--distill-weight=1.5", "--distill-weight is a weight in [0, 1]; got 1.5"),
+    ("--teacher=/nonexistent/run", "--teacher /nonexistent/run: expected an edgeshop run directory"),
+    ("--val-grouping=bursts", "--val-grouping: invalid choice: 'bursts'"),
 ])
 def test_invalid_settings_are_rejected(flag, message, synthetic_data, tmp_path, capsys):
     args = ["--data", str(synthetic_data["train"]), "--out", str(tmp_path / "r"), "--arch", "tiny", flag]

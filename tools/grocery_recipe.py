@@ -48,6 +48,9 @@ def main() -> int:
     parser.add_argument("--exclude-classes", metavar="IDS",
                         help="comma-separated class ids of classes.csv to leave out of train and val (the open-set "
                              "benchmark model: models/grocery/open_set/, named grocery<N>_*.tflite for N classes)")
+    parser.add_argument("--holdout-grouping", choices=("none", "file_order", "similarity"), default="none",
+                        help="draw the --holdout in whole groups of look-alike photos (edgeshop-train's "
+                             "--val-grouping) instead of at random")
     parser.add_argument("--resume", action="store_true", help="resume an interrupted run in --out")
     parser.add_argument("--force", action="store_true", help="replace an earlier run and shipped files")
     parser.add_argument("--reexport", action="store_true",
@@ -70,7 +73,8 @@ def main() -> int:
         return 2
     if excluded and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
         models_dir = models_dir / "open_set"
-    config = recipe_config(dataset, run, recipe, holdout=args.holdout, excluded=excluded)
+    config = recipe_config(dataset, run, recipe, holdout=args.holdout, excluded=excluded,
+                           grouping=args.holdout_grouping)
     ship = args.arch == "efficientnet_lite0"
     if args.holdout and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
         print("--holdout trains on less data than the shipped model: pass --models-dir runs/<name>_models",
@@ -108,6 +112,7 @@ def main() -> int:
                "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume, "reexported": args.reexport}
     if args.holdout:
         figures["holdout_fraction"] = args.holdout
+        figures["holdout_grouping"] = args.holdout_grouping
     if excluded:
         figures["excluded_classes"] = excluded
     soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
@@ -120,7 +125,13 @@ def main() -> int:
         for fmt, target in targets.items():
             figures[fmt]["holdout"] = summary(target, holdout, hierarchy)
     figures["machine"] = machine_info()
+    from tools.render_model_card import variants_tried
+
+    # every run measured on val with its figures kept in models/grocery/ or bench/, this one included
+    shipped_dir = ROOT / "models" / "grocery"
     figures_file = models_dir / (f"figures_{stem}.json" if excluded else f"figures_{args.arch}.json")
+    figures["variants_tried"] = variants_tried(shipped_dir)["total"] + int(
+        figures_file.resolve().parent != shipped_dir.resolve() or not figures_file.exists())
     write_json_atomic(figures_file, figures)
     print(f"wrote {figures_file}: int8 val top-1 {figures['int8']['val']['top1']:.4f}, "
           f"float16 {figures['float16']['val']['top1']:.4f}, wall {wall / 60:.1f} min")
@@ -130,13 +141,14 @@ def main() -> int:
 
 
 def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None,
-                  excluded: list[dict] | None = None):
+                  excluded: list[dict] | None = None, grouping: str = "none"):
     """The training configuration of a recipe on the Grocery Store layout: the official
     train split, val for reporting (and selection, if the recipe asks), classes.csv as
     the class hierarchy. With ``holdout``, the run's own validation images are instead a
-    stratified fraction of train, kept out of training. With ``excluded`` classes, train
-    and val are manifests of the other classes, written beside the run directory (the run
-    directory itself belongs to training, which refuses to start in a non-empty one)."""
+    stratified fraction of train (in whole groups with ``grouping``), kept out of training.
+    With ``excluded`` classes, train and val are manifests of the other classes, written
+    beside the run directory (the run directory itself belongs to training, which refuses
+    to start in a non-empty one)."""
     from edgeshop.train.config import TrainConfig
 
     train, val_source = dataset / "train", dataset / "val"
@@ -144,7 +156,7 @@ def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None 
         names = {c["name"] for c in excluded}
         train = write_manifest(discover(train), names, run.with_name(run.name + "_train.csv"))
         val_source = write_manifest(discover(val_source), names, run.with_name(run.name + "_val.csv"))
-    val = {"val": None, "val_fraction": holdout} if holdout else {"val": str(val_source)}
+    val = {"val": None, "val_fraction": holdout, "val_grouping": grouping} if holdout else {"val": str(val_source)}
     return TrainConfig(data=str(train), out=str(run), hierarchy=str(dataset / "classes.csv"), **val, **recipe)
 
 

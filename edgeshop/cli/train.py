@@ -21,13 +21,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON or YAML file of settings; flags override it")
     p.add_argument("--val", help="validation folder/split file/manifest (default: a stratified --val-fraction)")
     p.add_argument("--val-fraction", type=float, help="held-out fraction of each class (default 0.1)")
+    p.add_argument("--val-grouping", choices=("none", "file_order", "similarity"),
+                   help="draw --val-fraction in whole bursts of consecutive files per class: file_order "
+                        "(blocks of --val-group-size) or similarity (runs of look-alike neighbours); default none")
+    p.add_argument("--val-group-size", type=int, metavar="N",
+                   help="files per block for --val-grouping file_order (default 10)")
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
     p.add_argument("--hierarchy", metavar="CLASSES_CSV",
                    help="fine -> coarse classes (name, id, coarse name), for --coarse-loss-weight")
     p.add_argument("--coarse-loss-weight", type=float, metavar="W",
                    help="add W x the coarse-class cross-entropy, to keep mistakes within a coarse class "
                         "(default 0: off)")
-    p.add_argument("--arch", help="efficientnet_lite0 (default), seed_cnn or tiny")
+    p.add_argument("--arch", help="efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2 (a teacher: "
+                                  "weights from make backbone-lite2), seed_cnn or tiny")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")
     p.add_argument("--train-image-size", type=int, metavar="PX",
                    help="train the float phases at this side, QAT and export at --image-size (default: the same)")
@@ -50,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability per batch of CutMix or MixUp, e.g. 0.5 (default 0: off)")
     p.add_argument("--freeze-bn", action="store_const", const=True,
                    help="keep BatchNorm in inference mode when fine-tuning (small datasets)")
+    p.add_argument("--teacher", metavar="RUN_DIR_OR_MODEL",
+                   help="distil from this teacher: an edgeshop run directory (or its float_model.keras) or an "
+                        "edgeshop .tflite model trained on the same classes; its logits are cached in --out")
+    p.add_argument("--distill-temperature", type=float, metavar="T",
+                   help="softening temperature of teacher and student (default 4)")
+    p.add_argument("--distill-weight", type=float, metavar="W",
+                   help="weight of the teacher's soft targets; 1 - W goes to the hard labels (default 0.5)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")
     p.add_argument("--prune-epochs", type=int)
     p.add_argument("--qat", action="store_const", const=True, help="int8 quantization-aware training (last phase)")

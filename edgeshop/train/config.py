@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from edgeshop.datasets import VAL_GROUPINGS
 from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.modelcard import INTERPOLATIONS
 
@@ -17,6 +18,11 @@ class TrainConfig:
     out: str
     val: str | None = None  # folder / split file / manifest; else a stratified fraction
     val_fraction: float = 0.1
+    # How val_fraction is drawn: "none" (random images per class), or whole bursts of
+    # consecutive files per class, "file_order" (blocks of val_group_size) or "similarity"
+    # (runs of look-alike neighbours): burst shots on both sides flatter validation.
+    val_grouping: str = "none"
+    val_group_size: int = 10
     classes: str | None = None  # classes.csv for split files (default: beside them)
     arch: str = "efficientnet_lite0"
     image_size: int | None = None  # default: the architecture's
@@ -37,6 +43,11 @@ class TrainConfig:
     # coarse cross-entropy term (train/losses.py) meant to keep mistakes within a coarse class.
     hierarchy: str | None = None
     coarse_loss_weight: float = 0.0
+    # Knowledge distillation (train/distill.py): a teacher run directory or .tflite model;
+    # loss = (1 - weight) x CE(hard labels) + weight x T^2 x KL(teacher || student at T).
+    teacher: str | None = None
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.5
     dropout: float | None = None  # default: the architecture's
     patience: int = 4  # early stopping on val accuracy (main phase; only with select_best_epoch)
     # True: keep the head/fine-tune epoch with the best val accuracy, stop early after
@@ -97,6 +108,16 @@ class TrainConfig:
             raise EdgeshopError("--average-last-epochs replaces picking the best epoch: add --keep-last-epoch")
         if self.train_image_size is not None and self.train_image_size < 8:
             raise EdgeshopError(f"--train-image-size must be a side in pixels; got {self.train_image_size}")
+        if self.val_grouping not in VAL_GROUPINGS:
+            raise EdgeshopError(f"--val-grouping must be one of {VAL_GROUPINGS}; got {self.val_grouping!r}")
+        if self.val_grouping != "none" and self.val:
+            raise EdgeshopError("--val-grouping shapes the --val-fraction split; drop it when --val is given")
+        if self.val_group_size < 1:
+            raise EdgeshopError(f"--val-group-size must be >= 1 file; got {self.val_group_size}")
+        if self.distill_temperature <= 0:
+            raise EdgeshopError(f"--distill-temperature must be > 0, e.g. 4; got {self.distill_temperature}")
+        if not 0 <= self.distill_weight <= 1:
+            raise EdgeshopError(f"--distill-weight is a weight in [0, 1]; got {self.distill_weight}")
         if self.batch_size < 1:
             raise EdgeshopError("--batch-size must be >= 1")
         if self.strategy not in ("auto", "default", "mirrored"):

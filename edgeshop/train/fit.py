@@ -13,6 +13,7 @@ Run directory layout (everything a later ``edgeshop-export`` needs):
     stages/qat.weights.npz     the QAT model's weights (rebuilt by run_model.py)
     float_model.keras   the float model (after pruning, if any, stripped)
     metrics.json        validation figures and timings
+    teacher_logits.npz  with --teacher: its logits per image (train/distill.py), reused on resume
     tensorboard/        TensorBoard logs
 """
 
@@ -35,7 +36,7 @@ from edgeshop import datasets
 from edgeshop.errors import DataError, EdgeshopError, OverwriteError
 from edgeshop.report.evaluate import top_k_accuracy
 from edgeshop.runtime.modelcard import InputSpec, ModelCard
-from edgeshop.train import compress
+from edgeshop.train import compress, distill
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
 from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
@@ -98,6 +99,10 @@ class TrainingRun:
                                 f"{self.arch.name} has a fixed-size layer (drop --train-image-size)")
         self.phases = plan_phases(self.config, self.arch)
         self._find_samples()
+        self.teacher = None
+        if self.config.teacher:
+            self.teacher = distill.load_teacher(self.config.teacher)
+            distill.check_labels(self.teacher, self.class_names)
         if not resume:
             self._create_run_dir()
         self.state = self._read_state()
@@ -147,7 +152,10 @@ class TrainingRun:
     def _load_data(self) -> None:
         cfg = self.config
         train_samples, val_samples = self.train_samples, self.val_samples
-        if not cfg.val:
+        if not cfg.val and cfg.val_grouping != "none":
+            self.log(f"validation: {cfg.val_fraction:g} of each class of {cfg.data} in whole groups of consecutive "
+                     f"files ({cfg.val_grouping}), so a burst of one shelf stays on one side")
+        elif not cfg.val:
             self.log(f"validation: a random {cfg.val_fraction:g} of each class of {cfg.data}; photos taken in bursts "
                      "of one shelf leak across such a split (figures come out optimistic): pass --val with "
                      "photos from other days or stores for honest ones")
@@ -177,6 +185,21 @@ class TrainingRun:
         write_json_atomic(self.run_dir / "data_report.json", report)
         self.log(f"{report['train_images']} training / {report['val_images']} validation images, "
                  f"{report['classes']} classes, {len(skipped)} skipped")
+        if self.teacher is not None:
+            self._load_teacher_targets(spec)
+
+    def _load_teacher_targets(self, spec: InputSpec) -> None:
+        """The teacher's soft targets of every training and validation image (cached logits)."""
+        cfg = self.config
+        soft = {}
+        for name, images in (("train", self.train), ("val", self.val)):
+            logits = distill.teacher_logits(self.teacher, self.run_dir, images.paths, self.class_names,
+                                            images.pixels, spec, cfg.workers, self.log)
+            soft[name] = distill.soft_targets(logits, cfg.distill_temperature)
+        agree = float(np.mean(np.argmax(soft["train"], axis=1) == self.train.labels)) if len(self.train.labels) else 0
+        self.log(f"distillation: T {cfg.distill_temperature:g}, weight {cfg.distill_weight:g}; the teacher's top-1 "
+                 f"agrees with {agree:.1%} of the training labels")
+        self.train_soft, self.val_soft = soft["train"], soft["val"]
 
     def _write_metadata(self) -> None:
         card = ModelCard(
@@ -186,11 +209,19 @@ class TrainingRun:
             arch=self.arch.name,
             extra={"training": {"phases": [p.name for p in self.phases], "prune": self.config.prune,
                                 "qat": self.config.qat, "train_images": int(len(self.train.labels)),
-                                "train_image_size": self.train_image_size}},
+                                "train_image_size": self.train_image_size,
+                                **self._distillation_record()}},
         )
         rng = np.random.default_rng(self.config.seed)
         take = rng.permutation(len(self.train.labels))[: self.config.calibration_images]
         write_run_metadata(self.run_dir, card, self.train.pixels[np.sort(take)])
+
+    def _distillation_record(self) -> dict[str, Any]:
+        if self.teacher is None:
+            return {}
+        return {"distillation": {"teacher": Path(self.teacher.source).name, "teacher_kind": self.teacher.kind,
+                                 "temperature": self.config.distill_temperature,
+                                 "weight": self.config.distill_weight}}
 
     def _phase_image_size(self, phase: Phase) -> int:
         return self.image_size if phase.name == "qat" else self.train_image_size
@@ -201,8 +232,10 @@ class TrainingRun:
         resize_to = None if size == self.image_size else size
         augment = make_augmenter(AugmentConfig(), self.config.seed, resize_to) if self.config.augment else None
 
-        def to_inputs(pixels, labels, seed=None):
+        def to_inputs(pixels, labels, seed=None, soft=None):
             images, targets = _as_inputs(pixels, labels, n_classes)
+            if soft is not None:  # [hard | teacher]: mixed together below
+                targets = tf.concat([targets, soft], axis=-1)
             if augment is not None and seed is not None:
                 images = augment(images, seed)
                 if self.config.mix > 0:
@@ -211,16 +244,21 @@ class TrainingRun:
                 images = tf.image.resize(images, (resize_to, resize_to), antialias=True)
             return images, targets
 
-        train = tf.data.Dataset.from_tensor_slices((self.train.pixels, self.train.labels))
+        columns = (self.train.pixels, self.train.labels)
+        if self.teacher is not None:
+            columns += (self.train_soft,)
+        train = tf.data.Dataset.from_tensor_slices(columns)
         train = train.shuffle(len(self.train.labels), seed=self.config.seed, reshuffle_each_iteration=True)
         train = train.batch(self.config.batch_size)
         if augment is not None:
             seeds = tf.data.Dataset.random(seed=self.config.seed, rerandomize_each_iteration=True).batch(2)
             train = tf.data.Dataset.zip((train, seeds)).map(
-                lambda batch, seed: to_inputs(batch[0], batch[1], seed), num_parallel_calls=tf.data.AUTOTUNE
+                lambda batch, seed: to_inputs(batch[0], batch[1], seed, *batch[2:]),
+                num_parallel_calls=tf.data.AUTOTUNE,
             )
         else:
-            train = train.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+            train = train.map(lambda *batch: to_inputs(batch[0], batch[1], None, *batch[2:]),
+                              num_parallel_calls=tf.data.AUTOTUNE)
         return train.prefetch(tf.data.AUTOTUNE)
 
     def _val_dataset(self):
@@ -228,6 +266,14 @@ class TrainingRun:
         if not len(self.val.labels):
             return None
         n_classes = len(self.class_names)
+        if self.teacher is not None:  # the same [hard | teacher] targets as training, so val_loss is comparable
+            val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels, self.val_soft))
+
+            def to_inputs(p, y, soft):
+                images, targets = _as_inputs(p, y, n_classes)
+                return images, tf.concat([targets, soft], axis=-1)
+
+            return val.batch(self.config.batch_size).map(to_inputs).cache()
         val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
         return val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes)).cache()
 
@@ -288,12 +334,15 @@ class TrainingRun:
             warmup_steps=warmup,
         )
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=self.config.weight_decay)
-        k = min(5, len(self.class_names))
-        model.compile(
-            optimizer=optimizer,
-            loss=make_loss(self.config.label_smoothing, self.coarse_of, self.config.coarse_loss_weight),
-            metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=k, name="top5")],
-        )
+        n_classes = len(self.class_names)
+        k = min(5, n_classes)
+        loss = make_loss(self.config.label_smoothing, self.coarse_of, self.config.coarse_loss_weight)
+        metrics = ["accuracy", keras.metrics.TopKCategoricalAccuracy(k=k, name="top5")]
+        if self.teacher is not None:
+            loss = distill.DistillationLoss(n_classes, self.config.distill_temperature, self.config.distill_weight,
+                                            loss)
+            metrics = [distill.HardAccuracy(n_classes), distill.HardTopK(n_classes, k)]
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
     # -- phases ------------------------------------------------------------------------
     def _run_phase(self, phase: Phase, strategy, train_ds, val_ds, steps: int) -> None:
@@ -452,12 +501,20 @@ class _EpochEnd(keras.callbacks.Callback):
 
 def split_samples(config: TrainConfig) -> tuple[list[datasets.Sample], list[datasets.Sample]]:
     """The run's training and validation images: ``config.val``, or else a stratified
-    ``val_fraction`` of the training data held out with the run's seed (deterministic, so
+    ``val_fraction`` of the training data (in whole bursts with ``val_grouping``) held out
+    with the run's seed (deterministic, so
     tools can list the held-out images of a finished run)."""
     samples = datasets.discover(config.data, config.classes)
     if config.val:
         return samples, datasets.discover(config.val, config.classes)
-    return datasets.stratified_split(samples, config.val_fraction, config.seed)
+    similar = {}
+    if config.val_grouping == "similarity":  # look-alikes by ImageNet embedding (train/similarity.py)
+        from edgeshop.train.similarity import EMBEDDING_DISTANCE, imagenet_descriptors
+
+        descriptors = imagenet_descriptors(samples, workers=config.workers)
+        similar = {"threshold": EMBEDDING_DISTANCE, "descriptors": descriptors}
+    return datasets.grouped_split(samples, config.val_fraction, config.seed, config.val_grouping,
+                                  config.val_group_size, **similar)
 
 
 def _as_inputs(pixels, labels, n_classes: int):
