@@ -208,6 +208,17 @@ def duplicate_files(a: Sequence[Sample], b: Sequence[Sample]) -> list[tuple[Path
     return [(seen[k], s.path) for s in b if (k := digest(s.path)) in seen]
 
 
+def decode_sample(path: Path, spec: InputSpec) -> np.ndarray | str:
+    """One file as model pixels (H x W x 3 uint8), or the reason it cannot be used. The one
+    per-image step of both input pipelines (in memory, and streamed by train/stream.py)."""
+    try:
+        return preprocess(read_image(path), spec)
+    except ImageInputError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a decoder crash on one file must not stop the run
+        return f"{path}: {type(exc).__name__}: {exc}"
+
+
 def load_images(
     samples: Sequence[Sample],
     class_names: Sequence[str],
@@ -221,17 +232,10 @@ def load_images(
     if unknown:
         raise DataError(f"labels not among the model's classes: {unknown[:5]} (check the class folders)")
 
-    def load(sample: Sample) -> np.ndarray | str:
-        try:
-            return preprocess(read_image(sample.path), spec)
-        except ImageInputError as exc:
-            return str(exc)
-        except Exception as exc:  # noqa: BLE001 - a decoder crash on one file must not stop the run
-            return f"{sample.path}: {type(exc).__name__}: {exc}"
-
     pixels, labels, paths, skipped = [], [], [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for sample, result in zip(samples, pool.map(load, samples), strict=True):
+        loaded = pool.map(lambda sample: decode_sample(sample.path, spec), samples)
+        for sample, result in zip(samples, loaded, strict=True):
             if isinstance(result, str):
                 skipped.append((sample.path, result))
             else:
