@@ -287,7 +287,13 @@ class TrainingRun:
                 images = tf.image.resize(images, (resize_to, resize_to), antialias=True)
             return images, targets
 
-        train = self._train_images().batch(self.config.batch_size)
+        train = self._train_images()
+        if self._shard() is not None:
+            # Shards differ by an image or two (and by skipped files): an endless stream cut into
+            # epochs of `steps` batches gives every task the same number of steps, so their
+            # collectives stay in step (a task that ran out first would stall the others).
+            train = train.repeat()
+        train = train.batch(self.config.batch_size)
         if augment is not None:
             seeds = tf.data.Dataset.random(seed=self.config.seed, rerandomize_each_iteration=True).batch(2)
             train = tf.data.Dataset.zip((train, seeds)).map(
@@ -317,8 +323,9 @@ class TrainingRun:
         return self.role.size, order.index((self.role.task_type, self.role.index))
 
     def _with_sharding(self, data):
-        """The batches as they are: the data is already sharded per task (tf.data's own
-        auto-sharding would shard it a second time)."""
+        """The batches as they are: training data is already sharded per task (tf.data's own
+        auto-sharding would shard it a second time), and every task validates on all of val
+        (the same steps on each; accuracy, summed over tasks, is unchanged)."""
         if self._shard() is None:
             return data
         options = tf.data.Options()
@@ -334,12 +341,13 @@ class TrainingRun:
             # Not cached in memory (it would grow with the data); --cache-dir caches it on disk.
             val = stream_images(self.val_samples, self.class_names, self._input_spec(), self.skips,
                                 cache_dir=self.config.cache_dir)
-            return val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes),
-                                                         num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+            return self._with_sharding(val.batch(self.config.batch_size).map(
+                lambda p, y: _as_inputs(p, y, n_classes), num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
         if not len(self.val.labels):
             return None
         val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
-        return val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes)).cache()
+        return self._with_sharding(val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes))
+                                   .cache())
 
     # -- models ------------------------------------------------------------------------
     def _base_model(self, phase: Phase) -> keras.Model:
@@ -436,6 +444,7 @@ class TrainingRun:
                 validation_data=val_ds,
                 epochs=phase.epochs,
                 initial_epoch=initial_epoch,
+                steps_per_epoch=steps if self._shard() is not None else None,  # multi_worker: endless stream
                 callbacks=callbacks,
                 verbose=1 if sys.stdout.isatty() else 2,
             )
