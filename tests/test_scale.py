@@ -227,3 +227,50 @@ def test_tf_config_errors_name_the_fix():
     role = read_tf_config(json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]},
                                       "task": {"type": "worker", "index": 0}}))
     assert not role.chief and role.name == "worker-0" and role.size == 3
+
+
+# -- evaluation streams too ------------------------------------------------------------------------
+
+def test_iter_decoded_keeps_order_and_a_bounded_window(small_data):
+    from edgeshop.datasets import decode_sample, discover, iter_decoded
+    from edgeshop.runtime.modelcard import InputSpec
+
+    spec = InputSpec(height=24, width=24)
+    samples = discover(small_data) * 10  # 360
+    pulled = []
+
+    def listed():
+        for sample in samples:
+            pulled.append(sample)
+            yield sample
+
+    stream = iter_decoded(listed(), spec, workers=2, window=16)
+    first = next(stream)
+    assert len(pulled) <= 17  # the window plus the one refilled: not the 360 images
+    rest = list(stream)
+    assert [s for s, _ in [first, *rest]] == samples
+    for sample, pixels in [first, *rest][:5]:
+        np.testing.assert_array_equal(pixels, decode_sample(sample.path, spec))
+
+
+def test_eval_streams_and_reports_images_per_second(fixture_model, tmp_path, capsys, monkeypatch):
+    """edgeshop-eval, head figures and --unknown included, never decodes a whole image set into memory."""
+    from edgeshop import datasets
+    from edgeshop.cli import eval as eval_cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_images decodes every image into memory")
+
+    monkeypatch.setattr(datasets, "load_images", refuse)
+    data = Path(__file__).parent / "data" / "synthetic"
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    for i, image in enumerate(sorted(data.rglob("*.png"))[:3]):
+        (unknown / f"u{i}.png").write_bytes(image.read_bytes())
+    code = eval_cli.main([str(fixture_model), "--data", str(data), "--unknown", str(unknown),
+                          "--json", str(tmp_path / "figures.json")])
+    assert code == 0
+    err = capsys.readouterr().err
+    count = len(datasets.discover(data))
+    assert f"tiny_int8.tflite: {count} images in " in err and " images/s)" in err
+    assert json.loads((tmp_path / "figures.json").read_text())["n"] == count
