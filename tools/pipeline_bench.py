@@ -160,6 +160,7 @@ def grocery(args: argparse.Namespace) -> None:
     run = TrainingRun(config, force=True, log=lambda *_: None)
     phase = next(p for p in run.phases if p.name == "train")
     size = run._phase_image_size(phase)
+    started_session = time.time()
     order = ["memory", "stream", "stream", "memory"] if args.rounds == 2 else ["memory", "stream"] * args.rounds
     epochs = []
     for pipeline in order:
@@ -189,10 +190,14 @@ def grocery(args: argparse.Namespace) -> None:
         gc.collect()
     mean = {p: sum(e["epoch_seconds"] for e in epochs if e["pipeline"] == p) / order.count(p)
             for p in ("memory", "stream")}
-    _save("grocery", {"epochs": epochs, "mean_epoch_seconds": {k: round(v, 1) for k, v in mean.items()},
-                      "stream_over_memory": round(mean["stream"] / mean["memory"], 3), "image_size": size,
-                      "batch_size": config.batch_size, "machine": _machine(),
-                      "command": f"python tools/pipeline_bench.py grocery --rounds {args.rounds}"})
+    session = {"epochs": epochs, "mean_epoch_seconds": {k: round(v, 1) for k, v in mean.items()},
+               "stream_over_memory": round(mean["stream"] / mean["memory"], 3), "image_size": size,
+               "batch_size": config.batch_size, "machine": _machine(),
+               "command": f"python tools/pipeline_bench.py grocery --rounds {args.rounds}",
+               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started_session))}
+    # Sessions accumulate (--fresh starts over): on a shared machine one session is one sample of the load.
+    previous = [] if args.fresh else _figures().get("grocery", {}).get("sessions", [])
+    _save("grocery", {"sessions": [*previous, session]})
     print(f"epoch time stream / memory: {mean['stream'] / mean['memory']:.3f}")
 
 
@@ -215,16 +220,23 @@ def readme(_: argparse.Namespace) -> None:
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in s["rss_ratio_20000_over_2000"].items())
         lines += ["", f"Peak RSS at 20,000 images over 2,000: {ratios}.", ""]
     if "grocery" in figures:
-        g = figures["grocery"]
+        sessions = figures["grocery"]["sessions"]
+        g = sessions[-1]
         lines += [f"One epoch of the Grocery recipe's main phase (EfficientNet-Lite0 at {g['image_size']} px, batch "
                   f"{g['batch_size']}, CutMix/MixUp, {g['epochs'][0]['train_images']:,} training images), the two "
-                  f"pipelines alternating in one process (`{g['command']}`):", "",
-                  "| pipeline | epoch (s) | steady images/s | before training (s) | load average before |",
-                  "|---|---|---|---|---|"]
-        for e in g["epochs"]:
-            lines.append(f"| {e['pipeline']} | {e['epoch_seconds']:.1f} | {e['steady_images_per_second']:.1f} | "
-                         f"{e['before_training_seconds']:.1f} | {e['load_average_1_5_15_before'][0]:.1f} |")
-        lines += ["", f"Mean epoch time stream / memory: {g['stream_over_memory']:.3f}."]
+                  f"pipelines alternating in one process (`{g['command']}`, {len(sessions)} session(s)):", "",
+                  "| session | pipeline | epoch (s) | steady images/s | before training (s) | load average before |",
+                  "|---|---|---|---|---|---|"]
+        for number, session in enumerate(sessions, 1):
+            for e in session["epochs"]:
+                lines.append(f"| {number} | {e['pipeline']} | {e['epoch_seconds']:.1f} | "
+                             f"{e['steady_images_per_second']:.1f} | {e['before_training_seconds']:.1f} | "
+                             f"{e['load_average_1_5_15_before'][0]:.1f} |")
+        ratios = ", ".join(f"{s['stream_over_memory']:.3f}" for s in sessions)
+        mean = {p: sum(e["epoch_seconds"] for s in sessions for e in s["epochs"] if e["pipeline"] == p)
+                / sum(e["pipeline"] == p for s in sessions for e in s["epochs"]) for p in ("memory", "stream")}
+        lines += ["", f"Mean epoch time stream / memory per session: {ratios}; over all sessions: "
+                  f"{mean['stream'] / mean['memory']:.3f}."]
     replace_block(ROOT / "README.md", "pipeline", "\n".join(lines).rstrip())
 
 
@@ -239,6 +251,7 @@ def main() -> int:
     g.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     g.add_argument("--work", default="/tmp/edgeshop_pipeline_bench")
     g.add_argument("--rounds", type=int, default=2, help="2: memory, stream, stream, memory")
+    g.add_argument("--fresh", action="store_true", help="replace the earlier sessions in bench/pipeline.json")
     sub.add_parser("readme", help="rewrite the README table from bench/pipeline.json")
     args = parser.parse_args()
     {"synthetic": synthetic, "grocery": grocery, "readme": readme}[args.command](args)

@@ -534,7 +534,6 @@ class TrainingRun:
             self.log(f"validation top-1: float {metrics['val_top1_float']:.4f}, final {metrics['val_top1_final']:.4f}")
         return metrics
 
-
     def _val_predictions(self, model: keras.Model, val_ds) -> tuple[np.ndarray, np.ndarray]:
         """(true index, scores) of every readable validation image."""
         if not self._streamed():
