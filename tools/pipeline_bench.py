@@ -27,6 +27,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -161,13 +162,21 @@ def grocery(args: argparse.Namespace) -> None:
     phase = next(p for p in run.phases if p.name == "train")
     size = run._phase_image_size(phase)
     started_session = time.time()
-    order = ["memory", "stream", "stream", "memory"] if args.rounds == 2 else ["memory", "stream"] * args.rounds
+    pipelines = args.pipelines
+    order = [*pipelines, *reversed(pipelines)] if args.rounds == 2 else pipelines * args.rounds
+    cache = Path(args.work) / "grocery_cache"
+    shutil.rmtree(cache, ignore_errors=True)
     epochs = []
     for pipeline in order:
-        run.config.input_pipeline = pipeline
+        # "cache": the streamed pipeline with --cache-dir, its cache written by an untimed pass first
+        run.config.input_pipeline = "memory" if pipeline == "memory" else "stream"
+        run.config.cache_dir = str(cache) if pipeline == "cache" else None
         load_average = os.getloadavg()
         started = time.perf_counter()
         run._load_data()
+        if pipeline == "cache" and not list(cache.glob("*.index")):
+            for _ in run._train_images():
+                pass
         load_seconds = time.perf_counter() - started
         steps = math.ceil(run.n_train / config.batch_size)
         model = run._phase_model(phase, steps)
@@ -188,17 +197,19 @@ def grocery(args: argparse.Namespace) -> None:
         del model
         run.train = run.val = None
         gc.collect()
-    mean = {p: sum(e["epoch_seconds"] for e in epochs if e["pipeline"] == p) / order.count(p)
-            for p in ("memory", "stream")}
+    mean = {p: sum(e["epoch_seconds"] for e in epochs if e["pipeline"] == p) / order.count(p) for p in pipelines}
     session = {"epochs": epochs, "mean_epoch_seconds": {k: round(v, 1) for k, v in mean.items()},
-               "stream_over_memory": round(mean["stream"] / mean["memory"], 3), "image_size": size,
+               "stream_over_memory": round(mean["stream"] / mean["memory"], 3) if "stream" in mean else None,
+               **({"cache_over_memory": round(mean["cache"] / mean["memory"], 3)} if "cache" in mean else {}),
+               "image_size": size,
                "batch_size": config.batch_size, "machine": _machine(),
-               "command": f"python tools/pipeline_bench.py grocery --rounds {args.rounds}",
+               "command": f"python tools/pipeline_bench.py grocery --rounds {args.rounds} --pipelines "
+                          f"{' '.join(pipelines)}",
                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started_session))}
     # Sessions accumulate (--fresh starts over): on a shared machine one session is one sample of the load.
     previous = [] if args.fresh else _figures().get("grocery", {}).get("sessions", [])
     _save("grocery", {"sessions": [*previous, session]})
-    print(f"epoch time stream / memory: {mean['stream'] / mean['memory']:.3f}")
+    print(f"mean epoch seconds: {mean}")
 
 
 # -- the README table ------------------------------------------------------------------------------
@@ -224,19 +235,23 @@ def readme(_: argparse.Namespace) -> None:
         g = sessions[-1]
         lines += [f"One epoch of the Grocery recipe's main phase (EfficientNet-Lite0 at {g['image_size']} px, batch "
                   f"{g['batch_size']}, CutMix/MixUp, {g['epochs'][0]['train_images']:,} training images), the two "
-                  f"pipelines alternating in one process (`{g['command']}`, {len(sessions)} session(s)):", "",
+                  f"pipelines alternating in one process, each from the same ImageNet weights; "
+                  + "; ".join(f"session {n}: `{x['command']}` at {x['started']}" for n, x in enumerate(sessions, 1))
+                  + ":", "",
                   "| session | pipeline | epoch (s) | steady images/s | before training (s) | load average before |",
                   "|---|---|---|---|---|---|"]
         for number, session in enumerate(sessions, 1):
             for e in session["epochs"]:
-                lines.append(f"| {number} | {e['pipeline']} | {e['epoch_seconds']:.1f} | "
+                label = {"cache": "stream, `--cache-dir`"}.get(e["pipeline"], e["pipeline"])
+                lines.append(f"| {number} | {label} | {e['epoch_seconds']:.1f} | "
                              f"{e['steady_images_per_second']:.1f} | {e['before_training_seconds']:.1f} | "
                              f"{e['load_average_1_5_15_before'][0]:.1f} |")
-        ratios = ", ".join(f"{s['stream_over_memory']:.3f}" for s in sessions)
-        mean = {p: sum(e["epoch_seconds"] for s in sessions for e in s["epochs"] if e["pipeline"] == p)
-                / sum(e["pipeline"] == p for s in sessions for e in s["epochs"]) for p in ("memory", "stream")}
-        lines += ["", f"Mean epoch time stream / memory per session: {ratios}; over all sessions: "
-                  f"{mean['stream'] / mean['memory']:.3f}."]
+        def ratio(name: str) -> str:
+            values = [f"{s[name]:.3f}" for s in sessions if s.get(name) is not None]
+            return ", ".join(values) if values else "not measured"
+
+        lines += ["", f"Mean epoch time per session, stream / memory: {ratio('stream_over_memory')}; "
+                  f"stream with `--cache-dir` (cache written beforehand) / memory: {ratio('cache_over_memory')}."]
     replace_block(ROOT / "README.md", "pipeline", "\n".join(lines).rstrip())
 
 
@@ -251,6 +266,8 @@ def main() -> int:
     g.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     g.add_argument("--work", default="/tmp/edgeshop_pipeline_bench")
     g.add_argument("--rounds", type=int, default=2, help="2: memory, stream, stream, memory")
+    g.add_argument("--pipelines", nargs="+", default=["memory", "stream"], choices=("memory", "stream", "cache"),
+                   help="cache: stream with --cache-dir, the cache written before the timed epoch")
     g.add_argument("--fresh", action="store_true", help="replace the earlier sessions in bench/pipeline.json")
     sub.add_parser("readme", help="rewrite the README table from bench/pipeline.json")
     args = parser.parse_args()
