@@ -18,8 +18,8 @@ import logging
 import os
 import random
 import re
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,6 +324,37 @@ def duplicate_files(a: Sequence[Sample], b: Sequence[Sample]) -> list[tuple[Path
     return [(seen[k], s.path) for s in b if (k := digest(s.path)) in seen]
 
 
+def decode_sample(path: Path, spec: InputSpec) -> np.ndarray | str:
+    """One file as model pixels (H x W x 3 uint8), or the reason it cannot be used. The one
+    per-image step of both input pipelines (in memory, and streamed by train/stream.py)."""
+    try:
+        return preprocess(read_image(path), spec)
+    except ImageInputError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a decoder crash on one file must not stop the run
+        return f"{path}: {type(exc).__name__}: {exc}"
+
+
+def iter_decoded(samples: Iterable[Sample], spec: InputSpec, workers: int = 4,
+                 window: int = 64) -> Iterator[tuple[Sample, np.ndarray | str]]:
+    """Each sample with its model pixels (or the reason it cannot be used), in order, decoded
+    by ``workers`` threads at most ``window`` images ahead of the consumer: evaluation streams
+    through any number of images with a few dozen in memory."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: deque = deque()
+        remaining = iter(samples)
+        for sample in remaining:
+            pending.append((sample, pool.submit(decode_sample, sample.path, spec)))
+            if len(pending) >= window:
+                break
+        while pending:
+            sample, future = pending.popleft()
+            following = next(remaining, None)
+            if following is not None:
+                pending.append((following, pool.submit(decode_sample, following.path, spec)))
+            yield sample, future.result()
+
+
 def load_images(
     samples: Sequence[Sample],
     class_names: Sequence[str],
@@ -337,17 +368,10 @@ def load_images(
     if unknown:
         raise DataError(f"labels not among the model's classes: {unknown[:5]} (check the class folders)")
 
-    def load(sample: Sample) -> np.ndarray | str:
-        try:
-            return preprocess(read_image(sample.path), spec)
-        except ImageInputError as exc:
-            return str(exc)
-        except Exception as exc:  # noqa: BLE001 - a decoder crash on one file must not stop the run
-            return f"{sample.path}: {type(exc).__name__}: {exc}"
-
     pixels, labels, paths, skipped = [], [], [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for sample, result in zip(samples, pool.map(load, samples), strict=True):
+        loaded = pool.map(lambda sample: decode_sample(sample.path, spec), samples)
+        for sample, result in zip(samples, loaded, strict=True):
             if isinstance(result, str):
                 skipped.append((sample.path, result))
             else:
@@ -360,13 +384,18 @@ def load_images(
     return LoadedImages(array, np.asarray(labels, dtype=np.int32), paths, skipped)
 
 
-def load_unlabelled(root: str | Path, spec: InputSpec, workers: int = 4) -> LoadedImages:
-    """Every image under the folder ``root`` (any layout, labels ignored), preprocessed for ``spec``;
-    e.g. photos of products a model does not know. Unreadable files are skipped and listed."""
+def unlabelled_samples(root: str | Path) -> list[Sample]:
+    """Every image under the folder ``root`` (any layout), as samples with the label ""."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: expected a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return load_images([Sample(path, "") for path in files], [""], spec, workers)
+    return [Sample(path, "") for path in files]
+
+
+def load_unlabelled(root: str | Path, spec: InputSpec, workers: int = 4) -> LoadedImages:
+    """Every image under the folder ``root`` (any layout, labels ignored), preprocessed for ``spec``;
+    e.g. photos of products a model does not know. Unreadable files are skipped and listed."""
+    return load_images(unlabelled_samples(root), [""], spec, workers)

@@ -98,7 +98,7 @@ def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | 
     unknown-product figures to ``figures``; returns the reliability curves {name: (truth, scores)}."""
     import numpy as np
 
-    from edgeshop.datasets import load_images, load_unlabelled
+    from edgeshop.datasets import unlabelled_samples
     from edgeshop.errors import ModelLoadError
     from edgeshop.report.calibration import softmax
     from edgeshop.report.metrics import expected_calibration_error
@@ -115,10 +115,8 @@ def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | 
     if abs(beta - 1.0) < 1e-6 and not unknown_dir:
         return {"model": (result.truth, result.scores)}
     # The probe's scores are the model's own (same graph); it adds the logits and the embedding.
-    known = load_images(samples, classifier.labels, classifier.input_spec)
-    probe = HeadProbe(classifier)
-    outputs = probe.run_many(known.pixels, "probing the model's head")
-    truth = known.labels.astype(np.int64)
+    probe = HeadProbe(classifier)  # images streamed from disk, not decoded into memory first
+    outputs, truth, _ = probe.run_samples(samples, classifier.labels, "probing the model's head")
     curves = {"model": (truth, outputs["scores"])}
     if abs(beta - 1.0) > 1e-6:
         # Without the temperature: softmax of the same logits with beta = 1 (numpy; an int8
@@ -133,17 +131,17 @@ def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | 
             "fitted_on": {"data": fitted.get("data"), "images": fitted.get("images")},
         }
     if unknown_dir:
-        others = load_unlabelled(unknown_dir, classifier.input_spec)
-        other_outputs = probe.run_many(others.pixels, "probing the unknown images")
+        other_outputs, _, other_skipped = probe.run_samples(unlabelled_samples(unknown_dir),
+                                                            description="probing the unknown images")
         reference = None
         if reference_dir:
-            refs = load_unlabelled(reference_dir, classifier.input_spec)
-            reference = probe.run_many(refs.pixels, "probing the reference images").get("embedding")
+            reference = probe.run_samples(unlabelled_samples(reference_dir),
+                                          description="probing the reference images")[0].get("embedding")
         source = "model card" if classifier.card.extra.get("unknown") else \
             "none: the model has no unknown threshold (run edgeshop-calibrate)"
         figures["unknown"] = {**unknown_figures(truth, outputs, other_outputs, classifier.unknown_threshold,
                                                 reference=reference),
-                              "data": str(unknown_dir), "skipped": len(others.skipped), "threshold_source": source}
+                              "data": str(unknown_dir), "skipped": len(other_skipped), "threshold_source": source}
         for key in ("unknown_auroc", "unknown_fpr_at_95tpr", "known_top1_at_threshold"):
             figures[key] = figures["unknown"][key]
     return curves

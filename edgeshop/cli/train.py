@@ -8,6 +8,7 @@ import sys
 
 from edgeshop.cli._common import run_command
 from edgeshop.runtime.modelcard import INTERPOLATIONS
+from edgeshop.train.config import INPUT_PIPELINES, STRATEGIES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,8 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--deterministic", action="store_const", const=True,
                    help="deterministic kernels: a rerun on this machine gives identical weights (slower)")
-    p.add_argument("--strategy", choices=("auto", "default", "mirrored"),
-                   help="tf.distribute strategy; auto mirrors over 2+ GPUs")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="tf.distribute strategy; auto mirrors over 2+ GPUs; multi_worker trains on the machines "
+                        "of TF_CONFIG (MultiWorkerMirroredStrategy)")
+    p.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                   help="multi_worker: wait this long for every task of TF_CONFIG to answer (default 300)")
+    p.add_argument("--input-pipeline", choices=INPUT_PIPELINES,
+                   help="memory (default): decode all images before training; stream: decode files as batches "
+                        "need them (memory does not grow with the dataset)")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="stream: keep the decoded images in DIR after the first epoch (re-read, not re-decoded)")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (for mirrored on CPU)")
     p.add_argument("--workers", type=int, help="image decoding threads")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -53,7 +53,7 @@ def compare(runs: list[Path], data: str, out: Path, threads: int = 1, runs_timed
             label = name if len(runs) == 1 else f"{run.name}: {name}"
             model = out / "models" / f"{run.name}_{name.replace(' ', '_').replace('+', '_')}.tflite"
             report = export(run, model, fmt, ptq=ptq, force=True, require_integer=False, check=False)
-            result = predict(Classifier(model), samples, show_progress=False)
+            result = predict(Classifier(model), samples)  # streamed; progress bar and images/s on stderr
             figures = summarize(result.truth, result.scores, result.labels, tree)
             latency = benchmark_model(model, threads, runs=runs_timed, warmup=5)
             content = model.read_bytes()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeshop.datasets import Sample, iter_decoded
 from edgeshop.runtime.backend import make_interpreter
 from edgeshop.runtime.classifier import Classifier, tensor_quantization
 from edgeshop.runtime.modelcard import ModelCard, embed_card
@@ -61,6 +62,27 @@ class HeadProbe:
                     rows[name].append(value)
                 bar.update(1)
         return {name: np.stack(values) if values else np.zeros((0, 0), np.float32) for name, values in rows.items()}
+
+    def run_samples(self, samples: Sequence[Sample], labels: Sequence[str] | None = None,
+                    description: str = "probing") -> tuple[dict[str, np.ndarray], np.ndarray, list[tuple[Path, str]]]:
+        """Every readable image file of ``samples``, decoded as it is probed (memory holds the
+        outputs, never the images): (outputs as in ``run_many``, the index in ``labels`` of each
+        row's class (empty without ``labels``), unreadable files with the reason)."""
+        index = {name: i for i, name in enumerate(labels or ())}
+        rows: dict[str, list[np.ndarray]] = {name: [] for name in self.tensors}
+        truth, skipped = [], []
+        with progress_bar(len(samples), description) as bar:
+            for sample, pixels in iter_decoded(samples, self.classifier.input_spec):
+                bar.update(1)
+                if isinstance(pixels, str):
+                    skipped.append((sample.path, pixels))
+                    continue
+                for name, value in self.run(pixels).items():
+                    rows[name].append(value)
+                if labels is not None:
+                    truth.append(index[sample.label])
+        outputs = {name: np.stack(values) if values else np.zeros((0, 0), np.float32) for name, values in rows.items()}
+        return outputs, np.asarray(truth, dtype=np.int64), skipped
 
 
 @contextlib.contextmanager

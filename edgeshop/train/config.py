@@ -11,6 +11,9 @@ from edgeshop.datasets import VAL_GROUPINGS
 from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.modelcard import INTERPOLATIONS
 
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+INPUT_PIPELINES = ("memory", "stream")
+
 
 @dataclass
 class TrainConfig:
@@ -70,8 +73,14 @@ class TrainConfig:
     # Deterministic TF kernels: a rerun on the same machine and versions gives identical
     # weights (slower on CPU). Process-wide and cannot be turned off again.
     deterministic: bool = False
-    strategy: str = "auto"  # auto | default | mirrored
+    strategy: str = "auto"  # auto | default | mirrored | multi_worker (from TF_CONFIG, train/cluster.py)
     cpu_devices: int = 0  # split the CPU into N logical devices (to test mirrored on CPU)
+    # multi_worker: seconds to wait for every task of TF_CONFIG to answer before giving up
+    connect_timeout: float = 300.0
+    # memory: decode every image into one array before training (memory grows with the data);
+    # stream: decode each file when a batch needs it (train/stream.py; memory independent of it)
+    input_pipeline: str = "memory"
+    cache_dir: str | None = None  # stream: keep decoded pixels here after the first epoch
     workers: int = 4
     calibration_images: int = 200
 
@@ -120,8 +129,18 @@ class TrainConfig:
             raise EdgeshopError(f"--distill-weight is a weight in [0, 1]; got {self.distill_weight}")
         if self.batch_size < 1:
             raise EdgeshopError("--batch-size must be >= 1")
-        if self.strategy not in ("auto", "default", "mirrored"):
-            raise EdgeshopError(f"--strategy must be auto, default or mirrored; got {self.strategy!r}")
+        if self.strategy not in STRATEGIES:
+            raise EdgeshopError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if self.input_pipeline not in INPUT_PIPELINES:
+            raise EdgeshopError(f"--input-pipeline must be one of {', '.join(INPUT_PIPELINES)}; "
+                                f"got {self.input_pipeline!r}")
+        if self.cache_dir and self.input_pipeline != "stream":
+            raise EdgeshopError("--cache-dir caches the streamed pipeline: add --input-pipeline stream")
+        if self.teacher and self.input_pipeline == "stream":
+            # the teacher's logits are computed once per decoded image and cached beside them
+            raise EdgeshopError("--teacher needs --input-pipeline memory (distillation is not streamed yet)")
+        if not self.connect_timeout > 0:
+            raise EdgeshopError(f"--connect-timeout must be > 0 seconds; got {self.connect_timeout}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

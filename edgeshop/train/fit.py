@@ -15,6 +15,12 @@ Run directory layout (everything a later ``edgeshop-export`` needs):
     metrics.json        validation figures and timings
     teacher_logits.npz  with --teacher: its logits per image (train/distill.py), reused on resume
     tensorboard/        TensorBoard logs
+    workers/TASK/       multi_worker only: the same files as written by each non-chief task
+
+With ``--strategy multi_worker`` every task trains the same replicated model (TensorFlow's
+MultiWorkerMirroredStrategy); the chief writes the run folder, each other task the same
+files into ``workers/TASK`` (all of them must take part in saving), and each task resumes
+from its own folder.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from edgeshop import datasets
 from edgeshop.errors import DataError, EdgeshopError, OverwriteError
 from edgeshop.report.evaluate import top_k_accuracy
 from edgeshop.runtime.modelcard import InputSpec, ModelCard
-from edgeshop.train import compress, distill
+from edgeshop.train import cluster, compress, distill
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
 from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
@@ -46,6 +52,7 @@ from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
 from edgeshop.train.run_files import write_run_metadata
 from edgeshop.train.run_model import build_model, load_run_model
+from edgeshop.train.stream import SkipLog, stream_images
 from edgeshop.utils import progress_bar, write_json_atomic
 
 
@@ -80,12 +87,21 @@ def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
 
 class TrainingRun:
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> None:
-        self.run_dir = Path(config.out)
+        self.out = Path(config.out)
         self.log = log
+        # multi_worker: this task's place in TF_CONFIG; a non-chief task writes its own folder.
+        self.role, self.run_dir = _task_folder(self.out, None if resume else config.strategy)
         if resume:
             log(f"resuming {self.run_dir} with its saved configuration")
             config = saved_config(self.run_dir)
-        elif self.run_dir.exists() and any(self.run_dir.iterdir()) and not force:
+            if config.strategy != "multi_worker":
+                self.role, self.run_dir = None, self.out
+            elif self.role is None:
+                self.role = cluster.read_tf_config()
+                if not self.role.chief:
+                    raise EdgeshopError(f"{self.out / 'workers' / self.role.name}: nothing to resume for task "
+                                        f"{self.role.name} (no state.json there); restart every task without --resume")
+        elif self._contents() and not force:
             raise OverwriteError(f"{self.run_dir} (a previous run? use --resume to continue it)")
         # Everything that can refuse the command runs before the run folder is created:
         # a refused command must leave nothing behind that blocks the corrected one.
@@ -103,14 +119,24 @@ class TrainingRun:
         if self.config.teacher:
             self.teacher = distill.load_teacher(self.config.teacher)
             distill.check_labels(self.teacher, self.class_names)
+        if self.role is not None:  # before the run folder exists: an unreachable task leaves nothing behind
+            cluster.wait_for_cluster(self.role, self.config.connect_timeout, log)
         if not resume:
             self._create_run_dir()
         self.state = self._read_state()
 
     # -- run directory -----------------------------------------------------------------
+    def _contents(self) -> list[Path]:
+        """What a new run would replace; the chief's folder holds the other tasks' folders,
+        which are theirs to replace."""
+        if not self.run_dir.is_dir():
+            return []
+        workers = self.run_dir / "workers" if self.role is not None and self.role.chief else None
+        return [p for p in self.run_dir.iterdir() if p != workers]
+
     def _create_run_dir(self) -> None:
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):  # only reached with force
-            shutil.rmtree(self.run_dir)
+        for path in self._contents():  # only reached with force
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", self.config.to_dict())
 
@@ -166,6 +192,15 @@ class TrainingRun:
         if duplicates:
             self.log(f"warning: {len(duplicates)} validation file(s) are byte-identical to training files, "
                      f"e.g. {duplicates[0][1]} == {duplicates[0][0]}; validation figures will be optimistic")
+        self.duplicates = duplicates
+        if cfg.input_pipeline == "stream":
+            self.train = self.val = None
+            self.skips = SkipLog()
+            self._write_data_report()
+            self.log(f"{len(train_samples)} training / {len(val_samples)} validation images listed, "
+                     f"{len(self.class_names)} classes, streamed from disk (unreadable files are skipped and "
+                     "counted as the first epoch meets them)")
+            return
         spec = self._input_spec()
         with progress_bar(len(train_samples) + len(val_samples), "loading images") as bar:
             self.train = datasets.load_images(train_samples, self.class_names, spec, cfg.workers, bar.update)
@@ -175,6 +210,7 @@ class TrainingRun:
             self.log(f"skipped {len(skipped)} unreadable file(s) (listed in data_report.json), e.g. {skipped[0][1]}")
         if len(self.train.labels) == 0:
             raise DataError(f"{cfg.data}: no readable training images")
+        self.n_train = len(self.train.labels)
         report = {
             "train_images": len(self.train.labels),
             "val_images": len(self.val.labels),
@@ -201,20 +237,60 @@ class TrainingRun:
                  f"agrees with {agree:.1%} of the training labels")
         self.train_soft, self.val_soft = soft["train"], soft["val"]
 
+    def _write_data_report(self) -> None:
+        """data_report.json of a streamed run: the files skipped so far (this invocation's
+        and, after --resume, the earlier ones'), rewritten after every epoch."""
+        path = self.run_dir / "data_report.json"
+        skipped = {}
+        if path.is_file():
+            skipped = {row["file"]: row["reason"] for row in json.loads(path.read_text()).get("skipped", [])}
+        skipped.update({str(p): reason for p, reason in self.skips.items()})
+        train_skipped = sum(str(s.path) in skipped for s in self.train_samples)
+        report = {
+            "input_pipeline": "stream",
+            "train_images": len(self.train_samples) - train_skipped,
+            "val_images": len(self.val_samples) - (len(skipped) - train_skipped),
+            "classes": len(self.class_names),
+            "skipped": [{"file": f, "reason": r} for f, r in sorted(skipped.items())],
+            "duplicates_train_val": [[str(a), str(b)] for a, b in self.duplicates],
+        }
+        write_json_atomic(path, report)
+        self.n_train = report["train_images"]
+
+    def _streamed(self) -> bool:
+        return self.config.input_pipeline == "stream"
+
+    def _calibration_pixels(self) -> np.ndarray:
+        """Up to calibration_images training images at image_size (int8 calibration, QAT ranges)."""
+        rng = np.random.default_rng(self.config.seed)
+        if not self._streamed():
+            take = rng.permutation(len(self.train.labels))[: self.config.calibration_images]
+            return self.train.pixels[np.sort(take)]
+        # Streamed: decode only the chosen files (a skipped one is counted like any other).
+        take = np.sort(rng.permutation(len(self.train_samples))[: self.config.calibration_images])
+        chosen = datasets.load_images([self.train_samples[i] for i in take], self.class_names, self._input_spec(),
+                                      self.config.workers)
+        for path, reason in chosen.skipped:
+            self.skips.add(path, reason)
+        if not len(chosen.labels):
+            raise DataError(f"{self.config.data}: none of {len(take)} training images sampled for calibration "
+                            f"is readable, e.g. {chosen.skipped[0][1]}")
+        return chosen.pixels
+
     def _write_metadata(self) -> None:
         card = ModelCard(
             labels=tuple(self.class_names),
             input=self._input_spec(),
-            name=self.run_dir.name,
+            name=self.out.name,
             arch=self.arch.name,
             extra={"training": {"phases": [p.name for p in self.phases], "prune": self.config.prune,
-                                "qat": self.config.qat, "train_images": int(len(self.train.labels)),
+                                "qat": self.config.qat, "train_images": int(self.n_train),
                                 "train_image_size": self.train_image_size,
                                 **self._distillation_record()}},
         )
-        rng = np.random.default_rng(self.config.seed)
-        take = rng.permutation(len(self.train.labels))[: self.config.calibration_images]
-        write_run_metadata(self.run_dir, card, self.train.pixels[np.sort(take)])
+        if not hasattr(self, "calibration"):
+            self.calibration = self._calibration_pixels()
+        write_run_metadata(self.run_dir, card, self.calibration)
 
     def _distillation_record(self) -> dict[str, Any]:
         if self.teacher is None:
@@ -244,11 +320,12 @@ class TrainingRun:
                 images = tf.image.resize(images, (resize_to, resize_to), antialias=True)
             return images, targets
 
-        columns = (self.train.pixels, self.train.labels)
-        if self.teacher is not None:
-            columns += (self.train_soft,)
-        train = tf.data.Dataset.from_tensor_slices(columns)
-        train = train.shuffle(len(self.train.labels), seed=self.config.seed, reshuffle_each_iteration=True)
+        train = self._train_images()
+        if self._shard() is not None:
+            # Shards differ by an image or two (and by skipped files): an endless stream cut into
+            # epochs of `steps` batches gives every task the same number of steps, so their
+            # collectives stay in step (a task that ran out first would stall the others).
+            train = train.repeat()
         train = train.batch(self.config.batch_size)
         if augment is not None:
             seeds = tf.data.Dataset.random(seed=self.config.seed, rerandomize_each_iteration=True).batch(2)
@@ -259,10 +336,51 @@ class TrainingRun:
         else:
             train = train.map(lambda *batch: to_inputs(batch[0], batch[1], None, *batch[2:]),
                               num_parallel_calls=tf.data.AUTOTUNE)
-        return train.prefetch(tf.data.AUTOTUNE)
+        return self._with_sharding(train.prefetch(tf.data.AUTOTUNE))
+
+    def _train_images(self):
+        """(uint8 pixels, label[, teacher soft targets]) per training image, in a new order every
+        epoch (the same permutation for both pipelines); with several workers, this worker's share of it."""
+        shard = self._shard()
+        if self._streamed():
+            return stream_images(self.train_samples, self.class_names, self._input_spec(), self.skips,
+                                 seed=self.config.seed, shard=shard, cache_dir=self.config.cache_dir)
+        columns = (self.train.pixels, self.train.labels)
+        if self.teacher is not None:
+            columns += (self.train_soft,)
+        train = tf.data.Dataset.from_tensor_slices(columns)
+        train = train.shuffle(len(self.train.labels), seed=self.config.seed, reshuffle_each_iteration=True)
+        return train.shard(*shard) if shard else train
+
+    def _shard(self) -> tuple[int, int] | None:
+        """(tasks, this task's rank) under multi_worker: every task shuffles the list with the
+        same seed and keeps every n-th image, so a streamed image is decoded by one task only."""
+        if self.role is None or self.role.size < 2:
+            return None
+        order = [(kind, i) for kind in cluster.TASK_TYPES for i in range(len(self.role.cluster.get(kind, [])))]
+        return self.role.size, order.index((self.role.task_type, self.role.index))
+
+    def _with_sharding(self, data):
+        """The batches as they are: training data is already sharded per task (tf.data's own
+        auto-sharding would shard it a second time), and every task validates on all of val
+        (the same steps on each; accuracy, summed over tasks, is unchanged)."""
+        if self._shard() is None:
+            return data
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return data.with_options(options)
 
     def _val_dataset(self):
         """Validation batches at image_size, the exported model's input, in every phase."""
+        n_classes = len(self.class_names)
+        if self._streamed():
+            if not self.val_samples:
+                return None
+            # Not cached in memory (it would grow with the data); --cache-dir caches it on disk.
+            val = stream_images(self.val_samples, self.class_names, self._input_spec(), self.skips,
+                                cache_dir=self.config.cache_dir)
+            return self._with_sharding(val.batch(self.config.batch_size).map(
+                lambda p, y: _as_inputs(p, y, n_classes), num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
         if not len(self.val.labels):
             return None
         n_classes = len(self.class_names)
@@ -273,9 +391,10 @@ class TrainingRun:
                 images, targets = _as_inputs(p, y, n_classes)
                 return images, tf.concat([targets, soft], axis=-1)
 
-            return val.batch(self.config.batch_size).map(to_inputs).cache()
+            return self._with_sharding(val.batch(self.config.batch_size).map(to_inputs).cache())
         val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
-        return val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes)).cache()
+        return self._with_sharding(val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes))
+                                   .cache())
 
     # -- models ------------------------------------------------------------------------
     def _base_model(self, phase: Phase) -> keras.Model:
@@ -375,6 +494,7 @@ class TrainingRun:
                 validation_data=val_ds,
                 epochs=phase.epochs,
                 initial_epoch=initial_epoch,
+                steps_per_epoch=steps if self._shard() is not None else None,  # multi_worker: endless stream
                 callbacks=callbacks,
                 verbose=1 if sys.stdout.isatty() else 2,
             )
@@ -416,14 +536,14 @@ class TrainingRun:
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = time.time()
-        strategy = make_strategy(self.config.strategy, self.config.cpu_devices, self.log)
+        strategy = make_strategy(self.config.strategy, self.config.cpu_devices, self.log, self.role)
         keras.utils.set_random_seed(self.config.seed)
         if self.config.deterministic:
             tf.config.experimental.enable_op_determinism()
         self._load_data()
         self._write_metadata()
         val_ds = self._val_dataset()
-        steps = math.ceil(len(self.train.labels) / self.config.batch_size)
+        steps = math.ceil(self.n_train / self.config.batch_size)  # streamed: files listed minus those known unreadable
         for phase in self.phases:
             if phase.name in self.state["completed"]:
                 self.log(f"[{phase.name}] already done, skipping")
@@ -439,6 +559,9 @@ class TrainingRun:
         return metrics
 
     def _finalise(self, val_ds) -> dict[str, Any]:
+        if self._streamed():  # the counts are known now: every file has been met
+            self._write_data_report()
+            self._write_metadata()
         float_model = load_run_model(self.run_dir, final=False)
         save_model(float_model, self.run_dir / "float_model.keras")
         metrics: dict[str, Any] = {
@@ -454,12 +577,24 @@ class TrainingRun:
         if val_ds is not None:
             final = load_run_model(self.run_dir, final=True) if self.config.qat else float_model
             for name, model in (("float", float_model), ("final", final)):
-                probs = model.predict(self.val.pixels.astype(np.float32), batch_size=64, verbose=0)
+                truth, probs = self._val_predictions(model, val_ds)
                 # the evaluation's own top-k (ties: lowest index first), so training and edgeshop-eval agree
-                metrics[f"val_top1_{name}"] = top_k_accuracy(self.val.labels, probs, 1)
-                metrics[f"val_top5_{name}"] = top_k_accuracy(self.val.labels, probs, 5)
+                metrics[f"val_top1_{name}"] = top_k_accuracy(truth, probs, 1)
+                metrics[f"val_top5_{name}"] = top_k_accuracy(truth, probs, 5)
             self.log(f"validation top-1: float {metrics['val_top1_float']:.4f}, final {metrics['val_top1_final']:.4f}")
         return metrics
+
+    def _val_predictions(self, model: keras.Model, val_ds) -> tuple[np.ndarray, np.ndarray]:
+        """(true index, scores) of every readable validation image."""
+        if not self._streamed():
+            return self.val.labels, model.predict(self.val.pixels.astype(np.float32), batch_size=64, verbose=0)
+        truth, probs = [], []
+        for images, targets in val_ds:  # streamed batch by batch: memory does not grow with val
+            probs.append(model(images, training=False).numpy())
+            truth.append(np.argmax(targets.numpy(), axis=1))
+        if not probs:
+            return np.zeros(0, np.int32), np.zeros((0, len(self.class_names)), np.float32)
+        return np.concatenate(truth), np.concatenate(probs)
 
 
 class _EpochEnd(keras.callbacks.Callback):
@@ -492,6 +627,13 @@ class _EpochEnd(keras.callbacks.Callback):
         if self.average is not None and epoch + 1 > self.phase.epochs - self.phase.average_last:
             self.average.add(self.model.get_weights(), epoch + 1)
         _append_log(self.run.run_dir / "training_log.csv", self.phase.name, epoch + 1, logs, time.time() - self.started)
+        if self.run._streamed():  # the epoch met every file: its unreadable ones are counted now
+            before = self.run.n_train
+            self.run._write_data_report()
+            if self.run.n_train < before:
+                skipped = self.run.skips.items()
+                self.run.log(f"skipped {len(skipped)} unreadable file(s) (listed in data_report.json), "
+                             f"e.g. {skipped[0][1]}")
         # Checkpoint last, after the state it describes is on disk: a kill between the
         # two replays one epoch instead of skipping one.
         self.run._save_state()
@@ -538,8 +680,16 @@ def _append_log(path: Path, phase: str, epoch: int, logs: dict, seconds: float) 
         os.fsync(handle.fileno())
 
 
-def make_strategy(name: str, cpu_devices: int, log=print):
-    """The tf.distribute strategy: mirrored over GPUs (or logical CPUs), else default."""
+def make_strategy(name: str, cpu_devices: int, log=print, role: cluster.Role | None = None):
+    """The tf.distribute strategy: multi_worker over the machines of TF_CONFIG (checked
+    reachable by the caller: cluster.wait_for_cluster), mirrored over GPUs (or logical
+    CPUs), else default."""
+    if name == "multi_worker":
+        role = role or cluster.read_tf_config()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads the same TF_CONFIG
+        log(f"MultiWorkerMirroredStrategy: {role.name} ({'chief' if role.chief else 'worker'}) of {role.size} "
+            f"tasks, {strategy.num_replicas_in_sync} replicas")
+        return strategy
     if cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
@@ -568,5 +718,22 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, log=pr
 
 
 def resume(run_dir: str | Path, log=print) -> dict[str, Any]:
-    """Continue an interrupted run from its last checkpoint, with its saved settings."""
-    return train(saved_config(run_dir), resume=True, log=log)
+    """Continue an interrupted run from its last checkpoint, with its saved settings (a
+    non-chief multi_worker task: from its own folder, RUN_DIR/workers/TASK)."""
+    return train(TrainConfig(data="", out=str(run_dir)), resume=True, log=log)  # the saved config replaces this
+
+
+def _task_folder(out: Path, strategy: str | None) -> tuple[cluster.Role | None, Path]:
+    """This process's task (multi_worker) and the folder it writes: the run folder for the
+    chief and single-machine runs, ``workers/TASK`` in it for the other tasks. ``strategy``
+    None (resuming, settings not read yet): a task with its own folder there is a worker."""
+    if strategy is None:
+        if not os.environ.get("TF_CONFIG"):
+            return None, out
+        role = cluster.read_tf_config()
+        own = out / "workers" / role.name
+        return (role, own) if not role.chief and (own / "state.json").is_file() else (None, out)
+    if strategy != "multi_worker":
+        return None, out
+    role = cluster.read_tf_config()
+    return role, out if role.chief else out / "workers" / role.name
