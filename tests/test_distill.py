@@ -133,3 +133,12 @@ def test_a_tflite_teacher_gives_its_logits_through_the_runtime_probe(data, fixtu
     scores = np.stack([classifier.scores_from_pixels(p) for p in loaded.pixels])
     order = [teacher.labels.index(c) for c in sorted(CLASSES)]
     assert (np.argmax(logits, 1) == np.argmax(scores[:, order], 1)).mean() >= 0.9
+
+
+def test_a_teacher_with_the_streamed_pipeline_is_refused_before_any_work(tmp_path):
+    from edgeshop.train.config import TrainConfig
+
+    with pytest.raises(EdgeshopError, match="--teacher needs --input-pipeline memory"):
+        TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), teacher=str(tmp_path / "teacher"),
+                    input_pipeline="stream")
+    assert not (tmp_path / "run").exists()
