@@ -138,7 +138,8 @@ def test_a_tflite_teacher_gives_its_logits_through_the_runtime_probe(data, fixtu
 def test_a_teacher_with_the_streamed_pipeline_is_refused_before_any_work(tmp_path):
     from edgeshop.train.config import TrainConfig
 
+    config = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), teacher=str(tmp_path / "teacher"),
+                         input_pipeline="stream")
     with pytest.raises(EdgeshopError, match="--teacher needs --input-pipeline memory"):
-        TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), teacher=str(tmp_path / "teacher"),
-                    input_pipeline="stream")
+        config.validate()
     assert not (tmp_path / "run").exists()
