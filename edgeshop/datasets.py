@@ -178,17 +178,13 @@ def class_names_of(samples: Sequence[Sample]) -> list[str]:
 
 def stratified_split(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out ``fraction`` of each class (at least one image of classes with 2+)."""
-    if not 0 < fraction < 1:
-        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
-    by_class: dict[str, list[Sample]] = defaultdict(list)
-    for sample in samples:
-        by_class[sample.label].append(sample)
+    by_class = _by_class(samples, fraction)
     rng = random.Random(seed)
     train, val = [], []
     for label in sorted(by_class):
         items = sorted(by_class[label], key=lambda s: str(s.path))
         rng.shuffle(items)
-        n_val = min(len(items) - 1, max(1, round(len(items) * fraction))) if len(items) > 1 else 0
+        n_val = _holdout_size(len(items), fraction)
         val.extend(items[:n_val])
         train.extend(items[n_val:])
     return train, val
@@ -280,20 +276,16 @@ def grouped_split(samples: Sequence[Sample], fraction: float, seed: int, groupin
         return stratified_split(samples, fraction, seed)
     if grouping not in VAL_GROUPINGS:
         raise DataError(f"validation grouping must be one of {VAL_GROUPINGS}, got {grouping!r}")
-    if not 0 < fraction < 1:
-        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
     if group_size < 1:
         raise DataError(f"validation group size must be >= 1 file, got {group_size}")
-    by_class: dict[str, list[Sample]] = defaultdict(list)
-    for sample in samples:
-        by_class[sample.label].append(sample)
+    by_class = _by_class(samples, fraction)
     rng = random.Random(seed)
     train, val = [], []
     for label in sorted(by_class):
         items = by_class[label]
         groups = file_order_groups(items, group_size) if grouping == "file_order" else \
             similarity_groups(items, threshold, descriptors)
-        target = min(len(items) - 1, max(1, round(len(items) * fraction))) if len(items) > 1 else 0
+        target = _holdout_size(len(items), fraction)
         rng.shuffle(groups)
         taken = 0
         for group in groups:
@@ -306,6 +298,21 @@ def grouped_split(samples: Sequence[Sample], fraction: float, seed: int, groupin
             else:
                 train.extend(group)
     return train, val
+
+
+def _by_class(samples: Sequence[Sample], fraction: float) -> dict[str, list[Sample]]:
+    """The samples of each class, after checking the hold-out fraction (both splits start here)."""
+    if not 0 < fraction < 1:
+        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
+    by_class: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_class[sample.label].append(sample)
+    return by_class
+
+
+def _holdout_size(count: int, fraction: float) -> int:
+    """How many of a class's ``count`` images to hold out: at least one, never all."""
+    return min(count - 1, max(1, round(count * fraction))) if count > 1 else 0
 
 
 def duplicate_files(a: Sequence[Sample], b: Sequence[Sample]) -> list[tuple[Path, Path]]:

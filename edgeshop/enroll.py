@@ -11,9 +11,9 @@ row comparable with the trained ones:
 - scale: the row gets the length that gives a new class's photos the logit a trained class
   gives its own images (`imprint_statistics`, measured on known images at calibration), and
   a bias that gives the mean known image the median logit the trained classes give it.
-  (The trained rows' own norm is about 4x too long: a trained row is only partly aligned
-  with its class's images, a prototype fully, and the new class then took 14 of 291 old
-  val images in a first trial on the shipped model.) The rows are written into the model
+  (The trained rows' own norm is several times too long: a trained row is only partly
+  aligned with its class's images, a prototype fully, so the new class takes old images;
+  `imprint_statistics` measures the right length instead.) The rows are written into the model
 itself (`edgeshop.runtime.head_weights`), so the result is an ordinary export: fully
 integer if the original was, standard metadata and card kept, new labels in labels.txt,
 readable by MediaPipe Tasks like any other.
@@ -25,7 +25,8 @@ the enrolment record in the card says so.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,11 @@ def imprint_rows(embeddings: np.ndarray, labels: np.ndarray, count: int, weights
 
 
 def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequence[str],
-                   remove: Sequence[str] = (), *, source: str = "model", data: str = "") -> tuple[bytes, dict]:
+                   remove: Sequence[str] = (), *, source: str = "model", data: str = "",
+                   skipped: Mapping[str, int] | None = None) -> tuple[bytes, dict]:
     """``content`` with the classes ``remove`` dropped and ``new_labels`` imprinted from ``photos``
-    (labels index ``new_labels``); returns the new model and the enrolment record."""
+    (labels index ``new_labels``; ``skipped``: unreadable photos per label, for the record);
+    returns the new model and the enrolment record."""
     card = _card_of(content, source)
     labels = list(card.labels)
     missing = [name for name in remove if name not in labels]
@@ -141,7 +144,7 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
         rows, row_bias = imprint_rows(embeddings, photos.labels, len(new_labels), head.weights, head.bias,
                                        centre, norm)
         weights, bias = np.vstack([weights, rows]), np.concatenate([bias, row_bias])
-        skipped = _skipped_by_label(photos, new_labels)
+        skipped = skipped or {}
         added = [{"label": name, "photos": int(np.sum(photos.labels == i)), "skipped": skipped.get(name, 0)}
                  for i, name in enumerate(new_labels)]
     new_labels_all = tuple([name for name in labels if name not in remove] + list(new_labels))
@@ -167,7 +170,7 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
         raise DataError("nothing to do: pass --data NEW (a folder per new product) and/or --remove LABEL")
     content = _read_model_file(model)
     card = _card_of(content, str(model))
-    photos, new_labels = None, []
+    photos, new_labels, skipped = None, [], Counter()
     if data is not None:
         samples = new_class_photos(data)
         new_labels = sorted({s.label for s in samples})
@@ -176,11 +179,13 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
         if unreadable:
             raise DataError(f"{Path(data) / unreadable[0]}: none of its photos could be read "
                             f"(e.g. {_first_reason(photos, Path(data) / unreadable[0])}); add readable photos")
+        label_of = {s.path: s.label for s in samples}
+        skipped = Counter(label_of[path] for path, _ in photos.skipped)
     result, record = enroll_content(content, photos, new_labels, remove, source=str(model),
-                                    data=str(data) if data else "")
+                                    data=str(data) if data else "", skipped=skipped)
     write_bytes_atomic(out, result)
-    skipped = [{"file": str(p), "reason": r} for p, r in (photos.skipped if photos else [])]
-    return {**record, "path": str(out), "size_bytes": len(result), "skipped_files": skipped}
+    skipped_files = [{"file": str(p), "reason": r} for p, r in (photos.skipped if photos else [])]
+    return {**record, "path": str(out), "size_bytes": len(result), "skipped_files": skipped_files}
 
 
 def _card_of(content: bytes, source: str) -> ModelCard:
@@ -201,16 +206,6 @@ def _centre(card: ModelCard, source: str, width: int) -> tuple[np.ndarray, float
                             "new products on; add it with: edgeshop-calibrate MODEL --data VAL_IMAGES --out "
                             "CALIBRATED.tflite (validation photos of the model's own classes)")
     return mean, float(norm)
-
-
-def _skipped_by_label(photos: LoadedImages, labels: Sequence[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for path, _ in photos.skipped:
-        for name in labels:
-            if path.parent.name == name or name in path.parts:
-                counts[name] = counts.get(name, 0) + 1
-                break
-    return counts
 
 
 def _first_reason(photos: LoadedImages, folder: Path) -> str:

@@ -22,6 +22,22 @@ def run_command(name: str, body: Callable[[], int]) -> int:
         return 130
 
 
+def run_and_record(name: str, compute: Callable[[], dict], render: Callable[[dict], str],
+                   json_path: str | None) -> int:
+    """``run_command`` for commands that produce a record: print ``render(record)`` and, with
+    ``json_path``, also write the record there (edgeshop-calibrate, edgeshop-enroll)."""
+    def body() -> int:
+        from edgeshop.utils import write_json_atomic
+
+        record = compute()
+        print(render(record))
+        if json_path:
+            write_json_atomic(json_path, record)
+        return 0
+
+    return run_command(name, body)
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (a count of threads, frames, ...)."""
     try:

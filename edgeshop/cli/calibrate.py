@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import run_and_record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,18 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.tpr <= 1:
         build_parser().error(f"--tpr must be in (0, 1], got {args.tpr}")
 
-    def body() -> int:
+    def compute() -> dict:
         from edgeshop.calibrate import calibrate_file
-        from edgeshop.utils import write_json_atomic
 
-        record = calibrate_file(args.model, args.data, args.out, classes_csv=args.classes, tpr=args.tpr,
-                                force=args.force)
-        print(format_record(record))
-        if args.json:
-            write_json_atomic(args.json, record)
-        return 0
+        return calibrate_file(args.model, args.data, args.out, classes_csv=args.classes, tpr=args.tpr,
+                              force=args.force)
 
-    return run_command("edgeshop-calibrate", body)
+    return run_and_record("edgeshop-calibrate", compute, format_record, args.json)
 
 
 def format_record(record: dict) -> str:

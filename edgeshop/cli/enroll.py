@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import run_and_record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,17 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    def body() -> int:
+    def compute() -> dict:
         from edgeshop.enroll import enroll_file
-        from edgeshop.utils import write_json_atomic
 
-        record = enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force)
-        print(format_record(record))
-        if args.json:
-            write_json_atomic(args.json, record)
-        return 0
+        return enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force)
 
-    return run_command("edgeshop-enroll", body)
+    return run_and_record("edgeshop-enroll", compute, format_record, args.json)
 
 
 def format_record(record: dict) -> str:

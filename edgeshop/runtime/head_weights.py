@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgeshop.errors import ModelLoadError
-from edgeshop.runtime.tflite_head import find_head, read_model, write_model
+from edgeshop.runtime.tflite_head import _schema, find_head, read_model, write_model
 
 _FLOAT32, _FLOAT16, _INT32, _INT8 = 0, 1, 2, 9  # tflite::TensorType
 _DEQUANTIZE = 6
@@ -112,7 +112,7 @@ def with_head_weights(content: bytes, weights: np.ndarray, bias: np.ndarray, sou
     (the caller updates the labels to match)."""
     schema = _schema()
     model = read_model(content, source)
-    head, subgraph, op, w_const, b_const = _layer(model, source)
+    _, subgraph, op, w_const, b_const = _layer(model, source)
     old = _values(model, subgraph, w_const)
     weights, bias = np.asarray(weights, np.float64), np.asarray(bias, np.float64)
     if weights.ndim != 2 or weights.shape[1] != old.shape[1] or bias.shape != (weights.shape[0],):
@@ -145,12 +145,6 @@ def with_head_weights(content: bytes, weights: np.ndarray, bias: np.ndarray, sou
     for index in _class_axis_tensors(subgraph, int(op.outputs[0])):
         _set_class_count(subgraph.tensors[index], n)
     return write_model(model, content)
-
-
-def _schema():
-    from edgeshop.runtime.tflite_head import _schema as schema
-
-    return schema()
 
 
 def _store(schema: Any, model: Any, tensor: Any, values: np.ndarray) -> None:
