@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline open-set bench resolution-sweep web pi-check
+.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline open-set channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -99,6 +99,11 @@ open-set: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --exclude-classes $(OPEN_SET_EXCLUDED) \
 		--out runs/grocery71 $(ARGS)
 	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY)
+
+## channel-sweep: structured channel pruning of the grocery recipe at three levels (val top-1, size, int8
+## latency interleaved with the shipped model); ships the chosen level as models/grocery/grocery_int8_fast.tflite
+channel-sweep: $(STAMP)
+	$(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) $(ARGS)
 
 ## bench: latency of the shipped model vs float32, ONNX Runtime int8 and Keras; camera-loop fps.
 ## Rewrites bench/results.json and the README's bench table. Keep the machine otherwise idle.

@@ -25,7 +25,8 @@ from edgeshop.runtime.classifier import Classifier
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_PYTHON = Path(os.environ.get("EDGESHOP_CLIENTS_PYTHON", REPO / ".venv-clients" / "bin" / "python"))
 SHIPPED = {"int8": REPO / "models" / "grocery" / "grocery_int8.tflite",
-           "float16": REPO / "models" / "grocery" / "grocery_fp16.tflite"}
+           "float16": REPO / "models" / "grocery" / "grocery_fp16.tflite",
+           "int8_fast": REPO / "models" / "grocery" / "grocery_int8_fast.tflite"}
 DEMO_TEST = REPO / "data" / "grocery_demo" / "test"
 
 
@@ -81,7 +82,7 @@ def test_task_library_opens_exports_and_agrees(client_python, pipeline, syntheti
     assert _agreement(result, _edgeshop_top1(pipeline[key], images)) >= 0.95
 
 
-@pytest.mark.parametrize("fmt", ["int8", "float16"])
+@pytest.mark.parametrize("fmt", ["int8", "float16", "int8_fast"])
 def test_shipped_grocery_models_give_edgeshops_top1_in_mediapipe(client_python, fmt):
     images = sorted(DEMO_TEST.rglob("*.jpg"))
     result = _client(client_python, SHIPPED[fmt], images)

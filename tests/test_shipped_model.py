@@ -33,7 +33,10 @@ def figures() -> dict:
     return json.loads((GROCERY / "figures_efficientnet_lite0.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["grocery_int8.tflite", "grocery_fp16.tflite"])
+SHIPPED_MODELS = ["grocery_int8.tflite", "grocery_fp16.tflite", "grocery_int8_fast.tflite"]
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_shipped_model_carries_its_labels_and_card(name, figures):
     classifier = Classifier(GROCERY / name, num_threads=1)
     assert len(classifier.labels) == 81 == len(set(classifier.labels))
@@ -45,15 +48,37 @@ def test_shipped_model_carries_its_labels_and_card(name, figures):
     assert classifier.card.input.normalization_in_graph
 
 
-def test_shipped_int8_model_is_fully_integer_and_its_float_reference_is_not():
-    int8 = audit_model((GROCERY / "grocery_int8.tflite").read_bytes())
+@pytest.mark.parametrize("name", ["grocery_int8.tflite", "grocery_int8_fast.tflite"])
+def test_shipped_int8_models_are_fully_integer_and_the_float_reference_is_not(name):
+    int8 = audit_model((GROCERY / name).read_bytes())
     assert int8["fully_integer"], (int8["float_tensors"][:5], int8["float_ops"])
     assert int8["input"]["dtype"] in ("int8", "uint8") and int8["output"]["dtype"] in ("int8", "uint8")
-    assert Classifier(GROCERY / "grocery_int8.tflite").card.quantization.endswith("int8")
+    assert Classifier(GROCERY / name).card.quantization.endswith("int8")
     assert not audit_model((GROCERY / "grocery_fp16.tflite").read_bytes())["fully_integer"]
 
 
-@pytest.mark.parametrize("name", ["grocery_int8.tflite", "grocery_fp16.tflite"])
+def test_the_fast_model_is_the_channel_pruned_one_and_runs_faster():
+    """grocery_int8_fast.tflite: the sweep's chosen level, narrower (its card records the
+    channels kept), and faster than the shipped model here, timed interleaved."""
+    from edgeshop.runtime.backend import make_interpreter
+    from edgeshop.runtime.bench import invoke_callable, time_interleaved
+
+    sweep = json.loads((GROCERY / "channel_pruning.json").read_text())
+    chosen = sweep["models"][sweep["chosen"]]
+    assert chosen["shipped_as"] == "models/grocery/grocery_int8_fast.tflite"
+    fast, shipped = GROCERY / "grocery_int8_fast.tflite", GROCERY / "grocery_int8.tflite"
+    assert fast.stat().st_size == chosen["size_bytes"] < 0.7 * shipped.stat().st_size
+    channels = Classifier(fast).card.extra["training"]["channels"]
+    assert channels["kept"] == chosen["channels"]["kept"] < channels["channels"]
+    calls = {}
+    for name, path in (("fast", fast), ("shipped", shipped)):
+        _, interpreter = make_interpreter(path.read_bytes(), 1)
+        calls[name] = invoke_callable(interpreter)
+    stats = time_interleaved(calls, runs=60, warmup=5)
+    assert stats["fast"].p50_ms / stats["shipped"].p50_ms < chosen["ratio_1t"] + 0.1
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_shipped_model_top1_on_the_bundled_demo_images(name):
     samples = discover(DEMO_TEST)
     assert len(samples) == 52

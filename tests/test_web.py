@@ -71,7 +71,8 @@ def wait_until_done(browser: Chromium) -> None:
     assert state == "done", f"page: {status}"
 
 
-@pytest.mark.parametrize(("model_name", "per_class"), [("grocery_int8.tflite", None), ("grocery_fp16.tflite", 1)])
+@pytest.mark.parametrize(("model_name", "per_class"), [("grocery_int8.tflite", None), ("grocery_fp16.tflite", 1),
+                                                     ("grocery_int8_fast.tflite", 1)])
 def test_page_top1_equals_edgeshop_on_demo_photos(browser_setup, model_name, per_class, tmp_path):
     browser, url_for, _ = browser_setup
     model = MODELS / model_name

@@ -305,7 +305,7 @@ def calibration_lines() -> list[str]:
               + " of the other half).",
               "How many products the model never saw it rejects cannot be measured on these models (trained",
               "on all 81 classes): the open-set model below stands in for them."]
-    return lines + open_set_lines()
+    return lines + open_set_lines() + channel_lines()
 
 
 def open_set_lines() -> list[str]:
@@ -318,6 +318,18 @@ def open_set_lines() -> list[str]:
     return ["", "### Products the model never saw, and enrolling them", "",
             "Measured on `open_set/grocery71_int8.tflite`: this recipe without ten of the 81 classes "
             "(`make open-set`).", "", render(json.loads(path.read_text()))]
+
+
+def channel_lines() -> list[str]:
+    """The channel-pruning sweep (channel_pruning.json, tools/channel_sweep.py)."""
+    path = GROCERY / "channel_pruning.json"
+    if not path.exists():
+        return []
+    from channel_sweep import PLOT, render
+
+    return ["", "### Faster by removing channels", "",
+            "This recipe with whole channels removed for a latency target, against the shipped model:", "",
+            render(json.loads(path.read_text())), "", f"![val top-1 against latency]({PLOT.name})"]
 
 
 def format_lines(record: dict | None) -> list[str]:

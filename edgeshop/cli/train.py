@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="softening temperature of teacher and student (default 4)")
     p.add_argument("--distill-weight", type=float, metavar="W",
                    help="weight of the teacher's soft targets; 1 - W goes to the hard labels (default 0.5)")
+    p.add_argument("--prune-channels", type=float, metavar="FRACTION",
+                   help="structured pruning: remove this fraction of the channels of every expansion "
+                        "(conv -> depthwise -> conv) and fine-tune the narrower, faster network, e.g. 0.3")
+    p.add_argument("--target-latency-ratio", type=float, metavar="RATIO",
+                   help="instead of a fraction: remove as many channels as make the int8 model RATIO x as slow as "
+                        "the unpruned one (e.g. 0.7), timed on this machine")
+    p.add_argument("--prune-channels-epochs", type=int, help="fine-tuning epochs after removing channels (default 4)")
+    p.add_argument("--prune-channels-lr", type=float, help="their peak learning rate (default 3e-4)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")
     p.add_argument("--prune-epochs", type=int)
     p.add_argument("--qat", action="store_const", const=True, help="int8 quantization-aware training (last phase)")

@@ -63,6 +63,15 @@ class TrainConfig:
     augment: bool = True
     mix: float = 0.0  # probability per batch of CutMix or MixUp (needs augment)
     freeze_bn: bool = False  # BatchNorm in inference mode after the head phase (small-data fine-tuning)
+    # Structured pruning (train/channels.py): remove this fraction of the channels of every
+    # conv -> depthwise -> conv group (EfficientNet-Lite's expansions), then fine-tune the
+    # narrower network. 0 = off. Runs after the main phase, before magnitude pruning and QAT.
+    prune_channels: float = 0.0
+    # ... or the fraction that makes the int8 model this much faster than the unpruned one,
+    # searched by timing on this machine (train/latency_target.py). 0 = off.
+    target_latency_ratio: float = 0.0
+    prune_channels_epochs: int = 4
+    prune_channels_lr: float = 3e-4
     prune: float = 0.0  # target sparsity; 0 = no pruning
     prune_epochs: int = 2
     prune_lr: float = 1e-4
@@ -100,6 +109,17 @@ class TrainConfig:
     def validate(self) -> None:
         if self.prune and not 0 < self.prune < 1:
             raise EdgeshopError(f"--prune must be a sparsity in (0, 1), e.g. 0.5; got {self.prune}")
+        if self.prune_channels and not 0 < self.prune_channels < 1:
+            raise EdgeshopError(f"--prune-channels must be a fraction of channels in (0, 1), e.g. 0.3; "
+                                f"got {self.prune_channels}")
+        if self.target_latency_ratio and not 0 < self.target_latency_ratio < 1:
+            raise EdgeshopError(f"--target-latency-ratio is the pruned int8 model's latency over the unpruned one's, "
+                                f"in (0, 1), e.g. 0.7; got {self.target_latency_ratio}")
+        if self.target_latency_ratio and self.prune_channels:
+            raise EdgeshopError("--target-latency-ratio chooses the fraction of channels itself: drop --prune-channels")
+        if (self.prune_channels or self.target_latency_ratio) and self.prune_channels_epochs < 1:
+            raise EdgeshopError("--prune-channels needs --prune-channels-epochs >= 1 (the narrower network "
+                                "must be fine-tuned)")
         if self.epochs < 0 or self.head_epochs < 0:
             raise EdgeshopError("epoch counts must be >= 0")
         if self.interpolation not in INTERPOLATIONS:

@@ -22,7 +22,8 @@ from edgeshop.errors import EdgeshopError, OverwriteError
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, split_archive
 from edgeshop.train._keras import keras, tf
-from edgeshop.train.run_model import is_qat, load_run_model
+from edgeshop.train.channels import summary as channel_summary
+from edgeshop.train.run_model import is_qat, load_run_model, read_channel_plan
 from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
 from edgeshop.train.verify_gate import require_agreement
 from edgeshop.utils import write_bytes_atomic
@@ -44,7 +45,9 @@ def _full_range_image(height: int, width: int) -> np.ndarray:
     return np.repeat(np.broadcast_to(ramp, (height, width))[:, :, None], 3, axis=2)
 
 
-def _representative(calibration: np.ndarray):
+def representative_dataset(calibration: np.ndarray):
+    """The converter's calibration images: a full-range gradient first, then ``calibration``."""
+
     def generate():
         # First a full-range gradient: pins the int8 input to scale 1, zero point -128,
         # so devices feed raw pixels with no arithmetic (see Classifier._to_input).
@@ -53,6 +56,19 @@ def _representative(calibration: np.ndarray):
             yield [image[None].astype(np.float32)]
 
     return generate
+
+
+def int8_converter(converter, calibration: np.ndarray, io_type: str = "uint8"):
+    """``converter`` set up for a fully integer model with ``io_type`` input and output."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    # Needed even for QAT models: the converter calibrates the in-graph
+    # normalisation and asks for it when the I/O types are integer.
+    converter.representative_dataset = representative_dataset(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    # uint8 adds one QUANTIZE op at each end (uint8 <-> int8, same scale, zero point
+    # moved by 128); the interior stays int8.
+    converter.inference_input_type = converter.inference_output_type = tf.uint8 if io_type == "uint8" else tf.int8
+    return converter
 
 
 def convert(
@@ -83,15 +99,7 @@ def convert(
     elif fmt == "int8":
         method = "qat_int8" if is_qat(model) else "ptq_int8"
         calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        # Needed even for QAT models: the converter calibrates the in-graph
-        # normalisation and asks for it when the I/O types are integer.
-        converter.representative_dataset = _representative(calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        # uint8 adds one QUANTIZE op at each end (uint8 <-> int8, same scale, zero point
-        # moved by 128); the interior stays int8.
-        converter.inference_input_type = tf.uint8 if io_type == "uint8" else tf.int8
-        converter.inference_output_type = tf.uint8 if io_type == "uint8" else tf.int8
+        int8_converter(converter, calibration, io_type)
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; keep its message
@@ -179,6 +187,9 @@ def export(
     }
     if metrics_file.is_file():
         extra["validation"] = {k: v for k, v in json.loads(metrics_file.read_text()).items() if k.startswith("val_")}
+    plan = read_channel_plan(run_dir)
+    if plan is not None:  # the card says the network is narrower than its architecture's name
+        extra["training"] = {**extra.get("training", {}), "channels": channel_summary(plan)}
     card = replace(card, quantization=how["method"], extra=extra)
     data = package(flatbuffer, card, provenance)
     if calibrate:

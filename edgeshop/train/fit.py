@@ -42,7 +42,7 @@ from edgeshop import datasets
 from edgeshop.errors import DataError, EdgeshopError, OverwriteError
 from edgeshop.report.evaluate import top_k_accuracy
 from edgeshop.runtime.modelcard import InputSpec, ModelCard
-from edgeshop.train import cluster, compress, distill
+from edgeshop.train import channels, cluster, compress, distill
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz
 from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
@@ -51,14 +51,23 @@ from edgeshop.train.config import TrainConfig
 from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
 from edgeshop.train.run_files import write_run_metadata
-from edgeshop.train.run_model import build_model, load_run_model
+from edgeshop.train.run_model import (
+    CHANNEL_PLAN,
+    FLOAT_STAGES,
+    build_model,
+    load_run_model,
+    read_channel_plan,
+    stage_widths,
+)
 from edgeshop.train.stream import SkipLog, stream_images
 from edgeshop.utils import progress_bar, write_json_atomic
+
+CHANNEL_SCORE_IMAGES = 64  # calibration images whose activations rank the channels
 
 
 @dataclass(frozen=True)
 class Phase:
-    name: str  # head | train | prune | qat
+    name: str  # head | train | prune_channels | prune | qat
     epochs: int
     lr: float
     keep_best: bool  # restore the best-val epoch at the end (float phases)
@@ -76,6 +85,9 @@ def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
         lr = config.fine_tune_lr if pretrained else config.lr
         phases.append(Phase("train", config.epochs, lr, keep_best=select, patience=config.patience if select else None,
                             average_last=config.average_last_epochs))
+    if config.prune_channels or config.target_latency_ratio:
+        phases.append(Phase("prune_channels", config.prune_channels_epochs, config.prune_channels_lr,
+                            keep_best=False))
     if config.prune:
         phases.append(Phase("prune", config.prune_epochs, config.prune_lr, keep_best=False))
     if config.qat:
@@ -114,7 +126,11 @@ class TrainingRun:
             raise EdgeshopError(f"--train-image-size needs an architecture that runs at any input size; "
                                 f"{self.arch.name} has a fixed-size layer (drop --train-image-size)")
         self.phases = plan_phases(self.config, self.arch)
+        if self.config.prune_channels or self.config.target_latency_ratio:  # refused up front if impossible
+            channels.require_groups(build_model(self.config, 2), self.arch.name)
         self._find_samples()
+        if self.config.target_latency_ratio and not resume:
+            self._require_reachable_latency()
         self.teacher = None
         if self.config.teacher:
             self.teacher = distill.load_teacher(self.config.teacher)
@@ -284,6 +300,8 @@ class TrainingRun:
             name=self.out.name,
             arch=self.arch.name,
             extra={"training": {"phases": [p.name for p in self.phases], "prune": self.config.prune,
+                                "prune_channels": self.config.prune_channels,
+                                "target_latency_ratio": self.config.target_latency_ratio,
                                 "qat": self.config.qat, "train_images": int(self.n_train),
                                 "train_image_size": self.train_image_size,
                                 **self._distillation_record()}},
@@ -400,12 +418,14 @@ class TrainingRun:
     def _base_model(self, phase: Phase) -> keras.Model:
         # A float phase training at another size than it validates at needs free H and W.
         any_size = self._phase_image_size(phase) != self.image_size
-        return build_model(self.config, len(self.class_names), any_size=any_size)
+        # prune_channels starts from the full-width weights and narrows them (_narrow)
+        widths = None if phase.name == "prune_channels" else stage_widths(self.run_dir, phase.name)
+        return build_model(self.config, len(self.class_names), any_size=any_size, widths=widths)
 
     def _last_float_stage(self, before: str) -> Path | None:
         names = [p.name for p in self.phases]
         for name in reversed(names[: names.index(before)]):
-            if name in ("head", "train", "prune"):
+            if name in FLOAT_STAGES:
                 return self.run_dir / "stages" / f"{name}.weights.npz"
         return None
 
@@ -417,6 +437,8 @@ class TrainingRun:
         elif self.arch.pretrained_weights and self.config.pretrained:
             fresh = load_weights_npz(model, find_pretrained_weights(self.arch))
             self.log(f"initialised from ImageNet weights; new layers: {', '.join(fresh)}")
+        if phase.name == "prune_channels":
+            model = self._narrow(model)
         if phase.name == "head":
             for layer in model.layers:
                 layer.trainable = layer.name == "classifier"
@@ -442,9 +464,54 @@ class TrainingRun:
             self.log(f"[qat] {count} activation ranges initialised from {len(sample)} training images")
         return model
 
+    def _narrow(self, model: keras.Model) -> keras.Model:
+        """The trained full-width model with its lowest-ranked channels removed. The plan is
+        written before fine-tuning starts and reused on resume (the checkpoints hold
+        weights of the narrow model)."""
+        groups = channels.require_groups(model, self.arch.name)
+        plan = read_channel_plan(self.run_dir)
+        if plan is None:
+            sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)[:CHANNEL_SCORE_IMAGES]
+            fraction, search = self.config.prune_channels, None
+            if self.config.target_latency_ratio:
+                fraction, search = self._allocate_for_latency(model, groups, sample)
+            plan = channels.make_plan(model, groups, fraction, sample)
+            if search is not None:
+                plan["latency_target"] = search
+            write_json_atomic(self.run_dir / CHANNEL_PLAN, plan)
+        narrow = channels.prune_channels(model, groups, plan)
+        info = channels.summary(plan)
+        self.log(f"[prune_channels] kept {info['kept']} of {info['channels']} channels in {info['groups']} groups "
+                 f"(ranked by {info['criterion']}); parameters {model.count_params():,} -> "
+                 f"{narrow.count_params():,}")
+        return narrow
+
+    def _require_reachable_latency(self) -> None:
+        from edgeshop.train import latency_target
+
+        def build(widths):
+            return build_model(self.config, len(self.class_names), widths=widths)
+
+        pixels = np.random.default_rng(0).uniform(0, 255, (4, self.image_size, self.image_size, 3)).astype(np.float32)
+        floor = latency_target.require_reachable(build, channels.find_groups(build(None)),
+                                                 self.config.target_latency_ratio, pixels)
+        self.log(f"--target-latency-ratio {self.config.target_latency_ratio:g}: reachable here (the narrowest "
+                 f"allowed network runs at {floor:.2f}x)")
+
+    def _allocate_for_latency(self, model: keras.Model, groups,
+                              images: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
+        from edgeshop.train import latency_target
+
+        target = self.config.target_latency_ratio
+        self.log(f"[prune_channels] choosing per-group fractions for {target:g}x the int8 latency")
+        fractions, search = latency_target.allocate_for_latency(
+            lambda widths: build_model(self.config, len(self.class_names), widths=widths), model, groups, target,
+            images, self.log)
+        return fractions, search
+
     def _compile(self, model: keras.Model, phase: Phase, steps_per_epoch: int) -> None:
         total = max(1, phase.epochs * steps_per_epoch)
-        warmup = min(steps_per_epoch, total // 10) if phase.name in ("train", "head") else 0
+        warmup = min(steps_per_epoch, total // 10) if phase.name in ("train", "head", "prune_channels") else 0
         schedule = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=phase.lr if warmup == 0 else phase.lr * 0.1,
             decay_steps=total - warmup,
@@ -572,6 +639,9 @@ class TrainingRun:
             "train_seconds_per_phase": {k: round(v, 1) for k, v in self.state["seconds"].items()},
             "sparsity_after_strip": self.state.get("sparsity_after_strip"),
         }
+        plan = read_channel_plan(self.run_dir)
+        if plan is not None:
+            metrics["channels"] = channels.summary(plan)
         if "averaged_val_accuracy" in self.state:
             metrics["val_top1_averaged"] = self.state["averaged_val_accuracy"]
         if val_ds is not None:

@@ -11,23 +11,49 @@ import json
 from pathlib import Path
 
 from edgeshop.errors import EdgeshopError
-from edgeshop.train import compress
+from edgeshop.train import channels, compress
 from edgeshop.train._keras import keras
 from edgeshop.train.architectures import get_architecture
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.model_io import load_weights
 
-FLOAT_STAGES = ("head", "train", "prune")
+FLOAT_STAGES = ("head", "train", "prune_channels", "prune")
+PHASE_ORDER = ("head", "train", "prune_channels", "prune", "qat")
+CHANNEL_PLAN = "channels.json"  # in the run directory: which channels prune_channels kept
 
 
-def build_model(config: TrainConfig, num_classes: int, qat: bool = False, any_size: bool = False) -> keras.Model:
+def build_model(config: TrainConfig, num_classes: int, qat: bool = False, any_size: bool = False,
+                widths: dict[str, int] | None = None) -> keras.Model:
     """The run's architecture at its export size or, with ``any_size``, with free height
-    and width (training at train_image_size while validating at image_size)."""
+    and width (training at train_image_size while validating at image_size); with
+    ``widths`` (a channel plan's, train/channels.py), its narrower pruned form."""
     arch = get_architecture(config.arch)
     kwargs = {} if config.dropout is None else {"dropout": config.dropout}
     size = None if any_size else config.image_size or arch.default_image_size
     model = arch.build(num_classes, size, **kwargs)
+    if widths:
+        model = channels.narrow_architecture(model, widths)
     return compress.apply_qat(model, preserve_sparsity=bool(config.prune)) if qat else model
+
+
+def read_channel_plan(run_dir: Path) -> dict | None:
+    """The run's channel plan (train/channels.py), or None if it removed no channels."""
+    path = Path(run_dir) / CHANNEL_PLAN
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise EdgeshopError(f"{path}: unreadable channel plan ({exc}); the prune_channels phase wrote it, "
+                            "rerun that phase (delete stages/prune_channels* and checkpoints/prune_channels)") from None
+
+
+def stage_widths(run_dir: Path, stage: str) -> dict[str, int] | None:
+    """The layer widths of weights saved after ``stage``: narrowed from prune_channels on."""
+    plan = read_channel_plan(run_dir)
+    if plan is None or PHASE_ORDER.index(stage) < PHASE_ORDER.index("prune_channels"):
+        return None
+    return channels.plan_widths(plan)
 
 
 def read_run(run_dir: Path) -> tuple[TrainConfig, list[str], list[str]]:
@@ -51,14 +77,14 @@ def load_run_model(run_dir: Path, final: bool = True, as_float: bool = False) ->
         if not is_qat(final_model):
             return final_model
         config, labels, _ = read_run(run_dir)
-        return float_twin(final_model, build_model(config, len(labels)))
+        return float_twin(final_model, build_model(config, len(labels), widths=stage_widths(run_dir, "qat")))
     config, labels, completed = read_run(run_dir)
     qat = final and "qat" in completed
     floats = [name for name in completed if name in FLOAT_STAGES]
     stage = "qat" if qat else (floats[-1] if floats else None)
     if stage is None:
         raise EdgeshopError(f"{run_dir}: no finished training phase to load; resume the run with --resume")
-    model = build_model(config, len(labels), qat=qat)
+    model = build_model(config, len(labels), qat=qat, widths=stage_widths(run_dir, stage))
     load_weights(model, Path(run_dir) / "stages" / f"{stage}.weights.npz")
     return model
 
