@@ -18,6 +18,13 @@ itself (`edgeshop.runtime.head_weights`), so the result is an ordinary export: f
 integer if the original was, standard metadata and card kept, new labels in labels.txt,
 readable by MediaPipe Tasks like any other.
 
+A model trained with the cosine head (`edgeshop-train --head cosine`, train/cosine_head.py)
+scores scale x cos(row, embedding) and its layer has no bias. Imprinting the plain normalised
+mean at the head's scale (Qi et al. as published) took other products' images in our tests:
+the unit embeddings share a large common direction and trained rows reach only a modest
+cosine with their own images. So the same centring and measured length are used, and the
+bias is folded into the row as a component along the centre (`imprint_rows(fold_bias=True)`).
+
 The temperature and the unknown threshold stay those fitted on the original classes;
 the enrolment record in the card says so.
 """
@@ -42,6 +49,8 @@ from edgeshop.runtime.probe import HeadProbe, loaded
 from edgeshop.utils import write_bytes_atomic
 
 METHOD = "imprinting: centred, L2-normalised mean embedding; median trained norm and logit"
+COSINE_METHOD = ("imprinting into a cosine head: centred, L2-normalised mean embedding orthogonal to the centre; "
+                 "median trained norm, the median logit at the centre folded in along it")
 
 
 def new_class_photos(data: str | Path) -> list[Sample]:
@@ -100,20 +109,39 @@ def imprint_statistics(embeddings: np.ndarray, truth: np.ndarray, weights: np.nd
 
 
 def imprint_rows(embeddings: np.ndarray, labels: np.ndarray, count: int, weights: np.ndarray, bias: np.ndarray,
-                 centre: np.ndarray, norm: float) -> tuple[np.ndarray, np.ndarray]:
+                 centre: np.ndarray, norm: float, fold_bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One classifier row and bias per new class 0..count-1 from its photos' embeddings: the
     centred, normalised mean embedding at length ``norm``, and the bias that gives the centre
-    the median logit of the trained classes."""
+    the median logit of the trained classes.
+
+    ``fold_bias`` (a cosine head: its layer has no bias): the prototype is made orthogonal to
+    the centre and the bias becomes a component along the centre, so the row still gives the
+    centre that logit and scores every other image by its centred direction; biases are 0."""
     logit_at_centre = float(np.median(weights @ centre + bias))
     offsets = embeddings.astype(np.float64) - centre
     offsets /= np.maximum(np.linalg.norm(offsets, axis=1, keepdims=True), 1e-12)
     rows, biases = [], []
+    centre_sq = max(float(centre @ centre), 1e-12)
     for label in range(count):
         prototype = offsets[labels == label].mean(axis=0)
+        if fold_bias:
+            prototype = prototype - (prototype @ centre) / centre_sq * centre
         row = norm * prototype / max(float(np.linalg.norm(prototype)), 1e-12)
+        if fold_bias:
+            row = row + logit_at_centre / centre_sq * centre
         rows.append(row)
-        biases.append(logit_at_centre - float(row @ centre))
+        biases.append(0.0 if fold_bias else logit_at_centre - float(row @ centre))
     return np.asarray(rows, np.float32).reshape(count, -1), np.asarray(biases, np.float32)
+
+
+def head_kind(card: ModelCard) -> dict[str, Any]:
+    """The card's classifier head: {"kind": "cosine", "scale": s} or {"kind": "linear"}."""
+    training = card.extra.get("training")
+    head = training.get("head") if isinstance(training, dict) else None
+    if isinstance(head, dict) and head.get("kind") == "cosine" and isinstance(head.get("scale"), (int, float)) \
+            and 0 < head["scale"] <= 100:
+        return {"kind": "cosine", "scale": float(head["scale"])}
+    return {"kind": "linear"}
 
 
 def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequence[str],
@@ -137,18 +165,20 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
         raise DataError(f"{source}: removing every label would leave no classes")
     weights, bias = head.weights[keep], head.bias[keep]
     added = []
+    kind = head_kind(card)
     if new_labels:
         centre, norm = _centre(card, source, head.weights.shape[1])
         with loaded(content) as classifier:
             embeddings = HeadProbe(classifier).run_many(photos.pixels, "enrolment: embeddings")["embedding"]
         rows, row_bias = imprint_rows(embeddings, photos.labels, len(new_labels), head.weights, head.bias,
-                                       centre, norm)
+                                      centre, norm, fold_bias=kind["kind"] == "cosine")
         weights, bias = np.vstack([weights, rows]), np.concatenate([bias, row_bias])
         skipped = skipped or {}
         added = [{"label": name, "photos": int(np.sum(photos.labels == i)), "skipped": skipped.get(name, 0)}
                  for i, name in enumerate(new_labels)]
     new_labels_all = tuple([name for name in labels if name not in remove] + list(new_labels))
-    record = {"method": METHOD, "added": added, "removed": list(remove), "data": data,
+    record = {"method": COSINE_METHOD if kind["kind"] == "cosine" else METHOD, "added": added,
+              "removed": list(remove), "data": data,
               "classes_before": len(labels), "classes_after": len(new_labels_all),
               "storage": head.storage,
               "note": "temperature and unknown threshold were fitted on the classes before enrolment",

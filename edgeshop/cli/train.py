@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0: off)")
     p.add_argument("--arch", help="efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2 (a teacher: "
                                   "weights from make backbone-lite2), seed_cnn or tiny")
+    p.add_argument("--head", choices=("linear", "cosine"),
+                   help="classifier head: linear (default) or cosine (normalised embedding and rows: scores are "
+                        "scale x cosine, so edgeshop-enroll adds products on the same footing as trained ones)")
+    p.add_argument("--cosine-scale", type=float, metavar="S", help="the cosine head's logit scale (default 16)")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: the architecture's)")
     p.add_argument("--train-image-size", type=int, metavar="PX",
                    help="train the float phases at this side, QAT and export at --image-size (default: the same)")

@@ -1,7 +1,8 @@
 """Read and replace the weights of a finished model's classifier layer, with any number of classes.
 
 Runtime side, no TensorFlow (the TFLite schema of ai-edge-litert, as in `tflite_head`).
-The head is `embedding -> FULLY_CONNECTED(W: N x D, b: N) -> SOFTMAX -> [QUANTIZE] -> output`.
+The head is `embedding -> FULLY_CONNECTED(W: N x D, b: N) -> SOFTMAX -> [QUANTIZE] -> output`
+(a cosine head has no b: it reads as zeros and only zeros can be written).
 `read_head_weights` gives W and b as float32 whatever the storage; `with_head_weights`
 writes new ones, where N may differ from the original: enrolment adds rows, removal
 drops them. Every tensor from the layer's output to the model's output gets the new
@@ -57,10 +58,12 @@ def _layer(model: Any, source: str):
     subgraph = model.subgraphs[0]
     producer = {int(t): i for i, op in enumerate(subgraph.operators) for t in op.outputs}
     op = subgraph.operators[producer[head.logits]]
-    if len(op.inputs) < 3 or int(op.inputs[2]) < 0:
-        raise ModelLoadError(f"{source}: its dense layer has no bias; not an edgeshop export")
+    if len(op.inputs) < 2:
+        raise ModelLoadError(f"{source}: its dense layer has no weights input; not an edgeshop export")
+    # A cosine head (train/cosine_head.py) has no bias: inputs[2] is -1 (or absent).
+    has_bias = len(op.inputs) >= 3 and int(op.inputs[2]) >= 0
     constants = []
-    for index in (int(op.inputs[1]), int(op.inputs[2])):
+    for index in (int(op.inputs[1]), int(op.inputs[2])) if has_bias else (int(op.inputs[1]),):
         stored = index
         if index in producer:
             before = subgraph.operators[producer[index]]
@@ -72,6 +75,8 @@ def _layer(model: Any, source: str):
         if subgraph.tensors[stored].type not in _NUMPY or model.buffers[subgraph.tensors[stored].buffer].data is None:
             raise ModelLoadError(f"{source}: the dense layer's weights are not stored constants of a known type")
         constants.append(_Constant(index, stored))
+    if not has_bias:
+        constants.append(None)
     return head, subgraph, op, constants[0], constants[1]
 
 
@@ -93,13 +98,18 @@ def read_head_weights(content: bytes, source: str = "model") -> HeadWeights:
     model = read_model(content, source)
     _, subgraph, op, w_const, b_const = _layer(model, source)
     weights = _values(model, subgraph, w_const).astype(np.float64)
-    bias = _values(model, subgraph, b_const).astype(np.float64)
-    w_tensor, b_tensor = subgraph.tensors[w_const.stored], subgraph.tensors[b_const.stored]
+    w_tensor = subgraph.tensors[w_const.stored]
+    if b_const is None:  # no bias: a cosine head
+        bias, b_tensor = np.zeros(weights.shape[0]), None
+    else:
+        bias = _values(model, subgraph, b_const).astype(np.float64)
+        b_tensor = subgraph.tensors[b_const.stored]
     storage = {_INT8: "int8", _FLOAT16: "float16", _FLOAT32: "float32"}.get(w_tensor.type)
     if storage is None:
         raise ModelLoadError(f"{source}: dense-layer weights of type {w_tensor.type} are not supported")
     if storage == "int8":
-        w_scale, b_scale = _scales(w_tensor), _scales(b_tensor)
+        w_scale = _scales(w_tensor)
+        b_scale = _scales(b_tensor) if b_tensor is not None else np.ones(1)
         if w_scale is None or b_scale is None:
             raise ModelLoadError(f"{source}: int8 dense-layer weights without quantization parameters")
         weights *= (w_scale[:, None] if len(w_scale) > 1 else w_scale[0])
@@ -121,25 +131,33 @@ def with_head_weights(content: bytes, weights: np.ndarray, bias: np.ndarray, sou
     if weights.shape[0] < 1:
         raise ValueError("a classifier needs at least one class")
     n = weights.shape[0]
-    w_tensor, b_tensor = subgraph.tensors[w_const.stored], subgraph.tensors[b_const.stored]
+    if b_const is None and np.any(bias != 0):
+        raise ValueError(f"{source}: its dense layer has no bias (a cosine head); new biases must be 0")
+    w_tensor = subgraph.tensors[w_const.stored]
+    b_tensor = subgraph.tensors[b_const.stored] if b_const is not None else None
     if w_tensor.type == _INT8:
         input_scale = float(_scales(subgraph.tensors[int(op.inputs[0])])[0])
         w_scale = _scales(w_tensor)
         if len(w_scale) > 1:  # per-channel: each row its own scale
             w_scale = np.maximum(np.abs(weights).max(axis=1), 1e-12) / 127.0
             _set_quantization(schema, w_tensor, w_scale, axis=0)
-            _set_quantization(schema, b_tensor, w_scale * input_scale, axis=0)
+            if b_tensor is not None:
+                _set_quantization(schema, b_tensor, w_scale * input_scale, axis=0)
             w_stored = np.clip(np.round(weights / w_scale[:, None]), -127, 127).astype("i1")
             b_stored = np.round(bias / (w_scale * input_scale)).astype("<i4")
         else:
             w_stored = np.clip(np.round(weights / w_scale[0]), -127, 127).astype("i1")
-            b_stored = np.round(bias / float(_scales(b_tensor)[0])).astype("<i4")
+            b_stored = np.round(bias / float(_scales(b_tensor)[0])).astype("<i4") if b_tensor is not None else None
     else:
         dtype = _NUMPY[w_tensor.type]
-        w_stored, b_stored = weights.astype(dtype), bias.astype(_NUMPY[b_tensor.type])
+        w_stored = weights.astype(dtype)
+        b_stored = bias.astype(_NUMPY[b_tensor.type]) if b_tensor is not None else None
     _store(schema, model, w_tensor, w_stored)
-    _store(schema, model, b_tensor, b_stored)
+    if b_tensor is not None:
+        _store(schema, model, b_tensor, b_stored)
     for constant in (w_const, b_const):
+        if constant is None:
+            continue
         if constant.read != constant.stored:  # the DEQUANTIZE'd float32 twin has the same shape
             subgraph.tensors[constant.read].shape = list(subgraph.tensors[constant.stored].shape)
     for index in _class_axis_tensors(subgraph, int(op.outputs[0])):

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeshop.errors import EdgeshopError
 from edgeshop.train._keras import keras
+from edgeshop.train.cosine_head import DEFAULT_SCALE, cosine_head
 
 layers = keras.layers
 # The shipped backbone weights live in the repository's models/ (training runs from a checkout).
@@ -27,7 +28,7 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 @dataclass(frozen=True)
 class Architecture:
     name: str
-    build: Callable[[int, int | None, float], keras.Model]  # (num_classes, image_size, dropout)
+    build: Callable[..., keras.Model]  # (num_classes, image_size, dropout, head=..., cosine_scale=...)
     default_image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -45,8 +46,10 @@ def _normalize(x, mean: tuple[float, ...], std: tuple[float, ...]):
     return layers.Rescaling(1.0 / std[0], offset=-mean[0] / std[0], name="normalize")(x)
 
 
-def _head(x, num_classes: int, dropout: float):
+def _head(x, num_classes: int, dropout: float, head: str = "linear", cosine_scale: float = DEFAULT_SCALE):
     x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if head == "cosine":
+        return cosine_head(x, num_classes, dropout, cosine_scale)
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(num_classes, name="classifier")(x)
@@ -141,25 +144,29 @@ def efficientnet_lite0_features(x, drop_connect: float = 0.2):
 
 
 def build_efficientnet_lite(variant: str, num_classes: int, image_size: int | None,
-                            dropout: float | None = None) -> keras.Model:
-    """EfficientNet-Lite0/1/2 with a new ``num_classes`` head (dropout: the variant's by default)."""
+                            dropout: float | None = None, **head) -> keras.Model:
+    """EfficientNet-Lite0/1/2 with a new ``num_classes`` head (dropout: the variant's by default;
+    ``head``: _head's head/cosine_scale)."""
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _normalize(inputs, LITE0_MEAN, LITE0_STD)
     x = efficientnet_lite_features(x, variant)
     dropout = LITE_VARIANTS[variant][3] if dropout is None else dropout
-    return keras.Model(inputs, _head(x, num_classes, dropout), name=f"efficientnet_{variant}")
+    return keras.Model(inputs, _head(x, num_classes, dropout, **head), name=f"efficientnet_{variant}")
 
 
-def build_efficientnet_lite0(num_classes: int, image_size: int | None, dropout: float = 0.2) -> keras.Model:
-    return build_efficientnet_lite("lite0", num_classes, image_size, dropout)
+def build_efficientnet_lite0(num_classes: int, image_size: int | None, dropout: float = 0.2,
+                              **head) -> keras.Model:
+    return build_efficientnet_lite("lite0", num_classes, image_size, dropout, **head)
 
 
-def build_efficientnet_lite1(num_classes: int, image_size: int | None, dropout: float = 0.2) -> keras.Model:
-    return build_efficientnet_lite("lite1", num_classes, image_size, dropout)
+def build_efficientnet_lite1(num_classes: int, image_size: int | None, dropout: float = 0.2,
+                              **head) -> keras.Model:
+    return build_efficientnet_lite("lite1", num_classes, image_size, dropout, **head)
 
 
-def build_efficientnet_lite2(num_classes: int, image_size: int | None, dropout: float = 0.3) -> keras.Model:
-    return build_efficientnet_lite("lite2", num_classes, image_size, dropout)
+def build_efficientnet_lite2(num_classes: int, image_size: int | None, dropout: float = 0.3,
+                              **head) -> keras.Model:
+    return build_efficientnet_lite("lite2", num_classes, image_size, dropout, **head)
 
 
 # All three Lite variants take the same preprocessing (the TF reference's (x - 127) / 128).
@@ -168,7 +175,11 @@ LITE0_STD = (128.0, 128.0, 128.0)
 
 
 # --- seed_cnn: the classic small CNN this project started from ------------------------
-def build_seed_cnn(num_classes: int, image_size: int, dropout: float = 0.5) -> keras.Model:
+def build_seed_cnn(num_classes: int, image_size: int, dropout: float = 0.5, head: str = "linear",
+                   cosine_scale: float = DEFAULT_SCALE) -> keras.Model:
+    if head != "linear":
+        raise EdgeshopError("seed_cnn has only the linear head (its Dense 512 layer is the embedding); "
+                            "drop --head cosine or pick an efficientnet_lite architecture")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _normalize(inputs, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0))
     for i, filters in enumerate((32, 64, 128, 128)):
@@ -183,7 +194,7 @@ def build_seed_cnn(num_classes: int, image_size: int, dropout: float = 0.5) -> k
 
 
 # --- tiny: a few-thousand-parameter MobileNet-shaped net for tests --------------------
-def build_tiny(num_classes: int, image_size: int | None, dropout: float = 0.0) -> keras.Model:
+def build_tiny(num_classes: int, image_size: int | None, dropout: float = 0.0, **head) -> keras.Model:
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = _normalize(inputs, (127.5,) * 3, (127.5,) * 3)
     x = _conv_bn(x, 16, 3, 2, "stem")
@@ -192,7 +203,7 @@ def build_tiny(num_classes: int, image_size: int | None, dropout: float = 0.0) -
     x = layers.ReLU(6.0, name="dw_relu")(x)
     x = _conv_bn(x, 32, 1, 1, "pw")
     x = _conv_bn(x, 32, 3, 2, "down")
-    return keras.Model(inputs, _head(x, num_classes, dropout), name="tiny")
+    return keras.Model(inputs, _head(x, num_classes, dropout, **head), name="tiny")
 
 
 ARCHITECTURES: dict[str, Architecture] = {

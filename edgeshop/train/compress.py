@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeshop.train._keras import keras, tfmot
+from edgeshop.train.cosine_head import is_left_to_the_converter
 
 PRUNABLE = (keras.layers.Conv2D, keras.layers.Dense)  # depthwise kernels stay dense: tiny, fragile
 _sparsity = tfmot.sparsity.keras
@@ -59,7 +60,7 @@ class _PrunePreserveScheme(tfmot.experimental.combine.Default8BitPrunePreserveQu
         claims = registry.supports
 
         def supports(layer):
-            return not isinstance(layer, keras.layers.Rescaling) and claims(layer)
+            return not (isinstance(layer, keras.layers.Rescaling) or is_left_to_the_converter(layer)) and claims(layer)
 
         registry.supports = supports
         return registry
@@ -74,7 +75,8 @@ def apply_qat(model: keras.Model, preserve_sparsity: bool) -> keras.Model:
     """
 
     def annotate(layer):
-        if isinstance(layer, keras.layers.Rescaling):
+        # the cosine head's centring and L2 normalisation: no tfmot config, calibrated by the converter
+        if isinstance(layer, keras.layers.Rescaling) or is_left_to_the_converter(layer):
             return layer
         return _quant.quantize_annotate_layer(layer)
 

@@ -52,6 +52,10 @@ class TrainConfig:
     distill_temperature: float = 4.0
     distill_weight: float = 0.5
     dropout: float | None = None  # default: the architecture's
+    # Classifier head (train/cosine_head.py): linear, or cosine = scale x cos(row, embedding),
+    # the head that makes enrolled products (weight imprinting) comparable with trained ones.
+    head: str = "linear"
+    cosine_scale: float = 16.0
     patience: int = 4  # early stopping on val accuracy (main phase; only with select_best_epoch)
     # True: keep the head/fine-tune epoch with the best val accuracy, stop early after
     # `patience` epochs without gain. False: fixed schedule, keep the last epoch, and val
@@ -107,6 +111,10 @@ class TrainConfig:
         return cls(**values)
 
     def validate(self) -> None:
+        if self.head not in ("linear", "cosine"):
+            raise EdgeshopError(f"--head must be linear or cosine; got {self.head!r}")
+        if not 0 < self.cosine_scale <= 100:
+            raise EdgeshopError(f"--cosine-scale must be in (0, 100], e.g. 16; got {self.cosine_scale}")
         if self.prune and not 0 < self.prune < 1:
             raise EdgeshopError(f"--prune must be a sparsity in (0, 1), e.g. 0.5; got {self.prune}")
         if self.prune_channels and not 0 < self.prune_channels < 1:

@@ -48,6 +48,7 @@ from edgeshop.train.architectures import Architecture, find_pretrained_weights, 
 from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
 from edgeshop.train.averaging import WeightAverage
 from edgeshop.train.config import TrainConfig
+from edgeshop.train.cosine_head import NEW_HEAD_LAYERS
 from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
 from edgeshop.train.run_files import write_run_metadata
@@ -303,12 +304,19 @@ class TrainingRun:
                                 "prune_channels": self.config.prune_channels,
                                 "target_latency_ratio": self.config.target_latency_ratio,
                                 "qat": self.config.qat, "train_images": int(self.n_train),
+                                "head": self._head_record(),
                                 "train_image_size": self.train_image_size,
                                 **self._distillation_record()}},
         )
         if not hasattr(self, "calibration"):
             self.calibration = self._calibration_pixels()
         write_run_metadata(self.run_dir, card, self.calibration)
+
+    def _head_record(self) -> dict[str, Any]:
+        """The classifier head, for enrolment: a cosine head's new rows get its scale as their length."""
+        if self.config.head == "cosine":
+            return {"kind": "cosine", "scale": self.config.cosine_scale}
+        return {"kind": "linear"}
 
     def _distillation_record(self) -> dict[str, Any]:
         if self.teacher is None:
@@ -441,12 +449,12 @@ class TrainingRun:
             model = self._narrow(model)
         if phase.name == "head":
             for layer in model.layers:
-                layer.trainable = layer.name == "classifier"
+                layer.trainable = layer.name in NEW_HEAD_LAYERS
         elif self.config.freeze_bn:
             # Keras 2: a BatchNormalization with trainable=False runs in inference mode,
             # keeping the pretrained statistics (and tfmot keeps the flag through QAT).
-            for layer in model.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
+            for layer in model.layers:  # the cosine head's own BatchNorm is new: it keeps learning
+                if isinstance(layer, keras.layers.BatchNormalization) and layer.name not in NEW_HEAD_LAYERS:
                     layer.trainable = False
             self.log(f"[{phase.name}] BatchNorm frozen (inference mode)")
         else:

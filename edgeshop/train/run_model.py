@@ -29,6 +29,8 @@ def build_model(config: TrainConfig, num_classes: int, qat: bool = False, any_si
     ``widths`` (a channel plan's, train/channels.py), its narrower pruned form."""
     arch = get_architecture(config.arch)
     kwargs = {} if config.dropout is None else {"dropout": config.dropout}
+    if config.head != "linear":  # only then: seed_cnn refuses the keyword's other values
+        kwargs.update(head=config.head, cosine_scale=config.cosine_scale)
     size = None if any_size else config.image_size or arch.default_image_size
     model = arch.build(num_classes, size, **kwargs)
     if widths:
