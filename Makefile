@@ -100,7 +100,7 @@ open-set: $(STAMP)
 		--out runs/grocery71 $(ARGS)
 	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY)
 
-## channel-sweep: structured channel pruning of the grocery recipe at three levels (val top-1, size, int8
+## channel-sweep: structured channel pruning of the grocery recipe at four levels (val top-1, size, int8
 ## latency interleaved with the shipped model); ships the chosen level as models/grocery/grocery_int8_fast.tflite
 channel-sweep: $(STAMP)
 	$(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) $(ARGS)

@@ -134,16 +134,6 @@ def imprint_rows(embeddings: np.ndarray, labels: np.ndarray, count: int, weights
     return np.asarray(rows, np.float32).reshape(count, -1), np.asarray(biases, np.float32)
 
 
-def head_kind(card: ModelCard) -> dict[str, Any]:
-    """The card's classifier head: {"kind": "cosine", "scale": s} or {"kind": "linear"}."""
-    training = card.extra.get("training")
-    head = training.get("head") if isinstance(training, dict) else None
-    if isinstance(head, dict) and head.get("kind") == "cosine" and isinstance(head.get("scale"), (int, float)) \
-            and 0 < head["scale"] <= 100:
-        return {"kind": "cosine", "scale": float(head["scale"])}
-    return {"kind": "linear"}
-
-
 def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequence[str],
                    remove: Sequence[str] = (), *, source: str = "model", data: str = "",
                    skipped: Mapping[str, int] | None = None) -> tuple[bytes, dict]:
@@ -165,19 +155,18 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
         raise DataError(f"{source}: removing every label would leave no classes")
     weights, bias = head.weights[keep], head.bias[keep]
     added = []
-    kind = head_kind(card)
     if new_labels:
         centre, norm = _centre(card, source, head.weights.shape[1])
         with loaded(content) as classifier:
             embeddings = HeadProbe(classifier).run_many(photos.pixels, "enrolment: embeddings")["embedding"]
         rows, row_bias = imprint_rows(embeddings, photos.labels, len(new_labels), head.weights, head.bias,
-                                      centre, norm, fold_bias=kind["kind"] == "cosine")
+                                      centre, norm, fold_bias=not head.has_bias)
         weights, bias = np.vstack([weights, rows]), np.concatenate([bias, row_bias])
         skipped = skipped or {}
         added = [{"label": name, "photos": int(np.sum(photos.labels == i)), "skipped": skipped.get(name, 0)}
                  for i, name in enumerate(new_labels)]
     new_labels_all = tuple([name for name in labels if name not in remove] + list(new_labels))
-    record = {"method": COSINE_METHOD if kind["kind"] == "cosine" else METHOD, "added": added,
+    record = {"method": METHOD if head.has_bias else COSINE_METHOD, "added": added,
               "removed": list(remove), "data": data,
               "classes_before": len(labels), "classes_after": len(new_labels_all),
               "storage": head.storage,

@@ -161,7 +161,7 @@ def render(result: dict) -> str:
     figures = result["models"]
     lines = ["| model | target | channels kept | int8 val top-1 | coarse top-1 | size | "
              "bare invoke / shipped, 1 thread | 2 threads |", "|---|---|---|---|---|---|---|---|"]
-    for name, f in figures.items():
+    for name, f in ordered(figures):
         kept = f"{f['channels']['kept_fraction']:.0%}" if f.get("channels") else "100%"
         target = "-" if name == "shipped" else f"{f['level']:.2f}x"
         label = "shipped `grocery_int8.tflite`" if name == "shipped" else "channels removed"
@@ -175,9 +175,10 @@ def render(result: dict) -> str:
                f"{100 * result['target_drop']:.1f} points, else the most accurate fast one)."
                if chosen else f"No level reached {result['target_ratio']:.2f}x on both thread counts: nothing shipped.")
     sessions: dict[str, list[str]] = {}
-    for name, f in figures.items():
+    for name, f in ordered(figures):
         if name != "shipped":
-            key = f"{f.get('measured', 'in an earlier session')}, base float val {_pct(f['base_val_top1_float'])}"
+            base = f.get("base_val_top1_float", result.get("base_val_top1_float"))
+            key = f"{f.get('measured', 'in an earlier session')}, base float val {_pct(base)}"
             sessions.setdefault(key, []).append(name)
     provenance = "; ".join(f"{', '.join(names)}: trained and measured {key}" for key, names in sessions.items())
     lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
@@ -185,8 +186,9 @@ def render(result: dict) -> str:
               "unpruned base (the recipe's main phase without QAT), the recipe's QAT and the int8 export "
               f"({provenance}). "
               "Val: the official val split (296 images), so the figures share its optimism; latency: p50 of "
-              f"{RUNS} bare invokes per model, each level interleaved with the shipped model in one process (1 thread: "
-              f"call by call; 2: blocks of 10), median (range) over {result.get('repeats', 1)} such sessions, on "
+              f"{RUNS} bare invokes per model, the levels of one measuring session interleaved with the shipped "
+              f"model in one process (1 thread: call by call; 2: blocks of 10), median (range) over "
+              f"{result.get('repeats', 1)} such sessions, on "
               f"{result['machine'].get('cpu', 'this machine')}. {verdict} Command: `{result['command']}` "
               f"(one level: `--level 0.67`; measure and choose: `--measure --force`; raw: "
               f"`models/grocery/{FIGURES.name}`, plot: `models/grocery/{PLOT.name}`)."]
@@ -251,9 +253,7 @@ def main() -> int:
     base = runs / "grocery_base"
     _, recipe = base_config(dataset, base)
     if not args.measure:
-        started = time.time()
         train_base(dataset, base)
-        _add_seconds(base, "base", time.time() - started)
     from edgeshop.train.export import export
     from edgeshop.train.fit import resume
 
@@ -261,12 +261,10 @@ def main() -> int:
     for level in LEVELS if args.level is None else (args.level,):
         run = level_run(runs, level)
         model = run / "grocery_int8.tflite"
-        if not args.measure:
-            started = time.time()
+        if not args.measure and not _finished(run, model):
             branch(base, level, run, recipe)
             resume(run)
             export(run, model, "int8", force=True)
-            _add_seconds(run, "level", time.time() - started)
         exported[level_name(level)] = model
     if args.level is not None:
         print(f"level {args.level:g} trained and exported: {exported[level_name(args.level)]}")
@@ -293,33 +291,38 @@ def main() -> int:
         new[name].update(level=float(name.rstrip("x")), channels=metrics.get("channels"),
                          val_top1_float=metrics.get("val_top1_float"),
                          base_val_top1_float=base_metrics.get("val_top1_float"), measured=session,
-                         seconds=_seconds(run).get("level"))
+                         seconds=_level_seconds(metrics))
     for f in earlier.values():
         f.setdefault("base_val_top1_float", previous.get("base_val_top1_float"))
         f.setdefault("measured", "in an earlier session")
     figures = {"shipped": new["shipped"], **{name: new.get(name) or earlier[name] for name in exported}}
-    figures = dict(sorted(figures.items(), key=lambda item: -item[1].get("level", 9)))
     result["models"] = figures
     chosen = choose_level(figures, list(exported))
     seconds = {**(previous or {}).get("seconds", {}), **{f"{float(n.rstrip('x')):g}": f["seconds"]
                                                           for n, f in figures.items() if f.get("seconds")}}
-    if _seconds(base).get("base"):
-        seconds["base"] = _seconds(base)["base"]
+    if base_metrics:
+        seconds["base"] = round(sum(base_metrics.get("train_seconds_per_phase", {}).values()), 1)
     result.update(levels=list(LEVELS), fine_tune_epochs=FINE_TUNE_EPOCHS, target_ratio=TARGET_RATIO,
-                  target_drop=TARGET_DROP, chosen=chosen, seconds=seconds, command="python tools/channel_sweep.py")
+                  target_drop=TARGET_DROP, chosen=chosen, seconds=seconds, command="python tools/channel_sweep.py",
+                  base_val_top1_float=base_metrics.get("val_top1_float") or (previous or {}).get("base_val_top1_float"))
     for f in figures.values():
         f.pop("shipped_as", None)
+    if chosen is not None and chosen not in available \
+            and not (previous and previous.get("chosen") == chosen and FAST.is_file()):
+        # checked before anything is written: the figures, the README and FAST stay as they were
+        print(f"the rule chose {chosen}, trained in an earlier session and not in {FAST}; retrain it with "
+              f"--level {chosen.rstrip('x')}", file=sys.stderr)
+        return 2
     if chosen is not None:
-        if chosen in available:
-            tmp = FAST.with_name(f".{FAST.name}.partial")
-            shutil.copy2(available[chosen], tmp)
-            tmp.replace(FAST)
-        elif not (previous and previous.get("chosen") == chosen and FAST.is_file()):
-            print(f"the rule chose {chosen}, trained in an earlier session and not in {FAST}; retrain it with "
-                  f"--level {chosen.rstrip('x')}", file=sys.stderr)
-            return 2
         figures[chosen]["shipped_as"] = str(FAST.relative_to(ROOT))
+    # The figures and the file they describe change together (each write is atomic).
     write_json_atomic(FIGURES, result)
+    if chosen in available:
+        tmp = FAST.with_name(f".{FAST.name}.partial")
+        shutil.copy2(available[chosen], tmp)
+        tmp.replace(FAST)
+    elif chosen is None:
+        FAST.unlink(missing_ok=True)  # no level is fast enough: nothing may stand as the fast model
     plot(result, PLOT)
     for name, f in figures.items():
         print(f"{name:8s} top-1 {f['val']['top1']:.4f}  {f['size_bytes'] / 1e6:.2f} MB  "
@@ -330,16 +333,22 @@ def main() -> int:
     return 0
 
 
-def _seconds(run: Path) -> dict[str, float]:
-    path = run / "sweep_seconds.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _finished(run: Path, model: Path) -> bool:
+    """The level is trained (its last phase completed) and exported: nothing to redo."""
+    state = run / "state.json"
+    return model.is_file() and state.is_file() and "qat" in json.loads(state.read_text()).get("completed", [])
 
 
-def _add_seconds(run: Path, key: str, seconds: float) -> None:
-    """Wall time of this invocation's training, kept in the run (a level trained with --level
-    is measured by a later --measure)."""
-    if seconds > 60:  # less: nothing was trained, the run was already finished
-        write_json_atomic(run / "sweep_seconds.json", {**_seconds(run), key: round(seconds, 1)})
+def _level_seconds(metrics: dict) -> float:
+    """Training seconds of a level's own phases (the base's head and train phases excluded),
+    summed over every session that worked on them (the run's state keeps them)."""
+    phases = metrics.get("train_seconds_per_phase", {})
+    return round(sum(v for k, v in phases.items() if k not in ("head", "train")), 1)
+
+
+def ordered(figures: dict) -> list[tuple[str, dict]]:
+    """The shipped model first, then the levels from the least to the most pruned."""
+    return sorted(figures.items(), key=lambda item: -item[1].get("level", 9.0))
 
 
 if __name__ == "__main__":

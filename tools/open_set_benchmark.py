@@ -38,6 +38,7 @@ from edgeshop.runtime.probe import HeadProbe, loaded  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 SHOTS = (1, 5, 10)
+PREVIOUS = "open_set_previous.json"  # the figures of the open-set model the shipped one replaced, if any
 
 
 def main() -> int:
@@ -99,6 +100,11 @@ def main() -> int:
         row = figures["enrolment"][-1]
         print(f"k={k}: new {row['new_top1']:.3f}, old {figures['old_top1_before']:.4f} -> {row['old_top1_after']:.4f}")
     figures["seconds"] = round(time.time() - started, 1)
+    figures["head"] = classifier.card.extra.get("training", {}).get("head", {}).get("kind", "linear")
+    previous = Path(args.out).with_name(PREVIOUS)
+    if previous.is_file():  # the model this one replaced, for the comparison line
+        figures["previous"] = {**json.loads(previous.read_text()), "file": PREVIOUS}
+        figures["previous"].pop("previous", None)
     write_json_atomic(args.out, figures)
     print(f"wrote {args.out}: unknown AUROC (max score) {open_set['unknown_auroc']:.3f}")
     if Path(args.out).resolve() == (ROOT / "models" / "grocery" / "open_set" / "open_set.json").resolve():
@@ -132,6 +138,15 @@ def render(figures: dict) -> str:
         source = "1 iconic catalogue image" if row["shots"] == 1 else f"{row['shots']} training photos"
         lines.append(f"| {source} each | {row['new_top1']:.1%} | {figures['old_top1_before']:.2%} -> "
                      f"{row['old_top1_after']:.2%} | {row['old_taken_by_new']} of {figures['val_known_images']} |")
+    previous = figures.get("previous")
+    if previous:
+        five = next((r for r in previous["enrolment"] if r["shots"] == 5), None)
+        lines += ["", f"The open-set model before it ({previous['head']} head, figures kept in "
+                  f"`models/grocery/open_set/{previous['file']}`): int8 val top-1 "
+                  f"{previous['trained']['int8_val_top1']:.2%}, unknown AUROC (max calibrated score) "
+                  f"{previous['unknown']['methods']['max_score']['auroc']:.3f}"
+                  + (f", 5 photos each: new classes {five['new_top1']:.1%}, old "
+                     f"{previous['old_top1_before']:.2%} -> {five['old_top1_after']:.2%}" if five else "") + "."]
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ import sys
 
 from edgeshop.cli._common import run_command
 from edgeshop.runtime.modelcard import INTERPOLATIONS
-from edgeshop.train.config import INPUT_PIPELINES, STRATEGIES
+from edgeshop.train.config import HEADS, INPUT_PIPELINES, STRATEGIES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0: off)")
     p.add_argument("--arch", help="efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2 (a teacher: "
                                   "weights from make backbone-lite2), seed_cnn or tiny")
-    p.add_argument("--head", choices=("linear", "cosine"),
+    p.add_argument("--head", choices=HEADS,
                    help="classifier head: linear (default) or cosine (normalised embedding and rows: scores are "
                         "scale x cosine, so edgeshop-enroll adds products on the same footing as trained ones)")
     p.add_argument("--cosine-scale", type=float, metavar="S", help="the cosine head's logit scale (default 16)")

@@ -40,6 +40,7 @@ class HeadWeights:
     weights: np.ndarray  # N x D
     bias: np.ndarray  # N
     storage: str  # "int8" | "float16" | "float32"
+    has_bias: bool = True  # False: a cosine head's layer, whose bias can only be 0
 
 
 @dataclass
@@ -114,7 +115,7 @@ def read_head_weights(content: bytes, source: str = "model") -> HeadWeights:
             raise ModelLoadError(f"{source}: int8 dense-layer weights without quantization parameters")
         weights *= (w_scale[:, None] if len(w_scale) > 1 else w_scale[0])
         bias *= b_scale if len(b_scale) > 1 else b_scale[0]
-    return HeadWeights(weights.astype(np.float32), bias.astype(np.float32), storage)
+    return HeadWeights(weights.astype(np.float32), bias.astype(np.float32), storage, has_bias=b_const is not None)
 
 
 def with_head_weights(content: bytes, weights: np.ndarray, bias: np.ndarray, source: str = "model") -> bytes:

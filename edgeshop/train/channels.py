@@ -119,8 +119,8 @@ def require_groups(model: keras.Model, arch_name: str) -> list[ChannelGroup]:
 def kept_width(width: int, fraction: float) -> int:
     """Channels kept when removing ``fraction`` of ``width``: a multiple of 8 (never fewer
     than 8, never more than the width)."""
-    if width <= WIDTH_MULTIPLE:
-        return width
+    if fraction <= 0 or width <= WIDTH_MULTIPLE:
+        return width  # untouched groups keep their width even when it is no multiple of 8
     keep = width * (1.0 - fraction)
     return int(min(width, max(WIDTH_MULTIPLE, WIDTH_MULTIPLE * round(keep / WIDTH_MULTIPLE))))
 
@@ -234,8 +234,9 @@ def prune_channels(model: keras.Model, groups: list[ChannelGroup], plan: dict[st
         kept = np.asarray(plan["groups"][group.producer]["kept"])
         for name in group.sliced:
             layer = model.get_layer(name)
-            by_layer[name] = _slice_layer(type(layer).__name__, layer.get_weights(), kept)
-        consumer = model.get_layer(group.consumer).get_weights()
+            # a layer may be the consumer of one group and the producer of the next: slice what is sliced already
+            by_layer[name] = _slice_layer(type(layer).__name__, by_layer.get(name, layer.get_weights()), kept)
+        consumer = by_layer.get(group.consumer, model.get_layer(group.consumer).get_weights())
         by_layer[group.consumer] = [consumer[0][:, :, kept, :], *consumer[1:]]
     for layer in narrow.layers:
         source = by_layer.get(layer.name)
@@ -265,6 +266,7 @@ def summary(plan: dict[str, Any]) -> dict[str, Any]:
             "channels": total, "kept": kept, "kept_fraction": round(kept / total, 4) if total else math.nan}
     if isinstance(plan["fraction"], dict):  # per group (a latency target's allocation)
         info["fraction"] = round(1 - info["kept_fraction"], 4)
+        # per group, the fraction of its channels KEPT (1.0 = untouched), unlike "fraction" (removed)
         info["per_group"] = {name: len(entry["kept"]) / entry["width"] for name, entry in plan["groups"].items()}
     if "latency_target" in plan:  # chosen by timing (train/latency_target.py)
         info["latency_target"] = plan["latency_target"]["target"]

@@ -11,6 +11,9 @@ from edgeshop.datasets import VAL_GROUPINGS
 from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.modelcard import INTERPOLATIONS
 
+HEADS = ("linear", "cosine")  # classifier heads (train/cosine_head.py)
+DEFAULT_COSINE_SCALE = 16.0  # logits span +-16: enough for a confident softmax over ~100 classes
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 INPUT_PIPELINES = ("memory", "stream")
 
@@ -55,7 +58,7 @@ class TrainConfig:
     # Classifier head (train/cosine_head.py): linear, or cosine = scale x cos(row, embedding),
     # the head that makes enrolled products (weight imprinting) comparable with trained ones.
     head: str = "linear"
-    cosine_scale: float = 16.0
+    cosine_scale: float = DEFAULT_COSINE_SCALE
     patience: int = 4  # early stopping on val accuracy (main phase; only with select_best_epoch)
     # True: keep the head/fine-tune epoch with the best val accuracy, stop early after
     # `patience` epochs without gain. False: fixed schedule, keep the last epoch, and val
@@ -111,8 +114,8 @@ class TrainConfig:
         return cls(**values)
 
     def validate(self) -> None:
-        if self.head not in ("linear", "cosine"):
-            raise EdgeshopError(f"--head must be linear or cosine; got {self.head!r}")
+        if self.head not in HEADS:
+            raise EdgeshopError(f"--head must be one of {', '.join(HEADS)}; got {self.head!r}")
         if not 0 < self.cosine_scale <= 100:
             raise EdgeshopError(f"--cosine-scale must be in (0, 100], e.g. 16; got {self.cosine_scale}")
         if self.prune and not 0 < self.prune < 1:
@@ -123,6 +126,10 @@ class TrainConfig:
         if self.target_latency_ratio and not 0 < self.target_latency_ratio < 1:
             raise EdgeshopError(f"--target-latency-ratio is the pruned int8 model's latency over the unpruned one's, "
                                 f"in (0, 1), e.g. 0.7; got {self.target_latency_ratio}")
+        if self.target_latency_ratio and self.strategy == "multi_worker":
+            raise EdgeshopError("--target-latency-ratio times candidates on the machine it runs on, so every worker "
+                                "could choose other channels; with --strategy multi_worker use --prune-channels "
+                                "FRACTION (or the fractions a single-machine run chose)")
         if self.target_latency_ratio and self.prune_channels:
             raise EdgeshopError("--target-latency-ratio chooses the fraction of channels itself: drop --prune-channels")
         if (self.prune_channels or self.target_latency_ratio) and self.prune_channels_epochs < 1:

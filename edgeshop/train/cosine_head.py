@@ -6,11 +6,12 @@ imprinting, `edgeshop.enroll`) then has no principled length or bias. The cosine
 (Qi, Brown & Lowe, CVPR 2018; Gidaris & Komodakis 2018) makes every score
 ``scale x cos(w_k, e)``:
 
-    pool -> embedding_bn (centres the features) -> [dropout] -> embedding_norm (unit length)
+    pool -> embedding_bn (standardises the features) -> [dropout] -> embedding_norm (unit length)
          -> embedding_scale (x ``scale``) -> classifier (unit rows, no bias) -> softmax
 
-so an imprinted row (``scale`` x the normalised mean of a new product's embeddings) is
-on the same footing as a trained one. Everything converts to builtin int8 TFLite ops
+so an imprinted row (a normalised mean of a new product's embeddings) is on a comparable
+footing with a trained one (enroll.py measures its length and folds in the bias the layer
+lacks). Everything converts to builtin int8 TFLite ops
 (MUL/ADD, L2_NORMALIZATION, FULLY_CONNECTED): the exported model is an ordinary edgeshop
 model for every client. The layer names are the contract with fit.py (the head phase
 trains them) and compress.py (QAT leaves the layers tfmot has no config for to the
@@ -20,9 +21,8 @@ converter's calibration, as it does the input normalisation).
 from __future__ import annotations
 
 from edgeshop.train._keras import keras, tf
+from edgeshop.train.config import DEFAULT_COSINE_SCALE as DEFAULT_SCALE
 
-HEADS = ("linear", "cosine")
-DEFAULT_SCALE = 16.0  # a common fixed scale: logits span +-16, enough for confident softmax over 81 classes
 EMBEDDING_BN = "embedding_bn"
 EMBEDDING_NORM = "embedding_norm"
 EMBEDDING_SCALE = "embedding_scale"

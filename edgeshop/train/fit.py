@@ -313,7 +313,7 @@ class TrainingRun:
         write_run_metadata(self.run_dir, card, self.calibration)
 
     def _head_record(self) -> dict[str, Any]:
-        """The classifier head, for enrolment: a cosine head's new rows get its scale as their length."""
+        """The classifier head, recorded in the card (enrolment folds the bias into a cosine head's rows)."""
         if self.config.head == "cosine":
             return {"kind": "cosine", "scale": self.config.cosine_scale}
         return {"kind": "linear"}
