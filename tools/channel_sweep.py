@@ -153,7 +153,7 @@ def _ratio(figures: dict, threads: int) -> str:
     low, high = figures.get(f"ratio_{threads}t_range", (None, None))
     if low is not None and high - low >= 0.0005:
         text += f" ({low:.3f}-{high:.3f})"
-    return f"{text}, {figures[f'latency_{threads}t']['p50_ms']:.2f} ms"
+    return text  # milliseconds differ between the machines of different sessions: see the provenance
 
 
 def render(result: dict) -> str:
@@ -178,7 +178,9 @@ def render(result: dict) -> str:
     for name, f in ordered(figures):
         if name != "shipped":
             base = f.get("base_val_top1_float", result.get("base_val_top1_float"))
-            key = f"{f.get('measured', 'in an earlier session')}, base float val {_pct(base)}"
+            ms = f.get("shipped_p50_ms")
+            key = (f"{f.get('measured', 'in an earlier session')} on {f.get('cpu') or 'this machine'}, base float val "
+                   f"{_pct(base)}" + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else ""))
             sessions.setdefault(key, []).append(name)
     provenance = "; ".join(f"{', '.join(names)}: trained and measured {key}" for key, names in sessions.items())
     lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
@@ -188,8 +190,7 @@ def render(result: dict) -> str:
               "Val: the official val split (296 images), so the figures share its optimism; latency: p50 of "
               f"{RUNS} bare invokes per model, the levels of one measuring session interleaved with the shipped "
               f"model in one process (1 thread: call by call; 2: blocks of 10), median (range) over "
-              f"{result.get('repeats', 1)} such sessions, on "
-              f"{result['machine'].get('cpu', 'this machine')}. {verdict} Command: `{result['command']}` "
+              f"{result.get('repeats', 1)} such sessions. {verdict} Command: `{result['command']}` "
               f"(one level: `--level 0.67`; measure and choose: `--measure --force`; raw: "
               f"`models/grocery/{FIGURES.name}`, plot: `models/grocery/{PLOT.name}`)."]
     return "\n".join(lines + uniform_lines())
@@ -291,10 +292,13 @@ def main() -> int:
         new[name].update(level=float(name.rstrip("x")), channels=metrics.get("channels"),
                          val_top1_float=metrics.get("val_top1_float"),
                          base_val_top1_float=base_metrics.get("val_top1_float"), measured=session,
-                         seconds=_level_seconds(metrics))
+                         seconds=_level_seconds(metrics), cpu=result["machine"].get("cpu"),
+                         shipped_p50_ms=_shipped_ms(new["shipped"]))
     for f in earlier.values():
         f.setdefault("base_val_top1_float", previous.get("base_val_top1_float"))
         f.setdefault("measured", "in an earlier session")
+        f.setdefault("cpu", previous.get("machine", {}).get("cpu"))
+        f.setdefault("shipped_p50_ms", _shipped_ms(previous["models"]["shipped"]))
     figures = {"shipped": new["shipped"], **{name: new.get(name) or earlier[name] for name in exported}}
     result["models"] = figures
     chosen = choose_level(figures, list(exported))
@@ -331,6 +335,11 @@ def main() -> int:
     replace_block(ROOT / "README.md", "channels", render(result))
     subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
     return 0
+
+
+def _shipped_ms(shipped: dict) -> list[float]:
+    """The shipped model's p50 (1 thread, 2 threads) in one measuring session: the ratios' denominator."""
+    return [round(shipped[f"latency_{t}t"]["p50_ms"], 2) for t in THREADS]
 
 
 def _finished(run: Path, model: Path) -> bool:
