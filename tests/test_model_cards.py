@@ -165,6 +165,25 @@ def test_holdout_section_compares_the_hold_out_with_val_in_the_same_run():
     assert "--holdout 0.1 --out runs/grocery_holdout" in text
 
 
+def test_grouped_holdout_section_says_whether_it_stands_in_for_val():
+    from render_model_card import grouped_holdout_lines
+
+    def summary(top1: float) -> dict:
+        return {"n": 400, "top1": top1, "coarse_top1": top1}
+
+    def text(holdout: float) -> str:
+        figures = {"recipe": {"seed": 0}, "holdout_fraction": 0.15, "holdout_grouping": "similarity",
+                   "int8": {"holdout": summary(holdout), "val": summary(0.86)},
+                   "float16": {"holdout": summary(holdout), "val": summary(0.86)}}
+        return "\n".join(grouped_holdout_lines(figures, "holdout/figures_grouped.json"))
+
+    near = text(0.85)
+    assert "scores 1.00 points lower on this hold-out than on val" in near and "can stand in" in near
+    assert "--holdout 0.15 --holdout-grouping similarity" in near
+    far = text(0.90)
+    assert "4.00 points higher" in far and "does not yet stand in" in far
+
+
 def test_soup_lines_name_the_runs_and_compare_with_the_shipped_run():
     from render_model_card import soup_lines
     shipped = {"int8": {"val": {"top1": 0.875, "coarse_top1": 0.919}}}
