@@ -373,15 +373,21 @@ def soup_lines(lite: dict, soup: dict, source: str) -> list[str]:
     ]
 
 
-def holdout_lines(figures: dict, source: str) -> list[str]:
-    """The recipe measured on a random hold-out of train beside val: how much a random split leaks."""
-    fraction = figures["holdout_fraction"]
+def _holdout_rows(figures: dict) -> list[str]:
+    """Hold-out and val figures of one run, float16 and int8, as a Markdown table."""
     rows = ["| model | hold-out top-1 | hold-out coarse top-1 | val top-1 | val coarse top-1 |",
             "|---|---|---|---|---|"]
     for fmt in ("float16", "int8"):
         h, v = figures[fmt]["holdout"], figures[fmt]["val"]
         rows.append(f"| {fmt} | {pct(h['top1'])} | {pct(h['coarse_top1'])} | {pct(v['top1'])} "
                     f"| {pct(v['coarse_top1'])} |")
+    return rows
+
+
+def holdout_lines(figures: dict, source: str) -> list[str]:
+    """The recipe measured on a random hold-out of train beside val: how much a random split leaks."""
+    fraction = figures["holdout_fraction"]
+    rows = _holdout_rows(figures)
     gap = 100 * (figures["int8"]["holdout"]["top1"] - figures["int8"]["val"]["top1"])
     return [
         f"The same recipe (seed {figures['recipe'].get('seed', 0)}) retrained on {1 - fraction:.0%} of the official "
@@ -403,12 +409,7 @@ def grouped_holdout_lines(figures: dict, source: str) -> list[str]:
     """The recipe measured on a grouped hold-out of train (look-alike photos kept on one side) beside val."""
     fraction, grouping = figures["holdout_fraction"], figures["holdout_grouping"]
     gap = 100 * (figures["int8"]["holdout"]["top1"] - figures["int8"]["val"]["top1"])
-    rows = ["| model | hold-out top-1 | hold-out coarse top-1 | val top-1 | val coarse top-1 |",
-            "|---|---|---|---|---|"]
-    for fmt in ("float16", "int8"):
-        h, v = figures[fmt]["holdout"], figures[fmt]["val"]
-        rows.append(f"| {fmt} | {pct(h['top1'])} | {pct(h['coarse_top1'])} | {pct(v['top1'])} "
-                    f"| {pct(v['coarse_top1'])} |")
+    rows = _holdout_rows(figures)
     return [
         f"The same recipe (seed {figures['recipe'].get('seed', 0)}) retrained on {1 - fraction:.0%} of the official "
         f"train split and measured on the other {fraction:.0%} ({figures['int8']['holdout']['n']} images), drawn in "
