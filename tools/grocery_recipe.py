@@ -106,7 +106,9 @@ def main() -> int:
     if ship:
         shutil.copy(run / "training_log.csv", models_dir / "training_log.csv")
 
-    samples = discover(config.val)
+    # the official val split (a manifest of it without excluded classes); with --holdout the
+    # run validated on its hold-out instead, and val is still reported
+    samples = discover(config.val or dataset / "val")
     hierarchy = read_hierarchy(dataset / "classes.csv")
     figures = {"arch": args.arch, "recipe": recipe, "train_metrics": metrics,
                "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume, "reexported": args.reexport}
