@@ -134,6 +134,20 @@ def test_a_cosine_head_model_opens_in_mediapipe_and_agrees(client_python, cosine
     assert np.mean(agree) >= 0.95
 
 
+def test_freeze_bn_leaves_the_cosine_heads_own_batchnorm_learning(synthetic_data, tmp_path):
+    """--freeze-bn keeps the backbone's BatchNorm statistics, but the head's BatchNorm is new:
+    frozen, its statistics would stay at their initial 0 / 1 and it would centre nothing."""
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.fit import train
+    from edgeshop.train.run_model import load_run_model
+
+    train(TrainConfig(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), val_fraction=0.2, arch="tiny",
+                      epochs=1, batch_size=16, lr=3e-3, head="cosine", freeze_bn=True))
+    model = load_run_model(tmp_path / "run")
+    assert np.any(model.get_layer("embedding_bn").moving_mean.numpy() != 0)
+    assert np.all(model.get_layer("stem_bn").moving_mean.numpy() == 0)  # frozen, as asked
+
+
 def test_seed_cnn_has_no_cosine_head():
     from edgeshop.train.architectures import build_seed_cnn
 

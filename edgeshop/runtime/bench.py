@@ -59,7 +59,8 @@ def time_interleaved(calls: dict[str, Callable[[], object]], runs: int = 50, war
 
     ``clock``: wall time by default (what a user waits). ``time.thread_time`` counts only
     the CPU time of the calling thread, which a single-threaded interpreter's invoke runs
-    on: a ratio that other processes competing for the cores cannot distort.
+    on: time spent descheduled is left out, but caches and memory shared with other jobs
+    still slow the call, so a ratio is trustworthy only on an otherwise idle machine.
     """
     if runs < 1 or block < 1:
         raise ValueError("runs and block must be >= 1")

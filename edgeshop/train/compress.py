@@ -60,10 +60,16 @@ class _PrunePreserveScheme(tfmot.experimental.combine.Default8BitPrunePreserveQu
         claims = registry.supports
 
         def supports(layer):
-            return not (isinstance(layer, keras.layers.Rescaling) or is_left_to_the_converter(layer)) and claims(layer)
+            return not _left_float(layer) and claims(layer)
 
         registry.supports = supports
         return registry
+
+
+def _left_float(layer) -> bool:
+    """Layers QAT leaves un-annotated for the converter to calibrate: the input
+    normalisation, and the cosine head's layers (cosine_head.is_left_to_the_converter)."""
+    return isinstance(layer, keras.layers.Rescaling) or is_left_to_the_converter(layer)
 
 
 def apply_qat(model: keras.Model, preserve_sparsity: bool) -> keras.Model:
@@ -75,8 +81,7 @@ def apply_qat(model: keras.Model, preserve_sparsity: bool) -> keras.Model:
     """
 
     def annotate(layer):
-        # the cosine head's centring and L2 normalisation: no tfmot config, calibrated by the converter
-        if isinstance(layer, keras.layers.Rescaling) or is_left_to_the_converter(layer):
+        if _left_float(layer):
             return layer
         return _quant.quantize_annotate_layer(layer)
 

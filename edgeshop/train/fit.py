@@ -313,7 +313,7 @@ class TrainingRun:
         write_run_metadata(self.run_dir, card, self.calibration)
 
     def _head_record(self) -> dict[str, Any]:
-        """The classifier head, recorded in the card (enrolment folds the bias into a cosine head's rows)."""
+        """The classifier head, recorded in the card for the reader (enrolment reads the layer itself)."""
         if self.config.head == "cosine":
             return {"kind": "cosine", "scale": self.config.cosine_scale}
         return {"kind": "linear"}
@@ -497,11 +497,8 @@ class TrainingRun:
     def _require_reachable_latency(self) -> None:
         from edgeshop.train import latency_target
 
-        def build(widths):
-            return build_model(self.config, len(self.class_names), widths=widths)
-
         pixels = np.random.default_rng(0).uniform(0, 255, (4, self.image_size, self.image_size, 3)).astype(np.float32)
-        floor = latency_target.require_reachable(build, channels.find_groups(build(None)),
+        floor = latency_target.require_reachable(self._build_at, channels.find_groups(self._build_at(None)),
                                                  self.config.target_latency_ratio, pixels)
         self.log(f"--target-latency-ratio {self.config.target_latency_ratio:g}: reachable here (the narrowest "
                  f"allowed network runs at {floor:.2f}x)")
@@ -512,10 +509,11 @@ class TrainingRun:
 
         target = self.config.target_latency_ratio
         self.log(f"[prune_channels] choosing per-group fractions for {target:g}x the int8 latency")
-        fractions, search = latency_target.allocate_for_latency(
-            lambda widths: build_model(self.config, len(self.class_names), widths=widths), model, groups, target,
-            images, self.log)
-        return fractions, search
+        return latency_target.allocate_for_latency(self._build_at, model, groups, target, images, self.log)
+
+    def _build_at(self, widths: dict[str, int] | None) -> keras.Model:
+        """The run's architecture at export size with ``widths`` (None: unpruned), as the latency search times it."""
+        return build_model(self.config, len(self.class_names), widths=widths)
 
     def _compile(self, model: keras.Model, phase: Phase, steps_per_epoch: int) -> None:
         total = max(1, phase.epochs * steps_per_epoch)

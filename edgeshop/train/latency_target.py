@@ -147,14 +147,6 @@ def allocation_path(groups: list[ChannelGroup], savings: dict[str, float],
         path.append((dict(fractions), total))
 
 
-def allocate(groups: list[ChannelGroup], savings: dict[str, float], damage: dict[str, list[float]],
-             wanted_saving: float) -> tuple[dict[str, float], float]:
-    """The first state on the allocation path predicted to save ``wanted_saving`` (or the
-    last one, if none is)."""
-    path = allocation_path(groups, savings, damage)
-    return next((state for state in path if state[1] >= wanted_saving), path[-1])
-
-
 def _unreachable(target: float, floor: float) -> EdgeshopError:
     return EdgeshopError(f"--target-latency-ratio {target:g}: removing {MAX_GROUP_FRACTION:.0%} of every group's "
                          f"channels gives {floor:.2f}x on this machine (the layers that stay set a floor); ask for "
