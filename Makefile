@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline open-set open-set-cosine channel-sweep bench resolution-sweep web pi-check
+.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-cosine channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -92,6 +92,11 @@ grocery: $(STAMP)
 ## grocery-baseline: the from-scratch seed_cnn on the same data (figures for the model card)
 grocery-baseline: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch seed_cnn $(ARGS)
+
+## grocery-teacher: the same recipe on EfficientNet-Lite1, float only (runs/grocery_efficientnet_lite1):
+## the teacher of the channel sweep's -lite1 level (--teacher runs/grocery_efficientnet_lite1); ~60 min here
+grocery-teacher: $(STAMP)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
 
 ## open-set: the open-set benchmark model (the grocery recipe without ten classes) and its unknown/enrolment figures
 OPEN_SET_EXCLUDED := 4,12,20,28,36,44,52,60,68,76

@@ -36,7 +36,9 @@ from edgeshop.utils import write_json_atomic  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
-    parser.add_argument("--arch", default="efficientnet_lite0", choices=("efficientnet_lite0", "seed_cnn"))
+    # efficientnet_lite1: the teacher (`make grocery-teacher`), not shipped: its files stay in the run
+    parser.add_argument("--arch", default="efficientnet_lite0",
+                        choices=("efficientnet_lite0", "efficientnet_lite1", "seed_cnn"))
     parser.add_argument("--config", help="recipe file (default configs/grocery_<arch>.json), to try a variant")
     parser.add_argument("--seed", type=int, help="replace the recipe's seed, to measure seed-to-seed spread")
     parser.add_argument("--out", help="run directory (default runs/grocery_<arch>)")
