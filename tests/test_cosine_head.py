@@ -12,7 +12,7 @@ from synthetic import make_dataset
 from test_clients import _client, client_python  # noqa: F401 - the fixture, reused
 
 from edgeshop.cli.enroll import main as enroll_main
-from edgeshop.enroll import COSINE_METHOD
+from edgeshop.enroll import COSINE_METHOD, IMPRINT_GAIN
 from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import Classifier
@@ -96,8 +96,8 @@ def test_the_int8_logits_follow_the_float_model(cosine_export, synthetic_data):
 def test_enrolment_into_a_cosine_head_learns_the_product_and_keeps_the_others(cosine_export, synthetic_data,
                                                                               tmp_path):
     """'bar' removed, then enrolled again from five new photos: the centred prototype at the length
-    calibration measured, its bias folded into the row (the layer has none), and the old products
-    keep their answers."""
+    calibration measured times the cosine head's gain, its bias folded into the row (the layer
+    has none), and the old products keep their answers."""
     without = tmp_path / "without.tflite"
     assert enroll_main([str(cosine_export["int8"]), "--remove", "bar", "--out", str(without)]) == 0
     new = tmp_path / "new"
@@ -109,7 +109,9 @@ def test_enrolment_into_a_cosine_head_learns_the_product_and_keeps_the_others(co
     assert card.labels[-1] == "bar" and card.extra["enrolment"][-1]["method"] == COSINE_METHOD
     head = read_head_weights(content)
     centre = np.asarray(card.extra["embedding"]["mean"])
-    length = card.extra["embedding"]["imprint_norm"]
+    gain = card.extra["enrolment"][-1]["gain"]
+    assert gain == IMPRINT_GAIN["cosine"] == 1.2  # a cosine head's default (edgeshop/enroll.py)
+    length = card.extra["embedding"]["imprint_norm"] * gain
     row = head.weights[-1]
     across = row - (row @ centre) / (centre @ centre) * centre  # the prototype part, orthogonal to the centre
     assert abs(float(np.linalg.norm(across)) - length) <= 0.05 * length

@@ -145,6 +145,25 @@ def test_the_cards_imprint_norm_sets_the_new_rows_length(pipeline, synthetic_dat
     assert np.mean([weak.scores(b)[-1] for b in bars]) < np.mean([strong.scores(b)[-1] for b in bars]) - 0.1
 
 
+def test_the_imprint_gain_scales_the_new_row_and_is_recorded(pipeline, new_bars, tmp_path, capsys):
+    """--imprint-gain multiplies the measured length (a linear head's default is 1.0), the card
+    records it, and a gain outside (0, 10] is refused before anything is written."""
+    rows = {}
+    for gain in (None, 2.0):
+        out = tmp_path / f"gain_{gain}.tflite"
+        extra = [] if gain is None else ["--imprint-gain", str(gain)]
+        assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--data", str(new_bars), "--out", str(out),
+                            *extra]) == 0
+        rows[gain] = read_head_weights(out.read_bytes()).weights[-1]
+        assert read_card(out.read_bytes()).extra["enrolment"][-1]["gain"] == (gain or 1.0)
+    assert np.linalg.norm(rows[2.0]) / np.linalg.norm(rows[None]) == pytest.approx(2.0, rel=0.03)
+    assert "imprinted at gain 2" in capsys.readouterr().out
+    refused = tmp_path / "refused.tflite"
+    assert enroll_main([str(pipeline["int8"]), "--data", str(new_bars), "--out", str(refused),
+                        "--imprint-gain", "0"]) != 0
+    assert not refused.exists() and "--imprint-gain must be in (0, 10]" in capsys.readouterr().err
+
+
 def test_enrolling_twice_and_replacing_a_product(pipeline, new_bars, tmp_path):
     first = tmp_path / "first.tflite"
     assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--data", str(new_bars), "--out", str(first)]) == 0

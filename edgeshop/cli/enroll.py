@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a catalogue image counts as one photo)")
     p.add_argument("--remove", action="append", default=[], metavar="LABEL",
                    help="drop this product from the model (repeatable; with --data, a product can be replaced)")
+    p.add_argument("--imprint-gain", type=float, metavar="G",
+                   help="multiply the new rows' measured length by G: larger wins more of the new products' images "
+                   "and takes more of the old ones' (default: 1.2 for a cosine head, 1.0 for a linear one)")
     p.add_argument("--out", required=True, help="the .tflite to write")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--json", help="also write the enrolment record to this file")
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     def compute() -> dict:
         from edgeshop.enroll import enroll_file
 
-        return enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force)
+        return enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force,
+                           gain=args.imprint_gain)
 
     return run_and_record("edgeshop-enroll", compute, format_record, args.json)
 
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 def format_record(record: dict) -> str:
     lines = [f"wrote {record['path']}: {record['classes_before']} -> {record['classes_after']} classes "
              f"({record['storage']} weights)"]
+    if record["added"]:
+        lines.append(f"  imprinted at gain {record['gain']:g} (--imprint-gain)")
     for entry in record["added"]:
         skipped = f", {entry['skipped']} unreadable skipped" if entry["skipped"] else ""
         lines.append(f"  added {entry['label']}: {entry['photos']} photo(s){skipped}")
