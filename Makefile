@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-cosine channel-sweep bench resolution-sweep web pi-check
+.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -98,22 +98,24 @@ grocery-baseline: $(STAMP)
 grocery-teacher: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
 
-## open-set: the open-set benchmark model (the grocery recipe without ten classes) and its unknown/enrolment figures
+## open-set: the open-set benchmark model (the grocery recipe with the cosine head, without ten classes) and its
+## unknown/enrolment figures (models/grocery/open_set/)
 OPEN_SET_EXCLUDED := 4,12,20,28,36,44,52,60,68,76
 open-set: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --exclude-classes $(OPEN_SET_EXCLUDED) \
-		--out runs/grocery71 $(ARGS)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_efficientnet_lite0_cosine.json \
+		--exclude-classes $(OPEN_SET_EXCLUDED) --out runs/grocery71_cosine $(ARGS)
 	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY)
 
-## open-set-cosine: the open-set model with the cosine head (a variant: figures in models/grocery/open_set/variants/)
-open-set-cosine: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_efficientnet_lite0_cosine.json \
-		--exclude-classes $(OPEN_SET_EXCLUDED) --out runs/grocery71_cosine --models-dir runs/grocery71_cosine_models $(ARGS)
-	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY) --model runs/grocery71_cosine_models/grocery71_int8.tflite \
-		--out runs/grocery71_cosine_models/open_set.json
+## open-set-linear: the same with the default linear head (the open-set model shipped before; a variant now:
+## figures in models/grocery/open_set/variants/)
+open-set-linear: $(STAMP)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --exclude-classes $(OPEN_SET_EXCLUDED) \
+		--out runs/grocery71 --models-dir runs/grocery71_models $(ARGS)
+	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY) --model runs/grocery71_models/grocery71_int8.tflite \
+		--out runs/grocery71_models/open_set.json
 	mkdir -p models/grocery/open_set/variants
-	cp runs/grocery71_cosine_models/figures_grocery71.json models/grocery/open_set/variants/figures_cosine_head.json
-	cp runs/grocery71_cosine_models/open_set.json models/grocery/open_set/variants/open_set_cosine_head.json
+	cp runs/grocery71_models/figures_grocery71.json models/grocery/open_set/variants/figures_linear_head.json
+	cp runs/grocery71_models/open_set.json models/grocery/open_set/variants/open_set_linear_head.json
 	$(BIN)/python tools/open_set_benchmark.py --render-only
 
 ## channel-sweep: structured channel pruning of the grocery recipe at four levels (val top-1, size, int8
