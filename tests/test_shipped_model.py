@@ -60,8 +60,7 @@ def test_shipped_int8_models_are_fully_integer_and_the_float_reference_is_not(na
 def test_the_fast_model_is_the_channel_pruned_one_and_runs_faster():
     """grocery_int8_fast.tflite: the sweep's chosen level, narrower (its card records the
     channels kept), and faster than the shipped model here, timed interleaved."""
-    from edgeshop.runtime.backend import make_interpreter
-    from edgeshop.runtime.bench import invoke_callable, time_interleaved
+    from edgeshop.runtime.bench import time_models
 
     sweep = json.loads((GROCERY / "channel_pruning.json").read_text())
     chosen = sweep["models"][sweep["chosen"]]
@@ -70,11 +69,7 @@ def test_the_fast_model_is_the_channel_pruned_one_and_runs_faster():
     assert fast.stat().st_size == chosen["size_bytes"] < 0.7 * shipped.stat().st_size
     channels = Classifier(fast).card.extra["training"]["channels"]
     assert channels["kept"] == chosen["channels"]["kept"] < channels["channels"]
-    calls = {}
-    for name, path in (("fast", fast), ("shipped", shipped)):
-        _, interpreter = make_interpreter(path.read_bytes(), 1)
-        calls[name] = invoke_callable(interpreter)
-    stats = time_interleaved(calls, runs=60, warmup=5)
+    stats = time_models({"fast": fast.read_bytes(), "shipped": shipped.read_bytes()}, threads=1, runs=60)
     assert stats["fast"].p50_ms / stats["shipped"].p50_ms < chosen["ratio_1t"] + 0.1
 
 

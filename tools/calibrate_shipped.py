@@ -36,8 +36,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 from readme_block import replace_block  # noqa: E402
 
 from edgeshop.calibrate import calibrate_content, load_labelled  # noqa: E402
-from edgeshop.runtime.backend import make_interpreter  # noqa: E402
-from edgeshop.runtime.bench import invoke_callable, machine_info, time_interleaved  # noqa: E402
+from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402
 from edgeshop.runtime.modelcard import read_card  # noqa: E402
 from edgeshop.runtime.probe import model_scores  # noqa: E402
 from edgeshop.runtime.tflite_head import with_softmax_beta  # noqa: E402
@@ -55,10 +54,8 @@ def latency(uncalibrated: bytes, calibrated: bytes, threads: int, runs: int) -> 
     each), so neither file always runs first: on a loaded machine the position in the cycle
     alone moves a median by several percent; the A/A ratio of the two uncalibrated
     interpreters shows how much."""
-    calls = {name: invoke_callable(make_interpreter(content, threads)[1])
-             for name, content in (("uncalibrated", uncalibrated), ("calibrated", calibrated),
-                                   ("calibrated_2", calibrated), ("uncalibrated_2", uncalibrated))}
-    stats = time_interleaved(calls, runs=runs, warmup=20, block=10)
+    stats = time_models({"uncalibrated": uncalibrated, "calibrated": calibrated, "calibrated_2": calibrated,
+                         "uncalibrated_2": uncalibrated}, threads, runs=runs, warmup=20, block=10)
     p50 = {name: s.p50_ms for name, s in stats.items()}
     return {"threads": threads, "runs": runs, **{k: v.to_dict() for k, v in stats.items()},
             "calibrated_over_uncalibrated_p50": (p50["calibrated"] + p50["calibrated_2"])

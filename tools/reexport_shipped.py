@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT))
 from edgeshop.datasets import discover  # noqa: E402
 from edgeshop.report.evaluate import predict  # noqa: E402
 from edgeshop.runtime.audit import audit_model  # noqa: E402
-from edgeshop.runtime.backend import make_interpreter  # noqa: E402
-from edgeshop.runtime.bench import invoke_callable, machine_info, time_interleaved  # noqa: E402
+from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
@@ -42,11 +41,8 @@ PROVENANCE = {"author": "edgeshop contributors",
 
 def io_latency(old: Path, new: Path, threads: int, runs: int) -> dict:
     """Bare invoke, int8 I/O (old) vs uint8 I/O (new), alternating in blocks in one process."""
-    calls = {}
-    for name, path in (("int8_io", old), ("uint8_io", new)):
-        interpreter = make_interpreter(path.read_bytes(), threads)[1]
-        calls[name] = invoke_callable(interpreter)
-    stats = time_interleaved(calls, runs=runs, warmup=20, block=10)
+    stats = time_models({"int8_io": old.read_bytes(), "uint8_io": new.read_bytes()}, threads, runs=runs, warmup=20,
+                        block=10)
     return {"threads": threads, "runs": runs, **{k: v.to_dict() for k, v in stats.items()},
             "uint8_over_int8_p50": stats["uint8_io"].p50_ms / stats["int8_io"].p50_ms}
 

@@ -84,6 +84,22 @@ def time_interleaved(calls: dict[str, Callable[[], object]], runs: int = 50, war
     return {name: _stats(np.array(values), first[name]) for name, values in samples.items()}
 
 
+MULTI_THREAD_BLOCK = 10  # time_models' block length when interpreters use several threads
+
+
+def time_models(models: dict[str, bytes], threads: int, runs: int = 50, warmup: int = 5,
+                block: int | None = None, clock: Callable[[], float] = time.perf_counter) -> dict[str, LatencyStats]:
+    """Bare-invoke latency of every .tflite flatbuffer, each in its own interpreter with
+    ``threads`` threads, interleaved (time_interleaved): call by call on one thread, in blocks
+    of MULTI_THREAD_BLOCK on more unless ``block`` says otherwise."""
+    from edgeshop.runtime.backend import make_interpreter
+
+    calls = {name: invoke_callable(make_interpreter(content, threads)[1]) for name, content in models.items()}
+    if block is None:
+        block = 1 if threads == 1 else MULTI_THREAD_BLOCK
+    return time_interleaved(calls, runs=runs, warmup=warmup, block=block, clock=clock)
+
+
 def _stats(samples: np.ndarray, first_ms: float) -> LatencyStats:
     p50 = float(np.percentile(samples, 50))
     return LatencyStats(

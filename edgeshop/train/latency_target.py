@@ -40,7 +40,6 @@ MAX_GROUP_FRACTION = 0.75  # no group loses more than this
 MIN_SAVING = 1e-4  # a group whose measured saving is noise (<= 0) is the last to be chosen
 SAVING_RUNS = 60  # per-group savings are a few percent each: more runs than a single ratio
 TIMING_RUNS = 40
-MULTI_THREAD_BLOCK = 10
 TIMING_THREADS = 1  # the per-group savings (they only order the removals): one core, the quietest clock
 TARGET_THREADS = (1, 2)  # the target must hold at each: a phone or a Pi runs on one core or several
 
@@ -54,18 +53,10 @@ def int8_flatbuffer(model: keras.Model, images: np.ndarray) -> bytes:
 
 def interleaved_stats(models: dict[str, bytes], threads: int = TIMING_THREADS, runs: int = TIMING_RUNS,
                       warmup: int = 5, clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Bare-invoke latency statistics of every flatbuffer, interleaved: call by call on one
-    thread, in blocks of MULTI_THREAD_BLOCK on more (several thread pools in one process:
-    see runtime.bench.time_interleaved)."""
-    from edgeshop.runtime.backend import make_interpreter
-    from edgeshop.runtime.bench import invoke_callable, time_interleaved
+    """Bare-invoke latency statistics of every flatbuffer, interleaved (runtime.bench.time_models)."""
+    from edgeshop.runtime.bench import time_models
 
-    calls = {}
-    for name, content in models.items():
-        _, interpreter = make_interpreter(content, threads)
-        calls[name] = invoke_callable(interpreter)
-    block = 1 if threads == 1 else MULTI_THREAD_BLOCK
-    return time_interleaved(calls, runs=runs, warmup=warmup, block=block, clock=clock)
+    return time_models(models, threads, runs, warmup, clock=clock)
 
 
 def interleaved_p50(models: dict[str, bytes], threads: int = TIMING_THREADS,
