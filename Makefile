@@ -93,8 +93,8 @@ grocery: $(STAMP)
 grocery-baseline: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch seed_cnn $(ARGS)
 
-## grocery-teacher: the same recipe on EfficientNet-Lite1, float only (runs/grocery_efficientnet_lite1):
-## the teacher of the channel sweep's -lite1 level (--teacher runs/grocery_efficientnet_lite1); ~60 min here
+## grocery-teacher: the same recipe on EfficientNet-Lite1, float only (runs/grocery_efficientnet_lite1), a teacher
+## for edgeshop-train --teacher; figures in models/grocery/figures_efficientnet_lite1.json; ~50 min here
 grocery-teacher: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
 
