@@ -198,7 +198,7 @@ def test_soup_lines_name_the_runs_and_compare_with_the_shipped_run():
 def test_variants_tried_counts_every_kept_figures_file_and_the_split_study(tmp_path):
     from render_model_card import tried_lines, variants_tried
 
-    for name in ("figures_efficientnet_lite0.json", "variants/figures_a.json", "variants/figures_b.json",
+    for name in ("figures_efficientnet_lite0.json", "figures_efficientnet_lite1.json", "variants/figures_a.json", "variants/figures_b.json",
                  "reruns/figures_1.json", "holdout/figures_holdout10.json", "holdout/split_leak.json",
                  "open_set/variants/figures_cosine_head.json", "open_set/variants/open_set_cosine_head.json"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -207,8 +207,8 @@ def test_variants_tried_counts_every_kept_figures_file_and_the_split_study(tmp_p
     (tmp_path / "bench" / "grocery_seed_cnn_distill.json").write_text("{}")
     (tmp_path / "bench" / "results.json").write_text("{}")
     assert variants_tried(tmp_path, tmp_path / "bench") == {
-        "shipped recipe": 1, "baseline": 0, "variants": 2, "reruns": 1, "soups": 0, "holdout": 1, "in bench/": 1,
-        "open-set variants": 1, "total": 7}
+        "shipped recipe": 1, "baseline": 0, "teacher": 1, "variants": 2, "reruns": 1, "soups": 0, "holdout": 1,
+        "in bench/": 1, "open-set variants": 1, "total": 8}
     lines = tried_lines({"variants_tried": 12, "variants_in_this_file": 9, "seeds": [0, 1, 2]})
     assert "The grouped-split study tried 12 ways of splitting train: 9 in `holdout/split_leak.json`, each with " \
            "3 seeds, and 3 earlier ones whose figures were not kept." in lines[1]

@@ -65,7 +65,8 @@ def variants_tried(grocery: Path = GROCERY, bench: Path = ROOT / "bench") -> dic
     (e.g. the distilled baseline): the card's ``variants_tried`` (runs whose figures were not kept
     cannot be counted)."""
     counts = {"shipped recipe": int((grocery / "figures_efficientnet_lite0.json").exists()),
-              "baseline": int((grocery / "figures_seed_cnn.json").exists())}
+              "baseline": int((grocery / "figures_seed_cnn.json").exists()),
+              "teacher": int((grocery / "figures_efficientnet_lite1.json").exists())}  # make grocery-teacher
     for name in ("variants", "reruns", "soups", "holdout"):
         counts[name] = len(list((grocery / name).glob("figures_*.json")))
     counts["in bench/"] = len(list(bench.glob("grocery_*.json")))
