@@ -198,7 +198,8 @@ def test_soup_lines_name_the_runs_and_compare_with_the_shipped_run():
 def test_variants_tried_counts_every_kept_figures_file_and_the_split_study(tmp_path):
     from render_model_card import tried_lines, variants_tried
 
-    for name in ("figures_efficientnet_lite0.json", "figures_efficientnet_lite1.json", "variants/figures_a.json", "variants/figures_b.json",
+    for name in ("figures_efficientnet_lite0.json", "figures_efficientnet_lite1.json",
+                 "variants/figures_a.json", "variants/figures_b.json",
                  "reruns/figures_1.json", "holdout/figures_holdout10.json", "holdout/split_leak.json",
                  "open_set/variants/figures_cosine_head.json", "open_set/variants/open_set_cosine_head.json"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -175,7 +175,7 @@ def render(result: dict) -> str:
              "bare invoke / shipped, 1 thread | 2 threads |", "|---|---|---|---|---|---|---|---|"]
     for name, f in ordered(figures):
         kept = f"{f['channels']['kept_fraction']:.0%}" if f.get("channels") else "100%"
-        target = "-" if name == "shipped" else f"{f['level']:.2f}x"
+        target = "-" if name == "shipped" else name
         label = "shipped `grocery_int8.tflite`" if name == "shipped" else "channels removed"
         if f.get("shipped_as"):
             label += f" (`{Path(f['shipped_as']).name}`)"
@@ -195,7 +195,7 @@ def render(result: dict) -> str:
                    f"{_pct(base)}" + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else ""))
             sessions.setdefault(key, []).append(name)
     provenance = "; ".join(f"{', '.join(names)}: trained and measured {key}" for key, names in sessions.items())
-    both = [name for name, f in figures.items() if len(f.get("search_threads") or [1]) > 1]
+    both = [name for name, f in figures.items() if _threads_timed(f.get("search_threads")) > 1]
     search = (f"the search timed one thread, except for {', '.join(both)}: 1 and 2 threads, the target met at both"
               if both else "the search timed one thread")
     lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
@@ -261,10 +261,16 @@ def main() -> int:
                         help="only measure levels already trained and exported; levels trained in an earlier "
                              "session keep the figures recorded for them")
     parser.add_argument("--force", action="store_true", help=f"replace {FAST.name} and the figures")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only rewrite the README table and the model card from the stored figures")
     parser.add_argument("--level", type=float, choices=sorted({level.ratio for level in LEVELS}),
                         help="train and export this one level, then stop")
     parser.add_argument("--tag", default="", help="with --level: the level's rerun with this tag (see LEVELS)")
     args = parser.parse_args()
+    if args.render_only:
+        replace_block(ROOT / "README.md", "channels", render(json.loads(FIGURES.read_text())))
+        subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+        return 0
     chosen_level = Level(args.level, args.tag) if args.level is not None else None
     if chosen_level is not None and chosen_level not in LEVELS:
         print(f"--level {args.level:g} --tag {args.tag!r} is not one of the sweep's LEVELS "
@@ -366,6 +372,12 @@ def main() -> int:
 def _shipped_ms(shipped: dict) -> list[float]:
     """The shipped model's p50 (1 thread, 2 threads) in one measuring session: the ratios' denominator."""
     return [round(shipped[f"latency_{t}t"]["p50_ms"], 2) for t in THREADS]
+
+
+def _threads_timed(record: int | list[int] | None) -> int:
+    """How many thread counts a level's search timed: its channels.json says 1 (an int) before
+    the search timed several (a list); levels of an earlier session have no record (one)."""
+    return len(record) if isinstance(record, list) else 1
 
 
 def _seconds_key(level: Level) -> str:
