@@ -188,13 +188,15 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
 
 def test_the_sweep_ships_the_most_accurate_level_that_meets_both_targets():
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "tools" / "channel_sweep.py"
     spec = importlib.util.spec_from_file_location("channel_sweep", path)
     sweep = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("channel_sweep", sweep)  # its dataclass looks its module up there
     spec.loader.exec_module(sweep)
-    choose_level = sweep.choose_level
+    choose_level = sys.modules["channel_sweep"].choose_level
 
     def level(top1, r1, r2):
         return {"val": {"top1": top1}, "ratio_1t": r1, "ratio_2t": r2}
