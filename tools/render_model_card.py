@@ -321,9 +321,9 @@ def open_set_lines() -> list[str]:
 
     shipped = json.loads(path.read_text())
     return ["", "### Products the model never saw, and enrolling them", "",
-            "Measured on `open_set/grocery71_int8.tflite`: this recipe without ten of the 81 classes "
-            "(`make open-set`).", "", render(shipped), "", "Variants of the open-set model (not shipped):", "",
-            render_variants(shipped)]
+            f"Measured on `open_set/grocery71_int8.tflite`: this recipe with the {shipped.get('head', 'linear')} "
+            "head, trained without ten of the 81 classes (`make open-set`).", "", render(shipped), "",
+            "Variants of the open-set model (not shipped):", "", render_variants(shipped)]
 
 
 def channel_lines() -> list[str]:
