@@ -171,17 +171,20 @@ def test_grouped_holdout_section_says_whether_it_stands_in_for_val():
     def summary(top1: float) -> dict:
         return {"n": 400, "top1": top1, "coarse_top1": top1}
 
-    def text(holdout: float) -> str:
+    def text(holdout: float, random_gap: float | None = None) -> str:
         figures = {"recipe": {"seed": 0}, "holdout_fraction": 0.15, "holdout_grouping": "similarity",
                    "int8": {"holdout": summary(holdout), "val": summary(0.86)},
                    "float16": {"holdout": summary(holdout), "val": summary(0.86)}}
-        return "\n".join(grouped_holdout_lines(figures, "holdout/figures_grouped.json"))
+        return "\n".join(grouped_holdout_lines(figures, "holdout/figures_grouped.json", random_gap))
 
     near = text(0.85)
     assert "scores 1.00 points lower on this hold-out than on val" in near and "can stand in" in near
     assert "--holdout 0.15 --holdout-grouping similarity" in near
     far = text(0.90)
     assert "4.00 points higher" in far and "does not yet stand in" in far
+    # the random hold-out's gap comes from that run's figures, not from the text
+    assert "a random hold-out of the same recipe scored 7.50 points higher" in text(0.85, random_gap=7.5)
+    assert "random hold-out" not in near
 
 
 def test_soup_lines_name_the_runs_and_compare_with_the_shipped_run():

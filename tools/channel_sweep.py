@@ -118,9 +118,9 @@ def level_run(runs: Path, level: Level) -> Path:
 
 def interleaved_latency(models: dict[str, Path], threads: int, runs: int) -> dict[str, dict]:
     """Bare invoke of every model, alternating call by call (runtime/bench.py)."""
-    from edgeshop.train.latency_target import interleaved_stats
+    from edgeshop.runtime.bench import time_models
 
-    stats = interleaved_stats({name: path.read_bytes() for name, path in models.items()}, threads, runs, warmup=10)
+    stats = time_models({name: path.read_bytes() for name, path in models.items()}, threads, runs, warmup=10)
     return {name: {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms} for name, s in stats.items()}
 
 
@@ -268,8 +268,7 @@ def main() -> int:
     parser.add_argument("--tag", default="", help="with --level: the level's rerun with this tag (see LEVELS)")
     args = parser.parse_args()
     if args.render_only:
-        replace_block(ROOT / "README.md", "channels", render(json.loads(FIGURES.read_text())))
-        subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+        publish(json.loads(FIGURES.read_text()))
         return 0
     chosen_level = Level(args.level, args.tag) if args.level is not None else None
     if chosen_level is not None and chosen_level not in LEVELS:
@@ -364,9 +363,14 @@ def main() -> int:
         print(f"{name:8s} top-1 {f['val']['top1']:.4f}  {f['size_bytes'] / 1e6:.2f} MB  "
               f"1t {f['ratio_1t']:.3f}x  2t {f['ratio_2t']:.3f}x")
     print(f"chosen: {chosen} -> {FAST if chosen else 'nothing shipped (no level meets the latency target)'}")
+    publish(result)
+    return 0
+
+
+def publish(result: dict) -> None:
+    """The README table and the model card from the sweep's figures."""
     replace_block(ROOT / "README.md", "channels", render(result))
     subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
-    return 0
 
 
 def _shipped_ms(shipped: dict) -> list[float]:

@@ -38,7 +38,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 from readme_block import replace_block  # noqa: E402
 
 from edgeshop.datasets import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
-from edgeshop.enroll import IMPRINT_GAIN, enroll_content  # noqa: E402
+from edgeshop.enroll import enroll_content  # noqa: E402
 from edgeshop.report.openset import unknown_figures  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.runtime.probe import HeadProbe, loaded  # noqa: E402
@@ -100,7 +100,9 @@ def main() -> int:
     for k in SHOTS:
         shots = _shots(dataset, new_names, k)
         photos = load_images(shots, new_names, classifier.input_spec)
-        enrolled, _ = enroll_content(content, photos, new_names, source=str(model), data=f"{k} photo(s) per class")
+        enrolled, record = enroll_content(content, photos, new_names, source=str(model),
+                                          data=f"{k} photo(s) per class")
+        figures["gain"] = record["gain"]  # the head's default (edgeshop.enroll.IMPRINT_GAIN)
         predicted = _predictions(enrolled, images)  # indices into old_names + new_names
         correct = predicted == images.labels
         per_class = {name: float(np.mean(correct[images.labels == len(old_names) + i]))
@@ -116,13 +118,12 @@ def main() -> int:
         row = figures["enrolment"][-1]
         print(f"k={k}: new {row['new_top1']:.3f}, old {figures['old_top1_before']:.4f} -> {row['old_top1_after']:.4f}")
     figures["head"] = classifier.card.extra.get("training", {}).get("head", {}).get("kind", "linear")
-    figures["gain"] = IMPRINT_GAIN[figures["head"]]
     figures["gain_study"] = gain_study(content, dataset, old_names, new_names, images.pixels[old_mask],
                                        images.labels[old_mask], classifier.input_spec)
     chosen = figures["gain_study"]["chosen"]
     if chosen != figures["gain"]:
-        print(f"note: the gain study chose {chosen:g} on this model; enroll.IMPRINT_GAIN[{figures['head']!r}] is "
-              f"{figures['gain']:g} (chosen on the shipped open-set models)")
+        print(f"note: the gain study chose {chosen:g} on this model; enrolment's default for its head is "
+              f"{figures['gain']:g} (edgeshop.enroll.IMPRINT_GAIN, chosen on the shipped open-set models)")
     figures["seconds"] = round(time.time() - started, 1)
     previous = Path(args.out).with_name(PREVIOUS)
     if previous.is_file():  # the model this one replaced, for the comparison line
@@ -153,7 +154,9 @@ def render(figures: dict) -> str:
              f"{figures['val_unseen_images']} of the ten unseen ones ({without_val} of the ten have no val "
              "images).", "",
              "| unknown score | AUROC | FPR at 95% TPR |", "|---|---|---|"]
-    for method, row in u["methods"].items():
+    # a fixed row order: the runtime's score first (the figures file's order varies between runs)
+    for method in sorted(u["methods"], key=lambda m: list(METHOD_NAMES).index(m) if m in METHOD_NAMES else 99):
+        row = u["methods"][method]
         lines.append(f"| {METHOD_NAMES.get(method, method)} | {row['auroc']:.3f} | {row['fpr_at_95tpr']:.1%} |")
     lines += ["", f"At the card's threshold ({u['threshold']:.4f}) {u['known_accepted']:.1%} of the known images are "
               f"kept and {u['unknown_rejected']:.1%} of the unseen ones rejected.", "",

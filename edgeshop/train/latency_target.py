@@ -51,14 +51,6 @@ def int8_flatbuffer(model: keras.Model, images: np.ndarray) -> bytes:
     return int8_converter(tf.lite.TFLiteConverter.from_keras_model(model), images).convert()
 
 
-def interleaved_stats(models: dict[str, bytes], threads: int = TIMING_THREADS, runs: int = TIMING_RUNS,
-                      warmup: int = 5, clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Bare-invoke latency statistics of every flatbuffer, interleaved (runtime.bench.time_models)."""
-    from edgeshop.runtime.bench import time_models
-
-    return time_models(models, threads, runs, warmup, clock=clock)
-
-
 def interleaved_p50(models: dict[str, bytes], threads: int = TIMING_THREADS,
                     runs: int = TIMING_RUNS) -> dict[str, float]:
     """p50 bare-invoke latency (ms) of every flatbuffer, calls interleaved one by one. On
@@ -67,8 +59,10 @@ def interleaved_p50(models: dict[str, bytes], threads: int = TIMING_THREADS,
     a loaded machine quiet: with two training jobs on this 2-core machine the same test
     read 0.35 by CPU time and 0.18 by wall time (caches and memory shared with the other
     jobs), so run the search on the machine alone, as a deployment check would."""
+    from edgeshop.runtime.bench import time_models
+
     clock = time.thread_time if threads == 1 else time.perf_counter
-    return {name: s.p50_ms for name, s in interleaved_stats(models, threads, runs, clock=clock).items()}
+    return {name: s.p50_ms for name, s in time_models(models, threads, runs, clock=clock).items()}
 
 
 def latency_ratio(candidate: bytes, reference: bytes, threads: int = TIMING_THREADS,
