@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
+.PHONY: grocery-teachers grocery-distilled backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -97,6 +97,25 @@ grocery-baseline: $(STAMP)
 ## for edgeshop-train --teacher; figures in models/grocery/figures_efficientnet_lite1.json; ~50 min here
 grocery-teacher: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
+
+## grocery-teachers: the ensemble teacher of the round-2 recipe, each member made once: the round-1 shipped model's
+## float16 file (from git history), the shipped recipe's float rerun (runs/grocery_base, ~40 min) and the Lite1
+## teacher (runs/grocery_efficientnet_lite1, ~45 min)
+ROUND1_COMMIT := 36d0c28
+ROUND1_TEACHER := runs/teachers/grocery_round1_fp16.tflite
+grocery-teachers: $(STAMP)
+	mkdir -p runs/teachers
+	test -f $(ROUND1_TEACHER) || { git show $(ROUND1_COMMIT):models/grocery/grocery_fp16.tflite > $(ROUND1_TEACHER).part \
+		&& mv $(ROUND1_TEACHER).part $(ROUND1_TEACHER); }
+	test -f runs/grocery_base/float_model.keras || $(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) --base-only
+	test -f runs/grocery_efficientnet_lite1/float_model.keras || \
+		$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1
+
+## grocery-distilled: round 2: the shipped recipe (linear resize rule) distilled from the three teachers above
+## (~45 min once they exist); a candidate: its files and figures go to runs/grocery_distilled_models
+grocery-distilled: grocery-teachers
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_efficientnet_lite0_distilled.json \
+		--out runs/grocery_distilled --models-dir runs/grocery_distilled_models $(ARGS)
 
 ## open-set: the open-set benchmark model (the grocery recipe with the cosine head, without ten classes) and its
 ## unknown/enrolment figures (models/grocery/open_set/)

@@ -103,6 +103,53 @@ def test_a_student_follows_its_teachers_soft_targets_and_the_logits_are_cached(d
     assert any("read from" in m and CACHE_FILE in m for m in messages), messages
 
 
+def test_ensemble_soft_targets_average_probabilities_not_logits():
+    from edgeshop.train.distill import ensemble_soft_targets, soft_targets
+
+    sharp, flat = np.array([[9.0, 0.0, 0.0]]), np.array([[0.0, 0.5, 0.0]])
+    mean = ensemble_soft_targets([sharp, flat], 2.0)
+    assert mean == pytest.approx((soft_targets(sharp, 2.0) + soft_targets(flat, 2.0)) / 2)
+    assert mean != pytest.approx(soft_targets((sharp + flat) / 2, 2.0), abs=1e-3)  # averaged logits differ
+    assert ensemble_soft_targets([sharp], 2.0) == pytest.approx(soft_targets(sharp, 2.0))
+
+
+def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data, wrong_teacher, tmp_path):
+    """Two teachers (a wrong one, a right one): each one's logits cached in its own file, the
+    student's soft targets their mean, and the card names both."""
+    import json
+
+    from edgeshop.datasets import discover, load_images
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.distill import cache_file, ensemble_soft_targets, load_teacher, teacher_logits
+    from edgeshop.train.fit import TrainingRun, train
+
+    right = tmp_path / "right"
+    train(TrainConfig(data=str(data["train"]), out=str(right), epochs=4, **TINY), log=lambda *_: None)
+    wrong, _shift = wrong_teacher
+    run = tmp_path / "student"
+    config = TrainConfig(data=str(data["train"]), out=str(run), epochs=1, teacher=[str(wrong), str(right)],
+                         distill_temperature=2.0, **TINY)
+    train(config, log=lambda *_: None)
+    assert (run / cache_file(0)).is_file() and (run / cache_file(1)).is_file()
+    record = json.loads((run / "card.json").read_text())["extra"]["training"]["distillation"]
+    assert record["teacher"] == ["teacher", "right"], record
+
+    trainer = TrainingRun(TrainConfig(data="", out=str(run)), resume=True, log=lambda *_: None)
+    trainer._load_data()
+    classes = sorted(CLASSES)
+    singles = []
+    for i, source in enumerate((wrong, right)):
+        teacher = load_teacher(source)
+        samples = discover(data["train"])
+        loaded = load_images([s for s in samples if s.path in set(trainer.train.paths)], classes, teacher.input)
+        fresh = teacher_logits(teacher, tmp_path / f"fresh{i}", loaded.paths, classes, log=lambda *_: None)
+        cached = teacher_logits(teacher, run, loaded.paths, classes, log=lambda *_: None, cache_name=cache_file(i))
+        assert cached == pytest.approx(fresh, abs=1e-4)
+        singles.append(dict(zip(map(str, loaded.paths), cached, strict=True)))
+    expected = ensemble_soft_targets([np.stack([s[str(p)] for p in trainer.train.paths]) for s in singles], 2.0)
+    assert trainer.train_soft == pytest.approx(expected, abs=1e-5)
+
+
 def test_a_teacher_with_other_classes_is_refused_before_anything_is_written(data, tmp_path):
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.fit import train

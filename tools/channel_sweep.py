@@ -265,6 +265,8 @@ def main() -> int:
                         help="only rewrite the README table and the model card from the stored figures")
     parser.add_argument("--level", type=float, choices=sorted({level.ratio for level in LEVELS}),
                         help="train and export this one level, then stop")
+    parser.add_argument("--base-only", action="store_true",
+                        help="only train the unpruned base (runs/grocery_base; also a teacher of the round-2 recipe)")
     parser.add_argument("--tag", default="", help="with --level: the level's rerun with this tag (see LEVELS)")
     args = parser.parse_args()
     if args.render_only:
@@ -276,6 +278,9 @@ def main() -> int:
               f"({', '.join(BY_NAME)})", file=sys.stderr)
         return 2
     dataset, runs = Path(args.dataset), Path(args.runs_dir)
+    if args.base_only:
+        train_base(Path(args.dataset), Path(args.runs_dir) / "grocery_base")
+        return 0
     if (FAST.exists() or FIGURES.exists()) and not args.force and args.level is None:
         print(f"{FAST} or {FIGURES} exists; pass --force to replace them", file=sys.stderr)
         return 2

@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability per batch of CutMix or MixUp, e.g. 0.5 (default 0: off)")
     p.add_argument("--freeze-bn", action="store_const", const=True,
                    help="keep BatchNorm in inference mode when fine-tuning (small datasets)")
-    p.add_argument("--teacher", metavar="RUN_DIR_OR_MODEL",
+    p.add_argument("--teacher", metavar="RUN_DIR_OR_MODEL", action="append",
                    help="distil from this teacher: an edgeshop run directory (or its float_model.keras) or an "
-                        "edgeshop .tflite model trained on the same classes; its logits are cached in --out")
+                        "edgeshop .tflite model trained on the same classes; its logits are cached in --out. "
+                        "Repeat it for an ensemble teacher (the teachers' softened probabilities averaged)")
     p.add_argument("--distill-temperature", type=float, metavar="T",
                    help="softening temperature of teacher and student (default 4)")
     p.add_argument("--distill-weight", type=float, metavar="W",
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics = resume(args.out)
         else:
             flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "force")}
+            if flags["teacher"] and len(flags["teacher"]) == 1:  # one teacher: saved as before, a string
+                flags["teacher"] = flags["teacher"][0]
             file_values = read_config_file(args.config) if args.config else {}
             metrics = train(TrainConfig.from_sources(file_values, flags), force=args.force)
         print(json.dumps(metrics, indent=2))

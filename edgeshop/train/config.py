@@ -49,9 +49,10 @@ class TrainConfig:
     # coarse cross-entropy term (train/losses.py) meant to keep mistakes within a coarse class.
     hierarchy: str | None = None
     coarse_loss_weight: float = 0.0
-    # Knowledge distillation (train/distill.py): a teacher run directory or .tflite model;
+    # Knowledge distillation (train/distill.py): a teacher run directory or .tflite model, or a
+    # list of them (an ensemble: their softened probabilities averaged);
     # loss = (1 - weight) x CE(hard labels) + weight x T^2 x KL(teacher || student at T).
-    teacher: str | None = None
+    teacher: str | list[str] | None = None
     distill_temperature: float = 4.0
     distill_weight: float = 0.5
     dropout: float | None = None  # default: the architecture's
@@ -112,6 +113,12 @@ class TrainConfig:
         if missing:
             raise EdgeshopError(f"missing required setting(s) {missing} (flags --data/--out or the config file)")
         return cls(**values)
+
+    def teachers(self) -> list[str]:
+        """The teacher sources, one or several (older runs saved a single string)."""
+        if not self.teacher:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
     def validate(self) -> None:
         if self.head not in HEADS:

@@ -10,6 +10,12 @@ the runtime's ``HeadProbe``). Its logits are computed once per image and cached 
 student's run directory (``teacher_logits.npz``, keyed by the teacher's file digest and
 its preprocessing, one row per image path), so a resumed run reuses them.
 
+Several teachers make an ensemble teacher: each one's logits are cached in a file of its
+own (``teacher_logits.npz``, ``teacher_logits_1.npz``, ...) and the soft target is the mean
+of their softened probabilities. An ensemble of differently trained nets is usually more
+accurate than any of them, and a student distilled from it keeps part of that gain at no
+cost on the device.
+
 Offline, not on the fly: the cached logits are of the un-augmented image (centre crop at
 the teacher's input size), while the student sees an augmented crop of it. That is the
 usual "offline KD" trade-off: a .tflite teacher cannot run inside the tf.data graph at all,
@@ -35,6 +41,11 @@ from edgeshop.train._keras import keras, tf
 from edgeshop.utils import write_bytes_atomic
 
 CACHE_FILE = "teacher_logits.npz"
+
+
+def cache_file(index: int) -> str:
+    """The cache of the ``index``-th teacher of an ensemble (the first keeps the single teacher's name)."""
+    return CACHE_FILE if index == 0 else f"teacher_logits_{index}.npz"
 
 
 @dataclass
@@ -113,13 +124,13 @@ def check_labels(teacher: Teacher, class_names: Sequence[str]) -> None:
 
 def teacher_logits(teacher: Teacher, run_dir: Path, paths: Sequence[Path], class_names: Sequence[str],
                    pixels: np.ndarray | None = None, spec: InputSpec | None = None, workers: int = 4,
-                   log=print) -> np.ndarray:
+                   log=print, cache_name: str = CACHE_FILE) -> np.ndarray:
     """The teacher's logits of each image in ``paths`` (columns in ``class_names`` order), from
-    the run's cache where it has them. ``pixels``/``spec``: the images as already loaded for the
-    student, reused when the teacher's preprocessing is the same."""
+    the run's cache (``run_dir / cache_name``) where it has them. ``pixels``/``spec``: the images
+    as already loaded for the student, reused when the teacher's preprocessing is the same."""
     if not paths:
         return np.zeros((0, len(class_names)), np.float32)
-    cache = run_dir / CACHE_FILE
+    cache = run_dir / cache_name
     key = teacher.cache_key()
     known: dict[str, np.ndarray] = {}
     if cache.is_file():
@@ -162,6 +173,12 @@ def soft_targets(logits: np.ndarray, temperature: float) -> np.ndarray:
     scaled -= scaled.max(axis=1, keepdims=True)
     exp = np.exp(scaled)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def ensemble_soft_targets(logits: Sequence[np.ndarray], temperature: float) -> np.ndarray:
+    """The mean of several teachers' softened probabilities (one teacher: its own soft targets).
+    Probabilities, not logits, are averaged: teachers' logits need not share a scale."""
+    return np.mean([soft_targets(each, temperature) for each in logits], axis=0).astype(np.float32)
 
 
 class DistillationLoss(keras.losses.Loss):

@@ -14,6 +14,7 @@ Run directory layout (everything a later ``edgeshop-export`` needs):
     float_model.keras   the float model (after pruning, if any, stripped)
     metrics.json        validation figures and timings
     teacher_logits.npz  with --teacher: its logits per image (train/distill.py), reused on resume
+                        (teacher_logits_1.npz, ... for the further teachers of an ensemble)
     tensorboard/        TensorBoard logs
     workers/TASK/       multi_worker only: the same files as written by each non-chief task
 
@@ -132,10 +133,10 @@ class TrainingRun:
         self._find_samples()
         if self.config.target_latency_ratio and not resume:
             self._require_reachable_latency()
-        self.teacher = None
-        if self.config.teacher:
-            self.teacher = distill.load_teacher(self.config.teacher)
-            distill.check_labels(self.teacher, self.class_names)
+        self.teachers = [distill.load_teacher(source) for source in self.config.teachers()]
+        for teacher in self.teachers:
+            distill.check_labels(teacher, self.class_names)
+        self.teacher = self.teachers[0] if self.teachers else None  # "is this run distilled?"
         if self.role is not None:  # before the run folder exists: an unreachable task leaves nothing behind
             cluster.wait_for_cluster(self.role, self.config.connect_timeout, log)
         if not resume:
@@ -242,15 +243,18 @@ class TrainingRun:
             self._load_teacher_targets(spec)
 
     def _load_teacher_targets(self, spec: InputSpec) -> None:
-        """The teacher's soft targets of every training and validation image (cached logits)."""
+        """The teacher's soft targets of every training and validation image (cached logits);
+        an ensemble's are the mean of its teachers' softened probabilities."""
         cfg = self.config
         soft = {}
         for name, images in (("train", self.train), ("val", self.val)):
-            logits = distill.teacher_logits(self.teacher, self.run_dir, images.paths, self.class_names,
-                                            images.pixels, spec, cfg.workers, self.log)
-            soft[name] = distill.soft_targets(logits, cfg.distill_temperature)
+            logits = [distill.teacher_logits(teacher, self.run_dir, images.paths, self.class_names, images.pixels,
+                                             spec, cfg.workers, self.log, distill.cache_file(i))
+                      for i, teacher in enumerate(self.teachers)]
+            soft[name] = distill.ensemble_soft_targets(logits, cfg.distill_temperature)
         agree = float(np.mean(np.argmax(soft["train"], axis=1) == self.train.labels)) if len(self.train.labels) else 0
-        self.log(f"distillation: T {cfg.distill_temperature:g}, weight {cfg.distill_weight:g}; the teacher's top-1 "
+        who = "the teacher's" if len(self.teachers) == 1 else f"the {len(self.teachers)} teachers' mean"
+        self.log(f"distillation: T {cfg.distill_temperature:g}, weight {cfg.distill_weight:g}; {who} top-1 "
                  f"agrees with {agree:.1%} of the training labels")
         self.train_soft, self.val_soft = soft["train"], soft["val"]
 
@@ -321,7 +325,10 @@ class TrainingRun:
     def _distillation_record(self) -> dict[str, Any]:
         if self.teacher is None:
             return {}
-        return {"distillation": {"teacher": Path(self.teacher.source).name, "teacher_kind": self.teacher.kind,
+        names = [Path(t.source).name for t in self.teachers]
+        kinds = [t.kind for t in self.teachers]
+        return {"distillation": {"teacher": names[0] if len(names) == 1 else names,
+                                 "teacher_kind": kinds[0] if len(kinds) == 1 else kinds,
                                  "temperature": self.config.distill_temperature,
                                  "weight": self.config.distill_weight}}
 
