@@ -186,9 +186,8 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
     assert load_run_model(run, final=False).get_layer("stem_conv").filters == 8
 
 
-def test_the_sweep_ships_the_most_accurate_level_that_meets_both_targets():
+def _sweep_module():
     import importlib.util
-    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "tools" / "channel_sweep.py"
@@ -196,7 +195,11 @@ def test_the_sweep_ships_the_most_accurate_level_that_meets_both_targets():
     sweep = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("channel_sweep", sweep)  # its dataclass looks its module up there
     spec.loader.exec_module(sweep)
-    choose_level = sys.modules["channel_sweep"].choose_level
+    return sys.modules["channel_sweep"]
+
+
+def test_the_sweep_ships_the_most_accurate_level_that_meets_both_targets():
+    choose_level = _sweep_module().choose_level
 
     def level(top1, r1, r2):
         return {"val": {"top1": top1}, "ratio_1t": r1, "ratio_2t": r2}
@@ -208,6 +211,37 @@ def test_the_sweep_ships_the_most_accurate_level_that_meets_both_targets():
     assert choose_level(figures, ["35%", "45%", "55%"]) == "55%"
     figures["45%"]["ratio_1t"] = figures["55%"]["ratio_2t"] = 0.9
     assert choose_level(figures, ["35%", "45%", "55%"]) is None
+
+
+def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path):
+    """A level copies its base's head and train stages (never the base's own QAT), and is
+    distilled from the base itself or, for an ensemble-taught level, from the recipe's
+    teachers, whose cached logits it takes over from the base."""
+    sweep = _sweep_module()
+    base = tmp_path / "grocery_distilled"
+    (base / "stages").mkdir(parents=True)
+    for name in sweep.BASE_FILES:
+        (base / name).write_text("{}")
+    for stage in ("head", "train", "qat"):
+        (base / "stages" / f"{stage}.weights.npz").write_bytes(stage.encode())
+    (base / "state.json").write_text(json.dumps({"completed": ["head", "train", "qat"], "phase": None}))
+    (base / "config.json").write_text(json.dumps({"out": str(base), "qat": True, "teacher": ["a", "b"]}))
+    for name in ("teacher_logits.npz", "teacher_logits_1.npz"):
+        (base / name).write_bytes(name.encode())
+    recipe = {"qat": True, "teacher": ["a", "b"]}
+
+    run = tmp_path / "kd"
+    sweep.branch(base, sweep.Level(0.7, "kd", base=base.name, ensemble_teacher=True), run, recipe)
+    assert sorted(p.name for p in (run / "stages").iterdir()) == ["head.weights.npz", "train.weights.npz"]
+    assert json.loads((run / "state.json").read_text())["completed"] == ["head", "train"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["teacher"] == ["a", "b"] and config["target_latency_ratio"] == 0.7 and config["out"] == str(run)
+    assert (run / "teacher_logits_1.npz").read_bytes() == b"teacher_logits_1.npz"
+
+    plain = tmp_path / "plain"
+    sweep.branch(base, sweep.Level(0.7), plain, recipe)
+    assert json.loads((plain / "config.json").read_text())["teacher"] == str(base)
+    assert not (plain / "teacher_logits_1.npz").exists()
 
 
 def test_the_allocation_spends_removals_where_they_cost_least_damage_per_saving():
