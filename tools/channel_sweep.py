@@ -207,8 +207,10 @@ def render(result: dict) -> str:
         if name != "shipped":
             base = f.get("base_val_top1_float", result.get("base_val_top1_float"))
             ms = f.get("shipped_p50_ms")
-            key = (f"{f.get('measured', 'in an earlier session')} on {f.get('cpu') or 'this machine'}, base float val "
-                   f"{_pct(base)}" + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else ""))
+            base_run = f.get("base", Level.base)
+            key = (f"{f.get('measured', 'in an earlier session')} on {f.get('cpu') or 'this machine'}, "
+                   + ("" if base_run == Level.base else f"from runs/{base_run}, ") + f"base float val {_pct(base)}"
+                   + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else ""))
             sessions.setdefault(key, []).append(name)
     provenance = "; ".join(f"{', '.join(names)}: trained and measured {key}" for key, names in sessions.items())
     both = [name for name, f in figures.items() if _threads_timed(f.get("search_threads")) > 1]
@@ -216,7 +218,8 @@ def render(result: dict) -> str:
               if both else "the search timed one thread")
     lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
               f"(train/latency_target.py), then {result['fine_tune_epochs']} fine-tuning epochs distilled from the "
-              "unpruned base (the recipe's main phase without QAT), the recipe's QAT and the int8 export "
+              "unpruned base (the recipe's main phase without QAT; for a -kd level, the round-2 candidate's main "
+              "phase, and distilled from its three teachers), the recipe's QAT and the int8 export "
               f"({provenance}; {search}). "
               "Val: the official val split (296 images), so the figures share its optimism; latency: p50 of "
               f"{RUNS} bare invokes per model, the levels of one measuring session interleaved with the shipped "
