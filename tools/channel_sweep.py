@@ -291,8 +291,9 @@ def main() -> int:
     if args.render_only:
         publish(json.loads(FIGURES.read_text()))
         return 0
-    chosen_level = Level(args.level, args.tag) if args.level is not None else None
-    if chosen_level is not None and chosen_level not in LEVELS:
+    # by name: a level's base and teachers come from LEVELS, not from the command line
+    chosen_level = BY_NAME.get(Level(args.level, args.tag).name) if args.level is not None else None
+    if args.level is not None and chosen_level is None:
         print(f"--level {args.level:g} --tag {args.tag!r} is not one of the sweep's LEVELS "
               f"({', '.join(BY_NAME)})", file=sys.stderr)
         return 2
