@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: grocery-teachers grocery-distilled backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
+.PHONY: grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -85,9 +85,14 @@ clean:
 
 GROCERY ?= ../shared/datasets/grocery_store
 
-## grocery: the shipped grocery model's recipe (needs the full dataset at GROCERY)
-grocery: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) $(ARGS)
+## grocery: the shipped grocery model's recipe, round 2: configs/grocery_efficientnet_lite0.json, the round-1 recipe
+## (linear resize rule) distilled from three teachers (grocery-teachers makes each once); needs the full dataset at GROCERY
+grocery: grocery-teachers
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --out runs/grocery_distilled $(ARGS)
+
+## grocery-round1: the round-1 recipe (configs/grocery_round1.json, no teacher): its reruns, variants and hold-outs
+grocery-round1: $(STAMP)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json $(ARGS)
 
 ## grocery-baseline: the from-scratch seed_cnn on the same data (figures for the model card)
 grocery-baseline: $(STAMP)
@@ -99,7 +104,7 @@ grocery-teacher: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
 
 ## grocery-teachers: the ensemble teacher of the round-2 recipe, each member made once: the round-1 shipped model's
-## float16 file (from git history), the shipped recipe's float rerun (runs/grocery_base, ~40 min) and the Lite1
+## float16 file (from git history), the round-1 recipe's float rerun (runs/grocery_base, ~40 min) and the Lite1
 ## teacher (runs/grocery_efficientnet_lite1, ~45 min)
 ROUND1_COMMIT := 36d0c28
 ROUND1_TEACHER := runs/teachers/grocery_round1_fp16.tflite
@@ -110,12 +115,6 @@ grocery-teachers: $(STAMP)
 	test -f runs/grocery_base/float_model.keras || $(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) --base-only
 	test -f runs/grocery_efficientnet_lite1/float_model.keras || \
 		$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1
-
-## grocery-distilled: round 2: the shipped recipe (linear resize rule) distilled from the three teachers above
-## (~45 min once they exist); a candidate: its files and figures go to runs/grocery_distilled_models
-grocery-distilled: grocery-teachers
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_efficientnet_lite0_distilled.json \
-		--out runs/grocery_distilled --models-dir runs/grocery_distilled_models $(ARGS)
 
 ## open-set: the open-set benchmark model (the grocery recipe with the cosine head, without ten classes) and its
 ## unknown/enrolment figures (models/grocery/open_set/)
@@ -128,8 +127,8 @@ open-set: $(STAMP)
 ## open-set-linear: the same with the default linear head (the open-set model shipped before; a variant now:
 ## figures in models/grocery/open_set/variants/)
 open-set-linear: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --exclude-classes $(OPEN_SET_EXCLUDED) \
-		--out runs/grocery71 --models-dir runs/grocery71_models $(ARGS)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json \
+		--exclude-classes $(OPEN_SET_EXCLUDED) --out runs/grocery71 --models-dir runs/grocery71_models $(ARGS)
 	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY) --model runs/grocery71_models/grocery71_int8.tflite \
 		--out runs/grocery71_models/open_set.json
 	mkdir -p models/grocery/open_set/variants

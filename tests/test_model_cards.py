@@ -77,6 +77,24 @@ def test_readme_summary_states_the_gap_to_the_published_best_in_the_right_direct
     assert "fine-tuned at 240 px and QAT at 288 px" in text and "(200 images, never trained on" in text
 
 
+def test_the_model_shipped_before_is_named_with_its_recipe_change_and_the_gain():
+    from render_model_card import history_lines
+
+    round1 = _figures(top1=0.875)
+    round2 = _figures(top1=0.90)
+    round2["recipe"] = {**round1["recipe"], "teacher": ["runs/a", "runs/b"]}
+    text = "\n".join(history_lines(round2, round1))
+    assert "changes from it: `teacher` default -> ['runs/a', 'runs/b']." in text
+    assert "the int8 model moved +2.50 points (+5 images)" in text
+    assert "| Lite0 round 1 int8 | 87.50% |" in text
+    summary = readme_summary(round2, None, round1)
+    assert "distilled from 2 teachers" in summary and "Round 1 (`configs/grocery_round1.json`" in summary
+    assert "scored 87.50% int8 top-1" in summary
+    assert "Round 1" not in readme_summary(round1, None)
+    header = variant_rows(round1, {}, base="round-1")[0]
+    assert header.startswith("| variant | change from the round-1 recipe |")
+
+
 def test_card_sentences_count_images_classes_and_ratios_from_the_figures():
     figures = _figures()
     assert card.data_sentence(figures["int8"]["val"]) == (
@@ -96,6 +114,13 @@ def test_card_sentences_count_images_classes_and_ratios_from_the_figures():
     assert "`efficientnet_lite0` initialised from ImageNet, input 288x288" in recipe
     assert "The float phases train at 240x240" in recipe and "14 epochs training the whole network" in recipe
     assert "2 epoch(s) of int8 quantization-aware training (lr 2e-05)" in recipe  # the config's default qat_lr
+    assert "Distilled" not in recipe
+    taught = {**figures["recipe"], "teacher": ["runs/a", "b.tflite"], "distill_temperature": 2.0}
+    recipe = " ".join(card.recipe_lines(taught, figures["train_metrics"]))
+    assert ("Distilled from an ensemble of 2 teachers (mean of their softened probabilities): `runs/a`, "
+            "`b.tflite`; temperature 2, soft-target weight 0.5.") in recipe
+    recipe = " ".join(card.recipe_lines({**figures["recipe"], "teacher": "runs/a"}, figures["train_metrics"]))
+    assert "Distilled from the teacher `runs/a`; temperature 4" in recipe
 
 
 def test_variant_table_names_each_recipe_change_against_the_shipped_run():
@@ -162,7 +187,7 @@ def test_holdout_section_compares_the_hold_out_with_val_in_the_same_run():
     assert "retrained on 90% of the official train split, measured on the other 10% (100 images" in text
     assert "scores 11.00 points higher on it than on val" in text
     assert "| int8 | 97.00% | 98.00% | 86.00% | 92.00% |" in text
-    assert "--holdout 0.1 --out runs/grocery_holdout" in text
+    assert "make grocery-round1 ARGS=\"--holdout 0.1" in text and "--out runs/grocery_holdout --models-dir" in text
 
 
 def test_grouped_holdout_section_says_whether_it_stands_in_for_val():
@@ -204,15 +229,16 @@ def test_variants_tried_counts_every_kept_figures_file_and_the_split_study(tmp_p
     for name in ("figures_efficientnet_lite0.json", "figures_efficientnet_lite1.json",
                  "variants/figures_a.json", "variants/figures_b.json",
                  "reruns/figures_1.json", "holdout/figures_holdout10.json", "holdout/split_leak.json",
-                 "open_set/variants/figures_cosine_head.json", "open_set/variants/open_set_cosine_head.json"):
+                 "open_set/variants/figures_cosine_head.json", "open_set/variants/open_set_cosine_head.json",
+                 "history/figures_round1.json", "history/training_log_round1.csv"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "grocery_seed_cnn_distill.json").write_text("{}")
     (tmp_path / "bench" / "results.json").write_text("{}")
     assert variants_tried(tmp_path, tmp_path / "bench") == {
-        "shipped recipe": 1, "baseline": 0, "teacher": 1, "variants": 2, "reruns": 1, "soups": 0, "holdout": 1,
-        "in bench/": 1, "open-set variants": 1, "total": 8}
+        "shipped recipe": 1, "baseline": 0, "teacher": 1, "earlier shipped": 1, "variants": 2, "reruns": 1,
+        "soups": 0, "holdout": 1, "in bench/": 1, "open-set variants": 1, "total": 9}
     lines = tried_lines({"variants_tried": 12, "variants_in_this_file": 9, "seeds": [0, 1, 2]})
     assert "The grouped-split study tried 12 ways of splitting train: 9 in `holdout/split_leak.json`, each with " \
            "3 seeds, and 3 earlier ones whose figures were not kept." in lines[1]

@@ -7,7 +7,7 @@
     python tools/channel_sweep.py --measure    # re-measure the finished levels only
 
 Steps:
-1. The base: the shipped recipe (configs/grocery_efficientnet_lite0.json) up to the end
+1. The base: the round-1 recipe (configs/grocery_round1.json) up to the end
    of its main phase, without QAT (runs/grocery_base). Every level branches from it, so the
    levels differ only in what channel pruning changes.
 2. Per level (a latency target): a copy of the base run with `target_latency_ratio` set
@@ -20,7 +20,7 @@ Steps:
    file size, and bare-invoke latency at 1 and 2 threads interleaved call by call with the
    shipped int8 model in this one process (ratios are the figures to quote).
    The 0.70x-kd level branches instead from the round-2 candidate (runs/grocery_distilled,
-   `make grocery-distilled`) and is fine-tuned from its ensemble teacher.
+   `make grocery`, the shipped recipe) and is fine-tuned from its ensemble teacher.
 4. Ship the level chosen by the rule fixed before the sweep (LEVELS, choose_level) as
    models/grocery/grocery_int8_fast.tflite; figures in models/grocery/channel_pruning.json,
    plot in models/grocery/channel_pruning.png; tools/render_model_card.py renders the card.
@@ -52,7 +52,7 @@ class Level:
     ratio: float  # --target-latency-ratio
     tag: str = ""  # tells a rerun of a ratio apart (its own run directory and table row)
     base: str = "grocery_base"  # the run (in --runs-dir) whose main phase it branches from
-    recipe: str = "configs/grocery_efficientnet_lite0.json"  # the base's recipe
+    recipe: str = "configs/grocery_round1.json"  # the base's recipe
     ensemble_teacher: bool = False  # distilled from the recipe's teachers instead of its own base
 
     @property
@@ -62,8 +62,8 @@ class Level:
 
 # 0.67 was added after 0.70 measured 0.704x on 2 threads, when the search timed one thread;
 # 0.70x-2t: the same target once the search met it at 1 and 2 threads (latency_target.TARGET_THREADS)
-# 0.70x-kd: that search on the round-2 candidate (make grocery-distilled), fine-tuned from its three teachers
-DISTILLED = Level(0.70, "kd", base="grocery_distilled", recipe="configs/grocery_efficientnet_lite0_distilled.json",
+# 0.70x-kd: that search on the round-2 model (make grocery), fine-tuned from its three teachers
+DISTILLED = Level(0.70, "kd", base="grocery_distilled", recipe="configs/grocery_efficientnet_lite0.json",
                   ensemble_teacher=True)
 LEVELS = (Level(0.80), Level(0.70), Level(0.67), Level(0.60), Level(0.70, "2t"), DISTILLED)
 BY_NAME = {level.name: level for level in LEVELS}
@@ -318,7 +318,7 @@ def main() -> int:
             level_base = runs / level.base
             if not _main_phase_done(level_base):
                 print(f"level {level.name} branches from {level_base}, whose main phase is not finished; make it "
-                      "first (make grocery-distilled)", file=sys.stderr)
+                      "first (make grocery)", file=sys.stderr)
                 return 2
             branch(level_base, level, run, base_config(dataset, level_base, level.recipe)[1])
             resume(run)

@@ -10,7 +10,7 @@ the repository), then runs the real command, ``edgeshop-train --arch tiny --imag
 pipeline, each in its own process; peak RSS is that process's ru_maxrss (os.wait4), images/s
 is training images / the epoch's seconds in its training_log.csv (validation pass included).
 
-grocery: the Grocery recipe's main phase (configs/grocery_efficientnet_lite0.json: Lite0
+grocery: the Grocery recipe's main phase (configs/grocery_round1.json: Lite0
 from ImageNet, 240 px training, batch 32, CutMix/MixUp 0.5, frozen BatchNorm), one epoch
 over the official train split with each pipeline, alternating in one process (M S S M with
 --rounds 2), each from the same initial weights; no validation. Also recorded: the
@@ -155,7 +155,7 @@ def grocery(args: argparse.Namespace) -> None:
     from edgeshop.train.fit import TrainingRun
 
     dataset = Path(args.dataset)
-    recipe = json.loads((ROOT / "configs" / "grocery_efficientnet_lite0.json").read_text())
+    recipe = json.loads((ROOT / "configs" / "grocery_round1.json").read_text())
     config = recipe_config(dataset, Path(args.work) / "grocery_run", recipe)
     config.head_epochs, config.epochs, config.qat = 0, 1, False  # the main phase alone (val is not run)
     run = TrainingRun(config, force=True, log=lambda *_: None)

@@ -4,7 +4,7 @@
     python tools/resolution_sweep.py --sizes 160 192       # a subset; finished sizes are reused
 
 (`make resolution-sweep` runs the first line.) Each size trains the shipped recipe
-(configs/grocery_efficientnet_lite0.json) with only `image_size` changed (and
+(configs/grocery_round1.json, the recipe shipped in round 1) with only `image_size` changed (and
 `train_image_size` in the same proportion), on the official
 train split, selects on val, and exports int8. Then every model (including the shipped
 one) is evaluated on val and timed in one process, so the latencies are comparable.
@@ -39,7 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "grocery_efficientnet_lite0.json"))
+    parser.add_argument("--config", default=str(ROOT / "configs" / "grocery_round1.json"))
     parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
     parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "resolution_sweep.json"))
     parser.add_argument("--bench-runs", type=int, default=200)

@@ -157,6 +157,13 @@ def recipe_lines(recipe: dict, train_metrics: dict) -> list[str]:
     lines.append(("Up to " if select_best and "head" not in phases else "up to " if select_best else "")
                  + f"{r['epochs']} epochs training the whole network (AdamW, "
                  f"lr {main_lr:g}, cosine; {'; '.join(regularisers)}), {kept}.")
+    teachers = TrainConfig.from_saved({"data": "", "out": "", **recipe}).teachers()
+    if teachers:
+        names = ", ".join(f"`{t}`" for t in teachers)
+        lines.append(("Distilled from the teacher " if len(teachers) == 1 else
+                      f"Distilled from an ensemble of {len(teachers)} teachers (mean of their softened "
+                      "probabilities): ") + f"{names}; temperature {r['distill_temperature']:g}, "
+                     f"soft-target weight {r['distill_weight']:g}.")
     if "prune" in phases:
         lines.append(f"{r['prune_epochs']} epochs of magnitude pruning to {r['prune']:.0%} sparsity.")
     if "qat" in phases:
