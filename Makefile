@@ -153,6 +153,10 @@ split-leak: $(STAMP)
 
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
 resolution-sweep: $(STAMP)
+	mkdir -p runs/teachers
+	test -f runs/teachers/grocery_round1_int8.tflite || { git show $(ROUND1_COMMIT):models/grocery/grocery_int8.tflite \
+		> runs/teachers/grocery_round1_int8.tflite.part && mv runs/teachers/grocery_round1_int8.tflite.part \
+		runs/teachers/grocery_round1_int8.tflite; }
 	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
 
 ## backbone-lite2: convert the EfficientNet-Lite2 ImageNet weights (a teacher for --teacher, too large to

@@ -35,7 +35,7 @@ def test_shipped_card_and_readme_block_are_what_the_figures_files_render():
     begin, end = markers("grocery")
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index(begin) + len(begin): readme.index(end)].strip("\n")
-    assert block == readme_summary(files[0], files[1])
+    assert block == readme_summary(files[0], files[1], files[-1])
 
 
 def test_readme_demo_block_is_what_the_demo_figures_render():

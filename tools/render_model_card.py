@@ -187,8 +187,8 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "Measured wall time of training + export on this machine: "
         f"**{lite['wall_seconds_train_and_export'] / 60:.1f} min** ({lite['machine']['cores']} cores, "
         f"{lite['machine']['cpu']})"
-        + (" (the run's training time plus a later re-export with `--reexport`, when float exports "
-           "became the int8 model's float twin)." if lite.get("reexported") else "."),
+        + (" (the run's training time plus a re-export of the finished run with `--reexport`)."
+           if lite.get("reexported") else "."),
         "",
         "## Figures (official val split)",
         "",
@@ -199,7 +199,7 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         *card.table([*model_rows("Lite0", lite), *(model_rows("seed_cnn", seed) if seed else [])]),
         "",
         *card.figure_notes(lite, "int8", "float16"),
-        *format_lines(reexport),
+        *([] if round1 else format_lines(reexport)),
     ]
     bench_ratio = bench_ratio_sentence(bench)
     if bench_ratio:
@@ -215,6 +215,8 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
     base = "round-1" if round1 else "shipped"
     if round1:
         lines += ["", *history_lines(lite, round1)]
+        if reexport:
+            lines += ["", *format_lines(reexport, "Round 1's files")]
     if variants:
         lines += ["", "### Variants tried and not shipped", "",
                   f"Recipes tried after the {base} one, on the same data and val split. None reached coarse",
@@ -359,14 +361,15 @@ def channel_lines() -> list[str]:
             render(json.loads(path.read_text())), "", f"![val top-1 against latency]({PLOT.name})"]
 
 
-def format_lines(record: dict | None) -> list[str]:
+def format_lines(record: dict | None, files: str = "Both files") -> list[str]:
     """The re-export to the standard-client format (uint8 I/O, TFLite Metadata), from reexport.json."""
     if not record:
         return []
     int8, latency = record["models"]["int8"], record["int8_io_latency"]
     same = all(m["val_max_abs_score_diff"] == 0 and m["val_top1_changed"] == 0 for m in record["models"].values())
     return [
-        f"- Format: both files were re-exported without retraining to the form MediaPipe Tasks and the TFLite "
+        f"- Format: {files[0].lower() + files[1:]} were re-exported without retraining to the form MediaPipe "
+        "Tasks and the TFLite "
         f"Task Library open (int8 model I/O {int8['io_before']} -> {int8['io_after']}, standard TFLite Metadata, one "
         f"stored archive; `{record['command']}`, `reexport.json`): on the {record['val_images']} val images the "
         f"scores are {'identical to' if same else 'NOT identical to'} the earlier files', so every figure here "

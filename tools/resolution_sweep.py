@@ -1,13 +1,14 @@
 """Input resolution against accuracy and int8 latency, for picking a device's operating point.
 
-    python tools/resolution_sweep.py                       # 160, 192, 224 px + the shipped model
+    python tools/resolution_sweep.py                       # 160, 192, 224 px + the round-1 model at 288
     python tools/resolution_sweep.py --sizes 160 192       # a subset; finished sizes are reused
 
 (`make resolution-sweep` runs the first line.) Each size trains the shipped recipe
 (configs/grocery_round1.json, the recipe shipped in round 1) with only `image_size` changed (and
 `train_image_size` in the same proportion), on the official
-train split, selects on val, and exports int8. Then every model (including the shipped
-one) is evaluated on val and timed in one process, so the latencies are comparable.
+train split, selects on val, and exports int8. Then every model (including the round-1 model
+at 288 px, the same recipe: `make resolution-sweep` takes it from git history) is evaluated on
+val and timed in one process, so the latencies are comparable.
 Writes models/grocery/resolution_sweep.json. Takes about 45 minutes on 2 CPU cores.
 """
 
@@ -32,7 +33,8 @@ from edgeshop.runtime.bench import benchmark_model  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
-SHIPPED = ROOT / "models" / "grocery" / "grocery_int8.tflite"
+ROUND1 = ROOT / "runs" / "teachers" / "grocery_round1_int8.tflite"  # make resolution-sweep: from git history
+ROUND1_FIGURES = ROOT / "models" / "grocery" / "history" / "figures_round1.json"
 
 
 def main() -> int:
@@ -43,6 +45,8 @@ def main() -> int:
     parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
     parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "resolution_sweep.json"))
     parser.add_argument("--bench-runs", type=int, default=200)
+    parser.add_argument("--reference", default=str(ROUND1),
+                        help="the recipe's own model at its full size (default: the round-1 shipped int8 file)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's sweep table")
     args = parser.parse_args()
 
@@ -69,11 +73,15 @@ def main() -> int:
             write_json_atomic(timing, {"train_and_export_seconds": round(time.time() - started, 1)})
         wall[f"{size}"] = json.loads(timing.read_text())["train_and_export_seconds"] if timing.exists() else None
         models[f"{size}"] = target
-    shipped_name = f"{Classifier(SHIPPED).input_spec.height} (shipped)"
-    models[shipped_name] = SHIPPED
-    shipped_figures = SHIPPED.parent / "figures_efficientnet_lite0.json"
-    if shipped_figures.exists():
-        wall[shipped_name] = json.loads(shipped_figures.read_text())["wall_seconds_train_and_export"]
+    reference = Path(args.reference)
+    if not reference.is_file():
+        print(f"{reference}: not found; `make resolution-sweep` extracts the round-1 model from git history",
+              file=sys.stderr)
+        return 2
+    reference_name = f"{Classifier(reference).input_spec.height} (round 1)"
+    models[reference_name] = reference
+    if reference == ROUND1 and ROUND1_FIGURES.exists():
+        wall[reference_name] = json.loads(ROUND1_FIGURES.read_text())["wall_seconds_train_and_export"]
 
     samples = discover(dataset / "val")
     hierarchy = read_hierarchy(dataset / "classes.csv")
