@@ -82,3 +82,10 @@ def frame_indices(source, count: int, seconds: float = 10.0) -> list[int]:
         if frame is not None:
             seen.append(frame.index)
     return seen
+
+
+# Clients resize with their own code (MediaPipe's, not OpenCV's): on a photo whose two best labels
+# are nearly tied in edgeshop's scores, that difference alone may swap them. Exact top-1 agreement
+# is asked where edgeshop's answer is clear (top-1 leads top-2 by CLEAR_MARGIN); near ties may be at
+# most MAX_NEAR_TIES of the photos, so a broken client cannot pass by making everything a tie.
+CLEAR_MARGIN, MAX_NEAR_TIES = 0.1, 0.1

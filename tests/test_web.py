@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from chromium import Chromium, find_chromium
-from conftest import REPO, require_client
+from conftest import CLEAR_MARGIN, MAX_NEAR_TIES, REPO, require_client
 
 from edgeshop import Classifier
 from edgeshop.cli import web
@@ -87,14 +87,19 @@ def test_page_top1_equals_edgeshop_on_demo_photos(browser_setup, model_name, per
 
     classifier = Classifier(model)
     assert len(results) == len(photos)
+    near_ties = 0
     for photo, result in zip(photos, results, strict=True):
         expected = classifier.classify(cv2.imread(str(photo)), top_k=3)
         page = result["top"]
         assert result["image"] == photo.name
         assert len(page) == 3, page
+        if min(expected[0].score - expected[1].score, page[0]["score"] - page[1]["score"]) < CLEAR_MARGIN:
+            near_ties += 1  # MediaPipe's resize code, not OpenCV's, may swap a near tie
+            continue
         assert page[0]["label"] == expected[0].label, f"{photo.name}: page {page}, edgeshop {expected}"
         # Same pixels, different resize code (MediaPipe's vs OpenCV's): scores agree closely, not exactly.
         assert abs(page[0]["score"] - expected[0].score) < 0.1, f"{photo.name}: page {page}, edgeshop {expected}"
+    assert near_ties <= MAX_NEAR_TIES * len(photos), f"{near_ties} near ties of {len(photos)} photos"
     assert all(r["ms"] > 0 for r in results)
     assert "ms per classify" in browser.evaluate("document.getElementById('latency').textContent")
 
