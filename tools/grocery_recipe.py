@@ -82,6 +82,10 @@ def main() -> int:
         print("--holdout trains on less data than the shipped model: pass --models-dir runs/<name>_models",
               file=sys.stderr)
         return 2
+    if args.holdout and recipe.get("teacher"):
+        print(f"{recipe_file} distils from teachers trained on all of train, so they have seen the hold-out; "
+              "measure a recipe without teachers (e.g. --config configs/grocery_round1.json)", file=sys.stderr)
+        return 2
     if args.holdout and recipe.get("select_best_epoch", True):
         print(f"{recipe_file}: selects its epoch on the validation images (select_best_epoch), so the "
               "hold-out would not be clean; --holdout measures fixed-schedule recipes", file=sys.stderr)

@@ -3,7 +3,8 @@ soup", Wortsman et al. 2022) into a new run directory whose QAT and export then 
 from the average:
 
     python tools/seed_soup.py runs/grocery_h runs/grocery_seed1 runs/grocery_seed2 --out runs/grocery_soup
-    python tools/grocery_recipe.py --resume --out runs/grocery_soup --models-dir runs/grocery_soup_models
+    python tools/grocery_recipe.py --config configs/grocery_round1.json --resume --out runs/grocery_soup \
+        --models-dir runs/grocery_soup_models
 
 The runs must share their configuration except the seed. The new run copies the first
 run's data, metadata and head stage, and its state says every float phase is done.
