@@ -92,13 +92,14 @@ grocery: grocery-teachers
 
 ## grocery-round1: the round-1 recipe (configs/grocery_round1.json, no teacher): its reruns, variants and hold-outs
 grocery-round1: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json $(ARGS)
+	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json \
+		--out runs/grocery_round1 --models-dir runs/grocery_round1_models $(ARGS)
 
 ## grocery-baseline: the from-scratch seed_cnn on the same data (figures for the model card)
 grocery-baseline: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch seed_cnn $(ARGS)
 
-## grocery-teacher: the same recipe on EfficientNet-Lite1, float only (runs/grocery_efficientnet_lite1), a teacher
+## grocery-teacher: the round-1 recipe on EfficientNet-Lite1, float only (runs/grocery_efficientnet_lite1), a teacher
 ## for edgeshop-train --teacher; figures in models/grocery/figures_efficientnet_lite1.json; ~50 min here
 grocery-teacher: $(STAMP)
 	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
@@ -108,15 +109,19 @@ grocery-teacher: $(STAMP)
 ## teacher (runs/grocery_efficientnet_lite1, ~45 min)
 ROUND1_COMMIT := 36d0c28
 ROUND1_TEACHER := runs/teachers/grocery_round1_fp16.tflite
+# the round-1 int8 file: the teacher of configs/variants/grocery_seed_cnn_distill.json, a resolution-sweep row
+ROUND1_INT8 := runs/teachers/grocery_round1_int8.tflite
 grocery-teachers: $(STAMP)
 	mkdir -p runs/teachers
 	test -f $(ROUND1_TEACHER) || { git show $(ROUND1_COMMIT):models/grocery/grocery_fp16.tflite > $(ROUND1_TEACHER).part \
 		&& mv $(ROUND1_TEACHER).part $(ROUND1_TEACHER); }
+	test -f $(ROUND1_INT8) || { git show $(ROUND1_COMMIT):models/grocery/grocery_int8.tflite > $(ROUND1_INT8).part \
+		&& mv $(ROUND1_INT8).part $(ROUND1_INT8); }
 	test -f runs/grocery_base/float_model.keras || $(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) --base-only
 	test -f runs/grocery_efficientnet_lite1/float_model.keras || \
 		$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1
 
-## open-set: the open-set benchmark model (the grocery recipe with the cosine head, without ten classes) and its
+## open-set: the open-set benchmark model (the round-1 recipe with the cosine head, without ten classes) and its
 ## unknown/enrolment figures (models/grocery/open_set/)
 OPEN_SET_EXCLUDED := 4,12,20,28,36,44,52,60,68,76
 open-set: $(STAMP)
@@ -136,8 +141,9 @@ open-set-linear: $(STAMP)
 	cp runs/grocery71_models/open_set.json models/grocery/open_set/variants/open_set_linear_head.json
 	$(BIN)/python tools/open_set_benchmark.py --render-only
 
-## channel-sweep: structured channel pruning of the grocery recipe at four levels (val top-1, size, int8
-## latency interleaved with the shipped model); ships the chosen level as models/grocery/grocery_int8_fast.tflite
+## channel-sweep: structured channel pruning at the levels of tools/channel_sweep.py (val top-1, size, int8
+## latency interleaved with the shipped model); ships the chosen level as models/grocery/grocery_int8_fast.tflite.
+## The 0.70x-kd level branches from the round-2 run: make grocery first
 channel-sweep: $(STAMP)
 	$(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) $(ARGS)
 
@@ -154,9 +160,8 @@ split-leak: $(STAMP)
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
 resolution-sweep: $(STAMP)
 	mkdir -p runs/teachers
-	test -f runs/teachers/grocery_round1_int8.tflite || { git show $(ROUND1_COMMIT):models/grocery/grocery_int8.tflite \
-		> runs/teachers/grocery_round1_int8.tflite.part && mv runs/teachers/grocery_round1_int8.tflite.part \
-		runs/teachers/grocery_round1_int8.tflite; }
+	test -f $(ROUND1_INT8) || { git show $(ROUND1_COMMIT):models/grocery/grocery_int8.tflite > $(ROUND1_INT8).part \
+		&& mv $(ROUND1_INT8).part $(ROUND1_INT8); }
 	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
 
 ## backbone-lite2: convert the EfficientNet-Lite2 ImageNet weights (a teacher for --teacher, too large to

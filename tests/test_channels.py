@@ -225,23 +225,32 @@ def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path)
     for stage in ("head", "train", "qat"):
         (base / "stages" / f"{stage}.weights.npz").write_bytes(stage.encode())
     (base / "state.json").write_text(json.dumps({"completed": ["head", "train", "qat"], "phase": None}))
-    (base / "config.json").write_text(json.dumps({"out": str(base), "qat": True, "teacher": ["a", "b"]}))
+    (base / "config.json").write_text(json.dumps({"data": "", "out": str(base), "qat": True,
+                                                  "teacher": ["a", "b"]}))
     for name in ("teacher_logits.npz", "teacher_logits_1.npz"):
         (base / name).write_bytes(name.encode())
-    recipe = {"qat": True, "teacher": ["a", "b"]}
+    recipe = {"qat": True, "teacher": ["x", "y", "z"]}  # the recipe file edited since: the base's teachers count
 
-    run = tmp_path / "kd"
+    run = tmp_path / "grocery_channels_t70_e10_kd"  # a sibling the plain levels must not take caches from
     sweep.branch(base, sweep.Level(0.7, "kd", base=base.name, ensemble_teacher=True), run, recipe)
     assert sorted(p.name for p in (run / "stages").iterdir()) == ["head.weights.npz", "train.weights.npz"]
     assert json.loads((run / "state.json").read_text())["completed"] == ["head", "train"]
     config = json.loads((run / "config.json").read_text())
     assert config["teacher"] == ["a", "b"] and config["target_latency_ratio"] == 0.7 and config["out"] == str(run)
-    assert (run / "teacher_logits_1.npz").read_bytes() == b"teacher_logits_1.npz"
+    for name in ("teacher_logits.npz", "teacher_logits_1.npz"):
+        assert (run / name).read_bytes() == name.encode()
 
     plain = tmp_path / "plain"
     sweep.branch(base, sweep.Level(0.7), plain, recipe)
     assert json.loads((plain / "config.json").read_text())["teacher"] == str(base)
-    assert not (plain / "teacher_logits_1.npz").exists()
+    assert not (plain / "teacher_logits.npz").exists()  # the kd level's cache is of other teachers
+    sibling = tmp_path / "grocery_channels_t80_e10"
+    sibling.mkdir()
+    (sibling / "config.json").write_text(json.dumps({"teacher": str(base)}))
+    (sibling / "teacher_logits.npz").write_bytes(b"taught by the base")
+    again = tmp_path / "plain2"
+    sweep.branch(base, sweep.Level(0.7), again, recipe)
+    assert (again / "teacher_logits.npz").read_bytes() == b"taught by the base"
 
 
 def test_the_allocation_spends_removals_where_they_cost_least_damage_per_saving():

@@ -82,7 +82,7 @@ def test_the_model_shipped_before_is_named_with_its_recipe_change_and_the_gain()
 
     round1 = _figures(top1=0.875)
     round2 = _figures(top1=0.90)
-    round2["recipe"] = {**round1["recipe"], "teacher": ["runs/a", "runs/b"]}
+    round2["recipe"] = {**round1["recipe"], "teacher": ["runs/a", "runs/b"], "distill_weight": 0.5}  # the default
     text = "\n".join(history_lines(round2, round1))
     assert "changes from it: `teacher` default -> ['runs/a', 'runs/b']." in text
     assert "the int8 model moved +2.50 points (+5 images)" in text

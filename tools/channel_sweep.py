@@ -8,8 +8,8 @@
 
 Steps:
 1. The base: the round-1 recipe (configs/grocery_round1.json) up to the end
-   of its main phase, without QAT (runs/grocery_base). Every level branches from it, so the
-   levels differ only in what channel pruning changes.
+   of its main phase, without QAT (runs/grocery_base). Every level but 0.70x-kd branches from
+   it, so those levels differ only in what channel pruning changes.
 2. Per level (a latency target): a copy of the base run with `target_latency_ratio` set
    is resumed, which is exactly what `edgeshop-train <recipe> --target-latency-ratio LEVEL
    --prune-channels-epochs 10 --teacher runs/grocery_base` runs after the main phase:
@@ -111,14 +111,19 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     state["completed"] = [stage for stage in state["completed"] if stage in ("head", "train")]  # not its QAT
     for stage in state["completed"]:
         shutil.copy2(base / "stages" / f"{stage}.weights.npz", run / "stages" / f"{stage}.weights.npz")
+    from edgeshop.train.config import TrainConfig
+
     config = json.loads((base / "config.json").read_text())
-    teacher = recipe["teacher"] if level.ensemble_teacher else str(base)
+    # an ensemble-taught level keeps the teachers its base was distilled from (their caches are the base's)
+    teacher = config["teacher"] if level.ensemble_teacher else str(base)
     config.update(out=str(run), prune_channels=0.0, target_latency_ratio=level.ratio,
                   prune_channels_epochs=FINE_TUNE_EPOCHS, qat=recipe["qat"], teacher=teacher)
     if level.ensemble_teacher:  # the base was distilled from the same teachers on the same images
-        caches = [base / cache_file(i) for i in range(len(teacher))]
-    else:
-        caches = [next((p for p in base.parent.glob(f"grocery_channels_*/{cache_file(0)}")), None)]
+        caches = [base / cache_file(i) for i in range(len(TrainConfig.from_saved(config).teachers()))]
+    else:  # a sibling level taught by the same base
+        caches = [next((p / cache_file(0) for p in sorted(base.parent.glob("grocery_channels_*"))
+                        if (p / cache_file(0)).is_file() and (p / "config.json").is_file()
+                        and json.loads((p / "config.json").read_text()).get("teacher") == str(base)), None)]
     for i, cache in enumerate(caches):
         if cache is not None and cache.is_file():  # the same teacher on the same images: reuse its logits
             shutil.copy2(cache, run / cache_file(i))

@@ -3,7 +3,8 @@
     python tools/grocery_recipe.py                      # EfficientNet-Lite0 -> models/grocery/
     python tools/grocery_recipe.py --arch seed_cnn      # the from-scratch baseline (figures only)
 
-(`make grocery` and `make grocery-baseline` run exactly these.) Steps: train with
+(`make grocery-baseline` runs the second; `make grocery` the first with `--out runs/grocery_distilled`,
+after `make grocery-teachers` has made the recipe's teachers.) Steps: train with
 configs/grocery_<arch>.json on the official train split (a recipe with select_best_epoch
 true picks its epoch on the official val split; false keeps the last), export int8
 (+ float16 reference), then measure

@@ -44,11 +44,11 @@ def model_rows(name: str, f: dict) -> list[str]:
     return card.model_rows(name, f, FORMATS)
 
 
-# Reruns of the shipped recipe with another seed (`grocery_recipe.py --seed N`): how far the
+# Reruns of the round-1 recipe with another seed (`grocery_recipe.py --seed N`): how far the
 # val figures move when nothing but the random seed changes. Not candidates for shipping.
 RERUNS = GROCERY / "reruns"
 
-# The shipped recipe retrained without a random stratified hold-out of train
+# The round-1 recipe retrained without a random stratified hold-out of train
 # (`grocery_recipe.py --holdout F`), measured on it and on val: shows how much a random
 # split of burst photos leaks. Not a clean test set.
 HOLDOUT = GROCERY / "holdout"
@@ -103,9 +103,10 @@ def bench_ratio_sentence(bench: dict | None) -> str | None:
 
 def recipe_changes(shipped: dict, variant: dict) -> str:
     """What a variant's recipe changes from the shipped one, e.g. `epochs 14 -> 16`."""
+    defaults = TrainConfig(data="", out="").to_dict()  # a value set to its default is no change
     keys = sorted(set(shipped) | set(variant))
     return ", ".join(f"`{k}` {shipped.get(k, 'default')} -> {variant.get(k, 'default')}"
-                     for k in keys if shipped.get(k) != variant.get(k))
+                     for k in keys if shipped.get(k, defaults.get(k)) != variant.get(k, defaults.get(k)))
 
 
 def variant_rows(lite: dict, variants: dict[str, dict], kind: str = "variant", base: str = "shipped") -> list[str]:
@@ -235,7 +236,7 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
                   "own int8 benchmark: how fast the machine was during that run.", "",
                   *variant_rows(earlier, reruns, kind="rerun", base=base)]
     for name, soup in soups.items():
-        lines += ["", *soup_lines(earlier, soup, f"soups/figures_{name}.json")]
+        lines += ["", *soup_lines(earlier, soup, f"soups/figures_{name}.json", base)]
     random_gaps = [_holdout_gap(f) for f in holdouts.values() if f.get("holdout_grouping", "none") == "none"]
     for name, figures in holdouts.items():
         source = f"holdout/figures_{name}.json"
@@ -344,7 +345,8 @@ def open_set_lines() -> list[str]:
 
     shipped = json.loads(path.read_text())
     return ["", "### Products the model never saw, and enrolling them", "",
-            f"Measured on `open_set/grocery71_int8.tflite`: this recipe with the {shipped.get('head', 'linear')} "
+            "Measured on `open_set/grocery71_int8.tflite`: the round-1 recipe with the "
+            f"{shipped.get('head', 'linear')} "
             "head, trained without ten of the 81 classes (`make open-set`).", "", render(shipped), "",
             "Variants of the open-set model (not shipped):", "", render_variants(shipped)]
 
@@ -357,7 +359,8 @@ def channel_lines() -> list[str]:
     from channel_sweep import PLOT, render
 
     return ["", "### Faster by removing channels", "",
-            "This recipe with whole channels removed for a latency target, against the shipped model:", "",
+            "The grocery recipe with whole channels removed for a latency target (from round-1 bases; a -kd level "
+            "from the round-2 run), against the shipped model:", "",
             render(json.loads(path.read_text())), "", f"![val top-1 against latency]({PLOT.name})"]
 
 
@@ -380,7 +383,11 @@ def format_lines(record: dict | None, files: str = "Both files") -> list[str]:
     ]
 
 
-def soup_lines(lite: dict, soup: dict, source: str) -> list[str]:
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def soup_lines(lite: dict, soup: dict, source: str, base: str = "shipped") -> list[str]:
     """A soup of reruns against the shipped run (figures on val)."""
     runs = soup["soup_of"]  # grocery_recipe.py records it for runs made by tools/seed_soup.py
     v, shipped = soup["int8"]["val"], lite["int8"]["val"]
@@ -390,7 +397,7 @@ def soup_lines(lite: dict, soup: dict, source: str) -> list[str]:
         "(`python tools/seed_soup.py RUN ... --out runs/grocery_soup`, then `make grocery-round1 ARGS=\"--resume --out",
         f"runs/grocery_soup --models-dir runs/grocery_soup_models\"`; figures: `{source}`). Float before QAT "
         f"{pct(soup['train_metrics']['val_top1_float'])},",
-        f"int8 top-1 {pct(v['top1'])}, coarse top-1 {pct(v['coarse_top1'])} (shipped: {pct(shipped['top1'])}, "
+        f"int8 top-1 {pct(v['top1'])}, coarse top-1 {pct(v['coarse_top1'])} ({base}: {pct(shipped['top1'])}, "
         f"{pct(shipped['coarse_top1'])}). Each run's new head",
         "starts from its own random initialisation, so the runs need not share one basin; "
         + ("averaging them lost fine top-1" if v["top1"] < shipped["top1"] else "averaging them did not lose top-1")
@@ -543,6 +550,7 @@ def spread_lines(lite: dict, reruns: dict[str, dict], base: str = "shipped") -> 
 def readme_summary(lite: dict, seed: dict | None, round1: dict | None = None) -> str:
     """The README's paragraph and table on the shipped model (and the one shipped before it)."""
     recipe, val = lite["recipe"], lite["int8"]["val"]
+    teachers = TrainConfig.from_saved({"data": "", "out": "", **recipe}).teachers()
     size = recipe["image_size"]
     train_size = recipe.get("train_image_size") or size
     trained_at = f"{size} px" if train_size == size else f"{train_size} px and QAT at {size} px"
@@ -554,8 +562,8 @@ def readme_summary(lite: dict, seed: dict | None, round1: dict | None = None) ->
         "Grocery Store dataset: EfficientNet-Lite0, ImageNet-initialised, fine-tuned at "
         f"{trained_at}",
         "with frozen BatchNorm and CutMix/MixUp"
-        + (f", distilled from {len(TrainConfig.from_saved({'data': '', 'out': '', **recipe}).teachers())} teachers"
-           if recipe.get("teacher") else "") + ", int8 QAT, fully integer. On the official val split",
+        + (f", distilled from {_count(len(teachers), 'teacher')}" if teachers else "")
+        + ", int8 QAT, fully integer. On the official val split",
         f"({val['n']} images, never trained on; the test split was not used), from `make grocery`",
         "(`tools/grocery_recipe.py` with `configs/grocery_efficientnet_lite0.json`, "
         f"{lite['wall_seconds_train_and_export'] / 60:.1f} min for",

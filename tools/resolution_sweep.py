@@ -3,8 +3,8 @@
     python tools/resolution_sweep.py                       # 160, 192, 224 px + the round-1 model at 288
     python tools/resolution_sweep.py --sizes 160 192       # a subset; finished sizes are reused
 
-(`make resolution-sweep` runs the first line.) Each size trains the shipped recipe
-(configs/grocery_round1.json, the recipe shipped in round 1) with only `image_size` changed (and
+(`make resolution-sweep` runs the first line.) Each size trains the round-1 recipe
+(configs/grocery_round1.json) with only `image_size` changed (and
 `train_image_size` in the same proportion), on the official
 train split, selects on val, and exports int8. Then every model (including the round-1 model
 at 288 px, the same recipe: `make resolution-sweep` takes it from git history) is evaluated on
