@@ -150,6 +150,26 @@ def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data,
     assert trainer.train_soft == pytest.approx(expected, abs=1e-5)
 
 
+def test_the_cli_saves_one_teacher_as_before_and_several_as_a_list(data, wrong_teacher, tmp_path, capsys):
+    """edgeshop-train --teacher A: saved as a string (older runs' form); --teacher A --teacher B: a list,
+    and both teachers' logits are cached."""
+    import json
+
+    from edgeshop.cli import train as train_cli
+    from edgeshop.train.distill import cache_file
+
+    teacher, _ = wrong_teacher
+    common = ["--data", str(data["train"]), "--arch", "tiny", "--epochs", "1", "--head-epochs", "0",
+              "--batch-size", "16", "--val-fraction", "0.2", "--no-augment"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert train_cli.main([*common, "--out", str(one), "--teacher", str(teacher)]) == 0
+    assert train_cli.main([*common, "--out", str(two), "--teacher", str(teacher), "--teacher", str(one)]) == 0
+    capsys.readouterr()
+    assert json.loads((one / "config.json").read_text())["teacher"] == str(teacher)
+    assert json.loads((two / "config.json").read_text())["teacher"] == [str(teacher), str(one)]
+    assert (two / cache_file(0)).is_file() and (two / cache_file(1)).is_file()
+
+
 def test_a_teacher_with_other_classes_is_refused_before_anything_is_written(data, tmp_path):
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.fit import train
