@@ -99,6 +99,7 @@ def train_base(dataset: Path, run: Path, log=print) -> None:
 
 def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     """A run directory that resumes after the base's main phase with channel pruning on."""
+    from edgeshop.train.config import TrainConfig
     from edgeshop.train.distill import cache_file
 
     if (run / "state.json").is_file():
@@ -111,8 +112,6 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     state["completed"] = [stage for stage in state["completed"] if stage in ("head", "train")]  # not its QAT
     for stage in state["completed"]:
         shutil.copy2(base / "stages" / f"{stage}.weights.npz", run / "stages" / f"{stage}.weights.npz")
-    from edgeshop.train.config import TrainConfig
-
     config = json.loads((base / "config.json").read_text())
     # an ensemble-taught level keeps the teachers its base was distilled from (their caches are the base's)
     teacher = config["teacher"] if level.ensemble_teacher else str(base)
@@ -304,7 +303,7 @@ def main() -> int:
         return 2
     dataset, runs = Path(args.dataset), Path(args.runs_dir)
     if args.base_only:
-        train_base(Path(args.dataset), Path(args.runs_dir) / "grocery_base")
+        train_base(dataset, runs / "grocery_base")
         return 0
     if (FAST.exists() or FIGURES.exists()) and not args.force and args.level is None:
         print(f"{FAST} or {FIGURES} exists; pass --force to replace them", file=sys.stderr)

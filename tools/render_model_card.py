@@ -550,7 +550,7 @@ def spread_lines(lite: dict, reruns: dict[str, dict], base: str = "shipped") -> 
 def readme_summary(lite: dict, seed: dict | None, round1: dict | None = None) -> str:
     """The README's paragraph and table on the shipped model (and the one shipped before it)."""
     recipe, val = lite["recipe"], lite["int8"]["val"]
-    teachers = TrainConfig.from_saved({"data": "", "out": "", **recipe}).teachers()
+    teachers = card.recipe_config(recipe).teachers()
     size = recipe["image_size"]
     train_size = recipe.get("train_image_size") or size
     trained_at = f"{size} px" if train_size == size else f"{train_size} px and QAT at {size} px"

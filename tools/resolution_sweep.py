@@ -53,6 +53,11 @@ def main() -> int:
     from edgeshop.train.export import export
     from edgeshop.train.fit import train
 
+    reference = Path(args.reference)
+    if not reference.is_file():  # checked before any training
+        print(f"{reference}: not found; `make resolution-sweep` extracts the round-1 model from git history",
+              file=sys.stderr)
+        return 2
     dataset = Path(args.dataset)
     recipe = json.loads(Path(args.config).read_text())
     models: dict[str, Path] = {}
@@ -73,11 +78,6 @@ def main() -> int:
             write_json_atomic(timing, {"train_and_export_seconds": round(time.time() - started, 1)})
         wall[f"{size}"] = json.loads(timing.read_text())["train_and_export_seconds"] if timing.exists() else None
         models[f"{size}"] = target
-    reference = Path(args.reference)
-    if not reference.is_file():
-        print(f"{reference}: not found; `make resolution-sweep` extracts the round-1 model from git history",
-              file=sys.stderr)
-        return 2
     reference_name = f"{Classifier(reference).input_spec.height} (round 1)"
     models[reference_name] = reference
     if reference == ROUND1 and ROUND1_FIGURES.exists():

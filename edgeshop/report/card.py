@@ -124,11 +124,17 @@ def data_sentence(val: dict) -> str:
             + (f"; the other {missing} have no evaluation images" if missing else "") + ")")
 
 
-def recipe_lines(recipe: dict, train_metrics: dict) -> list[str]:
-    """The training recipe in words, from the run's saved settings (defaults filled in)."""
+def recipe_config(recipe: dict):
+    """A recipe (a run's or a figures file's saved settings) as a TrainConfig, defaults filled in."""
     from edgeshop.train.config import TrainConfig  # plain dataclass: no TensorFlow
 
-    r = TrainConfig.from_saved({"data": "", "out": "", **recipe}).to_dict()
+    return TrainConfig.from_saved({"data": "", "out": "", **recipe})
+
+
+def recipe_lines(recipe: dict, train_metrics: dict) -> list[str]:
+    """The training recipe in words, from the run's saved settings (defaults filled in)."""
+    config = recipe_config(recipe)
+    r = config.to_dict()
     phases = train_metrics.get("phases", [])
     size = r["image_size"]
     train_size = r.get("train_image_size") or size
@@ -157,7 +163,7 @@ def recipe_lines(recipe: dict, train_metrics: dict) -> list[str]:
     lines.append(("Up to " if select_best and "head" not in phases else "up to " if select_best else "")
                  + f"{r['epochs']} epochs training the whole network (AdamW, "
                  f"lr {main_lr:g}, cosine; {'; '.join(regularisers)}), {kept}.")
-    teachers = TrainConfig.from_saved({"data": "", "out": "", **recipe}).teachers()
+    teachers = config.teachers()
     if teachers:
         names = ", ".join(f"`{t}`" for t in teachers)
         lines.append(("Distilled from the teacher " if len(teachers) == 1 else

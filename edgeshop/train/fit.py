@@ -136,7 +136,6 @@ class TrainingRun:
         self.teachers = [distill.load_teacher(source) for source in self.config.teachers()]
         for teacher in self.teachers:
             distill.check_labels(teacher, self.class_names)
-        self.teacher = self.teachers[0] if self.teachers else None  # "is this run distilled?"
         if self.role is not None:  # before the run folder exists: an unreachable task leaves nothing behind
             cluster.wait_for_cluster(self.role, self.config.connect_timeout, log)
         if not resume:
@@ -239,7 +238,7 @@ class TrainingRun:
         write_json_atomic(self.run_dir / "data_report.json", report)
         self.log(f"{report['train_images']} training / {report['val_images']} validation images, "
                  f"{report['classes']} classes, {len(skipped)} skipped")
-        if self.teacher is not None:
+        if self.teachers:
             self._load_teacher_targets(spec)
 
     def _load_teacher_targets(self, spec: InputSpec) -> None:
@@ -323,7 +322,7 @@ class TrainingRun:
         return {"kind": "linear"}
 
     def _distillation_record(self) -> dict[str, Any]:
-        if self.teacher is None:
+        if not self.teachers:
             return {}
         names = [Path(t.source).name for t in self.teachers]
         kinds = [t.kind for t in self.teachers]
@@ -379,7 +378,7 @@ class TrainingRun:
             return stream_images(self.train_samples, self.class_names, self._input_spec(), self.skips,
                                  seed=self.config.seed, shard=shard, cache_dir=self.config.cache_dir)
         columns = (self.train.pixels, self.train.labels)
-        if self.teacher is not None:
+        if self.teachers:
             columns += (self.train_soft,)
         train = tf.data.Dataset.from_tensor_slices(columns)
         train = train.shuffle(len(self.train.labels), seed=self.config.seed, reshuffle_each_iteration=True)
@@ -417,7 +416,7 @@ class TrainingRun:
         if not len(self.val.labels):
             return None
         n_classes = len(self.class_names)
-        if self.teacher is not None:  # the same [hard | teacher] targets as training, so val_loss is comparable
+        if self.teachers:  # the same [hard | teacher] targets as training, so val_loss is comparable
             val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels, self.val_soft))
 
             def to_inputs(p, y, soft):
@@ -537,7 +536,7 @@ class TrainingRun:
         k = min(5, n_classes)
         loss = make_loss(self.config.label_smoothing, self.coarse_of, self.config.coarse_loss_weight)
         metrics = ["accuracy", keras.metrics.TopKCategoricalAccuracy(k=k, name="top5")]
-        if self.teacher is not None:
+        if self.teachers:
             loss = distill.DistillationLoss(n_classes, self.config.distill_temperature, self.config.distill_weight,
                                             loss)
             metrics = [distill.HardAccuracy(n_classes), distill.HardTopK(n_classes, k)]
