@@ -28,3 +28,23 @@ def test_the_resolution_sweep_wants_its_reference_model_before_training(tmp_path
     assert done.returncode == 2, done.stderr[-2000:]
     assert "missing.tflite: not found; `make resolution-sweep` extracts" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _tool_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_open_set_benchmark_scores_each_unseen_product_on_its_own_photos():
+    import numpy as np
+
+    per_class_auroc = _tool_module("open_set_benchmark").per_class_auroc
+    known = np.array([0.9, 0.8, 0.7])
+    unknown = np.array([0.95, 0.1, 0.85, 0.2])  # a look-alike product scores like the known ones
+    figures = per_class_auroc(known, unknown, ["look-alike", "distinct", "look-alike", "distinct"])
+    assert figures["distinct"] == {"auroc": 1.0, "images": 2}
+    assert figures["look-alike"]["auroc"] == (0 + 1 / 3) / 2 and figures["look-alike"]["images"] == 2
