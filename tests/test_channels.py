@@ -252,6 +252,16 @@ def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path)
     sweep.branch(base, sweep.Level(0.7), again, recipe)
     assert (again / "teacher_logits.npz").read_bytes() == b"taught by the base"
 
+    # a level that retrains another level's network: its plan is copied (the fit then skips the search)
+    (run / "channels.json").write_text('{"fraction": {"block1_expand_conv": 0.5}}')
+    longer = sweep.DISTILLED_LONGER
+    assert longer.plan_from == "0.70x-kd" and longer.base == base.name
+    again = tmp_path / "longer"
+    sweep.branch(base, longer, again, recipe)
+    assert (again / "channels.json").read_text() == (run / "channels.json").read_text()
+    assert json.loads((again / "config.json").read_text())["prune_channels_epochs"] == longer.epochs == 20
+    assert sweep.level_run(tmp_path, longer).name == "grocery_channels_t70_e20_kd20"
+
 
 def test_the_allocation_spends_removals_where_they_cost_least_damage_per_saving():
     """The greedy walk: a group that saves much latency and barely matters is cut to its
