@@ -12,6 +12,7 @@ bench/results.json for `make bench`'s latency ratio); rerun `make grocery` (and
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +60,14 @@ SOUPS = GROCERY / "soups"
 # The model shipped before: its figures (round 1, configs/grocery_round1.json). Variants, reruns,
 # soups and hold-outs are of that recipe, so they are compared with it.
 ROUND1 = GROCERY / "history" / "figures_round1.json"
+
+
+def round1_commit() -> str:
+    """The commit that shipped round 1: the Makefile's ROUND1_COMMIT (make extracts its files from it)."""
+    found = re.search(r"^ROUND1_COMMIT := (\w+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    if found is None:
+        raise SystemExit("Makefile: no ROUND1_COMMIT line (the commit that shipped round 1)")
+    return found.group(1)
 
 
 # tools/split_leak.py: which way of holding out part of train scores like val (grouped splits).
@@ -414,8 +423,8 @@ def history_lines(lite: dict, round1: dict) -> list[str]:
             f"Round 1 was `configs/grocery_round1.json` ({round1['wall_seconds_train_and_export'] / 60:.1f} min). This "
             f"model's recipe changes from it: {changes}. On val the int8 model moved {gain:+.2f} points "
             f"({round(gain / 100 * lite['int8']['val']['n']):+d} images). Figures: `history/figures_round1.json` "
-            "(the round-1 files: `git show 36d0c28:models/grocery/grocery_int8.tflite`); the variants, reruns and "
-            "hold-outs below are studies of the round-1 recipe, compared with it.", "",
+            f"(the round-1 files: `git show {round1_commit()}:models/grocery/grocery_int8.tflite`); the variants, "
+            "reruns and hold-outs below are studies of the round-1 recipe, compared with it.", "",
             *card.table(model_rows("Lite0 round 1", round1))]
 
 
