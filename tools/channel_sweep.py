@@ -4,6 +4,7 @@
     python tools/channel_sweep.py --level 0.8  # train one level only (e.g. several in parallel)
     python tools/channel_sweep.py --level 0.7 --tag 2t  # the 0.70x level again, searched at 1 and 2 threads
     python tools/channel_sweep.py --level 0.7 --tag kd  # from the round-2 candidate and its three teachers
+    python tools/channel_sweep.py --level 0.7 --tag kd20  # that network again, fine-tuned 20 epochs
     python tools/channel_sweep.py --measure    # re-measure the finished levels only
 
 Steps:
@@ -230,8 +231,13 @@ def render(result: dict) -> str:
     both = [name for name, f in figures.items() if _threads_timed(f.get("search_threads")) > 1]
     search = (f"the search timed one thread, except for {', '.join(both)}: 1 and 2 threads, the target met at both"
               if both else "the search timed one thread")
+    longer = [f"{f['fine_tune_epochs']} for {name}" + (f", which keeps the channels of {f['plan_from']}"
+                                                       if f.get("plan_from") else "")
+              for name, f in ordered(figures) if f.get("fine_tune_epochs", result["fine_tune_epochs"])
+              != result["fine_tune_epochs"]]
+    epochs = f"{result['fine_tune_epochs']}" + (f" ({'; '.join(longer)})" if longer else "")
     lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
-              f"(train/latency_target.py), then {result['fine_tune_epochs']} fine-tuning epochs distilled from the "
+              f"(train/latency_target.py), then {epochs} fine-tuning epochs distilled from the "
               "unpruned base (the recipe's main phase without QAT; for a -kd level, the round-2 candidate's main "
               "phase, and distilled from its three teachers), the recipe's QAT and the int8 export "
               f"({provenance}; {search}). "
@@ -365,6 +371,7 @@ def main() -> int:
             if (run / "channels.json").is_file() else {}
         new[name].update(level=BY_NAME[name].ratio,
                          search_threads=search.get("threads"), channels=metrics.get("channels"),
+                         fine_tune_epochs=BY_NAME[name].epochs, plan_from=BY_NAME[name].plan_from or None,
                          val_top1_float=metrics.get("val_top1_float"),
                          base_val_top1_float=level_base_metrics.get("val_top1_float"), base=BY_NAME[name].base,
                          measured=session,
