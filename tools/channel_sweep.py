@@ -113,6 +113,13 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
 
     if (run / "state.json").is_file():
         return  # started earlier: resume it as it is
+    if level.plan_from:  # channel indices name channels of the same trained weights only
+        source = BY_NAME[level.plan_from]
+        plan = level_run(base.parent, source) / CHANNEL_PLAN
+        if source.base != level.base or not plan.is_file():
+            raise SystemExit(f"level {level.name} keeps the channels of {source.name}, which must branch from the "
+                             f"same base ({source.base}, here {level.base}) and be trained first ({plan} is "
+                             f"missing): python tools/channel_sweep.py --level {source.ratio:g} --tag {source.tag}")
     run.mkdir(parents=True)
     for name in BASE_FILES:
         shutil.copy2(base / name, run / name)
