@@ -136,30 +136,6 @@ def _model_pixels(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, (32, 32), interpolation=cv2.INTER_AREA)[:, :, ::-1].copy()
 
 
-def test_a_failure_while_writing_the_input_tensor_leaves_the_classifier_working(monkeypatch):
-    """The frame is resized inside the interpreter's input tensor; if that fails half way and
-    the caller keeps the exception (a notebook after Ctrl-C does), the next frame still runs."""
-    import edgeshop.runtime.classifier as module
-
-    classifier = Classifier(REPO / "models" / "grocery" / "grocery_int8.tflite", num_threads=1)
-    frame = read_image(sorted((REPO / "data" / "grocery_demo" / "test").rglob("*.jpg"))[0])
-    expected = classifier.scores(frame)
-
-    def interrupted(image, spec, out=None):
-        out[:] = 0
-        raise KeyboardInterrupt
-
-    kept = []
-    with monkeypatch.context() as patch:
-        patch.setattr(module, "preprocess", interrupted)
-        try:
-            classifier.scores(frame)
-        except KeyboardInterrupt as exc:
-            kept.append(exc)
-    assert kept
-    np.testing.assert_array_equal(classifier.scores(frame), expected)
-
-
 @pytest.mark.parametrize("model", ["tiny", "grocery"])
 def test_frames_are_written_straight_into_the_input_tensor_and_each_call_sees_its_own(classifier, model):
     """An int8 (the fixture) or uint8 (the shipped model) input that takes the pixels as they are:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import traceback
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,9 +44,8 @@ class Classifier:
     """Classify OpenCV BGR frames with an edgeshop .tflite model.
 
     Everything the model needs (labels, input size, colour order, resize rule) is read
-    from the card inside the file. One instance may be shared by several threads: each
-    call's preprocessing and invoke are serialised (the frame is written straight into the
-    interpreter's input tensor); one instance per thread runs them in parallel.
+    from the card inside the file. One instance may be shared by several threads: the
+    interpreter call is serialised, preprocessing runs in parallel.
 
     ``unknown_threshold``: a frame whose top score is below it is "not one of my products"
     and its predictions are marked ``unknown``. None takes the threshold edgeshop-calibrate
@@ -209,26 +207,18 @@ class Classifier:
         """Probabilities for every label (float32, length ``len(labels)``)."""
         if not self._direct_input:
             return self.scores_from_pixels(preprocess(image, self.card.input))
-        if self._in_q.dtype == "int8":  # int8 = pixel - 128, the top bit flipped: preprocess outside the lock
-            pixels = preprocess(image, self.card.input)
-            with self._lock:
-                target = self._interpreter.tensor(self._in["index"])()[0]
-                np.bitwise_xor(pixels, np.uint8(0x80), out=target.view(np.uint8))
-                del target  # invoke refuses to run while a view of the interpreter's tensors lives
-                return self._invoke_and_read()
         frame = to_bgr(image)  # checked before the input tensor is touched
         with self._lock:
-            # uint8 (every default export): preprocessed straight into the input tensor, 0.3 ms less
-            # per 640x480 frame at 2 threads than preprocess + set_tensor (make bench measures it);
-            # threads sharing the instance wait for each other's preprocessing here.
+            # Written straight into the input tensor: 0.3 ms less per 640x480 frame at 2 threads
+            # than preprocess + set_tensor (tools/bench_suite.py measures classify against invoke).
             target = self._interpreter.tensor(self._in["index"])()[0]
             try:
-                preprocess(frame, self.card.input, out=target)
-            except BaseException as exc:
-                traceback.clear_frames(exc.__traceback__)  # preprocess's frame holds the view too
-                raise
+                if self._in_q.dtype == "uint8":
+                    preprocess(frame, self.card.input, out=target)
+                else:  # int8 = pixel - 128, i.e. the top bit flipped
+                    np.bitwise_xor(preprocess(frame, self.card.input), np.uint8(0x80), out=target.view(np.uint8))
             finally:
-                del target
+                del target  # invoke refuses to run while a view of the interpreter's tensors lives
             return self._invoke_and_read()
 
     def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
