@@ -9,11 +9,10 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA, REPO
+from conftest import DATA
 
 from edgeshop import Classifier, EdgeshopError, ImageInputError, ModelCardError, ModelLoadError, Prediction
 from edgeshop.runtime.modelcard import read_card
-from edgeshop.runtime.preprocess import preprocess, read_image
 
 
 @pytest.fixture(scope="module")
@@ -127,32 +126,6 @@ def test_shared_between_threads_gives_sequential_results(classifier):
 def test_bad_frames_give_clear_errors(classifier, image, message):
     with pytest.raises(ImageInputError, match=message):
         classifier.classify(image)
-    frame = _frames()["synthetic/square/square_000.png"]  # and the next frame is classified as usual
-    np.testing.assert_array_equal(classifier.scores(frame), classifier.scores_from_pixels(_model_pixels(frame)))
-
-
-def _model_pixels(frame: np.ndarray) -> np.ndarray:
-    """The fixture's model pixels, without edgeshop's preprocessing."""
-    return cv2.resize(frame, (32, 32), interpolation=cv2.INTER_AREA)[:, :, ::-1].copy()
-
-
-@pytest.mark.parametrize("model", ["tiny", "grocery"])
-def test_frames_are_written_straight_into_the_input_tensor_and_each_call_sees_its_own(classifier, model):
-    """An int8 (the fixture) or uint8 (the shipped model) input that takes the pixels as they are:
-    scores() preprocesses into the interpreter's input tensor, so alternating frames must each
-    give the scores of their own pixels, fed the ordinary way."""
-    if model == "grocery":
-        classifier = Classifier(REPO / "models" / "grocery" / "grocery_int8.tflite", num_threads=1)
-        frames = [read_image(p) for p in sorted((REPO / "data" / "grocery_demo" / "test").rglob("*.jpg"))[:6]]
-    else:
-        frames = list(_frames().values())
-    assert len(frames) >= 3
-    assert classifier._direct_input  # noqa: SLF001 (the path under test is the one taken)
-    assert classifier.info["input_dtype"] == {"tiny": "int8", "grocery": "uint8"}[model]
-    expected = [classifier.scores_from_pixels(preprocess(frame, classifier.input_spec)) for frame in frames]
-    assert not np.array_equal(expected[-1], expected[0])  # the last frame fed leaves other pixels behind
-    for i in [*range(len(frames)), *reversed(range(len(frames)))]:
-        np.testing.assert_array_equal(classifier.scores(frames[i]), expected[i])
 
 
 def test_bad_model_files_give_clear_errors(tmp_path):

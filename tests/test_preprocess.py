@@ -109,26 +109,3 @@ def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
     out = read_image(path)
     assert out.shape[0] * out.shape[1] <= 4096 * 4096
     assert out.shape[0] == 3000  # 30 Mpx > 16.7 Mpx budget: halved
-
-
-@given(h=st.integers(1, 200), w=st.integers(1, 200), size=st.integers(1, 48), same_size=st.booleans(),
-       interpolation=st.sampled_from(["area", "linear"]))
-def test_pixels_written_into_a_given_array_are_the_same(h, w, size, same_size, interpolation):
-    """preprocess(..., out=): what the Classifier writes into its input tensor. The colours are
-    swapped in place there, so the RGB result is checked against the BGR one reversed."""
-    if same_size:
-        h = w = size  # nothing to resize: a plain copy
-    frame = np.random.default_rng(h * w + size).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    out = np.full((size, size, 3), 7, np.uint8)
-    rgb = preprocess(frame, InputSpec(size, size, interpolation=interpolation), out=out)
-    assert rgb is out
-    bgr = preprocess(frame, InputSpec(size, size, interpolation=interpolation, color_order="BGR"))
-    np.testing.assert_array_equal(out, bgr[:, :, ::-1])
-
-
-def test_an_output_array_of_the_wrong_shape_or_type_is_refused():
-    frame = np.zeros((20, 20, 3), np.uint8)
-    for out in (np.zeros((10, 10, 3), np.uint8), np.zeros((12, 12, 3), np.float32),
-                np.zeros((12, 24, 3), np.uint8)[:, ::2]):
-        with pytest.raises(ValueError, match="contiguous 12x12x3 uint8"):
-            preprocess(frame, InputSpec(12, 12), out=out)

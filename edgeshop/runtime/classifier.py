@@ -139,7 +139,6 @@ class Classifier:
             and abs(self._in_q.scale - 1.0) < 1e-3
             and (self._in_q.dtype, self._in_q.zero_point) in (("uint8", 0), ("int8", -128))
         )
-        self._direct_input = self._pixel_passthrough  # scores() writes the pixels into the input tensor
 
     def _label_mask(self, allowlist: Iterable[str] | None, denylist: Iterable[str] | None) -> np.ndarray:
         labels = self.card.labels
@@ -205,33 +204,16 @@ class Classifier:
 
     def scores(self, image: np.ndarray) -> np.ndarray:
         """Probabilities for every label (float32, length ``len(labels)``)."""
-        if not self._direct_input:
-            return self.scores_from_pixels(preprocess(image, self.card.input))
-        frame = to_bgr(image)  # checked before the input tensor is touched
-        with self._lock:
-            # Written straight into the input tensor: 0.3 ms less per 640x480 frame at 2 threads
-            # than preprocess + set_tensor (tools/bench_suite.py measures classify against invoke).
-            target = self._interpreter.tensor(self._in["index"])()[0]
-            try:
-                if self._in_q.dtype == "uint8":
-                    preprocess(frame, self.card.input, out=target)
-                else:  # int8 = pixel - 128, i.e. the top bit flipped
-                    np.bitwise_xor(preprocess(frame, self.card.input), np.uint8(0x80), out=target.view(np.uint8))
-            finally:
-                del target  # invoke refuses to run while a view of the interpreter's tensors lives
-            return self._invoke_and_read()
+        return self.scores_from_pixels(preprocess(image, self.card.input))
 
     def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for model-ready pixels: input-sized uint8, the model's colour order."""
         tensor = self._to_input(pixels)
         with self._lock:
             self._interpreter.set_tensor(self._in["index"], tensor)
-            return self._invoke_and_read()
-
-    def _invoke_and_read(self) -> np.ndarray:
-        """Run the input tensor as it stands; the probabilities (callers hold the lock)."""
-        self._interpreter.invoke()
-        return self._dequantize(self._interpreter.get_tensor(self._out["index"])[0])
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._out["index"])[0].copy()
+        return self._dequantize(raw)
 
     # -- tensors ---------------------------------------------------------------------
     def _to_input(self, pixels: np.ndarray) -> np.ndarray:

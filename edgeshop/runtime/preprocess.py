@@ -72,27 +72,17 @@ def crop_box(height: int, width: int, spec: InputSpec) -> tuple[int, int, int, i
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-def preprocess(image: np.ndarray, spec: InputSpec, out: np.ndarray | None = None) -> np.ndarray:
-    """Frame (OpenCV BGR/gray/BGRA uint8) -> model pixels (spec.height x spec.width x 3 uint8).
-
-    ``out``: a contiguous array of that shape to write the pixels into (the Classifier passes
-    its interpreter's input tensor, which saves two copies per frame); returned.
-    """
+def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Frame (OpenCV BGR/gray/BGRA uint8) -> model pixels (spec.height x spec.width x 3 uint8)."""
     bgr = to_bgr(image)
-    if out is None:
-        out = np.empty((spec.height, spec.width, 3), np.uint8)
-    elif out.shape != (spec.height, spec.width, 3) or out.dtype != np.uint8 or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a contiguous {spec.height}x{spec.width}x3 uint8 array, "
-                         f"got {out.dtype} {out.shape}")
     x, y, w, h = crop_box(bgr.shape[0], bgr.shape[1], spec)
-    resize(bgr[y : y + h, x : x + w], spec.width, spec.height, spec.interpolation, out=out)
+    region = resize(bgr[y : y + h, x : x + w], spec.width, spec.height, spec.interpolation)
     if spec.color_order == "RGB":
-        cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)  # in place: each pixel's channels swap on their own
-    return out
+        return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(region)
 
 
-def resize(region: np.ndarray, width: int, height: int, interpolation: str = "area",
-           out: np.ndarray | None = None) -> np.ndarray:
+def resize(region: np.ndarray, width: int, height: int, interpolation: str = "area") -> np.ndarray:
     """Resize a region to width x height by the model card's rule (see INTERPOLATIONS).
 
     "area" is OpenCV's INTER_AREA when shrinking: exact, but ~1 ms for 480 -> 288 (a
@@ -103,25 +93,19 @@ def resize(region: np.ndarray, width: int, height: int, interpolation: str = "ar
     """
     h, w = region.shape[:2]
     if (w, h) == (width, height):
-        if out is None:
-            return region
-        out[...] = region
-        return out
+        return region
     if interpolation == "area":
         shrinking = w > width or h > height
-        return cv2.resize(region, (width, height), dst=out,
-                          interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        return cv2.resize(region, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     k = min(w // width, h // height)
     if k >= 2:
         trim_w, trim_h = w - w % k, h - h % k
         top, left = (h - trim_h) // 2, (w - trim_w) // 2
-        size = (trim_w // k, trim_h // k)
-        done = size == (width, height)
-        region = cv2.resize(region[top : top + trim_h, left : left + trim_w], size,
-                            dst=out if done else None, interpolation=cv2.INTER_AREA)
-        if done:
+        region = cv2.resize(region[top : top + trim_h, left : left + trim_w], (trim_w // k, trim_h // k),
+                            interpolation=cv2.INTER_AREA)
+        if region.shape[1] == width and region.shape[0] == height:
             return region
-    return cv2.resize(region, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(region, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
