@@ -108,7 +108,7 @@ def test_bench_suite_end_to_end(pipeline, synthetic_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     latency = figures["threads"]["1"]["latency"]
-    for name in ("litert_int8", "litert_float32", "classify_int8_640x480", "onnx_int8", "onnx_float32",
+    for name in ("litert_int8", "litert_float32", "classify_int8_640x480", "pair_invoke", "onnx_int8", "onnx_float32",
                  "keras_predict", "keras_call", "litert_int8_pruned"):
         assert latency[name]["p50_ms"] > 0, name
     assert figures["threads"]["1"]["camera_loop"]["frames"] == 300
