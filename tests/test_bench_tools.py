@@ -184,3 +184,17 @@ def test_seed_soup_averages_runs_of_one_recipe_and_resumes_into_qat(pipeline, tm
     metrics = resume(tmp_path / "soup", log=lambda *_: None)
     assert metrics["phases"] == ["train", "prune", "qat"]
     assert (tmp_path / "soup" / "stages" / "qat.weights.npz").is_file()
+
+
+def test_the_readme_claims_about_classify_overhead_hold_for_the_committed_bench():
+    """The notes under the bench table are hand-written; what they claim about the target must
+    agree with the committed bench/results.json (a rerun that breaks the claim fails here)."""
+    results = json.loads((ROOT / "bench" / "results.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    notes = readme[readme.index("<!-- bench:end -->"):readme.index("- **int8 vs float32**")]
+    ratios = {t: r["latency"]["classify_int8_640x480"]["p50_ms"] / r["latency"]["pair_invoke"]["p50_ms"]
+              for t, r in results["threads"].items()}
+    assert "under the 1.10x target" in notes
+    assert all(ratio <= 1.10 for ratio in ratios.values()), ratios
+    quoted = f"{ratios['1']:.2f}x / {ratios['2']:.2f}x"
+    assert quoted in notes, f"the notes should quote {quoted}"
