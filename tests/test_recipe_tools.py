@@ -48,3 +48,11 @@ def test_the_open_set_benchmark_scores_each_unseen_product_on_its_own_photos():
     figures = per_class_auroc(known, unknown, ["look-alike", "distinct", "look-alike", "distinct"])
     assert figures["distinct"] == {"auroc": 1.0, "images": 2}
     assert figures["look-alike"]["auroc"] == (0 + 1 / 3) / 2 and figures["look-alike"]["images"] == 2
+
+
+def test_the_reexport_record_is_not_overwritten_from_files_already_reexported():
+    record = (REPO / "models" / "grocery" / "reexport.json").read_bytes()
+    done = _tool("tools/reexport_shipped.py", "--dataset", "/nonexistent")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "already in the standard-client format" in done.stderr and "git show 26687d0" in done.stderr
+    assert (REPO / "models" / "grocery" / "reexport.json").read_bytes() == record

@@ -8,8 +8,9 @@ the int8 model, standard TFLite Metadata, one stored archive; no training run ne
 2. bare-invoke latency of the int8 model with the old int8 I/O vs the new uint8 I/O (the
    uint8 ends add one QUANTIZE op each), interleaved in one process, 2 threads, medians;
 writes models/grocery/reexport.json and updates the figures file's sizes and I/O audit.
-Run it on files of the old format (a second run re-exports the new files onto themselves
-and compares them with themselves); the old files are in git: `git show 26687d0:PATH`.
+It runs on files of the old format only (on files already re-exported it would compare a
+file with itself and overwrite round 1's record, so it refuses); the old files are in git:
+`git show 26687d0:PATH`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
+    # reexport.json records round 1's move to the standard format (the card says so); shipped files
+    # already in that format would overwrite the record with a comparison of a file with itself
+    io = audit_model(SHIPPED["int8"].read_bytes())["input"]["dtype"]
+    if io == "uint8":
+        print(f"{SHIPPED['int8']}: already in the standard-client format (uint8 I/O); reexport.json records "
+              "round 1's re-export. To redo it, put round 1's old-format files in place first: "
+              "git show 26687d0:models/grocery/grocery_int8.tflite (and grocery_fp16.tflite)", file=sys.stderr)
+        return 2
     from edgeshop.train.export import reexport
     from edgeshop.train.tflite_metadata import Provenance
 
