@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,6 +212,25 @@ def test_the_sweep_ships_the_most_accurate_level_that_meets_both_targets():
     assert choose_level(figures, ["35%", "45%", "55%"]) == "55%"
     figures["45%"]["ratio_1t"] = figures["55%"]["ratio_2t"] = 0.9
     assert choose_level(figures, ["35%", "45%", "55%"]) is None
+
+
+def test_measuring_keeps_the_recorded_figures_of_levels_trained_in_earlier_sessions():
+    """--measure re-times the levels whose files are here; a level trained in an earlier session
+    keeps its recorded figures and gets that session's provenance (its own, where recorded)."""
+    sweep = _sweep_module()
+    shipped = {"latency_1t": {"p50_ms": 3.751}, "latency_2t": {"p50_ms": 2.084}}
+    previous = {"models": {"shipped": shipped,
+                           "0.80x": {"val": {"top1": 0.885}},
+                           "0.70x": {"val": {"top1": 0.87}, "measured": "on 2026-11-30", "cpu": "AMD EPYC"},
+                           "0.67x": {"val": {"top1": 0.83}}},
+                "machine": {"cpu": "AMD EPYC 7B13"}, "base_val_top1_float": 0.8851}
+    earlier = sweep.earlier_levels(previous, {"0.67x": Path("here.tflite")}, ["0.80x", "0.70x", "0.67x", "0.60x"])
+    assert sorted(earlier) == ["0.70x", "0.80x"]  # 0.67x is measured again; 0.60x was never trained
+    assert earlier["0.80x"] == {"val": {"top1": 0.885}, "base_val_top1_float": 0.8851, "cpu": "AMD EPYC 7B13",
+                                "measured": "in an earlier session", "shipped_p50_ms": [3.75, 2.08]}
+    assert earlier["0.70x"]["measured"] == "on 2026-11-30" and earlier["0.70x"]["cpu"] == "AMD EPYC"
+    assert "measured" not in previous["models"]["0.80x"]  # the previous record is left as it was
+    assert sweep.earlier_levels(None, {}, ["0.80x"]) == {}
 
 
 def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path):

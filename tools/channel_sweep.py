@@ -356,10 +356,7 @@ def main() -> int:
         return 0
     previous = json.loads(FIGURES.read_text()) if FIGURES.exists() else None
     available = {name: path for name, path in exported.items() if path.is_file()}
-    # Levels trained in an earlier session (their run directories gone) keep their figures:
-    # each ratio was measured against the shipped model in that session's process.
-    earlier = {name: f for name, f in (previous or {}).get("models", {}).items()
-               if name != "shipped" and name not in available and name in exported}
+    earlier = earlier_levels(previous, available, list(exported))
     missing = [name for name in exported if name not in available and name not in earlier]
     if missing:
         print(f"not trained yet: {missing}; train them with --level, or run without --measure", file=sys.stderr)
@@ -384,11 +381,6 @@ def main() -> int:
                          measured=session,
                          seconds=_level_seconds(metrics), cpu=result["machine"].get("cpu"),
                          shipped_p50_ms=_shipped_ms(new["shipped"]))
-    for f in earlier.values():
-        f.setdefault("base_val_top1_float", previous.get("base_val_top1_float"))
-        f.setdefault("measured", "in an earlier session")
-        f.setdefault("cpu", previous.get("machine", {}).get("cpu"))
-        f.setdefault("shipped_p50_ms", _shipped_ms(previous["models"]["shipped"]))
     figures = {"shipped": new["shipped"], **{name: new.get(name) or earlier[name] for name in exported}}
     result["models"] = figures
     chosen = choose_level(figures, list(exported))
@@ -424,6 +416,22 @@ def main() -> int:
     print(f"chosen: {chosen} -> {FAST if chosen else 'nothing shipped (no level meets the latency target)'}")
     publish(result)
     return 0
+
+
+def earlier_levels(previous: dict | None, available: dict[str, Path], names: list[str]) -> dict[str, dict]:
+    """The figures of levels trained in an earlier session (their run directories gone), with
+    that session's provenance: each ratio was measured against the shipped model in that
+    session's process, so it is kept as it was, never re-timed against today's shipped model."""
+    if not previous:
+        return {}
+    earlier = {name: dict(f) for name, f in previous.get("models", {}).items()
+               if name != "shipped" and name not in available and name in names}
+    for f in earlier.values():
+        f.setdefault("base_val_top1_float", previous.get("base_val_top1_float"))
+        f.setdefault("measured", "in an earlier session")
+        f.setdefault("cpu", previous.get("machine", {}).get("cpu"))
+        f.setdefault("shipped_p50_ms", _shipped_ms(previous["models"]["shipped"]))
+    return earlier
 
 
 def publish(result: dict) -> None:
