@@ -396,3 +396,21 @@ def test_the_search_clock_gives_the_wall_clock_ratio():
         ratios[clock.__name__] = stats["narrow"].p50_ms / stats["wide"].p50_ms
     assert ratios["thread_time"] < 0.6  # it does measure the work
     assert abs(ratios["thread_time"] - ratios["perf_counter"]) < 0.1, ratios
+
+
+def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
+    """The paragraph under the channel table is hand-written: the level it names, its ratios,
+    accuracy and drop must be those of models/grocery/channel_pruning.json (a re-measure that
+    changes them fails here until the paragraph is updated)."""
+    repo = Path(__file__).resolve().parents[1]
+    sweep = json.loads((repo / "models" / "grocery" / "channel_pruning.json").read_text())
+    readme = (repo / "README.md").read_text()
+    notes = readme[readme.index("<!-- channels:end -->"):readme.index("### Input resolution")]
+    chosen, models = sweep["chosen"], sweep["models"]
+    fast, shipped = models[chosen], models["shipped"]
+    assert f"The shipped fast model is now the {chosen} level" in notes
+    assert f"reads {fast['ratio_1t']:.3f}x / {fast['ratio_2t']:.3f}x in this measurement" in notes
+    drop = 100 * (shipped["val"]["top1"] - fast["val"]["top1"])
+    assert f"scores {100 * fast['val']['top1']:.2f}%" in notes and f"{drop:.2f} points" in notes
+    assert ("target is missed" in notes) == (drop > 100 * sweep["target_drop"])
+    assert f"int8 {100 * models['0.70x-kd20']['val']['top1']:.2f}%" in notes
