@@ -111,12 +111,12 @@ ROUND1_COMMIT := 36d0c28
 ROUND1_TEACHER := runs/teachers/grocery_round1_fp16.tflite
 # the round-1 int8 file: the teacher of configs/variants/grocery_seed_cnn_distill.json, a resolution-sweep row
 ROUND1_INT8 := runs/teachers/grocery_round1_int8.tflite
-grocery-teachers: $(STAMP)
+# a round-1 file from git history (runs/teachers/grocery_round1_int8.tflite <- models/grocery/grocery_int8.tflite)
+runs/teachers/grocery_round1_%.tflite:
 	mkdir -p runs/teachers
-	test -f $(ROUND1_TEACHER) || { git show $(ROUND1_COMMIT):models/grocery/grocery_fp16.tflite > $(ROUND1_TEACHER).part \
-		&& mv $(ROUND1_TEACHER).part $(ROUND1_TEACHER); }
-	test -f $(ROUND1_INT8) || { git show $(ROUND1_COMMIT):models/grocery/grocery_int8.tflite > $(ROUND1_INT8).part \
-		&& mv $(ROUND1_INT8).part $(ROUND1_INT8); }
+	git show $(ROUND1_COMMIT):models/grocery/grocery_$*.tflite > $@.part && mv $@.part $@
+
+grocery-teachers: $(STAMP) $(ROUND1_TEACHER) $(ROUND1_INT8)
 	test -f runs/grocery_base/float_model.keras || $(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) --base-only
 	test -f runs/grocery_efficientnet_lite1/float_model.keras || \
 		$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1
@@ -158,10 +158,7 @@ split-leak: $(STAMP)
 	$(BIN)/python tools/split_leak.py --dataset $(GROCERY) $(ARGS)
 
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
-resolution-sweep: $(STAMP)
-	mkdir -p runs/teachers
-	test -f $(ROUND1_INT8) || { git show $(ROUND1_COMMIT):models/grocery/grocery_int8.tflite > $(ROUND1_INT8).part \
-		&& mv $(ROUND1_INT8).part $(ROUND1_INT8); }
+resolution-sweep: $(STAMP) $(ROUND1_INT8)
 	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
 
 ## backbone-lite2: convert the EfficientNet-Lite2 ImageNet weights (a teacher for --teacher, too large to

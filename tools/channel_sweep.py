@@ -47,6 +47,8 @@ from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.card import summary  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
+FINE_TUNE_EPOCHS = 10  # a level's default
+
 
 @dataclass(frozen=True)
 class Level:
@@ -55,7 +57,7 @@ class Level:
     base: str = "grocery_base"  # the run (in --runs-dir) whose main phase it branches from
     recipe: str = "configs/grocery_round1.json"  # the base's recipe
     ensemble_teacher: bool = False  # distilled from the recipe's teachers instead of its own base
-    epochs: int = 10  # fine-tuning epochs after the channels are removed (FINE_TUNE_EPOCHS)
+    epochs: int = FINE_TUNE_EPOCHS  # after the channels are removed
     plan_from: str = ""  # a level whose channel plan (channels.json) it reuses instead of searching again
 
     @property
@@ -75,7 +77,6 @@ DISTILLED_LONGER = Level(0.70, "kd20", base="grocery_distilled", recipe="configs
 LEVELS = (Level(0.80), Level(0.70), Level(0.67), Level(0.60), Level(0.70, "2t"), DISTILLED, DISTILLED_LONGER)
 BY_NAME = {level.name: level for level in LEVELS}
 TARGET_RATIO, TARGET_DROP = 0.70, 0.015  # issue 22: <= 0.70x bare invoke, <= 1.5 points lower val top-1
-FINE_TUNE_EPOCHS = 10
 THREADS, RUNS, REPEATS = (1, 2), 300, 3
 GROCERY = ROOT / "models" / "grocery"
 SHIPPED = GROCERY / "grocery_int8.tflite"
@@ -113,9 +114,9 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
 
     if (run / "state.json").is_file():
         return  # started earlier: resume it as it is
-    if level.plan_from:  # channel indices name channels of the same trained weights only
+    plan = level_run(base.parent, BY_NAME[level.plan_from]) / CHANNEL_PLAN if level.plan_from else None
+    if plan is not None:  # channel indices name channels of the same trained weights only
         source = BY_NAME[level.plan_from]
-        plan = level_run(base.parent, source) / CHANNEL_PLAN
         if source.base != level.base or not plan.is_file():
             raise SystemExit(f"level {level.name} keeps the channels of {source.name}, which must branch from the "
                              f"same base ({source.base}, here {level.base}) and be trained first ({plan} is "
@@ -133,8 +134,8 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     teacher = config["teacher"] if level.ensemble_teacher else str(base)
     config.update(out=str(run), prune_channels=0.0, target_latency_ratio=level.ratio,
                   prune_channels_epochs=level.epochs, qat=recipe["qat"], teacher=teacher)
-    if level.plan_from:  # the fit reads a plan already in the run directory instead of searching
-        shutil.copy2(level_run(base.parent, BY_NAME[level.plan_from]) / CHANNEL_PLAN, run / CHANNEL_PLAN)
+    if plan is not None:  # the fit reads a plan already in the run directory instead of searching
+        shutil.copy2(plan, run / CHANNEL_PLAN)
     if level.ensemble_teacher:  # the base was distilled from the same teachers on the same images
         caches = [base / cache_file(i) for i in range(len(TrainConfig.from_saved(config).teachers()))]
     else:  # a sibling level taught by the same base

@@ -41,7 +41,7 @@ from readme_block import replace_block  # noqa: E402
 
 from edgeshop.datasets import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
 from edgeshop.enroll import enroll_content  # noqa: E402
-from edgeshop.report.openset import unknown_figures  # noqa: E402
+from edgeshop.report.openset import auroc, unknown_figures  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.runtime.probe import HeadProbe, loaded  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
@@ -81,13 +81,14 @@ def main() -> int:
     probe = HeadProbe(classifier)
     known = probe.run_many(images.pixels[~is_new], "val, known classes")
     unknown = probe.run_many(images.pixels[is_new], "val, unseen classes")
-    train = [s for s in discover(dataset / "train") if s.label in old_names]
+    train_split = discover(dataset / "train")
+    train = [s for s in train_split if s.label in old_names]
     reference = probe.run_many(load_images(train, old_names, classifier.input_spec).pixels, "train, known")
     open_set = unknown_figures(images.labels[~is_new], known, unknown, classifier.unknown_threshold,
                                reference=reference["embedding"])
     # The ten classes' training photos: never seen by this model either; ten times as many as
     # their val images (in bursts of near-identical shots): a second estimate of the same separation.
-    unseen_train = load_images([s for s in discover(dataset / "train") if s.label in new_names], new_names,
+    unseen_train = load_images([s for s in train_split if s.label in new_names], new_names,
                                classifier.input_spec)
     more = probe.run_many(unseen_train.pixels, "train, unseen classes")
     more_figures = unknown_figures(images.labels[~is_new], known, more, classifier.unknown_threshold,
@@ -205,7 +206,7 @@ def render(figures: dict) -> str:
 
 
 def unseen_training_lines(u: dict) -> list[str]:
-    """The tighter estimate: the same known val images against the unseen classes' training photos."""
+    """The second estimate: the same known val images against the unseen classes' training photos."""
     more = u.get("unseen_training_photos")
     if not more:
         return []
@@ -253,8 +254,6 @@ def render_variants(shipped: dict) -> str:
 def per_class_auroc(known: np.ndarray, unknown: np.ndarray, unknown_names: list[str]) -> dict[str, dict]:
     """AUROC of the max score per unseen product (its val and training photos together): which
     products the model cannot tell from its own."""
-    from edgeshop.report.openset import auroc
-
     names = np.array(unknown_names)
     return {name: {"auroc": auroc(known, unknown[names == name]), "images": int(np.sum(names == name))}
             for name in sorted(set(unknown_names))}
