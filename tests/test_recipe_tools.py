@@ -56,3 +56,17 @@ def test_the_reexport_record_is_not_overwritten_from_files_already_reexported():
     assert done.returncode == 2, done.stderr[-2000:]
     assert "already in the standard-client format" in done.stderr and "git show 26687d0" in done.stderr
     assert (REPO / "models" / "grocery" / "reexport.json").read_bytes() == record
+
+
+def test_the_readme_open_set_blocks_are_what_the_committed_figures_render():
+    """Edit the open-set figures by hand, or commit open_set.json without re-rendering, and this
+    fails: rerun `python tools/open_set_benchmark.py --render-only`."""
+    import json
+
+    benchmark = _tool_module("open_set_benchmark")
+    shipped = json.loads((REPO / "models" / "grocery" / "open_set" / "open_set.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    for name, text in (("open-set", benchmark.render(shipped)), ("open-set-variants",
+                                                                 benchmark.render_variants(shipped))):
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        assert readme[readme.index(begin) + len(begin):readme.index(end)].strip() == text.strip(), name
