@@ -78,7 +78,7 @@ def main() -> int:
             write_json_atomic(timing, {"train_and_export_seconds": round(time.time() - started, 1)})
         wall[f"{size}"] = json.loads(timing.read_text())["train_and_export_seconds"] if timing.exists() else None
         models[f"{size}"] = target
-    reference_name = f"{Classifier(reference).input_spec.height} (round 1)"
+    reference_name = f"{Classifier(reference).input_spec.height} ({'round 1' if reference == ROUND1 else 'reference'})"
     models[reference_name] = reference
     if reference == ROUND1 and ROUND1_FIGURES.exists():
         wall[reference_name] = json.loads(ROUND1_FIGURES.read_text())["wall_seconds_train_and_export"]
