@@ -63,6 +63,39 @@ def test_removal_is_exact_the_narrow_model_equals_the_masked_original():
     assert np.abs(full_out - masked_out).max() > 1e-3  # the removed channels did contribute
 
 
+def test_least_squares_refit_brings_the_pruned_network_closer_and_removal_stays_exact():
+    """--reconstruct-channels: each projection refitted on its kept channels moves less
+    from the full network's output than plain removal (on images the fit never saw), its
+    offset lands in the BatchNorm's moving mean, and the narrow model still computes
+    exactly what the refitted masked model computes."""
+    from edgeshop.train import channels
+
+    model = _lite0(64)
+    groups = channels.find_groups(model)
+    images, unseen = _pixels(16, 64), _pixels(6, 64, seed=3)
+    plan = channels.make_plan(model, groups, 0.5, images)
+    plain = channels.mask_channels(model, groups, plan)
+    refitted = channels.mask_channels(model, groups, plan)
+    errors = channels.reconstruct_consumers(model, refitted, groups, plan, images)
+    assert sorted(errors) == sorted(g.producer for g in groups)
+    refit = [name for name, e in errors.items() if e["refitted"]]
+    assert all(errors[name]["after"] < errors[name]["before"] for name in refit)
+    # at 64 px the later stages have 16 or 4 positions an image: too few rows, so those keep their weights
+    assert 4 <= len(refit) < len(groups) and "block15_expand_conv" not in refit
+    full_out, plain_out, refit_out = (m.predict(unseen, verbose=0) for m in (model, plain, refitted))
+    assert np.abs(refit_out - full_out).mean() < 0.5 * np.abs(plain_out - full_out).mean()
+    moved = [g.producer for g in groups if not np.allclose(model.get_layer(g.consumer.replace("_conv", "_bn"))
+                                                           .moving_mean.numpy(),
+                                                           refitted.get_layer(g.consumer.replace("_conv", "_bn"))
+                                                           .moving_mean.numpy())]
+    assert moved == refit
+    for group in groups:  # removed channels stay unread
+        removed = np.setdiff1d(np.arange(group.width), plan["groups"][group.producer]["kept"])
+        assert not refitted.get_layer(group.consumer).get_weights()[0][:, :, removed, :].any()
+    narrow = channels.prune_channels(refitted, groups, plan)
+    np.testing.assert_allclose(narrow.predict(unseen, verbose=0), refit_out, atol=2e-5)
+
+
 def test_channels_that_contribute_nothing_are_the_ones_removed():
     """The criterion ranks by contribution: with the consumer's weights for eight channels
     zeroed, exactly those go, and the network's function does not change at all."""
@@ -118,6 +151,8 @@ def test_a_graph_without_removable_channels_is_refused_with_the_reason(synthetic
     assert not run.exists()  # refused before the run folder was made
     with pytest.raises(EdgeshopError, match="fraction of channels in \\(0, 1\\)"):
         TrainConfig(data="d", out="o", prune_channels=1.0).validate()
+    with pytest.raises(EdgeshopError, match="--reconstruct-channels refits what channel pruning leaves"):
+        TrainConfig(data="d", out="o", reconstruct_channels=True).validate()
 
 
 @pytest.fixture(scope="module")
@@ -168,15 +203,18 @@ def test_the_exported_model_is_narrower_smaller_and_still_classifies(pruned_run,
     assert summary(pruned["model"], discover(synthetic_data["test"]), None)["top1"] > 0.8  # fine-tuning recovered
 
 
-def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path):
+def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path, capsys):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
-           *REPO_ARGS, "--epochs", "2", "--prune-channels", "0.5", "--prune-channels-epochs", "3"]
+           *REPO_ARGS, "--epochs", "2", "--prune-channels", "0.5", "--prune-channels-epochs", "3",
+           "--reconstruct-channels"]
     checkpointed, logged = _kill_when(cmd, run, "prune_channels", 3)
     plan_before = (run / "channels.json").read_text()
     from edgeshop.cli import train as train_cli
 
+    capsys.readouterr()
     assert train_cli.main(["--out", str(run), "--resume"]) == 0
+    assert "[prune_channels] least squares: summed output error" in capsys.readouterr().out  # the saved option
     epochs = [int(r["epoch"]) for r in _log_rows(run) if r["phase"] == "prune_channels"]
     assert epochs[logged:] == list(range(checkpointed + 1, 4)), epochs  # continued, not restarted
     assert (run / "channels.json").read_text() == plan_before  # the same channels, not re-ranked
@@ -281,6 +319,13 @@ def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path)
     assert (again / "channels.json").read_text() == (run / "channels.json").read_text()
     assert json.loads((again / "config.json").read_text())["prune_channels_epochs"] == longer.epochs == 20
     assert sweep.level_run(tmp_path, longer).name == "grocery_channels_t70_e20_kd20"
+    refit = sweep.DISTILLED_REFIT  # the same network again, its projections refitted before fine-tuning
+    again = tmp_path / "refit"
+    sweep.branch(base, refit, again, recipe)
+    assert (again / "channels.json").read_text() == (run / "channels.json").read_text()
+    config = json.loads((again / "config.json").read_text())
+    assert config["reconstruct_channels"] is True and config["prune_channels_epochs"] == 10
+    assert json.loads((run / "config.json").read_text())["reconstruct_channels"] is False
 
 
 def test_the_allocation_spends_removals_where_they_cost_least_damage_per_saving():

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-latency-ratio", type=float, metavar="RATIO",
                    help="instead of a fraction: remove as many channels as make the int8 model RATIO x as slow as "
                         "the unpruned one (e.g. 0.7), timed on this machine")
+    p.add_argument("--reconstruct-channels", action="store_const", const=True,
+                   help="after removing channels, refit each projection on the kept ones by least squares "
+                        "(He et al. 2017), so fine-tuning starts close to the unpruned network")
     p.add_argument("--prune-channels-epochs", type=int, help="fine-tuning epochs after removing channels (default 4)")
     p.add_argument("--prune-channels-lr", type=float, help="their peak learning rate (default 3e-4)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")

@@ -34,6 +34,9 @@ from edgeshop.train._keras import keras
 CRITERION = "mean |activation| x L1 of the consumer's weights"
 CHANNEL_WISE = ("BatchNormalization", "ReLU", "Activation")
 WIDTH_MULTIPLE = 8
+RECONSTRUCTION_POSITIONS = 256  # spatial positions sampled per image: rows of the least-squares fit
+RECONSTRUCTION_RIDGE = 1e-3  # relative to the mean diagonal of the normal equations
+MIN_ROWS_PER_UNKNOWN = 4  # a projection is refitted only from at least this many rows per kept channel
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,88 @@ def mask_channels(model: keras.Model, groups: list[ChannelGroup], plan: dict[str
         weights[0][:, :, removed, :] = 0
         layer.set_weights(weights)
     return masked
+
+
+def reconstruct_consumers(full: keras.Model, masked: keras.Model, groups: list[ChannelGroup],
+                          plan: dict[str, Any], images: np.ndarray, positions: int = RECONSTRUCTION_POSITIONS,
+                          seed: int = 0) -> dict[str, dict[str, float]]:
+    """Refit, in ``masked`` (mask_channels of ``full``), each consumer's weights on its kept
+    channels so its output stays as close as least squares allows to the full network's
+    (He, Zhang & Sun, ICCV 2017; ThiNet, Luo et al. 2017): plain removal drops the removed
+    channels' share of every output; the kept channels can carry most of it. Groups are
+    refitted in graph order, each from the inputs of the network refitted so far, so an
+    earlier group's error is corrected downstream. The fit's constant term goes into the
+    consumer's bias or, without one, the moving mean of the BatchNorm reading it. Only 1x1
+    consumers (EfficientNet-Lite's projections) are refitted, and only where the fit has
+    enough rows and lowers the error; the others keep their weights. Returns per group the
+    mean squared error of its output on the fit's rows before and after, and whether it
+    was refitted."""
+    rng = np.random.default_rng(seed)
+    errors: dict[str, dict[str, float]] = {}
+    for group in groups:
+        kept = np.asarray(plan["groups"][group.producer]["kept"])
+        kernel = full.get_layer(group.consumer).get_weights()[0]
+        if len(kept) == group.width or kernel.shape[:2] != (1, 1):
+            continue
+        entering = group.depthwise_followers[-1] if group.depthwise_followers else group.depthwise
+        positions_state = rng.bit_generator.state  # both networks sampled at the same positions
+        target_inputs = _sampled_activations(full, entering, images, positions, rng, positions_state)
+        inputs = _sampled_activations(masked, entering, images, positions, rng, positions_state)
+        target = target_inputs @ kernel[0, 0].astype(np.float64)
+        absorber = _constant_absorber(masked, group.consumer)
+        design = inputs[:, kept]
+        if absorber is not None:  # a constant column: the fit's offset
+            design = np.concatenate([design, np.ones((len(design), 1))], axis=1)
+        before = float(np.mean((inputs[:, kept] @ kernel[0, 0, kept] - target) ** 2))
+        errors[group.producer] = {"before": before, "after": before, "refitted": False}
+        if len(design) < MIN_ROWS_PER_UNKNOWN * design.shape[1]:
+            continue  # too few positions (a small input's last stages): the fit would follow noise
+        gram = design.T @ design
+        ridge = RECONSTRUCTION_RIDGE * np.trace(gram) / len(gram)  # keeps near-collinear channels stable
+        solution = np.linalg.solve(gram + ridge * np.eye(len(gram)), design.T @ target)
+        after = float(np.mean((design @ solution - target) ** 2))
+        if after >= before:
+            continue
+        errors[group.producer].update(after=after, refitted=True)
+        consumer = masked.get_layer(group.consumer)
+        weights = consumer.get_weights()
+        weights[0] = np.zeros_like(weights[0])
+        weights[0][0, 0, kept] = solution[:len(kept)]
+        consumer.set_weights(weights)
+        if absorber is not None:
+            absorber(solution[len(kept)])
+    return errors
+
+
+
+def _sampled_activations(model: keras.Model, layer: str, images: np.ndarray, positions: int,
+                         rng: np.random.Generator, state: dict | None = None, batch_size: int = 16) -> np.ndarray:
+    """``layer``'s output at ``positions`` random spatial positions per image, as rows
+    (positions drawn from ``rng``, restarted at ``state`` when given)."""
+    if state is not None:
+        rng.bit_generator.state = state
+    probe = keras.Model(model.inputs, model.get_layer(layer).output)
+    rows = []
+    for start in range(0, len(images), batch_size):
+        out = probe(images[start:start + batch_size].astype(np.float32), training=False).numpy()
+        n, h, w, c = out.shape
+        chosen = rng.choice(h * w, size=min(h * w, positions), replace=False)
+        rows.append(out.reshape(n, h * w, c)[:, chosen].reshape(-1, c))
+    return np.concatenate(rows).astype(np.float64)
+
+
+def _constant_absorber(model: keras.Model, name: str):
+    """A function adding a constant to the output of layer ``name``: through its bias, or
+    the moving mean of the one BatchNorm reading it; None if neither exists (then the fit
+    has no constant term)."""
+    layer = model.get_layer(name)
+    if getattr(layer, "use_bias", False):
+        return lambda constant: layer.bias.assign_add(constant.astype(np.float32))
+    readers = [node.outbound_layer for node in layer.outbound_nodes]
+    if len(readers) == 1 and isinstance(readers[0], keras.layers.BatchNormalization):
+        norm = readers[0]  # (x + c - mean) == (x - (mean - c))
+        return lambda constant: norm.moving_mean.assign_sub(constant.astype(np.float32))
+    return None
 
 
 def summary(plan: dict[str, Any]) -> dict[str, Any]:

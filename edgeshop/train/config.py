@@ -78,6 +78,9 @@ class TrainConfig:
     # ... or the fraction that makes the int8 model this much faster than the unpruned one,
     # searched by timing on this machine (train/latency_target.py). 0 = off.
     target_latency_ratio: float = 0.0
+    # Refit each projection on its kept channels by least squares before fine-tuning
+    # (channels.reconstruct_consumers): a far better start than plain removal.
+    reconstruct_channels: bool = False
     prune_channels_epochs: int = 4
     prune_channels_lr: float = 3e-4
     prune: float = 0.0  # target sparsity; 0 = no pruning
@@ -139,6 +142,9 @@ class TrainConfig:
                                 "FRACTION (or the fractions a single-machine run chose)")
         if self.target_latency_ratio and self.prune_channels:
             raise EdgeshopError("--target-latency-ratio chooses the fraction of channels itself: drop --prune-channels")
+        if self.reconstruct_channels and not (self.prune_channels or self.target_latency_ratio):
+            raise EdgeshopError("--reconstruct-channels refits what channel pruning leaves: add --prune-channels "
+                                "FRACTION or --target-latency-ratio RATIO, or drop it")
         if (self.prune_channels or self.target_latency_ratio) and self.prune_channels_epochs < 1:
             raise EdgeshopError("--prune-channels needs --prune-channels-epochs >= 1 (the narrower network "
                                 "must be fine-tuned)")

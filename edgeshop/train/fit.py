@@ -65,6 +65,7 @@ from edgeshop.train.stream import SkipLog, stream_images
 from edgeshop.utils import progress_bar, write_json_atomic
 
 CHANNEL_SCORE_IMAGES = 64  # calibration images whose activations rank the channels
+RECONSTRUCTION_IMAGES = 128  # calibration images the projections are refitted on (--reconstruct-channels)
 
 
 @dataclass(frozen=True)
@@ -493,7 +494,17 @@ class TrainingRun:
             if search is not None:
                 plan["latency_target"] = search
             write_json_atomic(self.run_dir / CHANNEL_PLAN, plan)
-        narrow = channels.prune_channels(model, groups, plan)
+        source = model
+        if self.config.reconstruct_channels:
+            source = channels.mask_channels(model, groups, plan)
+            sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
+            self.log(f"[prune_channels] refitting the projections on their kept channels ({len(sample)} images)")
+            errors = channels.reconstruct_consumers(model, source, groups, plan, sample)
+            before = sum(e["before"] for e in errors.values())
+            after = sum(e["after"] for e in errors.values())
+            self.log(f"[prune_channels] least squares: summed output error {before:.4g} -> {after:.4g} "
+                     f"over {len(errors)} projections")
+        narrow = channels.prune_channels(source, groups, plan)
         info = channels.summary(plan)
         self.log(f"[prune_channels] kept {info['kept']} of {info['channels']} channels in {info['groups']} groups "
                  f"(ranked by {info['criterion']}); parameters {model.count_params():,} -> "
