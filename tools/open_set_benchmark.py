@@ -219,10 +219,31 @@ def unseen_training_lines(u: dict) -> list[str]:
             "never saw either, against the same known val images (bursts of near-identical shots, so fewer "
             f"independent views than the count says, but more products' angles than {u['unknown_images']} val "
             f"images): AUROC {rows}; {more['unknown_rejected']:.1%} rejected at the card's threshold. It reads "
-            f"{abs(gap):.2f} {'below' if gap > 0 else 'above'} the val estimate; which of the two a store's new "
-            "products resemble is not known here, so quote both. "
+            f"{abs(gap):.2f} {'below' if gap > 0 else 'above'} the val estimate. "
+            + session_sentence(u["unknown_images"]) +
             f"Per unseen product (max calibrated score, its val and training photos): {per_class}. Products that "
             "look like a known one (a carton of a brand it knows, another apple or pear) are the ones it accepts."]
+
+
+SESSION_CHECK = ROOT / "models" / "grocery" / "open_set" / "session_check.json"
+
+
+def session_sentence(unseen_val: int) -> str:
+    """What tools/open_set_session_check.py found about the two estimates, if it was run."""
+    if not SESSION_CHECK.is_file():
+        return "Which of the two a store's new products resemble is not known here, so quote both. "
+    check = json.loads(SESSION_CHECK.read_text())
+    closer = check["auroc_unseen_train"] < 0.5
+    return ("Features that never saw a grocery photo (the ImageNet Lite0; each photo's cosine similarity to the "
+            f"nearest known training photo; `{check['command']}`) separate the known val photos from the unseen "
+            f"val photos at AUROC {check['auroc_unseen_val']:.3f} and from the unseen training photos at "
+            f"{check['auroc_unseen_train']:.3f}"
+            + (": the unseen training photos look more like the known training photos than the known products' "
+               "own val photos do. The training photos share capture conditions the val photos lack, so the "
+               "second estimate also asks the model to reject familiar conditions, not only a new product; the "
+               "val estimate, where known and unseen photos alike are new to the model, is the fairer one, though "
+               f"it rests on {unseen_val} unseen photos. " if closer else
+               ". Quote both estimates. "))
 
 
 VARIANTS = ROOT / "models" / "grocery" / "open_set" / "variants"
