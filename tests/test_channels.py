@@ -210,11 +210,14 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
            "--reconstruct-channels"]
     checkpointed, logged = _kill_when(cmd, run, "prune_channels", 3)
     plan_before = (run / "channels.json").read_text()
+    refit = json.loads(plan_before)["reconstruction"]["projections"]["stem_conv"]  # the stem feeds the one group
+    assert refit["refitted"] and refit["after"] < refit["before"]
     from edgeshop.cli import train as train_cli
 
     capsys.readouterr()
     assert train_cli.main(["--out", str(run), "--resume"]) == 0
-    assert "[prune_channels] least squares: summed output error" in capsys.readouterr().out  # the saved option
+    assert "[prune_channels] least squares" not in capsys.readouterr().out  # the checkpoint has the refitted weights
+    assert json.loads((run / "config.json").read_text())["reconstruct_channels"] is True
     epochs = [int(r["epoch"]) for r in _log_rows(run) if r["phase"] == "prune_channels"]
     assert epochs[logged:] == list(range(checkpointed + 1, 4)), epochs  # continued, not restarted
     assert (run / "channels.json").read_text() == plan_before  # the same channels, not re-ranked
@@ -459,3 +462,9 @@ def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
     assert f"scores {100 * fast['val']['top1']:.2f}%" in notes and f"{drop:.2f} points" in notes
     assert ("target is missed" in notes) == (drop > 100 * sweep["target_drop"])
     assert f"int8 {100 * models['0.70x-kd20']['val']['top1']:.2f}%" in notes
+    refit = models["0.70x-kd-ls"]
+    assert f"scores int8 {100 * refit['val']['top1']:.2f}%" in notes
+    check = refit["before_fine_tuning"]
+    assert f"from {100 * check['removed']:.2f}% to {100 * check['refitted']:.2f}%" in notes
+    described = f"{100 * check['removed']:.2f}%\n   val top-1 before fine-tuning and the refit at "
+    assert described + f"{100 * check['refitted']:.2f}%" in readme  # the option's description quotes the same check

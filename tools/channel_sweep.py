@@ -5,6 +5,8 @@
     python tools/channel_sweep.py --level 0.7 --tag 2t  # the 0.70x level again, searched at 1 and 2 threads
     python tools/channel_sweep.py --level 0.7 --tag kd  # from the round-2 candidate and its three teachers
     python tools/channel_sweep.py --level 0.7 --tag kd20  # that network again, fine-tuned 20 epochs
+    python tools/channel_sweep.py --level 0.7 --tag kd-ls  # that network again, projections refitted first
+    python tools/channel_sweep.py --refit-check --level 0.7 --tag kd-ls  # val top-1 before fine-tuning, with/without
     python tools/channel_sweep.py --measure    # re-measure the finished levels only
 
 Steps:
@@ -157,6 +159,47 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     write_json_atomic(run / "state.json", state)
 
 
+REFIT_CHECK = "refit_check.json"  # in a level's run: val top-1 before fine-tuning, channels removed vs refitted
+
+
+def refit_check(runs: Path, level: Level, dataset: Path) -> dict:
+    """Val top-1 of the level's base with the level's channels removed, before any
+    fine-tuning: plainly, and with the projections refitted (what --reconstruct-channels
+    starts fine-tuning from: the same weights, plan, calibration images and seed)."""
+    import numpy as np
+
+    from edgeshop.datasets import load_images
+    from edgeshop.runtime.modelcard import InputSpec
+    from edgeshop.train import channels
+    from edgeshop.train.fit import RECONSTRUCTION_IMAGES
+    from edgeshop.train.run_model import load_run_model, read_channel_plan, read_run
+
+    run = level_run(runs, level)
+    plan = read_channel_plan(run)
+    if plan is None:
+        raise SystemExit(f"{run} has no channel plan yet: train the level first (--level {level.ratio:g} "
+                         f"--tag {level.tag})")
+    config, labels, _ = read_run(runs / level.base)
+    full = load_run_model(runs / level.base, final=False)  # the main phase the level branched from
+    groups = channels.find_groups(full)
+    images = np.load(run / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
+    val = load_images(discover(dataset / "val"), labels,
+                      InputSpec(config.image_size, config.image_size, interpolation=config.interpolation))
+    removed = channels.mask_channels(full, groups, plan)
+    refitted = channels.mask_channels(full, groups, plan)
+    channels.reconstruct_consumers(full, refitted, groups, plan, images)
+
+    def top1(model) -> float:
+        scores = model.predict(val.pixels.astype(np.float32), batch_size=32, verbose=0)
+        return float((scores.argmax(axis=1) == val.labels).mean())
+
+    result = {"val_images": int(len(val.labels)), "unpruned": top1(full), "removed": top1(removed),
+              "refitted": top1(refitted), "command": f"python tools/channel_sweep.py --refit-check --level "
+                                                    f"{level.ratio:g} --tag {level.tag}"}
+    write_json_atomic(run / REFIT_CHECK, result)
+    return result
+
+
 def level_run(runs: Path, level: Level) -> Path:
     suffix = f"_{level.tag}" if level.tag else ""
     return runs / f"grocery_channels_t{round(level.ratio * 100)}_e{level.epochs}{suffix}"
@@ -251,11 +294,12 @@ def render(result: dict) -> str:
               for name, f in ordered(figures) if f.get("fine_tune_epochs", result["fine_tune_epochs"])
               != result["fine_tune_epochs"]]
     epochs = f"{result['fine_tune_epochs']}" + (f" ({'; '.join(longer)})" if longer else "")
+    refits = [_refit_note(name, f) for name, f in ordered(figures) if f.get("reconstruct")]
     lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
               f"(train/latency_target.py), then {epochs} fine-tuning epochs distilled from the "
               "unpruned base (the recipe's main phase without QAT; for a -kd level, the round-2 candidate's main "
               "phase, and distilled from its three teachers), the recipe's QAT and the int8 export "
-              f"({provenance}; {search}). "
+              f"({provenance}; {search}). " + "".join(f"{note} " for note in refits) +
               "Val: the official val split (296 images), so the figures share its optimism; latency: p50 of "
               f"{RUNS} bare invokes per model, the levels of one measuring session interleaved with the shipped "
               f"model in one process (1 thread: call by call; 2: blocks of 10), median (range) over "
@@ -264,6 +308,18 @@ def render(result: dict) -> str:
               "`--measure --force`; raw: "
               f"`models/grocery/{FIGURES.name}`, plot: `models/grocery/{PLOT.name}`)."]
     return "\n".join(lines + uniform_lines())
+
+
+def _refit_note(name: str, f: dict) -> str:
+    """One sentence on a level whose projections were refitted before fine-tuning."""
+    note = (f"{name} keeps the channels of {f['plan_from']} and refits its projections by least squares before "
+            "fine-tuning (`--reconstruct-channels`)") if f.get("plan_from") else \
+        f"{name} refits its projections by least squares before fine-tuning (`--reconstruct-channels`)"
+    check = f.get("before_fine_tuning")
+    if check:
+        note += (f"; before fine-tuning its val top-1 is {_pct(check['removed'])} with the channels removed and "
+                 f"{_pct(check['refitted'])} refitted (unpruned {_pct(check['unpruned'])}; `{check['command']}`)")
+    return note + "."
 
 
 def uniform_lines() -> list[str]:
@@ -322,6 +378,9 @@ def main() -> int:
     parser.add_argument("--base-only", action="store_true",
                         help="only train the unpruned base (runs/grocery_base; also a teacher of the round-2 recipe)")
     parser.add_argument("--tag", default="", help="with --level: the level's rerun with this tag (see LEVELS)")
+    parser.add_argument("--refit-check", action="store_true",
+                        help="with --level: val top-1 of the level's channels removed before fine-tuning, plainly "
+                             "and refitted by least squares (recorded in the run; --measure copies it)")
     args = parser.parse_args()
     if args.render_only:
         publish(json.loads(FIGURES.read_text()))
@@ -333,6 +392,14 @@ def main() -> int:
               f"({', '.join(BY_NAME)})", file=sys.stderr)
         return 2
     dataset, runs = Path(args.dataset), Path(args.runs_dir)
+    if args.refit_check:
+        if chosen_level is None:
+            print("--refit-check needs --level (and --tag) naming a trained level", file=sys.stderr)
+            return 2
+        check = refit_check(runs, chosen_level, dataset)
+        print(f"{chosen_level.name} before fine-tuning: unpruned {_pct(check['unpruned'])}, channels removed "
+              f"{_pct(check['removed'])}, refitted {_pct(check['refitted'])}")
+        return 0
     if args.base_only:
         train_base(dataset, runs / "grocery_base")
         return 0
@@ -388,7 +455,9 @@ def main() -> int:
                          base_val_top1_float=level_base_metrics.get("val_top1_float"), base=BY_NAME[name].base,
                          measured=session,
                          seconds=_level_seconds(metrics), cpu=result["machine"].get("cpu"),
-                         shipped_p50_ms=_shipped_ms(new["shipped"]))
+                         shipped_p50_ms=_shipped_ms(new["shipped"]), reconstruct=BY_NAME[name].reconstruct)
+        if (run / REFIT_CHECK).is_file():
+            new[name]["before_fine_tuning"] = json.loads((run / REFIT_CHECK).read_text())
     figures = {"shipped": new["shipped"], **{name: new.get(name) or earlier[name] for name in exported}}
     result["models"] = figures
     chosen = choose_level(figures, list(exported))
@@ -487,8 +556,11 @@ def _level_seconds(metrics: dict) -> float:
 
 
 def ordered(figures: dict) -> list[tuple[str, dict]]:
-    """The shipped model first, then the levels from the least to the most pruned."""
-    return sorted(figures.items(), key=lambda item: -item[1].get("level", 9.0))
+    """The shipped model first, then the levels from the least to the most pruned (one
+    level's reruns in the order of LEVELS, whatever order the figures were stored in)."""
+    names = list(BY_NAME)
+    return sorted(figures.items(), key=lambda item: (-item[1].get("level", 9.0),
+                                                     names.index(item[0]) if item[0] in names else -1))
 
 
 if __name__ == "__main__":

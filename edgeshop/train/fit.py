@@ -495,15 +495,20 @@ class TrainingRun:
                 plan["latency_target"] = search
             write_json_atomic(self.run_dir / CHANNEL_PLAN, plan)
         source = model
-        if self.config.reconstruct_channels:
+        # a resumed phase restores its checkpoint over these weights: no refit needed then
+        resuming = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints" / "prune_channels")) is not None
+        if self.config.reconstruct_channels and not resuming:
             source = channels.mask_channels(model, groups, plan)
             sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
             self.log(f"[prune_channels] refitting the projections on their kept channels ({len(sample)} images)")
             errors = channels.reconstruct_consumers(model, source, groups, plan, sample)
             before = sum(e["before"] for e in errors.values())
             after = sum(e["after"] for e in errors.values())
-            self.log(f"[prune_channels] least squares: summed output error {before:.4g} -> {after:.4g} "
-                     f"over {len(errors)} projections")
+            refitted = sum(e["refitted"] for e in errors.values())
+            self.log(f"[prune_channels] least squares: summed output error {before:.4g} -> {after:.4g}, "
+                     f"{refitted} of {len(errors)} projections refitted")
+            plan["reconstruction"] = {"images": int(len(sample)), "projections": errors}
+            write_json_atomic(self.run_dir / CHANNEL_PLAN, plan)
         narrow = channels.prune_channels(source, groups, plan)
         info = channels.summary(plan)
         self.log(f"[prune_channels] kept {info['kept']} of {info['channels']} channels in {info['groups']} groups "
