@@ -69,6 +69,7 @@ def test_least_squares_refit_brings_the_pruned_network_closer_and_removal_stays_
     offset lands in the BatchNorm's moving mean, and the narrow model still computes
     exactly what the refitted masked model computes."""
     from edgeshop.train import channels
+    from edgeshop.train._keras import keras
 
     model = _lite0(64)
     groups = channels.find_groups(model)
@@ -82,8 +83,11 @@ def test_least_squares_refit_brings_the_pruned_network_closer_and_removal_stays_
     assert all(errors[name]["after"] < errors[name]["before"] for name in refit)
     # at 64 px the later stages have 16 or 4 positions an image: too few rows, so those keep their weights
     assert 4 <= len(refit) < len(groups) and "block15_expand_conv" not in refit
-    full_out, plain_out, refit_out = (m.predict(unseen, verbose=0) for m in (model, plain, refitted))
-    assert np.abs(refit_out - full_out).mean() < 0.5 * np.abs(plain_out - full_out).mean()
+    # the backbone's features (the 7-class head is freshly initialised, so its scores vary run to run)
+    full_f, plain_f, refit_f = (keras.Model(m.inputs, m.get_layer("top_relu").output).predict(unseen, verbose=0)
+                                for m in (model, plain, refitted))
+    assert np.abs(refit_f - full_f).mean() < 0.5 * np.abs(plain_f - full_f).mean()  # 0.29 here
+    refit_out = refitted.predict(unseen, verbose=0)
     moved = [g.producer for g in groups if not np.allclose(model.get_layer(g.consumer.replace("_conv", "_bn"))
                                                            .moving_mean.numpy(),
                                                            refitted.get_layer(g.consumer.replace("_conv", "_bn"))
@@ -329,6 +333,11 @@ def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path)
     config = json.loads((again / "config.json").read_text())
     assert config["reconstruct_channels"] is True and config["prune_channels_epochs"] == 10
     assert json.loads((run / "config.json").read_text())["reconstruct_channels"] is False
+    smaller = sweep.DISTILLED_256  # resolution and width together: validated and exported at 256 px
+    again = tmp_path / "smaller"
+    sweep.branch(base, smaller, again, recipe)
+    assert json.loads((again / "config.json").read_text())["image_size"] == smaller.image_size == 256
+    assert "image_size" not in json.loads((run / "config.json").read_text())  # the others keep the base's
 
 
 def test_the_allocation_spends_removals_where_they_cost_least_damage_per_saving():
@@ -454,10 +463,15 @@ def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
     sweep = json.loads((repo / "models" / "grocery" / "channel_pruning.json").read_text())
     readme = (repo / "README.md").read_text()
     notes = readme[readme.index("<!-- channels:end -->"):readme.index("### Input resolution")]
+    notes = " ".join(notes.split())  # line breaks fall anywhere in a wrapped paragraph
     chosen, models = sweep["chosen"], sweep["models"]
     fast, shipped = models[chosen], models["shipped"]
     assert f"The shipped fast model is now the {chosen} level" in notes
-    assert f"reads {fast['ratio_1t']:.3f}x / {fast['ratio_2t']:.3f}x in this measurement" in notes
+    assert f"reads {fast['ratio_1t']:.3f}x / {fast['ratio_2t']:.3f}x the shipped model in this measurement" in notes
+    before = models["0.70x-kd"]
+    ratios = f"{before['ratio_1t']:.3f}x / {before['ratio_2t']:.3f}x"
+    assert f"reads {ratios} and {100 * before['val']['top1']:.2f}%" in notes
+    assert f"This sweep has now tried {len(sweep['levels'])} levels" in notes
     drop = 100 * (shipped["val"]["top1"] - fast["val"]["top1"])
     assert f"scores {100 * fast['val']['top1']:.2f}%" in notes and f"{drop:.2f} points" in notes
     assert ("target is missed" in notes) == (drop > 100 * sweep["target_drop"])
