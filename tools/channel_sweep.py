@@ -39,6 +39,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
@@ -170,7 +171,7 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
 REFIT_CHECK = "refit_check.json"  # in a level's run: val top-1 before fine-tuning, channels removed vs refitted
 
 
-def refit_check(runs: Path, level: Level, dataset: Path) -> dict:
+def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     """Val top-1 of the level's base with the level's channels removed, before any
     fine-tuning: plainly, and with the projections refitted (what --reconstruct-channels
     starts fine-tuning from: the same weights, plan, calibration images and seed)."""
@@ -191,21 +192,67 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict:
     full = load_run_model(runs / level.base, final=False)  # the main phase the level branched from
     groups = channels.find_groups(full)
     images = np.load(run / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
-    val = load_images(discover(dataset / "val"), labels,
-                      InputSpec(config.image_size, config.image_size, interpolation=config.interpolation))
+    size = level.image_size or config.image_size  # the size the level's calibration images have
+    val = load_images(discover(dataset / "val"), labels, InputSpec(size, size, interpolation=config.interpolation))
     removed = channels.mask_channels(full, groups, plan)
     refitted = channels.mask_channels(full, groups, plan)
     channels.reconstruct_consumers(full, refitted, groups, plan, images)
 
-    def top1(model) -> float:
-        scores = model.predict(val.pixels.astype(np.float32), batch_size=32, verbose=0)
-        return float((scores.argmax(axis=1) == val.labels).mean())
-
-    result = {"val_images": int(len(val.labels)), "unpruned": top1(full), "removed": top1(removed),
-              "refitted": top1(refitted), "command": f"python tools/channel_sweep.py --refit-check --level "
-                                                    f"{level.ratio:g} --tag {level.tag}"}
+    result = {"val_images": int(len(val.labels)), "unpruned": _float_top1(full, val),
+              "removed": _float_top1(removed, val), "refitted": _float_top1(refitted, val),
+              "command": f"python tools/channel_sweep.py --refit-check --level {level.ratio:g} --tag {level.tag}"}
     write_json_atomic(run / REFIT_CHECK, result)
     return result
+
+
+SIZE_CHECK = "size_check.json"  # in a level's run with its own input size: the unpruned base at both sizes
+
+
+def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
+    """For a level with its own input size: the base's float val top-1 at the recipe's size
+    and at the level's, and the unpruned int8 bare invoke at the level's size over the
+    recipe's (interleaved call by call, like the search's timing), at 1 and 2 threads."""
+    import dataclasses
+
+    import cv2
+    import numpy as np
+
+    from edgeshop.datasets import load_images
+    from edgeshop.runtime.modelcard import InputSpec
+    from edgeshop.train.latency_target import int8_flatbuffer, interleaved_p50
+    from edgeshop.train.model_io import load_weights
+    from edgeshop.train.run_model import build_model, read_run
+
+    if not level.image_size:
+        raise SystemExit(f"level {level.name} runs at its recipe's size: nothing to compare")
+    base = runs / level.base
+    config, labels, _ = read_run(base)
+    calibration = np.load(base / "calibration.npy", allow_pickle=False)[:32]
+    samples = discover(dataset / "val")
+    result: dict[str, Any] = {"sizes": [config.image_size, level.image_size], "val_top1_float": {}}
+    flatbuffers = {}
+    for size in (config.image_size, level.image_size):
+        model = build_model(dataclasses.replace(config, image_size=size), len(labels))
+        load_weights(model, base / "stages" / "train.weights.npz")  # the main phase every level branches from
+        val = load_images(samples, labels, InputSpec(size, size, interpolation=config.interpolation))
+        result["val_top1_float"][str(size)] = _float_top1(model, val)
+        images = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in calibration])
+        flatbuffers[str(size)] = int8_flatbuffer(model, images.astype(np.float32))
+    result["int8_ratio"] = {}
+    for threads in THREADS:
+        p50 = interleaved_p50(flatbuffers, threads=threads, runs=100)
+        result["int8_ratio"][f"{threads}t"] = p50[str(level.image_size)] / p50[str(config.image_size)]
+    result["command"] = f"python tools/channel_sweep.py --size-check --level {level.ratio:g} --tag {level.tag}"
+    write_json_atomic(level_run(runs, level) / SIZE_CHECK, result)
+    return result
+
+
+def _float_top1(model: Any, val: Any) -> float:
+    """Top-1 of a Keras model on decoded val images (datasets.LoadedImages)."""
+    import numpy as np
+
+    scores = model.predict(val.pixels.astype(np.float32), batch_size=32, verbose=0)
+    return float((scores.argmax(axis=1) == val.labels).mean())
 
 
 def level_run(runs: Path, level: Level) -> Path:
@@ -296,7 +343,7 @@ def render(result: dict) -> str:
                    + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else ""))
             sessions.setdefault(key, []).append(name)
     provenance = "; ".join(f"{', '.join(names)}: trained and measured {key}" for key, names in sessions.items())
-    both = [name for name, f in figures.items() if _threads_timed(f.get("search_threads")) > 1]
+    both = [name for name, f in ordered(figures) if _threads_timed(f.get("search_threads")) > 1]
     search = (f"the search timed one thread, except for {', '.join(both)}: 1 and 2 threads, the target met at both"
               if both else "the search timed one thread")
     longer = [f"{f['fine_tune_epochs']} for {name}" + (f", which keeps the channels of {f['plan_from']}"
@@ -330,16 +377,25 @@ def _refit_note(name: str, f: dict) -> str:
     check = f.get("before_fine_tuning")
     if check:
         note += (f"; before fine-tuning its val top-1 is {_pct(check['removed'])} with the channels removed and "
-                 f"{_pct(check['refitted'])} refitted (unpruned {_pct(check['unpruned'])}; `{check['command']}`)")
+                 f"{_pct(check['refitted'])} refitted (unpruned {_pct(check['unpruned'])}; `{check['command']}`, "
+                 "today's refit, which keeps a projection as it was when its refit does not help on held-out "
+                 "images; the level was trained with the first version, which refitted all of them: 79.39%)")
     return note + "."
 
 
 def _size_note(name: str, f: dict, figures: dict) -> str:
     """One sentence on a level that runs at another input size than the shipped model."""
-    return (f"{name} validates and exports at {f['input_px']} px instead of {figures['shipped']['input_px']}: "
-            "its target is "
-            f"{f['level']:.2f}x the unpruned network at that size (the last two columns compare it with the "
-            "shipped model, like every row).")
+    note = (f"{name} validates and exports at {f['input_px']} px instead of {figures['shipped']['input_px']}: its "
+            f"target is {f['level']:.2f}x the unpruned network at that size (the last two columns compare it with "
+            "the shipped model, like every row)")
+    check = f.get("size_check")
+    if check:
+        small, large = str(f["input_px"]), str(check["sizes"][0])
+        ratios = " / ".join(f"{r:.3f}x" for r in check["int8_ratio"].values())
+        note += (f"; the unpruned base scores {_pct(check['val_top1_float'][small])} float val top-1 at {small} px "
+                 f"({_pct(check['val_top1_float'][large])} at {large}) and its int8 model runs at {ratios} the "
+                 f"{large}-px one at 1 / 2 threads (`{check['command']}`)")
+    return note + "."
 
 
 def uniform_lines() -> list[str]:
@@ -398,6 +454,9 @@ def main() -> int:
     parser.add_argument("--base-only", action="store_true",
                         help="only train the unpruned base (runs/grocery_base; also a teacher of the round-2 recipe)")
     parser.add_argument("--tag", default="", help="with --level: the level's rerun with this tag (see LEVELS)")
+    parser.add_argument("--size-check", action="store_true",
+                        help="with --level of a level with its own input size: the unpruned base's float val top-1 "
+                             "and int8 latency at both sizes (recorded in the run; --measure copies it)")
     parser.add_argument("--refit-check", action="store_true",
                         help="with --level: val top-1 of the level's channels removed before fine-tuning, plainly "
                              "and refitted by least squares (recorded in the run; --measure copies it)")
@@ -412,6 +471,16 @@ def main() -> int:
               f"({', '.join(BY_NAME)})", file=sys.stderr)
         return 2
     dataset, runs = Path(args.dataset), Path(args.runs_dir)
+    if args.size_check:
+        if chosen_level is None:
+            print("--size-check needs --level (and --tag) naming a level with its own input size", file=sys.stderr)
+            return 2
+        check = size_check(runs, chosen_level, dataset)
+        small, large = str(chosen_level.image_size), str(check["sizes"][0])
+        print(f"{chosen_level.name}: unpruned base float val top-1 {_pct(check['val_top1_float'][large])} at "
+              f"{large} px, {_pct(check['val_top1_float'][small])} at {small} px; int8 {small} / {large} px: "
+              + " / ".join(f"{r:.3f}x" for r in check["int8_ratio"].values()) + " at 1 / 2 threads")
+        return 0
     if args.refit_check:
         if chosen_level is None:
             print("--refit-check needs --level (and --tag) naming a trained level", file=sys.stderr)
@@ -478,6 +547,8 @@ def main() -> int:
                          shipped_p50_ms=_shipped_ms(new["shipped"]), reconstruct=BY_NAME[name].reconstruct)
         if (run / REFIT_CHECK).is_file():
             new[name]["before_fine_tuning"] = json.loads((run / REFIT_CHECK).read_text())
+        if (run / SIZE_CHECK).is_file():
+            new[name]["size_check"] = json.loads((run / SIZE_CHECK).read_text())
     figures = {"shipped": new["shipped"], **{name: new.get(name) or earlier[name] for name in exported}}
     result["models"] = figures
     chosen = choose_level(figures, list(exported))
@@ -576,8 +647,8 @@ def _level_seconds(metrics: dict) -> float:
 
 
 def ordered(figures: dict) -> list[tuple[str, dict]]:
-    """The shipped model first, then the levels from the least to the most pruned (one
-    level's reruns in the order of LEVELS, whatever order the figures were stored in)."""
+    """The shipped model first, then the levels by target ratio, highest first (one ratio's
+    levels in the order of LEVELS, whatever order the figures were stored in)."""
     names = list(BY_NAME)
     return sorted(figures.items(), key=lambda item: (-item[1].get("level", 9.0),
                                                      names.index(item[0]) if item[0] in names else -1))

@@ -233,8 +233,11 @@ def session_sentence(unseen_val: int) -> str:
     if not SESSION_CHECK.is_file():
         return "Which of the two a store's new products resemble is not known here, so quote both. "
     check = json.loads(SESSION_CHECK.read_text())
+    if check["images"]["unseen_val"] != unseen_val:
+        raise SystemExit(f"{SESSION_CHECK} scored {check['images']['unseen_val']} unseen val photos, the benchmark "
+                         f"{unseen_val}: rerun `{check['command']}`")
     closer = check["auroc_unseen_train"] < 0.5
-    return ("Features that never saw a grocery photo (the ImageNet Lite0; each photo's cosine similarity to the "
+    return ("Features never trained on this dataset (the ImageNet Lite0; each photo's cosine similarity to the "
             f"nearest known training photo; `{check['command']}`) separate the known val photos from the unseen "
             f"val photos at AUROC {check['auroc_unseen_val']:.3f} and from the unseen training photos at "
             f"{check['auroc_unseen_train']:.3f}"

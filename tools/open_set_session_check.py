@@ -1,13 +1,13 @@
 """Why the open-set benchmark's two AUROC estimates differ: a check with a network that never saw grocery photos.
 
-    python tools/open_set_session_check.py      # about 5 min here; writes models/grocery/open_set/session_check.json
+    python tools/open_set_session_check.py      # about 2 min here; writes models/grocery/open_set/session_check.json
 
 The benchmark (tools/open_set_benchmark.py) scores the 71 known classes' val photos
 against the ten unseen classes' val photos (estimate 1) and against their training photos
 (estimate 2). Estimate 2 reads lower. The Grocery Store Dataset's train and val photos
 were taken in different sessions, so estimate 2 may compare products *and* sessions.
 
-This check separates the two with features that know nothing of the 81 products: the
+This check separates the two with features never trained on this dataset: the
 ImageNet EfficientNet-Lite0 that edgeshop ships (global average of its last feature map,
 224 px). Each photo's score is its cosine similarity to the nearest of the 71 known
 classes' training photos. With these features, AUROC (known val photos over unseen ones)
@@ -52,6 +52,7 @@ def imagenet_features(pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
 
 
 def nearest_similarity(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each row's cosine similarity to its nearest reference row (both unit length)."""
     return (features @ reference.T).max(axis=1)
 
 

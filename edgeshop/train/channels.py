@@ -23,6 +23,7 @@ the SIMD width int8 kernels like.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,9 +273,10 @@ def reconstruct_consumers(full: keras.Model, masked: keras.Model, groups: list[C
     earlier group's error is corrected downstream. The fit's constant term goes into the
     consumer's bias or, without one, the moving mean of the BatchNorm reading it. Only 1x1
     consumers (EfficientNet-Lite's projections) are refitted, and only where the fit has
-    enough rows and lowers the error; the others keep their weights. Returns per group the
-    mean squared error of its output on the fit's rows before and after, and whether it
-    was refitted."""
+    enough rows and, fitted on half the images, lowers the error on the other half; the
+    others keep their weights. Returns, for every group that lost channels and has a 1x1
+    consumer, the mean squared error of its output on those held-out rows with the
+    channels removed ("before") and refitted ("after"), and whether it was refitted."""
     rng = np.random.default_rng(seed)
     errors: dict[str, dict[str, float]] = {}
     for group in groups:
@@ -291,16 +293,19 @@ def reconstruct_consumers(full: keras.Model, masked: keras.Model, groups: list[C
         design = inputs[:, kept]
         if absorber is not None:  # a constant column: the fit's offset
             design = np.concatenate([design, np.ones((len(design), 1))], axis=1)
-        before = float(np.mean((inputs[:, kept] @ kernel[0, 0, kept] - target) ** 2))
+        # decided on images the fit did not see: fitted on the first half of the images, the
+        # refit must beat plain removal on the second half (rows run image by image)
+        split = len(design) // len(images) * (len(images) // 2)
+        plain = inputs[split:, kept] @ kernel[0, 0, kept]
+        before = float(np.mean((plain - target[split:]) ** 2))
         errors[group.producer] = {"before": before, "after": before, "refitted": False}
-        if len(design) < MIN_ROWS_PER_UNKNOWN * design.shape[1]:
+        if split < MIN_ROWS_PER_UNKNOWN * design.shape[1]:
             continue  # too few positions (a small input's last stages): the fit would follow noise
-        gram = design.T @ design
-        ridge = RECONSTRUCTION_RIDGE * np.trace(gram) / len(gram)  # keeps near-collinear channels stable
-        solution = np.linalg.solve(gram + ridge * np.eye(len(gram)), design.T @ target)
-        after = float(np.mean((design @ solution - target) ** 2))
+        after = float(np.mean((design[split:] @ _ridge_fit(design[:split], target[:split]) - target[split:]) ** 2))
         if after >= before:
+            errors[group.producer]["after"] = after
             continue
+        solution = _ridge_fit(design, target)  # the weights written: fitted on every row
         errors[group.producer].update(after=after, refitted=True)
         consumer = masked.get_layer(group.consumer)
         weights = consumer.get_weights()
@@ -311,6 +316,13 @@ def reconstruct_consumers(full: keras.Model, masked: keras.Model, groups: list[C
             absorber(solution[len(kept)])
     return errors
 
+
+def _ridge_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least squares with a small ridge (relative to the design's scale), which keeps
+    near-collinear channels stable."""
+    gram = design.T @ design
+    ridge = RECONSTRUCTION_RIDGE * np.trace(gram) / len(gram)
+    return np.linalg.solve(gram + ridge * np.eye(len(gram)), design.T @ target)
 
 
 def _sampled_activations(model: keras.Model, layer: str, images: np.ndarray, positions: int,
@@ -329,7 +341,7 @@ def _sampled_activations(model: keras.Model, layer: str, images: np.ndarray, pos
     return np.concatenate(rows).astype(np.float64)
 
 
-def _constant_absorber(model: keras.Model, name: str):
+def _constant_absorber(model: keras.Model, name: str) -> Callable[[np.ndarray], None] | None:
     """A function adding a constant to the output of layer ``name``: through its bias, or
     the moving mean of the one BatchNorm reading it; None if neither exists (then the fit
     has no constant term)."""
