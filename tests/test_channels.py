@@ -76,8 +76,7 @@ def test_least_squares_refit_brings_the_pruned_network_closer_and_removal_stays_
     images, unseen = _pixels(16, 64), _pixels(6, 64, seed=3)
     plan = channels.make_plan(model, groups, 0.5, images)
     plain = channels.mask_channels(model, groups, plan)
-    refitted = channels.mask_channels(model, groups, plan)
-    errors = channels.reconstruct_consumers(model, refitted, groups, plan, images)
+    refitted, errors = channels.refitted_copy(model, groups, plan, images)
     assert sorted(errors) == sorted(g.producer for g in groups)
     refit = [name for name, e in errors.items() if e["refitted"]]
     # at 64 px the later stages have 16 or 4 positions an image: too few rows, so those keep their weights
@@ -222,6 +221,7 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
     assert train_cli.main(["--out", str(run), "--resume"]) == 0
     assert "[prune_channels] least squares" not in capsys.readouterr().out  # the checkpoint has the refitted weights
     assert json.loads((run / "config.json").read_text())["reconstruct_channels"] is True
+    assert json.loads((run / "card.json").read_text())["extra"]["training"]["reconstruct_channels"] is True
     epochs = [int(r["epoch"]) for r in _log_rows(run) if r["phase"] == "prune_channels"]
     assert epochs[logged:] == list(range(checkpointed + 1, 4)), epochs  # continued, not restarted
     assert (run / "channels.json").read_text() == plan_before  # the same channels, not re-ranked

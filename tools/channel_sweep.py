@@ -195,8 +195,7 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     size = level.image_size or config.image_size  # the size the level's calibration images have
     val = load_images(discover(dataset / "val"), labels, InputSpec(size, size, interpolation=config.interpolation))
     removed = channels.mask_channels(full, groups, plan)
-    refitted = channels.mask_channels(full, groups, plan)
-    channels.reconstruct_consumers(full, refitted, groups, plan, images)
+    refitted, _ = channels.refitted_copy(full, groups, plan, images)
 
     result = {"val_images": int(len(val.labels)), "unpruned": _float_top1(full, val),
               "removed": _float_top1(removed, val), "refitted": _float_top1(refitted, val),
@@ -248,11 +247,13 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
 
 
 def _float_top1(model: Any, val: Any) -> float:
-    """Top-1 of a Keras model on decoded val images (datasets.LoadedImages)."""
+    """Top-1 of a Keras model on decoded val images (datasets.LoadedImages), by the
+    evaluation's own rule (edgeshop-eval, training's metrics)."""
     import numpy as np
 
-    scores = model.predict(val.pixels.astype(np.float32), batch_size=32, verbose=0)
-    return float((scores.argmax(axis=1) == val.labels).mean())
+    from edgeshop.report.evaluate import top_k_accuracy
+
+    return top_k_accuracy(val.labels, model.predict(val.pixels.astype(np.float32), batch_size=32, verbose=0), 1)
 
 
 def level_run(runs: Path, level: Level) -> Path:

@@ -237,7 +237,7 @@ def session_sentence(unseen_val: int) -> str:
         raise SystemExit(f"{SESSION_CHECK} scored {check['images']['unseen_val']} unseen val photos, the benchmark "
                          f"{unseen_val}: rerun `{check['command']}`")
     closer = check["auroc_unseen_train"] < 0.5
-    return ("Features never trained on this dataset (the ImageNet Lite0; each photo's cosine similarity to the "
+    return ("Features never trained on this dataset (the ImageNet Lite0; each photo's distance to the "
             f"nearest known training photo; `{check['command']}`) separate the known val photos from the unseen "
             f"val photos at AUROC {check['auroc_unseen_val']:.3f} and from the unseen training photos at "
             f"{check['auroc_unseen_train']:.3f}"

@@ -9,8 +9,8 @@ were taken in different sessions, so estimate 2 may compare products *and* sessi
 
 This check separates the two with features never trained on this dataset: the
 ImageNet EfficientNet-Lite0 that edgeshop ships (global average of its last feature map,
-224 px). Each photo's score is its cosine similarity to the nearest of the 71 known
-classes' training photos. With these features, AUROC (known val photos over unseen ones)
+224 px). Each photo's score is edgeshop-eval's kNN score with k = 1: how close it is to the
+nearest of the 71 known classes' training photos. With these features, AUROC (known val photos over unseen ones)
 well below 0.5 means the unseen photos look more like the known training photos than the
 known products' own val photos do: the session, not the product, dominates.
 """
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 
 from edgeshop.datasets import discover, load_images  # noqa: E402
-from edgeshop.report.openset import auroc  # noqa: E402
+from edgeshop.report.openset import auroc, known_scores  # noqa: E402
 from edgeshop.runtime.modelcard import InputSpec  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
@@ -39,21 +39,15 @@ OUT = OPEN_SET / "session_check.json"
 
 
 def imagenet_features(pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Unit-length global-average features of the ImageNet Lite0 (no grocery training)."""
+    """Global-average features of the ImageNet Lite0 (no grocery training)."""
     from edgeshop.train._keras import keras
     from edgeshop.train.architectures import MODELS_DIR, build_efficientnet_lite0, load_weights_npz
 
     model = build_efficientnet_lite0(10, IMAGE_SIZE)  # the classifier layer is unused
     load_weights_npz(model, MODELS_DIR / "efficientnet_lite0_imagenet.npz")
     probe = keras.Model(model.inputs, keras.layers.GlobalAveragePooling2D()(model.get_layer("top_relu").output))
-    out = np.concatenate([probe(pixels[i:i + batch_size].astype(np.float32), training=False).numpy()
-                          for i in range(0, len(pixels), batch_size)])
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-
-def nearest_similarity(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Each row's cosine similarity to its nearest reference row (both unit length)."""
-    return (features @ reference.T).max(axis=1)
+    return np.concatenate([probe(pixels[i:i + batch_size].astype(np.float32), training=False).numpy()
+                           for i in range(0, len(pixels), batch_size)])
 
 
 def main() -> int:
@@ -75,15 +69,17 @@ def main() -> int:
     for part, samples in parts.items():
         print(f"{part}: {len(samples)} photos", flush=True)
         features[part] = imagenet_features(load_images(samples, names, spec).pixels)
-    scores = {part: nearest_similarity(features[part], features["known_train"])
+    # edgeshop-eval's kNN score with k = 1: minus the distance to the nearest known training photo
+    scores = {part: known_scores("knn", {"embedding": features[part]}, reference=features["known_train"], k=1)
               for part in ("known_val", "unseen_val", "unseen_train")}
     result = {
-        "features": f"ImageNet EfficientNet-Lite0, global average of top_relu, {IMAGE_SIZE} px, cosine",
+        "features": f"ImageNet EfficientNet-Lite0, global average of top_relu, {IMAGE_SIZE} px",
+        "score": "edgeshop.report.openset kNN score, k = 1 (minus the L2 distance of unit-length features)",
         "reference": f"{len(parts['known_train'])} training photos of the 71 known classes",
         "images": {part: len(samples) for part, samples in parts.items()},
         "auroc_unseen_val": auroc(scores["known_val"], scores["unseen_val"]),
         "auroc_unseen_train": auroc(scores["known_val"], scores["unseen_train"]),
-        "mean_similarity": {part: float(s.mean()) for part, s in scores.items()},
+        "mean_score": {part: float(s.mean()) for part, s in scores.items()},
         "command": "python tools/open_set_session_check.py",
         "seconds": round(time.time() - started, 1),
     }

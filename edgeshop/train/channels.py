@@ -317,6 +317,14 @@ def reconstruct_consumers(full: keras.Model, masked: keras.Model, groups: list[C
     return errors
 
 
+def refitted_copy(model: keras.Model, groups: list[ChannelGroup], plan: dict[str, Any],
+                  images: np.ndarray) -> tuple[keras.Model, dict[str, dict[str, float]]]:
+    """``model`` with the plan's channels masked and its projections refitted
+    (reconstruct_consumers), and the refit's errors: what --reconstruct-channels narrows."""
+    masked = mask_channels(model, groups, plan)
+    return masked, reconstruct_consumers(model, masked, groups, plan, images)
+
+
 def _ridge_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least squares with a small ridge (relative to the design's scale), which keeps
     near-collinear channels stable."""

@@ -499,10 +499,9 @@ class TrainingRun:
         # a resumed phase restores its checkpoint over these weights: no refit needed then
         resuming = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints" / "prune_channels")) is not None
         if self.config.reconstruct_channels and not resuming:
-            source = channels.mask_channels(model, groups, plan)
             sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
             self.log(f"[prune_channels] refitting the projections on their kept channels ({len(sample)} images)")
-            errors = channels.reconstruct_consumers(model, source, groups, plan, sample)
+            source, errors = channels.refitted_copy(model, groups, plan, sample)
             # projections' errors differ in scale by orders of magnitude: report the median ratio
             ratios = [e["after"] / e["before"] for e in errors.values() if e["refitted"] and e["before"] > 0]
             refitted = sum(e["refitted"] for e in errors.values())
