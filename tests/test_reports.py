@@ -20,6 +20,7 @@ from edgeshop.report.metrics import (
     confusion_matrix,
     expected_calibration_error,
     most_confused,
+    paired_difference_interval,
     per_class,
     summarize,
     wilson_interval,
@@ -73,6 +74,25 @@ def test_wilson_interval_against_published_values():
     assert low == pytest.approx(0.7225, abs=1e-4) and high == 1.0
     narrow, wide = wilson_interval(900, 1000), wilson_interval(9, 10)
     assert narrow[1] - narrow[0] < wide[1] - wide[0], "more images, narrower interval"
+
+
+def test_paired_difference_interval_matches_the_normal_approximation_and_beats_two_wilson_intervals():
+    same = np.ones(296, bool)
+    assert paired_difference_interval(same, same) == (0.0, 0.0)  # agreeing models: no doubt about the difference
+    # 300 images: a right and b wrong on 15, the reverse on 5, both agree on the rest
+    a = np.zeros(300, bool)
+    b = np.zeros(300, bool)
+    a[:15] = b[15:20] = True
+    a[20:250] = b[20:250] = True
+    d = a.astype(float) - b
+    half = 1.96 * d.std() / np.sqrt(len(d))  # by hand: 1.96 x 0.256 / sqrt(300) = 0.029
+    low, high = paired_difference_interval(a, b)
+    assert (low, high) == pytest.approx((d.mean() - half, d.mean() + half), abs=0.006)
+    wa, wb = wilson_interval(int(a.sum()), 300), wilson_interval(int(b.sum()), 300)
+    unpaired = np.hypot(wa[1] - wa[0], wb[1] - wb[0])  # the width two independent samples would give
+    assert high - low < 0.6 * unpaired, "pairing cancels the images both models agree on"
+    with pytest.raises(ValueError, match="equally long"):
+        paired_difference_interval(a, b[:10])
 
 
 def test_expected_calibration_error_by_hand():

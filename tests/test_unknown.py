@@ -18,7 +18,7 @@ from test_stream_and_smoothing import make_video
 from edgeshop.cli import classify as classify_cli
 from edgeshop.cli import eval as eval_cli
 from edgeshop.errors import ModelCardError
-from edgeshop.report.openset import auroc, fpr_at_tpr, known_scores, threshold_at_tpr
+from edgeshop.report.openset import auroc, auroc_interval, fpr_at_tpr, known_scores, threshold_at_tpr
 from edgeshop.runtime.classifier import Classifier
 from edgeshop.runtime.modelcard import embed_card, read_card
 from edgeshop.runtime.smoothing import Smoother
@@ -33,6 +33,21 @@ def test_auroc_and_fpr_at_95_tpr_by_hand():
     assert threshold_at_tpr(known, 0.95) == 0.7  # keeping 95% of three images keeps all three
     assert threshold_at_tpr(np.arange(100.0), 0.95) == 5.0  # keeps 5..99: 95 images
     assert fpr_at_tpr(known, unknown, 0.95) == 0.5  # 0.75 passes 0.7, 0.1 does not
+
+
+def test_auroc_interval_matches_hanley_and_mcneil_and_narrows_with_more_images():
+    rng = np.random.default_rng(1)
+    known, unknown = rng.normal(1.0, 1.0, 200), rng.normal(0.0, 1.0, 200)
+    a = auroc(known, unknown)
+    # Hanley & McNeil (1982): the AUROC's standard error from its value and the two counts
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = np.sqrt((a * (1 - a) + 199 * (q1 - a * a) + 199 * (q2 - a * a)) / (200 * 200))
+    low, high = auroc_interval(known, unknown)
+    assert low < a < high
+    assert (low, high) == pytest.approx((a - 1.96 * se, a + 1.96 * se), abs=0.012)
+    few = auroc_interval(known[:30], unknown[:30])
+    assert few[1] - few[0] > 1.8 * (high - low), "seven times fewer images: a much wider interval"
+    assert auroc_interval(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == (1.0, 1.0)  # always separated
 
 
 def test_scores_of_each_method():
@@ -117,6 +132,9 @@ def test_eval_unknown_reports_auroc_fpr_and_known_accuracy(pipeline, synthetic_d
                           for p in sorted(other_products.glob("*.png"))])
     assert figures["unknown_auroc"] == pytest.approx(auroc(known_top, other_top))
     assert figures["unknown_fpr_at_95tpr"] == pytest.approx(fpr_at_tpr(known_top, other_top))
+    low, high = unknown["unknown_auroc_interval"]
+    assert low <= figures["unknown_auroc"] <= high
+    assert f"(95% bootstrap interval {low:.3f}-{high:.3f})" in (tmp_path / "report" / "report.md").read_text()
     threshold = classifier.unknown_threshold
     assert unknown["threshold"] == threshold > 0
     paths = sorted(synthetic_data["test"].rglob("*.png"))

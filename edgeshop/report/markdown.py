@@ -43,7 +43,8 @@ def head_markdown(figures: dict[str, Any]) -> list[str]:
     if "unknown" in figures:
         u = figures["unknown"]
         lines.append(f"- unknown products ({u['unknown_images']} images of `{u['data']}`): AUROC "
-                     f"{u['unknown_auroc']:.3f}, FPR at 95% TPR {u['unknown_fpr_at_95tpr']:.3f}; at the threshold "
+                     f"{u['unknown_auroc']:.3f}{_auroc_interval(u)}, FPR at 95% TPR {u['unknown_fpr_at_95tpr']:.3f}; "
+                     "at the threshold "
                      f"{u['threshold']:.4f} ({u['threshold_source']}) {u['known_accepted']:.1%} of known images are "
                      f"kept, known top-1 {u['known_top1_at_threshold']:.2%}, {u['unknown_rejected']:.1%} of unknown "
                      "images rejected")
@@ -52,3 +53,9 @@ def head_markdown(figures: dict[str, Any]) -> list[str]:
     if "reliability_diagram" in figures:
         lines += ["", f"![reliability diagram]({figures['reliability_diagram']})"]
     return lines
+
+
+def _auroc_interval(unknown: dict) -> str:
+    """` (95% bootstrap interval 0.77-0.91)`, or nothing for figures written before it existed."""
+    interval = unknown.get("unknown_auroc_interval")
+    return f" (95% bootstrap interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeshop.report.metrics import BOOTSTRAP_RESAMPLES, percentile_interval
+
 METHODS = ("max_score", "max_logit", "energy", "knn")
 DEFAULT_TPR = 0.95  # the share of known-product frames the default threshold keeps
 KNN_K = 5
@@ -58,6 +60,21 @@ def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
     below = np.searchsorted(ordered, known, side="left")
     ties = np.searchsorted(ordered, known, side="right") - below
     return float((below.sum() + 0.5 * ties.sum()) / (len(known) * len(unknown)))
+
+
+def auroc_interval(known: np.ndarray, unknown: np.ndarray, level: float = 0.95,
+                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the AUROC: known and unknown images resampled separately.
+
+    Photos of one product (bursts of near-identical shots) are not independent, so the true
+    uncertainty is wider than this interval; it is a floor, not a bound.
+    """
+    known, unknown = np.asarray(known, np.float64), np.asarray(unknown, np.float64)
+    if not len(known) or not len(unknown):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = [auroc(rng.choice(known, len(known)), rng.choice(unknown, len(unknown))) for _ in range(resamples)]
+    return percentile_interval(np.array(values), level)
 
 
 def threshold_at_tpr(known: np.ndarray, tpr: float = DEFAULT_TPR) -> float:
@@ -103,6 +120,8 @@ def unknown_figures(truth: np.ndarray, known: dict[str, np.ndarray], unknown: di
     correct = known["scores"].argmax(1) == truth
     return {
         "unknown_auroc": methods["max_score"]["auroc"],
+        "unknown_auroc_interval": list(auroc_interval(known_scores("max_score", known),
+                                                      known_scores("max_score", unknown))),
         f"unknown_{key}": methods["max_score"][key],
         "threshold": float(threshold),
         "known_images": int(len(truth)),
