@@ -493,5 +493,10 @@ def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
     assert f"scores int8 {100 * refit['val']['top1']:.2f}%" in notes
     check = refit["before_fine_tuning"]
     assert f"from {100 * check['removed']:.2f}% to {100 * check['refitted']:.2f}%" in notes
+    low, high = (100 * x for x in fast["drop_interval"])
+    assert f"runs from {low:.2f} to {high:.2f} points" in notes
+    averaged = models["0.85x-kd-256-swa"]
+    assert (f"The mean scored {100 * averaged['val_top1_averaged']:.2f}% float before QAT, but int8 "
+            f"{100 * averaged['val']['top1']:.2f}%") in notes
     described = f"{100 * check['removed']:.2f}%\n   val top-1 before fine-tuning and the refit at "
     assert described + f"{100 * check['refitted']:.2f}%" in readme  # the option's description quotes the same check

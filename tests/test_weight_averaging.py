@@ -71,3 +71,40 @@ def test_training_keeps_the_mean_of_the_last_epochs(synthetic_data, tmp_path):
         assert kernels
         for key in kernels:
             np.testing.assert_allclose(stage[key], average[key], rtol=1e-6)
+
+
+def test_channel_fine_tune_settings_are_checked():
+    from edgeshop.train.config import TrainConfig
+
+    with pytest.raises(EdgeshopError, match="add --prune-channels FRACTION"):
+        TrainConfig(data="x", out="y", prune_channels_average_last_epochs=2).validate()
+    with pytest.raises(EdgeshopError, match="between 0 and --prune-channels-epochs \\(4\\)"):
+        TrainConfig(data="x", out="y", prune_channels=0.5, prune_channels_average_last_epochs=5).validate()
+
+
+def test_channel_fine_tune_keeps_the_mean_of_its_last_epochs(synthetic_data, tmp_path):
+    import json
+
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.fit import train
+
+    run = tmp_path / "run"
+    lines: list[str] = []
+    config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
+                         image_size=32, epochs=2, batch_size=16, lr=3e-3, prune_channels=0.5,
+                         prune_channels_epochs=3, prune_channels_average_last_epochs=2)
+    metrics = train(config, log=lambda line: lines.append(str(line)))
+    assert any(line.startswith("[prune_channels] kept the mean weights of epochs 2-3 (val accuracy")
+               for line in lines)
+    assert 0 <= metrics["val_top1_averaged_prune_channels"] <= 1
+    assert "val_top1_averaged" not in metrics  # the main phase was not averaged
+    # The narrow network QAT and export start from is the mean of epochs 2-3, not epoch 3.
+    with np.load(run / "stages" / "prune_channels.weights.npz") as stage, \
+            np.load(run / "checkpoints" / "prune_channels" / "average.weights.npz") as average:
+        assert int(average["count"]) == 2 and int(average["last_epoch"]) == 3
+        kernels = [k for k in stage.files if stage[k].dtype.kind == "f" and stage[k].ndim == 4]
+        assert kernels
+        for key in kernels:
+            np.testing.assert_allclose(stage[key], average[key], rtol=1e-6)
+    training = json.loads((run / "card.json").read_text())["extra"]["training"]
+    assert training["prune_channels_average_last_epochs"] == 2

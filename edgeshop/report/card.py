@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeshop.datasets import Sample
 from edgeshop.report.evaluate import predict
 from edgeshop.report.metrics import interval_text, summarize
@@ -35,10 +37,16 @@ def pct(x: float) -> str:
 # -- measuring ---------------------------------------------------------------------------
 def summary(model: Path, samples: Sequence[Sample], hierarchy: Mapping[str, str] | None) -> dict[str, Any]:
     """edgeshop-eval's figures of one model on labelled images (without the confusion matrix)."""
+    return summary_and_hits(model, samples, hierarchy)[0]
+
+
+def summary_and_hits(model: Path, samples: Sequence[Sample],
+                     hierarchy: Mapping[str, str] | None) -> tuple[dict[str, Any], np.ndarray]:
+    """summary(), and per readable image whether the top-1 is right (for paired comparisons of models)."""
     result = predict(Classifier(model), samples, show_progress=False)
     figures = summarize(result.truth, result.scores, result.labels, hierarchy)
     figures.pop("confusion_matrix")
-    return figures
+    return figures, result.scores.argmax(axis=1) == result.truth
 
 
 def measure_models(models: Mapping[str, Path], samples: Sequence[Sample], hierarchy: Mapping[str, str] | None,

@@ -1,4 +1,5 @@
-"""Averaging the weights of the main phase's last epochs (stochastic weight averaging).
+"""Averaging the weights of a phase's last epochs (stochastic weight averaging): the main
+phase (--average-last-epochs) or the channel fine-tune (--prune-channels-average-last-epochs).
 
 Izmailov et al. 2018: the mean of the weights visited late in training sits in a flatter
 part of the loss surface than any single one and usually generalises a little better.

@@ -83,6 +83,9 @@ class TrainConfig:
     reconstruct_channels: bool = False
     prune_channels_epochs: int = 4
     prune_channels_lr: float = 3e-4
+    # Keep the mean weights of the channel fine-tune's last N epochs (like average_last_epochs,
+    # for the phase that trains the narrower network; it always keeps its last epoch otherwise). 0 = off.
+    prune_channels_average_last_epochs: int = 0
     prune: float = 0.0  # target sparsity; 0 = no pruning
     prune_epochs: int = 2
     prune_lr: float = 1e-4
@@ -148,6 +151,12 @@ class TrainConfig:
         if (self.prune_channels or self.target_latency_ratio) and self.prune_channels_epochs < 1:
             raise EdgeshopError("--prune-channels needs --prune-channels-epochs >= 1 (the narrower network "
                                 "must be fine-tuned)")
+        if not 0 <= self.prune_channels_average_last_epochs <= max(self.prune_channels_epochs, 0):
+            raise EdgeshopError(f"--prune-channels-average-last-epochs must be between 0 and --prune-channels-epochs "
+                                f"({self.prune_channels_epochs}); got {self.prune_channels_average_last_epochs}")
+        if self.prune_channels_average_last_epochs and not (self.prune_channels or self.target_latency_ratio):
+            raise EdgeshopError("--prune-channels-average-last-epochs averages the channel fine-tune: add "
+                                "--prune-channels FRACTION or --target-latency-ratio RATIO, or drop it")
         if self.epochs < 0 or self.head_epochs < 0:
             raise EdgeshopError("epoch counts must be >= 0")
         if self.interpolation not in INTERPOLATIONS:

@@ -90,7 +90,7 @@ def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
                             average_last=config.average_last_epochs))
     if config.prune_channels or config.target_latency_ratio:
         phases.append(Phase("prune_channels", config.prune_channels_epochs, config.prune_channels_lr,
-                            keep_best=False))
+                            keep_best=False, average_last=config.prune_channels_average_last_epochs))
     if config.prune:
         phases.append(Phase("prune", config.prune_epochs, config.prune_lr, keep_best=False))
     if config.qat:
@@ -308,6 +308,8 @@ class TrainingRun:
                                 "prune_channels": self.config.prune_channels,
                                 "target_latency_ratio": self.config.target_latency_ratio,
                                 "reconstruct_channels": self.config.reconstruct_channels,
+                                "prune_channels_average_last_epochs":
+                                    self.config.prune_channels_average_last_epochs,
                                 "qat": self.config.qat, "train_images": int(self.n_train),
                                 "head": self._head_record(),
                                 "train_image_size": self.train_image_size,
@@ -610,7 +612,7 @@ class TrainingRun:
         if val_ds is not None:
             # Reported, not used to choose anything: the recipe fixes N in advance.
             accuracy = model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"]
-            self.state["averaged_val_accuracy"] = float(accuracy)
+            self.state[_averaged_key(phase.name)] = float(accuracy)
             message += f" (val accuracy {accuracy:.4f})"
         self.log(message)
 
@@ -670,8 +672,10 @@ class TrainingRun:
         plan = read_channel_plan(self.run_dir)
         if plan is not None:
             metrics["channels"] = channels.summary(plan)
-        if "averaged_val_accuracy" in self.state:
-            metrics["val_top1_averaged"] = self.state["averaged_val_accuracy"]
+        for phase_name, metric in (("train", "val_top1_averaged"),
+                                   ("prune_channels", "val_top1_averaged_prune_channels")):
+            if _averaged_key(phase_name) in self.state:
+                metrics[metric] = self.state[_averaged_key(phase_name)]
         if val_ds is not None:
             final = load_run_model(self.run_dir, final=True) if self.config.qat else float_model
             for name, model in (("float", float_model), ("final", final)):
@@ -737,6 +741,11 @@ class _EpochEnd(keras.callbacks.Callback):
         self.run._save_state()
         self.epoch_var.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+
+
+def _averaged_key(phase: str) -> str:
+    """The state key of a phase's averaged-weights val accuracy (the main phase's predates the others)."""
+    return "averaged_val_accuracy" if phase == "train" else f"averaged_val_accuracy_{phase}"
 
 
 def split_samples(config: TrainConfig) -> tuple[list[datasets.Sample], list[datasets.Sample]]:
