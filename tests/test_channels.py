@@ -210,7 +210,7 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
            *REPO_ARGS, "--epochs", "2", "--prune-channels", "0.5", "--prune-channels-epochs", "3",
-           "--reconstruct-channels"]
+           "--reconstruct-channels", "--prune-channels-average-last-epochs", "3"]
     checkpointed, logged = _kill_when(cmd, run, "prune_channels", 3)
     plan_before = (run / "channels.json").read_text()
     refit = json.loads(plan_before)["reconstruction"]["projections"]["stem_conv"]  # the stem feeds the one group
@@ -230,6 +230,9 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
     from edgeshop.train.run_model import load_run_model
 
     assert load_run_model(run, final=False).get_layer("stem_conv").filters == 8
+    # the weight average holds each of the 3 epochs once, however the kill fell between its write and the checkpoint
+    with np.load(run / "checkpoints" / "prune_channels" / "average.weights.npz") as average:
+        assert (int(average["count"]), int(average["last_epoch"])) == (3, 3)
 
 
 def _sweep_module():
@@ -495,8 +498,38 @@ def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
     assert f"from {100 * check['removed']:.2f}% to {100 * check['refitted']:.2f}%" in notes
     low, high = (100 * x for x in fast["drop_interval"])
     assert f"runs from {low:.2f} to {high:.2f} points" in notes
-    averaged = models["0.85x-kd-256-swa"]
-    assert (f"The mean scored {100 * averaged['val_top1_averaged']:.2f}% float before QAT, but int8 "
-            f"{100 * averaged['val']['top1']:.2f}%") in notes
+    averaged, plain = models["0.85x-kd-256-swa"], models["0.85x-kd-256"]
+    swing = plain["fine_tune_val_top1"][-5:]
+    assert f"swung between {100 * min(swing):.2f}% and {100 * max(swing):.2f}%" in notes
+    paired = averaged["drop_vs_plan"]
+    low, high = (100 * x for x in paired["interval"])
+    assert (f"The mean scored {100 * averaged['val_top1_averaged']:.2f}% float before QAT against "
+            f"{100 * plain['val_top1_float']:.2f}% for the last epoch of 0.85x-kd-256, but int8 "
+            f"{100 * averaged['val']['top1']:.2f}% against {100 * plain['val']['top1']:.2f}%: "
+            f"{100 * paired['drop']:.2f} points lower, paired 95% interval {low:.2f} to {high:.2f}") in notes
+    option = " ".join(readme[readme.index("`--prune-channels-average-last-epochs N`"):].split())
+    assert option.startswith("`--prune-channels-average-last-epochs N` keeps the mean")
+    assert (f"{100 * averaged['val']['top1']:.2f}% int8 against {100 * plain['val']['top1']:.2f}%"
+            in option[:600])  # the option's description quotes the same level
     described = f"{100 * check['removed']:.2f}%\n   val top-1 before fine-tuning and the refit at "
     assert described + f"{100 * check['refitted']:.2f}%" in readme  # the option's description quotes the same check
+
+
+def test_the_committed_drop_intervals_contain_their_drops():
+    """Each interval is shipped (or the plan's level) minus the level, in that order: a
+    swapped pair would give an interval around minus the drop, which fails here."""
+    repo = Path(__file__).resolve().parents[1]
+    models = json.loads((repo / "models" / "grocery" / "channel_pruning.json").read_text())["models"]
+    shipped = models["shipped"]["val"]["top1"]
+    measured = [f for f in models.values() if "drop_interval" in f]
+    assert len(measured) >= 2
+    for f in measured:
+        low, high = f["drop_interval"]
+        assert low <= shipped - f["val"]["top1"] <= high
+    paired = [f for f in models.values() if "drop_vs_plan" in f]
+    assert paired
+    for f in paired:
+        other = models[f["drop_vs_plan"]["against"]]["val"]["top1"]
+        assert f["drop_vs_plan"]["drop"] == pytest.approx(other - f["val"]["top1"])
+        low, high = f["drop_vs_plan"]["interval"]
+        assert low <= f["drop_vs_plan"]["drop"] <= high

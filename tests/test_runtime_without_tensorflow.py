@@ -18,7 +18,7 @@ def test_classifier_runs_with_tensorflow_blocked():
         import cv2
         import edgeshop
         from edgeshop.runtime import audit, bench, classifier, modelcard, preprocess  # noqa: F401
-        from edgeshop.report import evaluate  # noqa: F401
+        from edgeshop.report import card, evaluate, markdown, metrics, openset  # noqa: F401
         c = edgeshop.Classifier(r"{DATA / 'tiny_int8.tflite'}")
         frame = cv2.imread(r"{DATA / 'synthetic' / 'disc' / 'disc_000.png'}")
         predictions = c.classify(frame, top_k=3)

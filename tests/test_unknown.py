@@ -44,7 +44,7 @@ def test_auroc_interval_matches_hanley_and_mcneil_and_narrows_with_more_images()
     se = np.sqrt((a * (1 - a) + 199 * (q1 - a * a) + 199 * (q2 - a * a)) / (200 * 200))
     low, high = auroc_interval(known, unknown)
     assert low < a < high
-    assert (low, high) == pytest.approx((a - 1.96 * se, a + 1.96 * se), abs=0.012)
+    assert (low, high) == pytest.approx((a - 1.96 * se, a + 1.96 * se), abs=0.004)  # 90%: off by 0.008
     few = auroc_interval(known[:30], unknown[:30])
     assert few[1] - few[0] > 1.8 * (high - low), "seven times fewer images: a much wider interval"
     assert auroc_interval(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == (1.0, 1.0)  # always separated

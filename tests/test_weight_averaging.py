@@ -64,9 +64,14 @@ def test_training_keeps_the_mean_of_the_last_epochs(synthetic_data, tmp_path):
     assert any(line.startswith("[train] kept the mean weights of epochs 5-6 (val accuracy") for line in lines)
     assert metrics["val_top1_averaged"] > 0.6
     # The stage the later phases and export start from is the mean, not the last epoch.
-    with np.load(run / "stages" / "train.weights.npz") as stage, \
-            np.load(run / "checkpoints" / "train" / "average.weights.npz") as average:
-        assert int(average["count"]) == 2 and int(average["last_epoch"]) == 6
+    _assert_stage_is_the_mean(run, "train", count=2, last_epoch=6)
+
+
+def _assert_stage_is_the_mean(run, phase: str, count: int, last_epoch: int) -> None:
+    """The weights the phase handed on are its running mean, which holds ``count`` epochs up to ``last_epoch``."""
+    with np.load(run / "stages" / f"{phase}.weights.npz") as stage, \
+            np.load(run / "checkpoints" / phase / "average.weights.npz") as average:
+        assert int(average["count"]) == count and int(average["last_epoch"]) == last_epoch
         kernels = [k for k in stage.files if stage[k].dtype.kind == "f" and stage[k].ndim == 4]
         assert kernels
         for key in kernels:
@@ -99,12 +104,6 @@ def test_channel_fine_tune_keeps_the_mean_of_its_last_epochs(synthetic_data, tmp
     assert 0 <= metrics["val_top1_averaged_prune_channels"] <= 1
     assert "val_top1_averaged" not in metrics  # the main phase was not averaged
     # The narrow network QAT and export start from is the mean of epochs 2-3, not epoch 3.
-    with np.load(run / "stages" / "prune_channels.weights.npz") as stage, \
-            np.load(run / "checkpoints" / "prune_channels" / "average.weights.npz") as average:
-        assert int(average["count"]) == 2 and int(average["last_epoch"]) == 3
-        kernels = [k for k in stage.files if stage[k].dtype.kind == "f" and stage[k].ndim == 4]
-        assert kernels
-        for key in kernels:
-            np.testing.assert_allclose(stage[key], average[key], rtol=1e-6)
+    _assert_stage_is_the_mean(run, "prune_channels", count=2, last_epoch=3)
     training = json.loads((run / "card.json").read_text())["extra"]["training"]
     assert training["prune_channels_average_last_epochs"] == 2

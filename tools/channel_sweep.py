@@ -12,19 +12,20 @@
 
 Steps:
 1. The base: the round-1 recipe (configs/grocery_round1.json) up to the end
-   of its main phase, without QAT (runs/grocery_base). Every level but 0.70x-kd branches from
-   it, so those levels differ only in what channel pruning changes.
+   of its main phase, without QAT (runs/grocery_base). Every level without -kd in its name
+   branches from it, so those levels differ only in what channel pruning changes.
 2. Per level (a latency target): a copy of the base run with `target_latency_ratio` set
    is resumed, which is exactly what `edgeshop-train <recipe> --target-latency-ratio LEVEL
    --prune-channels-epochs 10 --teacher runs/grocery_base` runs after the main phase:
    choose per-group fractions by timing and output damage (train/latency_target.py),
    remove the channels, fine-tune (distilled from the unpruned base), the recipe's QAT,
    then the int8 export.
-3. Measure on the official val split: top-1/top-5/coarse top-1 (edgeshop-eval's code),
-   file size, and bare-invoke latency at 1 and 2 threads interleaved call by call with the
-   shipped int8 model in this one process (ratios are the figures to quote).
-   The 0.70x-kd level branches instead from the round-2 candidate (runs/grocery_distilled,
-   `make grocery`, the shipped recipe) and is fine-tuned from its ensemble teacher.
+3. Measure on the official val split: top-1/top-5/coarse top-1 (edgeshop-eval's code), each
+   drop below the shipped model with its paired bootstrap interval, file size, and bare-invoke
+   latency at 1 and 2 threads interleaved call by call with the shipped int8 model in this one
+   process (ratios are the figures to quote).
+   The -kd levels branch instead from the round-2 candidate (runs/grocery_distilled,
+   `make grocery`, the shipped recipe) and are fine-tuned from its ensemble teacher.
 4. Ship the level chosen by the rule fixed before the sweep (LEVELS, choose_level) as
    models/grocery/grocery_int8_fast.tflite; figures in models/grocery/channel_pruning.json,
    plot in models/grocery/channel_pruning.png; tools/render_model_card.py renders the card.
@@ -278,9 +279,12 @@ def interleaved_latency(models: dict[str, Path], threads: int, runs: int) -> dic
     return {name: {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms} for name, s in stats.items()}
 
 
-def measure(models: dict[str, Path], samples, hierarchy, reference: str) -> dict:
+def measure(models: dict[str, Path], samples, hierarchy, reference: str,
+            against: dict[str, str] | None = None) -> dict:
     """Val figures, size, and latency per thread count: REPEATS interleaved sessions, the
-    median of their p50s (and the range of the ratios, so a reader sees the spread)."""
+    median of their p50s (and the range of the ratios, so a reader sees the spread). Every
+    model's drop below ``reference`` gets its paired bootstrap interval (drop_interval), and
+    a model named in ``against`` its drop below that other model (drop_vs_plan)."""
     import statistics
 
     from edgeshop.runtime.bench import machine_info
@@ -293,7 +297,12 @@ def measure(models: dict[str, Path], samples, hierarchy, reference: str) -> dict
                          "input_px": read_card(path.read_bytes()).input.height, "val": val}
     for name in models:
         if name != reference:  # paired: the same images, so only the two models' disagreements count
-            figures[name]["drop_interval"] = list(paired_difference_interval(hits[reference], hits[name]))
+            figures[name]["drop_interval"] = list(paired_hits_interval(hits[reference], hits[name], name))
+    for name, other in (against or {}).items():  # e.g. a level against the level whose channels it keeps
+        figures[name]["drop_vs_plan"] = {
+            "against": other, "drop": figures[other]["val"]["top1"] - figures[name]["val"]["top1"],
+            "interval": list(paired_hits_interval(hits[other], hits[name], name))}
+    figures[reference]["interval_resamples"] = BOOTSTRAP_RESAMPLES
     for threads in THREADS:
         sessions = [interleaved_latency(models, threads, RUNS) for _ in range(REPEATS)]
         for name in models:
@@ -303,6 +312,17 @@ def measure(models: dict[str, Path], samples, hierarchy, reference: str) -> dict
             figures[name][f"ratio_{threads}t"] = statistics.median(ratios)
             figures[name][f"ratio_{threads}t_range"] = [min(ratios), max(ratios)]
     return {"models": figures, "machine": machine_info(), "repeats": REPEATS}
+
+
+def paired_hits_interval(first: dict[Path, bool], second: dict[Path, bool], name: str) -> tuple[float, float]:
+    """The 95% paired bootstrap interval of top-1(first) - top-1(second) over the images both read."""
+    import numpy as np
+
+    if first.keys() != second.keys():
+        raise SystemExit(f"{name} read other val images than the model it is compared with (an unreadable file "
+                         "on one side only?); pairing needs the same images")
+    paths = list(first)
+    return paired_difference_interval(np.array([first[p] for p in paths]), np.array([second[p] for p in paths]))
 
 
 def choose_level(figures: dict, levels: list[str]) -> str | None:
@@ -369,29 +389,34 @@ def render(result: dict) -> str:
                    + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else ""))
             sessions.setdefault(key, []).append(name)
     provenance = "; ".join(f"{', '.join(names)}: measured {key}" for key, names in sessions.items())
-    both = [name for name, f in ordered(figures) if _threads_timed(f.get("search_threads")) > 1]
+    both = [name for name, f in ordered(figures)
+            if _threads_timed(f.get("search_threads")) > 1 and not f.get("plan_from")]
     search = (f"the search timed one thread, except for {', '.join(both)}: 1 and 2 threads, the target met at both"
               if both else "the search timed one thread")
+    if any(f.get("plan_from") for f in figures.values()):
+        search += "; a level that keeps another level's channels ran no search"
     longer = [f"{f['fine_tune_epochs']} for {name}" + (f", which keeps the channels of {f['plan_from']}"
                                                        if f.get("plan_from") else "")
               for name, f in ordered(figures) if f.get("fine_tune_epochs", result["fine_tune_epochs"])
               != result["fine_tune_epochs"]]
     epochs = f"{result['fine_tune_epochs']}" + (f" ({'; '.join(longer)})" if longer else "")
     refits = [_refit_note(name, f) for name, f in ordered(figures) if f.get("reconstruct")]
-    refits += [_average_note(name, f) for name, f in ordered(figures) if f.get("average_last")]
+    refits += [_average_note(name, f, figures) for name, f in ordered(figures) if f.get("average_last")]
     resized: dict[tuple, list[str]] = {}  # input sizes recorded since kd-256; one note per size and target
     for name, f in ordered(figures):
         if f.get("input_px") not in (None, figures["shipped"].get("input_px")):
             resized.setdefault((f["input_px"], f["level"]), []).append(name)
     refits += [_size_note(names, figures) for names in resized.values()]
+    resamples = figures["shipped"].get("interval_resamples", BOOTSTRAP_RESAMPLES)
     lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
               f"(train/latency_target.py), then {epochs} fine-tuning epochs distilled from the "
               "unpruned base (the recipe's main phase without QAT; for a -kd level, the round-2 candidate's main "
               "phase, and distilled from its three teachers), the recipe's QAT and the int8 export "
               f"({provenance}; {search}). " + "".join(f"{note} " for note in refits) +
               "Val: the official val split (296 images), so the figures share its optimism; the interval of a "
-              f"drop resamples the val images {BOOTSTRAP_RESAMPLES} times with the shipped model and the level "
-              "scored on the same draw (levels trained in an earlier session have none); latency: p50 of "
+              f"drop resamples the val images {resamples} times "
+              "with the shipped model and the level scored on the same draw (levels measured in an earlier session "
+              "have none; photos taken in bursts are not independent, so the intervals are a floor); latency: p50 of "
               f"{RUNS} bare invokes per model, the levels of one measuring session interleaved with the shipped "
               f"model in one process (1 thread: call by call; 2: blocks of 10), median (range) over "
               f"{result.get('repeats', 1)} such sessions. {verdict} Command: `{result['command']}` "
@@ -415,13 +440,34 @@ def _refit_note(name: str, f: dict) -> str:
     return note + "."
 
 
-def _average_note(name: str, f: dict) -> str:
+def _average_note(name: str, f: dict, figures: dict) -> str:
     """One sentence on a level that keeps the mean weights of its fine-tune's last epochs."""
-    averaged = f.get("val_top1_averaged")
-    return (f"{name} keeps the channels of {f['plan_from']} and, after the same fine-tuning, the mean weights of "
-            f"its last {f['average_last']} epochs instead of the last epoch's (`--prune-channels-average-last-epochs "
-            f"{f['average_last']}`, stochastic weight averaging" + (f"; float val top-1 of the mean before QAT "
-                                                                     f"{_pct(averaged)}" if averaged else "") + ").")
+    source = f.get("plan_from")
+    note = (f"{name} " + (f"keeps the channels of {source} and, after the same recipe, " if source else "keeps ")
+            + f"the mean weights of its fine-tune's last {f['average_last']} epochs instead of the last epoch's "
+            f"(`--prune-channels-average-last-epochs {f['average_last']}`, stochastic weight averaging)")
+    averaged, other = f.get("val_top1_averaged"), figures.get(source, {})
+    if averaged and other.get("val_top1_float"):
+        note += (f"; float val top-1 before QAT {_pct(averaged)} (the mean) against {_pct(other['val_top1_float'])} "
+                 f"({source}'s last epoch)")
+    paired = f.get("drop_vs_plan")
+    if paired:
+        low, high = (100 * x for x in paired["interval"])
+        note += (f"; int8 {100 * paired['drop']:.2f} points below {paired['against']} (paired 95% interval "
+                 f"{low:.2f} to {high:.2f})")
+    return note + "."
+
+
+def _fine_tune_val(run: Path) -> list[float]:
+    """The channel fine-tune's val top-1 per epoch (the run's training_log.csv)."""
+    import csv
+
+    by_epoch = {}  # a resumed run may log an epoch twice: the later row is the one kept
+    with (run / "training_log.csv").open(newline="") as rows:
+        for row in csv.DictReader(rows):
+            if row["phase"] == "prune_channels" and row.get("val_accuracy"):
+                by_epoch[int(row["epoch"])] = float(row["val_accuracy"])
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
 def _size_note(names: list[str], figures: dict) -> str:
@@ -430,7 +476,8 @@ def _size_note(names: list[str], figures: dict) -> str:
     subject = " and ".join(names) + (" validate and export" if len(names) > 1 else " validates and exports")
     note = (f"{subject} at {f['input_px']} px instead of {figures['shipped']['input_px']}: "
             f"{'their' if len(names) > 1 else 'its'} target is {f['level']:.2f}x the unpruned network at that size "
-            "(the last two columns compare it with the shipped model, like every row)")
+            f"(the last two columns compare {'them' if len(names) > 1 else 'it'} with the shipped model, like "
+            "every row)")
     check = next((figures[name]["size_check"] for name in names if figures[name].get("size_check")), None)
     if check:
         small, large = str(f["input_px"]), str(check["sizes"][0])
@@ -570,7 +617,8 @@ def main() -> int:
         return 2
     samples = discover(dataset / "val")
     hierarchy = read_hierarchy(dataset / "classes.csv")
-    result = measure({"shipped": SHIPPED, **available}, samples, hierarchy, reference="shipped")
+    against = {name: BY_NAME[name].plan_from for name in available if BY_NAME[name].plan_from in available}
+    result = measure({"shipped": SHIPPED, **available}, samples, hierarchy, reference="shipped", against=against)
     session = time.strftime("on %Y-%m-%d")
     base_metrics = _metrics(base)
     new = result["models"]
@@ -589,7 +637,8 @@ def main() -> int:
                          seconds=_level_seconds(metrics), cpu=result["machine"].get("cpu"),
                          shipped_p50_ms=_shipped_ms(new["shipped"]), reconstruct=BY_NAME[name].reconstruct,
                          average_last=BY_NAME[name].average_last or None,
-                         val_top1_averaged=metrics.get("val_top1_averaged_prune_channels"))
+                         val_top1_averaged=metrics.get("val_top1_averaged_prune_channels"),
+                         fine_tune_val_top1=_fine_tune_val(run))
         if (run / REFIT_CHECK).is_file():
             new[name]["before_fine_tuning"] = json.loads((run / REFIT_CHECK).read_text())
         if (run / SIZE_CHECK).is_file():

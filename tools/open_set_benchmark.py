@@ -41,7 +41,6 @@ from readme_block import replace_block  # noqa: E402
 
 from edgeshop.datasets import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
 from edgeshop.enroll import enroll_content  # noqa: E402
-from edgeshop.report.metrics import BOOTSTRAP_RESAMPLES  # noqa: E402
 from edgeshop.report.openset import auroc, unknown_figures  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.runtime.probe import HeadProbe, loaded  # noqa: E402
@@ -178,8 +177,8 @@ def render(figures: dict) -> str:
     if interval:
         lines += ["", f"The max calibrated score's AUROC on val, {u['unknown_auroc']:.3f}, rests on "
                   f"{u['unknown_images']} unseen images: its 95% bootstrap interval (images resampled, "
-                  f"{BOOTSTRAP_RESAMPLES} times) is {interval[0]:.3f}-{interval[1]:.3f}, and the photos of one product "
-                  "are not independent, so the real uncertainty is wider still."]
+                  f"{u['interval_resamples']} times) is {interval[0]:.3f}-{interval[1]:.3f}, and the photos of one "
+                  "product are not independent, so the real uncertainty is wider still."]
     lines += ["", f"At the card's threshold ({u['threshold']:.4f}) {u['known_accepted']:.1%} of the known images are "
               f"kept and {u['unknown_rejected']:.1%} of the unseen ones rejected."]
     lines += unseen_training_lines(u)

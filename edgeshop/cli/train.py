@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-channels-epochs", type=int, help="fine-tuning epochs after removing channels (default 4)")
     p.add_argument("--prune-channels-lr", type=float, help="their peak learning rate (default 3e-4)")
     p.add_argument("--prune-channels-average-last-epochs", type=int, metavar="N",
-                   help="keep the mean of those epochs' last N weights instead of the last (stochastic weight "
-                        "averaging; default 0: off)")
+                   help="keep the mean weights of the channel fine-tune's last N epochs instead of its last "
+                        "epoch's (stochastic weight averaging; N <= --prune-channels-epochs; default 0: off)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")
     p.add_argument("--prune-epochs", type=int)
     p.add_argument("--qat", action="store_const", const=True, help="int8 quantization-aware training (last phase)")

@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgeshop.datasets import Sample
 from edgeshop.report.evaluate import predict
 from edgeshop.report.metrics import interval_text, summarize
@@ -41,12 +39,14 @@ def summary(model: Path, samples: Sequence[Sample], hierarchy: Mapping[str, str]
 
 
 def summary_and_hits(model: Path, samples: Sequence[Sample],
-                     hierarchy: Mapping[str, str] | None) -> tuple[dict[str, Any], np.ndarray]:
-    """summary(), and per readable image whether the top-1 is right (for paired comparisons of models)."""
+                     hierarchy: Mapping[str, str] | None) -> tuple[dict[str, Any], dict[Path, bool]]:
+    """summary(), and per readable image (by path) whether the top-1 is right: what paired
+    comparisons of two models on the same images need."""
     result = predict(Classifier(model), samples, show_progress=False)
     figures = summarize(result.truth, result.scores, result.labels, hierarchy)
     figures.pop("confusion_matrix")
-    return figures, result.scores.argmax(axis=1) == result.truth
+    hits = result.scores.argmax(axis=1) == result.truth
+    return figures, {path: bool(hit) for path, hit in zip(result.paths, hits, strict=True)}
 
 
 def measure_models(models: Mapping[str, Path], samples: Sequence[Sample], hierarchy: Mapping[str, str] | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edgeshop.report.metrics import interval_text
@@ -56,6 +57,9 @@ def head_markdown(figures: dict[str, Any]) -> list[str]:
 
 
 def _auroc_interval(unknown: dict) -> str:
-    """` (95% bootstrap interval 0.77-0.91)`, or nothing for figures written before it existed."""
+    """` (95% bootstrap interval 0.776-0.904)`; nothing for figures written before it existed
+    or without unknown images (NaN)."""
     interval = unknown.get("unknown_auroc_interval")
-    return f" (95% bootstrap interval {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+    if not interval or not all(math.isfinite(x) for x in interval):
+        return ""
+    return f" (95% bootstrap interval {interval[0]:.3f}-{interval[1]:.3f})"

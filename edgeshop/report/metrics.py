@@ -104,12 +104,16 @@ def paired_difference_interval(a_correct: np.ndarray, b_correct: np.ndarray, lev
 
     The images are resampled together, so what both models get right or wrong cancels and
     only their disagreements move the interval: far narrower than two separate intervals.
+    Images are treated as independent; photos taken in bursts are not, so read it as a floor.
     """
     a, b = np.asarray(a_correct, np.float64), np.asarray(b_correct, np.float64)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError(f"two equally long, non-empty per-image results are needed; got {a.shape} and {b.shape}")
-    rows = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
-    return percentile_interval((a - b)[rows].mean(axis=1), level)
+    # A resample of n images is a multinomial draw of how often each per-image difference
+    # (-1, 0, +1) occurs: the same distribution as drawing rows, in memory that does not grow with n.
+    values, counts = np.unique(a - b, return_counts=True)
+    drawn = np.random.default_rng(seed).multinomial(len(a), counts / len(a), size=resamples)
+    return percentile_interval(drawn @ values / len(a), level)
 
 
 def interval_text(accuracy: float, n: int) -> str:

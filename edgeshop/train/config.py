@@ -151,12 +151,12 @@ class TrainConfig:
         if (self.prune_channels or self.target_latency_ratio) and self.prune_channels_epochs < 1:
             raise EdgeshopError("--prune-channels needs --prune-channels-epochs >= 1 (the narrower network "
                                 "must be fine-tuned)")
-        if not 0 <= self.prune_channels_average_last_epochs <= max(self.prune_channels_epochs, 0):
-            raise EdgeshopError(f"--prune-channels-average-last-epochs must be between 0 and --prune-channels-epochs "
-                                f"({self.prune_channels_epochs}); got {self.prune_channels_average_last_epochs}")
         if self.prune_channels_average_last_epochs and not (self.prune_channels or self.target_latency_ratio):
             raise EdgeshopError("--prune-channels-average-last-epochs averages the channel fine-tune: add "
                                 "--prune-channels FRACTION or --target-latency-ratio RATIO, or drop it")
+        if not 0 <= self.prune_channels_average_last_epochs <= self.prune_channels_epochs:
+            raise EdgeshopError(f"--prune-channels-average-last-epochs must be between 0 and --prune-channels-epochs "
+                                f"({self.prune_channels_epochs}); got {self.prune_channels_average_last_epochs}")
         if self.epochs < 0 or self.head_epochs < 0:
             raise EdgeshopError("epoch counts must be >= 0")
         if self.interpolation not in INTERPOLATIONS:
