@@ -494,6 +494,17 @@ def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
     assert f"int8 {100 * models['0.70x-kd20']['val']['top1']:.2f}%" in notes
     refit = models["0.70x-kd-ls"]
     assert f"scores int8 {100 * refit['val']['top1']:.2f}%" in notes
+    paired = refit["drop_vs_plan"]
+    low, high = (100 * x for x in paired["interval"])
+    assert (f"its float model scores {100 * refit['val_top1_float']:.2f}% against "
+            f"{100 * before['val_top1_float']:.2f}%") in notes
+    assert f"{100 * paired['drop']:.2f} points lower (paired 95% interval {low:.2f} to {high:.2f}" in notes
+    assert f"({refit['refitted_projections'][0]} of {refit['refitted_projections'][1]} projections refitted)" in notes
+    described_refit = " ".join(readme[readme.index("With `--reconstruct-channels`"):][:1500].split())
+    assert (f"float model still leads, {100 * refit['val_top1_float']:.2f}% against "
+            f"{100 * before['val_top1_float']:.2f}%, "
+            f"but after QAT its int8 model scores {100 * refit['val']['top1']:.2f}% against "
+            f"{100 * before['val']['top1']:.2f}%") in described_refit  # the option's description: the same level
     check = refit["before_fine_tuning"]
     assert f"from {100 * check['removed']:.2f}% to {100 * check['refitted']:.2f}%" in notes
     low, high = (100 * x for x in fast["drop_interval"])

@@ -434,9 +434,11 @@ def _refit_note(name: str, f: dict) -> str:
     check = f.get("before_fine_tuning")
     if check:
         note += (f"; before fine-tuning its val top-1 is {_pct(check['removed'])} with the channels removed and "
-                 f"{_pct(check['refitted'])} refitted (unpruned {_pct(check['unpruned'])}; `{check['command']}`, "
-                 "today's refit, which keeps a projection as it was when its refit does not help on held-out "
-                 "images; the level was trained with the first version, which refitted all of them: 79.39%)")
+                 f"{_pct(check['refitted'])} refitted (unpruned {_pct(check['unpruned'])}; `{check['command']}`)")
+    refitted = f.get("refitted_projections")
+    if refitted:
+        note += (f"; its run refitted {refitted[0]} of {refitted[1]} projections, keeping the others as they were "
+                 "because their refit did not help on held-out images")
     return note + "."
 
 
@@ -639,6 +641,11 @@ def main() -> int:
                          average_last=BY_NAME[name].average_last or None,
                          val_top1_averaged=metrics.get("val_top1_averaged_prune_channels"),
                          fine_tune_val_top1=_fine_tune_val(run))
+        reconstruction = json.loads((run / "channels.json").read_text()).get("reconstruction") \
+            if (run / "channels.json").is_file() else None
+        if reconstruction:  # what the run's own refit did (the refit check redoes it on the base)
+            projections = reconstruction["projections"].values()
+            new[name]["refitted_projections"] = [sum(p["refitted"] for p in projections), len(projections)]
         if (run / REFIT_CHECK).is_file():
             new[name]["before_fine_tuning"] = json.loads((run / REFIT_CHECK).read_text())
         if (run / SIZE_CHECK).is_file():
