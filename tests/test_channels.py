@@ -230,7 +230,7 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
     from edgeshop.train.run_model import load_run_model
 
     assert load_run_model(run, final=False).get_layer("stem_conv").filters == 8
-    # the weight average holds each of the 3 epochs once, however the kill fell between its write and the checkpoint
+    # the resumed run continued the weight average from its file: each of the 3 epochs in it once, none lost
     with np.load(run / "checkpoints" / "prune_channels" / "average.weights.npz") as average:
         assert (int(average["count"]), int(average["last_epoch"])) == (3, 3)
 

@@ -624,12 +624,14 @@ def main() -> int:
     session = time.strftime("on %Y-%m-%d")
     base_metrics = _metrics(base)
     new = result["models"]
+    from edgeshop.train.run_model import read_channel_plan
+
     for name in available:
         run = level_run(runs, BY_NAME[name])
         level_base_metrics = _metrics(runs / BY_NAME[name].base)
         metrics = json.loads((run / "metrics.json").read_text())
-        search = json.loads((run / "channels.json").read_text()).get("latency_target", {}) \
-            if (run / "channels.json").is_file() else {}
+        plan = read_channel_plan(run) or {}
+        search = plan.get("latency_target", {})
         new[name].update(level=BY_NAME[name].ratio,
                          search_threads=search.get("threads"), channels=metrics.get("channels"),
                          fine_tune_epochs=BY_NAME[name].epochs, plan_from=BY_NAME[name].plan_from or None,
@@ -641,10 +643,8 @@ def main() -> int:
                          average_last=BY_NAME[name].average_last or None,
                          val_top1_averaged=metrics.get("val_top1_averaged_prune_channels"),
                          fine_tune_val_top1=_fine_tune_val(run))
-        reconstruction = json.loads((run / "channels.json").read_text()).get("reconstruction") \
-            if (run / "channels.json").is_file() else None
-        if reconstruction:  # what the run's own refit did (the refit check redoes it on the base)
-            projections = reconstruction["projections"].values()
+        if plan.get("reconstruction"):  # what the run's own refit did (the refit check redoes it on the base)
+            projections = plan["reconstruction"]["projections"].values()
             new[name]["refitted_projections"] = [sum(p["refitted"] for p in projections), len(projections)]
         if (run / REFIT_CHECK).is_file():
             new[name]["before_fine_tuning"] = json.loads((run / REFIT_CHECK).read_text())

@@ -1,4 +1,4 @@
-"""Why the open-set benchmark's two AUROC estimates differ: a check with a network that never saw grocery photos.
+"""Why the open-set benchmark's two AUROC estimates differ: a check with features never trained on this dataset.
 
     python tools/open_set_session_check.py      # about 2 min here; writes models/grocery/open_set/session_check.json
 
@@ -8,11 +8,13 @@ against the ten unseen classes' val photos (estimate 1) and against their traini
 were taken in different sessions, so estimate 2 may compare products *and* sessions.
 
 This check separates the two with features never trained on this dataset: the
-ImageNet EfficientNet-Lite0 that edgeshop ships (global average of its last feature map,
-224 px). Each photo's score is edgeshop-eval's kNN score with k = 1: how close it is to the
-nearest of the 71 known classes' training photos. With these features, AUROC (known val photos over unseen ones)
-well below 0.5 means the unseen photos look more like the known training photos than the
-known products' own val photos do: the session, not the product, dominates.
+ImageNet EfficientNet-Lite0 that edgeshop ships, pooled as the look-alike finder of
+--val-grouping similarity pools it (edgeshop.train.similarity.imagenet_features), at
+224 px. Each photo's score is edgeshop-eval's kNN score with k = 1: how close it is to the
+nearest of the 71 known classes' training photos. With these features, AUROC (known val
+photos over unseen ones) well below 0.5 means the unseen photos look more like the known
+training photos than the known products' own val photos do: the session, not the
+product, dominates.
 """
 
 from __future__ import annotations
@@ -23,31 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 
-from edgeshop.datasets import discover, load_images  # noqa: E402
+from edgeshop.datasets import discover  # noqa: E402
 from edgeshop.report.openset import auroc, known_scores  # noqa: E402
-from edgeshop.runtime.modelcard import InputSpec  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 IMAGE_SIZE = 224  # the ImageNet weights' own size
 OPEN_SET = ROOT / "models" / "grocery" / "open_set"
 OUT = OPEN_SET / "session_check.json"
-
-
-def imagenet_features(pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Global-average features of the ImageNet Lite0 (no grocery training)."""
-    from edgeshop.train._keras import keras
-    from edgeshop.train.architectures import MODELS_DIR, build_efficientnet_lite0, load_weights_npz
-
-    model = build_efficientnet_lite0(10, IMAGE_SIZE)  # the classifier layer is unused
-    load_weights_npz(model, MODELS_DIR / "efficientnet_lite0_imagenet.npz")
-    probe = keras.Model(model.inputs, keras.layers.GlobalAveragePooling2D()(model.get_layer("top_relu").output))
-    return np.concatenate([probe(pixels[i:i + batch_size].astype(np.float32), training=False).numpy()
-                           for i in range(0, len(pixels), batch_size)])
 
 
 def main() -> int:
@@ -58,9 +45,9 @@ def main() -> int:
     dataset = Path(args.dataset)
     benchmark = json.loads((OPEN_SET / "open_set.json").read_text())
     unseen = {c["name"] for c in benchmark["excluded_classes"]}
-    spec = InputSpec(IMAGE_SIZE, IMAGE_SIZE, interpolation="area")
+    from edgeshop.train.similarity import imagenet_features  # the look-alike finder's features (needs TF)
+
     train, val = discover(dataset / "train"), discover(dataset / "val")
-    names = sorted({s.label for s in train} | {s.label for s in val})
     parts = {"known_train": [s for s in train if s.label not in unseen],
              "known_val": [s for s in val if s.label not in unseen],
              "unseen_val": [s for s in val if s.label in unseen],
@@ -68,12 +55,13 @@ def main() -> int:
     features = {}
     for part, samples in parts.items():
         print(f"{part}: {len(samples)} photos", flush=True)
-        features[part] = imagenet_features(load_images(samples, names, spec).pixels)
+        features[part] = imagenet_features(samples, IMAGE_SIZE, workers=2)[0]
     # edgeshop-eval's kNN score with k = 1: minus the distance to the nearest known training photo
     scores = {part: known_scores("knn", {"embedding": features[part]}, reference=features["known_train"], k=1)
               for part in ("known_val", "unseen_val", "unseen_train")}
     result = {
-        "features": f"ImageNet EfficientNet-Lite0, global average of top_relu, {IMAGE_SIZE} px",
+        "features": f"ImageNet EfficientNet-Lite0, pooled (edgeshop.train.similarity.imagenet_features), "
+                    f"{IMAGE_SIZE} px",
         "score": "edgeshop.report.openset kNN score, k = 1 (minus the L2 distance of unit-length features)",
         "reference": f"{len(parts['known_train'])} training photos of the 71 known classes",
         "images": {part: len(samples) for part, samples in parts.items()},
