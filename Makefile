@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
+.PHONY: docs grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
 # schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
@@ -13,7 +13,7 @@ MEDIAPIPE := mediapipe==1.2.2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[train,report,dev,bench]"
+	$(BIN)/pip install --quiet -e ".[train,report,dev,bench,docs]"
 	$(BIN)/pip install --quiet --no-deps $(MEDIAPIPE)
 	touch $(STAMP)
 
@@ -59,10 +59,16 @@ demo-figures: $(STAMP)
 		--json bench/demo_nondeterministic.json
 	$(BIN)/python tools/demo_block.py
 
-## test: lint and the test suite (slow, real-data tests excluded)
+## test: lint, the documentation site (broken links fail) and the test suite (slow, real-data tests excluded)
 test: $(STAMP) $(CLIENTS_STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check .
+	$(MAKE) docs
 	EDGESHOP_REQUIRE_CLIENTS=1 $(BIN)/pytest -q
+
+## docs: build the documentation site into site/ (strict: a broken link or reference fails);
+## `$(BIN)/mkdocs serve` previews it. Generated figures: python tools/render_docs.py
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 ## test-slow: the long tests too: make demo's figures and the shipped model on the Grocery val split
 ## (tests/test_slow.py; the dataset at GROCERY, else those are skipped with a reason)
@@ -81,7 +87,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache $(CLIENTS) $(TFLITE_RUNTIME_VENV)
+	rm -rf runs site .pytest_cache .ruff_cache $(CLIENTS) $(TFLITE_RUNTIME_VENV)
 
 GROCERY ?= ../shared/datasets/grocery_store
 

@@ -123,13 +123,19 @@ def test_generated_readme_blocks_replace_only_their_text(tmp_path):
     finally:
         sys.path.remove(str(ROOT / "tools"))
     begin, end = markers("bench")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# T\nbefore\n{begin}\nold\n{end}\nafter\n")
-    replace_block(readme, "bench", "| new |")
-    assert readme.read_text() == f"# T\nbefore\n{begin}\n| new |\n{end}\nafter\n"
-    readme.write_text("no markers")
-    with pytest.raises(SystemExit, match="bench:begin"):
-        replace_block(readme, "bench", "x")
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text(f"# T\nbefore\n{begin}\nold\n{end}\nafter\n")
+    (tmp_path / "README.md").write_text("# no blocks here\n")
+    assert replace_block("bench", "| new |", root=tmp_path) == page
+    assert page.read_text() == f"# T\nbefore\n{begin}\n| new |\n{end}\nafter\n"
+    (tmp_path / "README.md").write_text(f"{begin}\n{end}\n")  # the same block twice is refused
+    with pytest.raises(SystemExit, match="exactly one document"):
+        replace_block("bench", "x", root=tmp_path)
+    page.write_text("no markers")
+    (tmp_path / "README.md").write_text("no markers")
+    with pytest.raises(SystemExit, match="no document"):
+        replace_block("bench", "x", root=tmp_path)
 
 
 def test_resolution_sweep_scales_the_training_side_and_retrains_other_recipes(tmp_path):
@@ -190,7 +196,12 @@ def test_the_readme_claims_about_classify_overhead_hold_for_the_committed_bench(
     """The notes under the bench table are hand-written; what they claim about the target must
     agree with the committed bench/results.json (a rerun that breaks the claim fails here)."""
     results = json.loads((ROOT / "bench" / "results.json").read_text())
-    readme = (ROOT / "README.md").read_text()
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from readme_block import block_file
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    readme = block_file("bench").read_text()
     notes = readme[readme.index("<!-- bench:end -->"):readme.index("- **int8 vs float32**")]
     ratios = {t: r["latency"]["classify_int8_640x480"]["p50_ms"] / r["latency"]["pair_invoke"]["p50_ms"]
               for t, r in results["threads"].items()}

@@ -235,6 +235,17 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
         assert (int(average["count"]), int(average["last_epoch"])) == (3, 3)
 
 
+def _readme_block():
+    """tools/readme_block.py: where each generated documentation block lives."""
+    tools = str(Path(__file__).resolve().parents[1] / "tools")
+    sys.path.insert(0, tools)
+    try:
+        import readme_block
+    finally:
+        sys.path.remove(tools)
+    return readme_block
+
+
 def _sweep_module():
     import importlib.util
     from pathlib import Path
@@ -465,10 +476,7 @@ def test_the_readme_and_card_channel_tables_are_rendered_from_the_committed_swee
     repo = Path(__file__).resolve().parents[1]
     sweep = _sweep_module()
     text = sweep.render(json.loads((repo / "models" / "grocery" / "channel_pruning.json").read_text()))
-    readme = (repo / "README.md").read_text()
-    block = readme[readme.index("<!-- channels:begin -->") + len("<!-- channels:begin -->"):
-                   readme.index("<!-- channels:end -->")]
-    assert block.strip() == text.strip()
+    assert _readme_block().read_block("channels").strip() == text.strip()
 
 
 def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
@@ -477,7 +485,7 @@ def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
     changes them fails here until the paragraph is updated)."""
     repo = Path(__file__).resolve().parents[1]
     sweep = json.loads((repo / "models" / "grocery" / "channel_pruning.json").read_text())
-    readme = (repo / "README.md").read_text()
+    readme = _readme_block().block_file("channels").read_text()
     notes = readme[readme.index("<!-- channels:end -->"):readme.index("### Input resolution")]
     notes = " ".join(notes.split())  # line breaks fall anywhere in a wrapped paragraph
     chosen, models = sweep["chosen"], sweep["models"]

@@ -16,13 +16,14 @@ from edgeshop.cli import card as card_cli
 from edgeshop.report import card
 
 sys.path.insert(0, str(REPO / "tools"))
-from readme_block import markers  # noqa: E402
+from readme_block import read_block  # noqa: E402
 from render_model_card import (  # noqa: E402
     bench_ratio_sentence,
     grocery_card,
     load_all,
     readme_summary,
     recipe_changes,
+    short_card,
     variant_rows,
 )
 
@@ -31,21 +32,16 @@ def test_shipped_card_and_readme_block_are_what_the_figures_files_render():
     """Edit a figure by hand, or change a figures file without re-rendering, and this fails:
     rerun `python tools/render_model_card.py`."""
     files = load_all()
-    assert (REPO / "models" / "grocery" / "README.md").read_text() == grocery_card(*files)
-    begin, end = markers("grocery")
-    readme = (REPO / "README.md").read_text()
-    block = readme[readme.index(begin) + len(begin): readme.index(end)].strip("\n")
-    assert block == readme_summary(files[0], files[1], files[-1])
+    assert (REPO / "models" / "grocery" / "README.md").read_text() == short_card(files[0], files[1], files[-1])
+    assert (REPO / "studies" / "grocery" / "model-card-details.md").read_text() == grocery_card(*files)
+    assert read_block("grocery") == readme_summary(files[0], files[1], files[-1])
 
 
 def test_readme_demo_block_is_what_the_demo_figures_render():
     from demo_block import DEMO, NONDETERMINISTIC, demo_block
 
     other = json.loads(NONDETERMINISTIC.read_text()) if NONDETERMINISTIC.exists() else None
-    begin, end = markers("demo")
-    readme = (REPO / "README.md").read_text()
-    block = readme[readme.index(begin) + len(begin): readme.index(end)].strip("\n")
-    assert block == demo_block(json.loads(DEMO.read_text()), other)
+    assert read_block("demo") == demo_block(json.loads(DEMO.read_text()), other)
 
 
 def _model(top1: float, coarse: float, n: int = 200, ms: tuple[float, float] = (7.0, 4.0)) -> dict:

@@ -65,8 +65,7 @@ def test_the_readme_open_set_blocks_are_what_the_committed_figures_render():
 
     benchmark = _tool_module("open_set_benchmark")
     shipped = json.loads((REPO / "models" / "grocery" / "open_set" / "open_set.json").read_text())
-    readme = (REPO / "README.md").read_text()
+    read_block = _tool_module("readme_block").read_block
     for name, text in (("open-set", benchmark.render(shipped)), ("open-set-variants",
                                                                  benchmark.render_variants(shipped))):
-        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-        assert readme[readme.index(begin) + len(begin):readme.index(end)].strip() == text.strip(), name
+        assert read_block(name).strip() == text.strip(), name

@@ -109,7 +109,7 @@ def main() -> int:
     table = render_table(results)
     print(table)
     if not args.no_readme:
-        replace_block(ROOT / "README.md", "bench", table)
+        replace_block("bench", table)
     print(f"wrote {args.json}" + ("" if args.no_readme else " and the README's bench table"))
     return 0
 

@@ -122,7 +122,7 @@ def main() -> int:
               f"{entry['val_top1_changed_vs_uncalibrated']}, unknown threshold {entry['unknown']['threshold']:.4f}, "
               f"latency x{entry['latency']['calibrated_over_uncalibrated_p50']:.3f}")
     write_json_atomic(MODELS / "calibration.json", record)
-    replace_block(ROOT / "README.md", "calibration", readme_table(record))
+    replace_block("calibration", readme_table(record))
     subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
     return 0
 

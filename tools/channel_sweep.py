@@ -705,7 +705,7 @@ def earlier_levels(previous: dict | None, available: dict[str, Path], names: lis
 
 def publish(result: dict) -> None:
     """The README table and the model card from the sweep's figures."""
-    replace_block(ROOT / "README.md", "channels", render(result))
+    replace_block("channels", render(result))
     subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
 
 

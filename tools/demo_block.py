@@ -60,8 +60,8 @@ def demo_block(demo: dict, other: dict | None) -> str:
 def main() -> None:
     demo = json.loads(DEMO.read_text())
     other = json.loads(NONDETERMINISTIC.read_text()) if NONDETERMINISTIC.exists() else None
-    replace_block(ROOT / "README.md", "demo", demo_block(demo, other))
-    print(f"wrote the demo block of {ROOT / 'README.md'}")
+    where = replace_block("demo", demo_block(demo, other))
+    print(f"wrote the demo block of {where}")
 
 
 if __name__ == "__main__":

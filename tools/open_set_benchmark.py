@@ -62,8 +62,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.render_only:
         shipped = json.loads((ROOT / "models" / "grocery" / "open_set" / "open_set.json").read_text())
-        replace_block(ROOT / "README.md", "open-set", render(shipped))
-        replace_block(ROOT / "README.md", "open-set-variants", render_variants(shipped))
+        replace_block("open-set", render(shipped))
+        replace_block("open-set-variants", render_variants(shipped))
         return 0
     dataset, model = Path(args.dataset), Path(args.model)
     started = time.time()
@@ -147,9 +147,9 @@ def main() -> int:
     write_json_atomic(args.out, figures)
     print(f"wrote {args.out}: unknown AUROC (max score) {open_set['unknown_auroc']:.3f}")
     if Path(args.out).resolve() == (ROOT / "models" / "grocery" / "open_set" / "open_set.json").resolve():
-        replace_block(ROOT / "README.md", "open-set", render(figures))
+        replace_block("open-set", render(figures))
     shipped = json.loads((ROOT / "models" / "grocery" / "open_set" / "open_set.json").read_text())
-    replace_block(ROOT / "README.md", "open-set-variants", render_variants(shipped))
+    replace_block("open-set-variants", render_variants(shipped))
     return 0
 
 

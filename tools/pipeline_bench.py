@@ -252,7 +252,7 @@ def readme(_: argparse.Namespace) -> None:
 
         lines += ["", f"Mean epoch time per session, stream / memory: {ratio('stream_over_memory')}; "
                   f"stream with `--cache-dir` (cache written beforehand) / memory: {ratio('cache_over_memory')}."]
-    replace_block(ROOT / "README.md", "pipeline", "\n".join(lines).rstrip())
+    replace_block("pipeline", "\n".join(lines).rstrip())
 
 
 def main() -> int:

@@ -102,7 +102,7 @@ def main() -> int:
     table = render_table(results)
     print(table)
     if not args.no_readme:
-        replace_block(ROOT / "README.md", "sweep", table)
+        replace_block("sweep", table)
     print(f"wrote {args.out}")
     return 0
 

@@ -1,0 +1,32 @@
+"""The user documentation's shape: a README that is a quickstart, a short model card, and a
+README whose commands and code actually run (the five-minute tour)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import REPO
+
+README = REPO / "README.md"
+CARD = REPO / "models" / "grocery" / "README.md"
+
+
+@pytest.mark.parametrize("path", [README, CARD], ids=["README", "model card"])
+def test_quickstart_documents_stay_short(path):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, f"{path.name}: {len(lines)} lines; move detail to docs/ or studies/"
+    long = [i + 1 for i, line in enumerate(lines) if len(line) > 300]
+    assert not long, f"{path.name}: lines over 300 characters: {long}"
+
+
+def test_readme_reaches_classify_my_own_photo_on_the_first_screen():
+    first_screen = "\n".join(README.read_text(encoding="utf-8").splitlines()[:50])
+    assert "edgeshop-classify" in first_screen and "Classifier(" in first_screen
+
+
+def test_every_doc_link_in_the_readme_points_at_a_file():
+    text = README.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    missing = [t for t in targets if "://" not in t and not (REPO / t).exists()]
+    assert targets and not missing, missing

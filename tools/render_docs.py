@@ -1,0 +1,82 @@
+"""Render every generated block of the documentation from the committed figures files, in one
+command (no measurement is rerun):
+
+    python tools/render_docs.py
+
+It writes the README's figures table (below) and reruns each study tool's render-only step."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT))
+
+from readme_block import replace_block  # noqa: E402
+
+from edgeshop.report.metrics import wilson_interval  # noqa: E402
+
+BENCH = ROOT / "bench" / "results.json"
+CHANNELS = ROOT / "models" / "grocery" / "channel_pruning.json"
+
+# Each study tool's own render-only command: it rewrites its blocks from its stored JSON.
+RENDER_COMMANDS = (
+    ["tools/render_model_card.py"],
+    ["tools/demo_block.py"],
+    ["tools/channel_sweep.py", "--render-only"],
+    ["tools/open_set_benchmark.py", "--render-only"],
+    ["tools/pipeline_bench.py", "readme"],
+)
+
+
+def _accuracy(top1: float, n: int) -> str:
+    low, high = wilson_interval(round(top1 * n), n)
+    return f"{100 * top1:.2f}% ({100 * low:.1f}-{100 * high:.1f})"
+
+
+def figures_block(bench: dict, channels: dict) -> str:
+    """The README's one figures table: accuracy on held-out photos with its 95% interval, size,
+    latency with the machine it was measured on, each row with its source."""
+    n = bench["accuracy"]["images"]
+    latency = {t: bench["threads"][t]["latency"] for t in ("1", "2")}
+    cpu = bench["machine"]["cpu"]
+    fast = channels["models"][channels["chosen"]]
+    rows = [
+        ("`grocery_int8.tflite` (shipped)", _accuracy(bench["accuracy"]["int8"], n), bench["files"]["int8"]["bytes"],
+         f"{latency['1']['litert_int8']['p50_ms']:.2f} / {latency['2']['litert_int8']['p50_ms']:.2f} ms",
+         "`make bench`"),
+        ("`grocery_fp16.tflite` (its float twin)", _accuracy(bench["accuracy"]["float16"], n),
+         bench["files"]["float16"]["bytes"],
+         f"{latency['1']['litert_float16']['p50_ms']:.2f} / {latency['2']['litert_float16']['p50_ms']:.2f} ms",
+         "`make bench`"),
+        ("`grocery_int8_fast.tflite` (channels removed)", _accuracy(fast["val"]["top1"], fast["val"]["n"]),
+         fast["size_bytes"], f"{fast['ratio_1t']:.2f}x / {fast['ratio_2t']:.2f}x the shipped model",
+         "`make channel-sweep`"),
+    ]
+    lines = [
+        "| model | val top-1 (95% interval) | size | latency, 1 / 2 threads | source |",
+        "|---|---|---|---|---|",
+        *(f"| {name} | {top1} | {size / 1e6:.2f} MB | {ms} | {source} |" for name, top1, size, ms, source in rows),
+        "",
+        f"Val: the Grocery Store dataset's official val split ({n} photos of 81 products, never trained on).",
+        f"Latency: median bare invoke on a 2-core {cpu} (`make bench`; the fast model's ratio is measured",
+        "against the shipped model in one process). Other CPUs differ: time yours with `edgeshop-bench`.",
+        "The model card `models/grocery/README.md` has per-class figures and limitations.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    replace_block("figures", figures_block(json.loads(BENCH.read_text()), json.loads(CHANNELS.read_text())))
+    for command in RENDER_COMMANDS:
+        subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+    print("rendered every documentation block from its figures file")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
