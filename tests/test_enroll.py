@@ -46,6 +46,42 @@ def new_bars(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.parametrize("fold_bias", [False, True], ids=["linear", "cosine"])
+def test_one_far_off_photo_does_not_dominate_a_new_products_row(fold_bias):
+    """Embeddings built by hand: four photos a little way from the centre along u, one photo far
+    off along v. Each photo's centred embedding is normalised before the mean, so the prototype is
+    (4u + v) / 5 and the row points along (4u + v) / sqrt(17): cos with u = 4/sqrt(17) = 0.970,
+    with v = 1/sqrt(17) = 0.243. Averaged raw, the far-off photo would set the direction alone
+    (cos with u = 0.4 / sqrt(0.16 + 100**2) = 0.004)."""
+    from edgeshop.enroll import imprint_rows
+
+    u, v, centre = np.eye(4)[0], np.eye(4)[1], np.array([0.0, 0.0, 2.0, 2.0])  # the centre is orthogonal to u, v
+    photos = np.stack([centre + 0.1 * u] * 4 + [centre + 100.0 * v])
+    trained = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])  # two trained classes
+    rows, _ = imprint_rows(photos, np.zeros(5, int), 1, trained, np.zeros(2), centre, 3.0, fold_bias=fold_bias)
+    along_u, along_v = float(rows[0] @ u), float(rows[0] @ v)  # the row's part in the plane of the photos
+    cos_u, cos_v = (x / np.hypot(along_u, along_v) for x in (along_u, along_v))
+    assert cos_u == pytest.approx(4 / np.sqrt(17), abs=0.03) and cos_v == pytest.approx(1 / np.sqrt(17), abs=0.03)
+
+
+def test_own_class_statistics_leave_each_image_out():
+    """imprint_statistics on embeddings built by hand (centre (3, 3, 3), every offset a unit vector):
+    class 0 at offsets a = (1, 0, 0) and b = (0.5, sqrt(3)/2, 0), class 1 at -a and -b.
+    Leave-one-out, each image's cosine to the rest of its class is cos(a, b) = 0.5 (with itself
+    in the mean it would be cos(a, a + b) = 1.5 / sqrt(3) = 0.866). Trained rows (2, 0, 0) and
+    (-2, 0, 0) give own-class gains 2, 1, 2, 1: median 1.5. Imprint length = 1.5 / 0.5 = 3.0."""
+    from edgeshop.enroll import imprint_statistics
+
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.5, np.sqrt(3) / 2, 0.0])
+    embeddings = np.full(3, 3.0) + np.stack([a, b, -a, -b])
+    weights = np.array([[2.0, 0.0, 0.0], [-2.0, 0.0, 0.0]])
+    record = imprint_statistics(embeddings, np.array([0, 0, 1, 1]), weights, np.zeros(2))
+    assert record["mean"] == pytest.approx([3.0, 3.0, 3.0])
+    assert record["own_class_cosine"] == pytest.approx(0.5)
+    assert record["own_class_gain"] == pytest.approx(1.5)
+    assert record["imprint_norm"] == pytest.approx(3.0)
+
+
 @pytest.mark.parametrize("key", ["int8", "float16"])
 def test_head_rewrite_with_same_weights_is_exact_and_a_copied_row_scores_as_its_original(pipeline, synthetic_data,
                                                                                          key):
