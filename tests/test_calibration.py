@@ -5,6 +5,8 @@ and MediaPipe reading the calibrated scores from the model file as it is."""
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,13 +17,21 @@ import numpy as np
 import pytest
 import test_clients
 from conftest import DATA, REPO, TESTS
+from synthetic import make_dataset
 from test_clients import _client, _synthetic_images
 
 from edgeshop.cli import calibrate as calibrate_cli
 from edgeshop.cli import eval as eval_cli
 from edgeshop.datasets import discover, load_images
-from edgeshop.report.calibration import ece_of_a_calibrated_model, fit_beta, negative_log_likelihood, softmax
-from edgeshop.report.metrics import expected_calibration_error
+from edgeshop.report.calibration import (
+    BETA_RANGE,
+    ece_of_a_calibrated_model,
+    fit_beta,
+    negative_log_likelihood,
+    reliability_diagram,
+    softmax,
+)
+from edgeshop.report.metrics import expected_calibration_error, reliability_bins
 from edgeshop.runtime.classifier import Classifier
 from edgeshop.runtime.modelcard import read_card, split_archive
 from edgeshop.runtime.probe import HeadProbe, loaded, model_scores
@@ -35,6 +45,64 @@ def _test_pixels(model: Path, synthetic_data) -> tuple[np.ndarray, np.ndarray]:
     card = read_card(model.read_bytes())
     images = load_images(discover(synthetic_data["test"]), card.labels, card.input)
     return images.pixels, images.labels.astype(np.int64)
+
+
+def _reference_ece(truth: np.ndarray, scores: np.ndarray, bins: int = 15) -> float:
+    """ECE written out here, sharing no code with edgeshop.report.metrics: the top score c goes
+    to bin ceil(c * bins) - 1, i.e. bin k holds (k/bins, (k+1)/bins], so 1.0 is in the last bin."""
+    confidence, right = scores.max(1).astype(np.float64), scores.argmax(1) == truth
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    gaps = [np.sum(index == k) * abs(right[index == k].mean() - confidence[index == k].mean())
+            for k in np.unique(index)]
+    return float(sum(gaps) / len(truth))
+
+
+def _nll(logits: np.ndarray, truth: np.ndarray, beta: float) -> float:
+    """Mean -log softmax(beta * logits)[truth], written out here (not the code under test)."""
+    z = beta * logits.astype(np.float64)
+    return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(truth)), truth]))
+
+
+# --- the measures, by hand -------------------------------------------------------------------
+def test_ece_by_hand_counts_a_wrong_answer_at_confidence_one():
+    """A wrong prediction at confidence exactly 1.0 is the worst calibration there is: ECE 1.0."""
+    truth, scores = np.array([0]), np.array([[0.0, 1.0]])
+    assert expected_calibration_error(truth, scores) == 1.0
+    assert sum(row["count"] for row in reliability_bins(truth, scores)) == 1
+    # Four images, 15 bins, one image per bin: ECE = mean |right - confidence|
+    #   [0.0, 1.0]  truth 0: wrong at 1.00 -> |0 - 1.00| = 1.00  (bin (14/15, 1])
+    #   [0.9, 0.1]  truth 0: right at 0.90 -> |1 - 0.90| = 0.10
+    #   [0.3, 0.7]  truth 1: right at 0.70 -> |1 - 0.70| = 0.30
+    #   [0.62, 0.38] truth 1: wrong at 0.62 -> |0 - 0.62| = 0.62
+    #   ECE = (1.00 + 0.10 + 0.30 + 0.62) / 4 = 0.505
+    truth = np.array([0, 0, 1, 1])
+    scores = np.array([[0.0, 1.0], [0.9, 0.1], [0.3, 0.7], [0.62, 0.38]])
+    assert expected_calibration_error(truth, scores) == pytest.approx(0.505)
+    rows = reliability_bins(truth, scores)
+    assert sum(row["count"] for row in rows) == 4
+    assert (rows[-1]["count"], rows[-1]["accuracy"], rows[-1]["confidence"]) == (1, 0.0, 1.0)
+
+
+def _curve_rows(png: Path) -> np.ndarray:
+    """Image rows holding the first curve's colour (matplotlib's first, #1f77b4) left of the
+    legend, which sits in the lower right."""
+    image = cv2.imread(str(png))[:, :, ::-1].astype(int)
+    blue = np.abs(image - np.array([0x1F, 0x77, 0xB4])).sum(2) < 60
+    blue[:, int(image.shape[1] * 0.55):] = False
+    return np.flatnonzero(blue.any(1))
+
+
+def test_the_reliability_diagram_plots_the_data(tmp_path):
+    """Confidences 0.34-0.48 (three classes) always right: the curve runs along the top of the
+    plot; always wrong: along its bottom. A diagram that ignores the data cannot pass."""
+    confidence = np.linspace(0.34, 0.48, 40)
+    scores = np.stack([confidence, (1 - confidence) / 2, (1 - confidence) / 2], 1)
+    for name, truth in (("right", np.zeros(40, int)), ("wrong", np.ones(40, int))):
+        reliability_diagram(tmp_path / f"{name}.png", {name: (truth, scores)})
+    right, wrong = _curve_rows(tmp_path / "right.png"), _curve_rows(tmp_path / "wrong.png")
+    height = cv2.imread(str(tmp_path / "right.png")).shape[0]
+    assert len(right) and len(wrong)
+    assert right.max() < 0.3 * height and wrong.min() > 0.7 * height, (right, wrong, height)
 
 
 # --- the fit ---------------------------------------------------------------------------------
@@ -93,19 +161,41 @@ def test_a_model_without_a_softmax_head_is_refused_with_one_line(pipeline, tmp_p
 
 
 # --- export ----------------------------------------------------------------------------------
+def _validation_pixels(pipeline, card) -> tuple[np.ndarray, np.ndarray]:
+    """The run's validation images (the split training held out), preprocessed for ``card``."""
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.fit import split_samples
+
+    config = TrainConfig.from_saved(json.loads((pipeline["run"] / "config.json").read_text()))
+    images = load_images(split_samples(config)[1], card.labels, card.input)
+    return images.pixels, images.labels.astype(np.int64)
+
+
 @pytest.mark.parametrize("key", ["int8", "float16"])
 def test_export_calibrates_on_the_runs_validation_images(pipeline, key):
+    """The card's figures are those of the written model on the run's validation images, measured
+    here (ECE written out in this file), and `Classifier` keeps 95% of those images (within one)
+    at the card's threshold, and no more than it must."""
     content = pipeline[key].read_bytes()
     card = read_card(content)
     calibration, unknown = card.extra["calibration"], card.extra["unknown"]
     assert softmax_beta(content) == pytest.approx(calibration["beta"])
     assert calibration["temperature"] == pytest.approx(1 / calibration["beta"])
-    assert "validation fraction 0.2" in calibration["data"] and calibration["images"] >= 20
+    assert "validation fraction 0.2" in calibration["data"]
+    pixels, truth = _validation_pixels(pipeline, card)
+    assert calibration["images"] == len(truth) == 24
+    classifier = Classifier(pipeline[key])
+    with loaded(with_softmax_beta(content, 1.0)) as plain:
+        for figures, model in (("before", plain), ("after_in_sample", classifier)):
+            scores = np.stack([model.scores_from_pixels(p) for p in pixels])
+            assert calibration[figures]["ece"] == pytest.approx(_reference_ece(truth, scores), abs=1e-6), figures
+            assert calibration[figures]["top1"] == pytest.approx(np.mean(scores.argmax(1) == truth)), figures
     assert calibration["top1_changed"] == 0
-    for figures in ("before", "after_crossfit", "after_in_sample"):
-        assert 0 <= calibration[figures]["ece"] <= 1
-    assert 0 < unknown["threshold"] <= 1 and unknown["method"] == "max_score"
-    assert Classifier(pipeline[key]).unknown_threshold == unknown["threshold"]
+    assert unknown["method"] == "max_score" and classifier.unknown_threshold == unknown["threshold"]
+    tops = np.array([classifier.scores_from_pixels(p).max() for p in pixels])
+    needed = math.ceil(0.95 * len(truth))  # 23 of 24
+    kept = sum(not classifier.rank(classifier.scores_from_pixels(p), 1)[0].unknown for p in pixels)
+    assert kept >= needed - 1 and np.sum(tops > unknown["threshold"]) <= needed, (kept, unknown["threshold"], tops)
 
 
 def test_export_no_calibrate_leaves_beta_one(pipeline):
@@ -145,6 +235,54 @@ def test_calibrate_cli_writes_a_calibrated_model_and_refuses_to_overwrite(pipeli
     assert out.read_bytes() == before
 
 
+def test_the_written_models_unknown_threshold_keeps_95_percent_of_the_calibration_images(tmp_path):
+    """The promise in the card: `Classifier` on the calibrated file keeps 95% of the known images
+    the threshold was chosen on (within one image), and no more than it must: a threshold taken
+    from other scores (e.g. the uncalibrated ones, 0.29 instead of 0.75 here) keeps every image
+    and rejects far fewer unknown products. The shipped grocery model and its demo test photos."""
+    data = REPO / "data" / "grocery_demo" / "test"
+    out = tmp_path / "calibrated.tflite"
+    assert calibrate_cli.main([str(REPO / "models" / "grocery" / "grocery_int8.tflite"), "--data", str(data),
+                               "--out", str(out)]) == 0
+    classifier = Classifier(out)
+    photos = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    frames = [cv2.imread(str(p)) for p in photos]
+    tops = np.array([classifier.scores(f).max() for f in frames])
+    unknown = np.array([classifier.classify(f, top_k=1)[0].unknown for f in frames])
+    needed = math.ceil(0.95 * len(photos))  # 50 of the 52 photos
+    assert len(photos) - unknown.sum() >= needed - 1, f"{len(photos) - unknown.sum()} of {len(photos)} kept"
+    # the strictest threshold that keeps them: fewer than `needed` images score above it
+    assert np.sum(tops > classifier.unknown_threshold) <= needed, (classifier.unknown_threshold, np.sort(tops))
+
+
+def test_held_out_calibration_figures_are_cross_fitted(tmp_path):
+    """The "after" NLL must come from images the temperature never saw. Constructed case: images
+    the committed model gets right, plus one disc photo filed as a square. Whichever half that
+    photo falls in, the other half is all right, so its NLL keeps falling as beta grows and its
+    fit is the upper bound; the photo scored at that beta costs a lot. Fitted in-sample, the wrong
+    photo pulls beta down instead, and the mean NLL is far lower."""
+    data = make_dataset(tmp_path / "val", per_class=10, seed=5)
+    misfiled = sorted((data / "disc").glob("*.png"))[0]
+    shutil.move(misfiled, data / "square" / "misfiled_disc.png")
+    out = tmp_path / "calibrated.tflite"
+    record_file = tmp_path / "record.json"
+    model = DATA / "tiny_int8.tflite"
+    assert calibrate_cli.main([str(model), "--data", str(data), "--out", str(out), "--json", str(record_file)]) == 0
+    record = json.loads(record_file.read_text())["calibration"]
+
+    card = read_card(model.read_bytes())
+    images = load_images(discover(data), card.labels, card.input)
+    logits = HeadProbe(Classifier(model)).run_many(images.pixels)["logits"]
+    truth = images.labels.astype(np.int64)
+    wrong = np.flatnonzero(logits.argmax(1) != truth)
+    assert [images.paths[i].name for i in wrong] == ["misfiled_disc.png"]  # the case is as constructed
+    in_sample = min(_nll(logits, truth, b) for b in np.geomspace(*BETA_RANGE, 2000))
+    at_upper_bound = _nll(logits[wrong], truth[wrong], BETA_RANGE[1])  # the wrong photo alone, at beta 10
+    n = len(truth)
+    assert record["after_crossfit"]["nll"] >= at_upper_bound / n * 0.99
+    assert record["after_crossfit"]["nll"] > in_sample + 0.1, (record["after_crossfit"]["nll"], in_sample)
+
+
 def test_calibrate_cli_bad_input_is_one_line_and_writes_nothing(pipeline, synthetic_data, tmp_path, capsys):
     out = tmp_path / "out.tflite"
     bare = tmp_path / "bare.tflite"
@@ -173,13 +311,18 @@ def test_eval_reports_ece_with_and_without_the_temperature_and_draws_the_diagram
     pixels, truth = _test_pixels(pipeline["int8"], synthetic_data)
     with loaded(with_softmax_beta(pipeline["int8"].read_bytes(), 1.0)) as plain:
         plain_scores = np.stack([plain.scores_from_pixels(p) for p in pixels])
+    model = Classifier(pipeline["int8"])
+    scores = np.stack([model.scores_from_pixels(p) for p in pixels])
+    # ECEs measured here (not by expected_calibration_error): with the model's temperature exactly,
     # "without": the same model at beta 1, within the int8 output's step
-    assert calibration["ece_without_temperature"] == pytest.approx(expected_calibration_error(truth, plain_scores),
-                                                                   abs=0.02)
-    assert calibration["ece"] == pytest.approx(figures["ece"], abs=1e-6)
+    assert calibration["ece"] == pytest.approx(_reference_ece(truth, scores), abs=1e-6)
+    assert figures["ece"] == pytest.approx(_reference_ece(truth, scores), abs=1e-6)
+    assert calibration["ece_without_temperature"] == pytest.approx(_reference_ece(truth, plain_scores), abs=0.02)
+    assert abs(calibration["ece_without_temperature"] - calibration["ece"]) > 0.05  # the temperature matters here
     assert calibration["beta"] == pytest.approx(softmax_beta(pipeline["int8"].read_bytes()))
-    png = (report_dir / "reliability.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    png = cv2.imread(str(report_dir / "reliability.png"))[:, :, ::-1].astype(int)
+    for colour in ((0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)):  # both curves drawn (matplotlib's first two colours)
+        assert (np.abs(png - np.array(colour)).sum(2) < 40).sum() > 50, colour
     markdown = (report_dir / "report.md").read_text()
     assert "![reliability diagram](reliability.png)" in markdown and "without it" in markdown
 

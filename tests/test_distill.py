@@ -3,6 +3,7 @@ the teacher's logits are cached once, and a teacher with other classes is refuse
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from synthetic import CLASSES, make_dataset
@@ -57,13 +58,14 @@ def _predictions(run, test_root):
 
 def test_the_loss_is_hintons_mix_of_hard_labels_and_softened_teacher(data):
     from edgeshop.train._keras import keras
-    from edgeshop.train.distill import DistillationLoss, soft_targets
+    from edgeshop.train.distill import DistillationLoss
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4, 3)).astype(np.float32)
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     hard = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
-    teacher = soft_targets(rng.normal(size=(4, 3)) * 3, 4.0)
+    teacher_logits_ = rng.normal(size=(4, 3)) * 3 / 4.0  # already divided by T = 4
+    teacher = (np.exp(teacher_logits_) / np.exp(teacher_logits_).sum(1, keepdims=True)).astype(np.float32)
     loss = DistillationLoss(3, 4.0, 0.3, keras.losses.CategoricalCrossentropy())
     value = float(loss(np.concatenate([hard, teacher], 1), probs))
     student_t = np.exp(logits / 4) / np.exp(logits / 4).sum(1, keepdims=True)
@@ -71,7 +73,7 @@ def test_the_loss_is_hintons_mix_of_hard_labels_and_softened_teacher(data):
     kl = (teacher * (np.log(teacher) - np.log(student_t))).sum(1)
     assert value == pytest.approx(float(np.mean(0.7 * ce + 0.3 * 16 * kl)), rel=1e-4)
     # a teacher that agrees with the labels costs less than one that puts its mass on a wrong class
-    agree, wrong = soft_targets(hard * 20, 4.0), soft_targets(np.roll(hard, 1, axis=1) * 20, 4.0)
+    agree, wrong = hard * 0.98 + 0.01, np.roll(hard, 1, axis=1) * 0.98 + 0.01
     targets_p = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]] * 0.9 + 0.1 / 3
     assert float(loss(np.concatenate([hard, agree], 1), targets_p)) < \
         float(loss(np.concatenate([hard, wrong], 1), targets_p))
@@ -103,14 +105,28 @@ def test_a_student_follows_its_teachers_soft_targets_and_the_logits_are_cached(d
     assert any("read from" in m and CACHE_FILE in m for m in messages), messages
 
 
+def test_soft_targets_by_hand():
+    """softmax(logits / T): [4, 0, 0] at T = 4 is softmax([1, 0, 0]) = [e, 1, 1] / (e + 2)
+    = [0.576117, 0.211942, 0.211942]; without the temperature it would be [0.9647, 0.0177, 0.0177]."""
+    from edgeshop.train.distill import soft_targets
+
+    e = np.e
+    by_hand = np.array([[e / (e + 2), 1 / (e + 2), 1 / (e + 2)]])
+    assert soft_targets(np.array([[4.0, 0.0, 0.0]]), 4.0) == pytest.approx(by_hand, rel=1e-6)
+    assert soft_targets(np.array([[4.0, 0.0, 0.0]]), 4.0)[0, 0] == pytest.approx(0.576117, abs=1e-6)
+    assert soft_targets(np.array([[4.0, 0.0, 0.0]]), 1.0)[0, 0] == pytest.approx(0.964663, abs=1e-6)
+
+
 def test_ensemble_soft_targets_average_probabilities_not_logits():
-    from edgeshop.train.distill import ensemble_soft_targets, soft_targets
+    """At T = 2: [9, 0, 0] -> softmax([4.5, 0, 0]) = [e^4.5, 1, 1] / (e^4.5 + 2) = [0.978265, 0.010868, 0.010868];
+    [0, 0.5, 0] -> softmax([0, 0.25, 0]) = [1, e^0.25, 1] / (e^0.25 + 2) = [0.304504, 0.390991, 0.304504];
+    their mean [0.641385, 0.200929, 0.157686]. The mean logits [4.5, 0.25, 0] / 2 would give [0.845, 0.084, 0.071]."""
+    from edgeshop.train.distill import ensemble_soft_targets
 
     sharp, flat = np.array([[9.0, 0.0, 0.0]]), np.array([[0.0, 0.5, 0.0]])
-    mean = ensemble_soft_targets([sharp, flat], 2.0)
-    assert mean == pytest.approx((soft_targets(sharp, 2.0) + soft_targets(flat, 2.0)) / 2)
-    assert mean != pytest.approx(soft_targets((sharp + flat) / 2, 2.0), abs=1e-3)  # averaged logits differ
-    assert ensemble_soft_targets([sharp], 2.0) == pytest.approx(soft_targets(sharp, 2.0))
+    mean, single = np.array([[0.641385, 0.200929, 0.157686]]), np.array([[0.978265, 0.010868, 0.010868]])
+    assert ensemble_soft_targets([sharp, flat], 2.0) == pytest.approx(mean, abs=1e-6)
+    assert ensemble_soft_targets([sharp], 2.0) == pytest.approx(single, abs=1e-6)
 
 
 def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data, wrong_teacher, tmp_path):
@@ -118,10 +134,13 @@ def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data,
     student's soft targets their mean, and the card names both."""
     import json
 
-    from edgeshop.datasets import discover, load_images
+    from edgeshop import datasets
+    from edgeshop.datasets import load_images
+    from edgeshop.runtime.modelcard import ModelCard
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.distill import cache_file, ensemble_soft_targets, load_teacher, teacher_logits
+    from edgeshop.train.distill import cache_file
     from edgeshop.train.fit import TrainingRun, train
+    from edgeshop.train.run_model import load_run_model
 
     right = tmp_path / "right"
     train(TrainConfig(data=str(data["train"]), out=str(right), epochs=4, **TINY), log=lambda *_: None)
@@ -136,18 +155,17 @@ def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data,
 
     trainer = TrainingRun(TrainConfig(data="", out=str(run)), resume=True, log=lambda *_: None)
     trainer._load_data()
-    classes = sorted(CLASSES)
-    singles = []
-    for i, source in enumerate((wrong, right)):
-        teacher = load_teacher(source)
-        samples = discover(data["train"])
-        loaded = load_images([s for s in samples if s.path in set(trainer.train.paths)], classes, teacher.input)
-        fresh = teacher_logits(teacher, tmp_path / f"fresh{i}", loaded.paths, classes, log=lambda *_: None)
-        cached = teacher_logits(teacher, run, loaded.paths, classes, log=lambda *_: None, cache_name=cache_file(i))
-        assert cached == pytest.approx(fresh, abs=1e-4)
-        singles.append(dict(zip(map(str, loaded.paths), cached, strict=True)))
-    expected = ensemble_soft_targets([np.stack([s[str(p)] for p in trainer.train.paths]) for s in singles], 2.0)
-    assert trainer.train_soft == pytest.approx(expected, abs=1e-5)
+    # Each teacher's probabilities from its own Keras model, softened by hand:
+    # softmax(logits / T) = softmax(log(p) / T), with T = 2; the target is their mean.
+    softened = []
+    for source in (wrong, right):
+        card = ModelCard.from_json((source / "card.json").read_text())
+        images = load_images([datasets.Sample(p, "") for p in trainer.train.paths], [""], card.input)
+        probs = load_run_model(source).predict(images.pixels.astype(np.float32), verbose=0).astype(np.float64)
+        z = np.log(probs) / 2.0
+        softened.append(np.exp(z) / np.exp(z).sum(1, keepdims=True))
+    assert trainer.train_soft == pytest.approx(np.mean(softened, axis=0), abs=1e-4)
+    assert np.abs(softened[0] - softened[1]).max() > 0.3  # the two teachers disagree: the mean is not either
 
 
 def test_the_cli_saves_one_teacher_as_before_and_several_as_a_list(data, wrong_teacher, tmp_path, capsys):
@@ -185,21 +203,62 @@ def test_a_teacher_with_other_classes_is_refused_before_anything_is_written(data
         train(TrainConfig(data=str(data["train"]), out=str(student), epochs=1, teacher=str(two), **TINY))
 
 
-def test_a_tflite_teacher_gives_its_logits_through_the_runtime_probe(data, fixture_model, tmp_path):
-    """The committed tiny int8 model as a teacher: its cached logits rank classes as its own scores do."""
+def _reordered_model(fixture_model, path, order, labels_follow: bool):
+    """The committed tiny model with its classifier rows in ``order``. ``labels_follow``: the card's
+    labels move with the rows (the same classifier, its labels in another order, as after
+    enrolment); else they stay (a different classifier under the same names)."""
+    from dataclasses import replace
+
+    from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
+    from edgeshop.runtime.modelcard import embed_card, read_card
+
+    content = fixture_model.read_bytes()
+    head, card = read_head_weights(content), read_card(content)
+    labels = tuple(card.labels[i] for i in order) if labels_follow else card.labels
+    path.write_bytes(embed_card(with_head_weights(content, head.weights[order], head.bias[order]),
+                                replace(card, labels=labels)))
+    return path
+
+
+def test_a_teacher_in_another_label_order_gives_the_same_top_label_by_name(data, fixture_model, tmp_path):
+    """The committed tiny model with its labels (and rows) reordered to square, bar, disc: as a
+    teacher of data whose classes are bar, disc, square it must name the same product as the
+    original model does for every image."""
     from edgeshop.datasets import discover, load_images
     from edgeshop.runtime.classifier import Classifier
     from edgeshop.train.distill import check_labels, load_teacher, teacher_logits
 
-    teacher = load_teacher(fixture_model)
-    check_labels(teacher, sorted(CLASSES))
-    samples = discover(data["test"])[:12]
-    loaded = load_images(samples, sorted(CLASSES), teacher.input)
-    logits = teacher_logits(teacher, tmp_path, loaded.paths, sorted(CLASSES), log=lambda *_: None)
-    classifier = Classifier(fixture_model)
-    scores = np.stack([classifier.scores_from_pixels(p) for p in loaded.pixels])
-    order = [teacher.labels.index(c) for c in sorted(CLASSES)]
-    assert (np.argmax(logits, 1) == np.argmax(scores[:, order], 1)).mean() >= 0.9
+    reordered = _reordered_model(fixture_model, tmp_path / "reordered.tflite", [2, 0, 1], labels_follow=True)
+    teacher, classes = load_teacher(reordered), sorted(CLASSES)
+    assert teacher.labels == ("square", "bar", "disc")
+    check_labels(teacher, classes)
+    loaded = load_images(discover(data["test"]), classes, teacher.input)
+    logits = teacher_logits(teacher, tmp_path / "run", loaded.paths, classes, log=lambda *_: None)
+    original = Classifier(fixture_model)
+    assert original.labels == classes
+    expected = [original.classify(cv2.imread(str(p)), top_k=1)[0].label for p in loaded.paths]
+    assert [classes[i] for i in logits.argmax(1)] == expected
+    assert np.mean([label == s.parent.name for label, s in zip(expected, loaded.paths, strict=True)]) > 0.8
+
+
+def test_another_teacher_never_reuses_a_teachers_cached_logits(data, fixture_model, tmp_path):
+    """Two .tflite teachers with the same labels but different rows (so different answers), one
+    after the other in the same run directory: the second gets its own logits, not the first's."""
+    from edgeshop.datasets import discover, load_images
+    from edgeshop.train.distill import load_teacher, teacher_logits
+
+    other = _reordered_model(fixture_model, tmp_path / "other.tflite", [1, 2, 0], labels_follow=False)
+    first, second = load_teacher(fixture_model), load_teacher(other)
+    classes = sorted(CLASSES)
+    paths = load_images(discover(data["test"]), classes, first.input).paths
+    run = tmp_path / "run"
+    cached_first = teacher_logits(first, run, paths, classes, log=lambda *_: None)
+    messages = []
+    then_second = teacher_logits(second, run, paths, classes, log=messages.append)
+    alone = teacher_logits(second, tmp_path / "fresh", paths, classes, log=lambda *_: None)
+    np.testing.assert_array_equal(then_second, alone)
+    assert not any("read from" in m for m in messages), messages
+    assert (then_second.argmax(1) != cached_first.argmax(1)).mean() > 0.8  # the two teachers do differ
 
 
 def test_a_teacher_with_the_streamed_pipeline_is_refused_before_any_work(tmp_path):

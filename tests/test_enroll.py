@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,11 +21,12 @@ from conftest import DATA, REPO
 from synthetic import make_dataset
 from test_clients import _client, client_python  # noqa: F401 - the fixture, reused
 
+from edgeshop.cli.calibrate import main as calibrate_main
 from edgeshop.cli.enroll import main as enroll_main
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import Classifier
 from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
-from edgeshop.runtime.modelcard import LABELS_ENTRY, read_card, split_archive
+from edgeshop.runtime.modelcard import LABELS_ENTRY, embed_card, read_card, split_archive
 from edgeshop.runtime.probe import loaded
 
 
@@ -44,6 +46,42 @@ def new_bars(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("new")
     make_dataset(root, per_class=5, seed=7, classes=("bar",))
     return root
+
+
+@pytest.mark.parametrize("fold_bias", [False, True], ids=["linear", "cosine"])
+def test_one_far_off_photo_does_not_dominate_a_new_products_row(fold_bias):
+    """Embeddings built by hand: four photos a little way from the centre along u, one photo far
+    off along v. Each photo's centred embedding is normalised before the mean, so the prototype is
+    (4u + v) / 5 and the row points along (4u + v) / sqrt(17): cos with u = 4/sqrt(17) = 0.970,
+    with v = 1/sqrt(17) = 0.243. Averaged raw, the far-off photo would set the direction alone
+    (cos with u = 0.4 / sqrt(0.16 + 100**2) = 0.004)."""
+    from edgeshop.enroll import imprint_rows
+
+    u, v, centre = np.eye(4)[0], np.eye(4)[1], np.array([0.0, 0.0, 2.0, 2.0])  # the centre is orthogonal to u, v
+    photos = np.stack([centre + 0.1 * u] * 4 + [centre + 100.0 * v])
+    trained = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])  # two trained classes
+    rows, _ = imprint_rows(photos, np.zeros(5, int), 1, trained, np.zeros(2), centre, 3.0, fold_bias=fold_bias)
+    along_u, along_v = float(rows[0] @ u), float(rows[0] @ v)  # the row's part in the plane of the photos
+    cos_u, cos_v = (x / np.hypot(along_u, along_v) for x in (along_u, along_v))
+    assert cos_u == pytest.approx(4 / np.sqrt(17), abs=0.03) and cos_v == pytest.approx(1 / np.sqrt(17), abs=0.03)
+
+
+def test_own_class_statistics_leave_each_image_out():
+    """imprint_statistics on embeddings built by hand (centre (3, 3, 3), every offset a unit vector):
+    class 0 at offsets a = (1, 0, 0) and b = (0.5, sqrt(3)/2, 0), class 1 at -a and -b.
+    Leave-one-out, each image's cosine to the rest of its class is cos(a, b) = 0.5 (with itself
+    in the mean it would be cos(a, a + b) = 1.5 / sqrt(3) = 0.866). Trained rows (2, 0, 0) and
+    (-2, 0, 0) give own-class gains 2, 1, 2, 1: median 1.5. Imprint length = 1.5 / 0.5 = 3.0."""
+    from edgeshop.enroll import imprint_statistics
+
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.5, np.sqrt(3) / 2, 0.0])
+    embeddings = np.full(3, 3.0) + np.stack([a, b, -a, -b])
+    weights = np.array([[2.0, 0.0, 0.0], [-2.0, 0.0, 0.0]])
+    record = imprint_statistics(embeddings, np.array([0, 0, 1, 1]), weights, np.zeros(2))
+    assert record["mean"] == pytest.approx([3.0, 3.0, 3.0])
+    assert record["own_class_cosine"] == pytest.approx(0.5)
+    assert record["own_class_gain"] == pytest.approx(1.5)
+    assert record["imprint_norm"] == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("key", ["int8", "float16"])
@@ -92,13 +130,24 @@ def test_enrolment_relearns_two_removed_products_from_five_photos_each(pipeline,
     assert json.loads(record.read_text())["classes_after"] == 3
 
 
-def test_enrolment_on_the_shipped_grocery_model_keeps_the_old_answers(tmp_path):
-    """Real products: three demo classes removed from the shipped model and enrolled again from five
-    demo training photos each. Every other demo test photo keeps its answer (without centring on
-    the card's mean embedding this fails), and at least a third of the new ones are learnt (a
-    conservative imprint: see the README's open-set table; with zero rows this fails)."""
+def test_enrolment_on_an_unsorted_model_with_fresh_statistics_keeps_the_old_answers(tmp_path):
+    """Real products, on a model as enrolment leaves it: the shipped model with its labels (and
+    rows) in reverse order, recalibrated on the demo training photos so the imprint statistics
+    are computed on that order (not the ones made with the model). Then three demo products are
+    removed and enrolled again from five training photos each: every other demo test photo keeps
+    its answer, and most of the new ones are learnt (12 of 15 when measured)."""
     demo = REPO / "data" / "grocery_demo"
-    model = REPO / "models" / "grocery" / "grocery_int8.tflite"
+    shipped = REPO / "models" / "grocery" / "grocery_int8.tflite"
+    content = shipped.read_bytes()
+    card, head = read_card(content), read_head_weights(content)
+    order = np.arange(len(card.labels))[::-1]
+    reversed_model = tmp_path / "reversed.tflite"
+    reversed_model.write_bytes(embed_card(with_head_weights(content, head.weights[order], head.bias[order]),
+                                          replace(card, labels=tuple(card.labels[i] for i in order))))
+    model = tmp_path / "calibrated.tflite"
+    assert calibrate_main([str(reversed_model), "--data", str(demo / "train"), "--out", str(model)]) == 0
+    statistics = read_card(model.read_bytes()).extra["embedding"]
+    assert statistics["data"] == str(demo / "train") and statistics["images"] == 240  # fresh, this order's
     new = ("Royal-Gala", "Kiwi", "Lime")
     for name in new:
         (tmp_path / "new" / name).mkdir(parents=True)
@@ -107,7 +156,8 @@ def test_enrolment_on_the_shipped_grocery_model_keeps_the_old_answers(tmp_path):
     out = tmp_path / "enrolled.tflite"
     removals = [arg for name in new for arg in ("--remove", name)]
     assert enroll_main([str(model), *removals, "--data", str(tmp_path / "new"), "--out", str(out)]) == 0
-    before, after = Classifier(model), Classifier(out)
+    before, after = Classifier(shipped), Classifier(out)
+    assert after.labels == [label for label in Classifier(model).labels if label not in new] + sorted(new)
     kept, learnt, new_photos = [], 0, 0
     for photo in sorted((demo / "test").rglob("*.jpg")):
         image = cv2.imread(str(photo))
@@ -118,7 +168,7 @@ def test_enrolment_on_the_shipped_grocery_model_keeps_the_old_answers(tmp_path):
         else:
             kept.append(label == before.classify(image, top_k=1)[0].label)
     assert np.mean(kept) >= 0.97, f"{sum(kept)} of {len(kept)} old answers kept"
-    assert learnt >= new_photos // 3, f"{learnt} of {new_photos} new photos right"
+    assert learnt >= new_photos // 2, f"{learnt} of {new_photos} new photos right"
 
 
 def test_the_cards_imprint_norm_sets_the_new_rows_length(pipeline, synthetic_data, new_bars, tmp_path):

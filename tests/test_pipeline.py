@@ -37,7 +37,7 @@ def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
     assert (config["prune"], config["qat_epochs"], config["data"]) == (0.5, 2, str(synthetic_data["train"]))
     assert (run / "labels.txt").read_text().split() == ["bar", "disc", "square"]
     assert json.loads((run / "card.json").read_text())["labels"] == ["bar", "disc", "square"]
-    assert json.loads((run / "metrics.json").read_text()) == pipeline["metrics"]
+    _check_metrics_file(run)
     report = json.loads((run / "data_report.json").read_text())
     assert (report["train_images"], report["val_images"]) == (96, 24)  # 3 x 40 images, 20% of each class to val
     # calibration images are training pixels at the model's input size, as the runtime preprocesses them
@@ -54,6 +54,31 @@ def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
     rows = [line.split(",")[:2] for line in (run / "training_log.csv").read_text().splitlines()[1:]]
     assert [e for p, e in rows if p == "prune"] == ["1", "2"] and [e for p, e in rows if p == "qat"] == ["1", "2"]
     assert any((run / "tensorboard").rglob("events.out.tfevents*"))
+
+
+def _check_metrics_file(run):
+    """metrics.json against measurements made here: the validation accuracy of the saved float
+    model and of the final (QAT) model on the run's validation images, and the int8 file's sparsity."""
+    from edgeshop.datasets import load_images
+    from edgeshop.runtime.modelcard import ModelCard
+    from edgeshop.train._keras import keras
+    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.fit import split_samples
+    from edgeshop.train.run_model import load_run_model
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    card = ModelCard.from_json((run / "card.json").read_text())
+    validation = split_samples(TrainConfig.from_saved(json.loads((run / "config.json").read_text())))[1]
+    images = load_images(validation, card.labels, card.input)
+    assert len(images.labels) == 24
+    pixels = images.pixels.astype(np.float32)
+    for key, model in (("val_top1_float", keras.models.load_model(run / "float_model.keras", compile=False)),
+                       ("val_top1_final", load_run_model(run, final=True))):
+        right = int(np.sum(model.predict(pixels, verbose=0).argmax(1) == images.labels))
+        assert abs(metrics[key] * len(images.labels) - right) <= 1, (key, metrics[key], right)  # one near-tie
+    assert (metrics["classes"], metrics["phases"]) == (3, ["train", "prune", "qat"])
+    assert metrics["sparsity_after_strip"] == pytest.approx(
+        audit_model((run.parent / "model_int8.tflite").read_bytes())["weight_sparsity"], abs=0.02)
 
 
 def test_float_keras_model_loads_in_safe_mode(pipeline):

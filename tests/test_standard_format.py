@@ -50,19 +50,49 @@ def test_one_stored_archive_holds_labels_and_card(pipeline, key):
     assert read_card(data).labels == ("bar", "disc", "square")
 
 
-def test_metadata_describes_a_model_that_does_not_normalise_itself(pipeline):
-    """Cards with normalization_in_graph false hand their mean/std to the client."""
+def _normalization_read_independently(flatbuffer: bytes) -> dict[str, list[float]]:
+    """The input's NormalizationOptions and value range as a standard client finds them: the
+    TFLITE_METADATA buffer located with the TFLite schema, read with the metadata schema's own
+    accessors (not edgeshop's read_metadata)."""
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
+    from tensorflow.lite.python import schema_py_generated as tfl
+
+    model = tfl.Model.GetRootAs(flatbuffer, 0)
+    entries = [model.Metadata(i) for i in range(model.MetadataLength())]
+    [entry] = [e for e in entries if e.Name() == b"TFLITE_METADATA"]
+    raw = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    image = md.ModelMetadata.GetRootAs(raw, 0).SubgraphMetadata(0).InputTensorMetadata(0)
+    [unit] = [image.ProcessUnits(i) for i in range(image.ProcessUnitsLength())]
+    assert unit.OptionsType() == md.ProcessUnitOptions.NormalizationOptions
+    options = md.NormalizationOptions()
+    options.Init(unit.Options().Bytes, unit.Options().Pos)
+    return {"mean": options.MeanAsNumpy().tolist(), "std": options.StdAsNumpy().tolist(),
+            "min": image.Stats().MinAsNumpy().tolist(), "max": image.Stats().MaxAsNumpy().tolist()}
+
+
+def test_metadata_describes_a_model_that_does_not_normalise_itself(fixture_model):
+    """Cards with normalization_in_graph false hand their mean/std to the client, each in its own
+    field: a client computes (pixel - mean) / std. ImageNet's per-channel values, mean != std, so
+    a swap shows: pixel 0 -> -123.675 / 58.395 = -2.1179, pixel 255 -> (255 - 123.675) / 58.395 = 2.2489."""
     from dataclasses import replace
 
     from edgeshop.train.tflite_metadata import metadata_buffer, read_metadata, with_metadata
 
-    card = read_card(pipeline["float32"].read_bytes())
-    external = replace(card, input=replace(card.input, normalization_in_graph=False,
-                                           mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5)))
-    flatbuffer = split_archive(pipeline["float32"].read_bytes())[0]
-    meta = read_metadata(with_metadata(flatbuffer, metadata_buffer(external, "float32")))
-    assert meta["input_mean"] == [127.5] * 3 and meta["input_std"] == [127.5] * 3
-    assert meta["input_range"] == [-1.0, 1.0]
+    mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+    card = read_card(fixture_model.read_bytes())
+    external = replace(card, input=replace(card.input, normalization_in_graph=False, mean=mean, std=std))
+    written = with_metadata(split_archive(fixture_model.read_bytes())[0], metadata_buffer(external, "float32"))
+    found = _normalization_read_independently(written)
+    assert found["mean"] == pytest.approx(mean) and found["std"] == pytest.approx(std)
+    assert found["min"] == pytest.approx([-2.117904, -2.035714, -1.804444], abs=1e-5)
+    assert found["max"] == pytest.approx([2.248908, 2.428571, 2.640000], abs=1e-5)
+    meta = read_metadata(written)  # edgeshop's own reader agrees
+    assert meta["input_mean"] == pytest.approx(mean) and meta["input_std"] == pytest.approx(std)
+    # and a graph that normalises itself is fed raw pixels: mean 0, std 1, in the same fields
+    assert card.input.normalization_in_graph
+    found = _normalization_read_independently(
+        with_metadata(split_archive(fixture_model.read_bytes())[0], metadata_buffer(card, "uint8")))
+    assert (found["mean"], found["std"], found["min"], found["max"]) == ([0.0], [1.0], [0.0], [255.0])
 
 
 def test_rewriting_metadata_replaces_it_instead_of_adding_a_second(pipeline):
