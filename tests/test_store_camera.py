@@ -1,0 +1,139 @@
+"""The store-camera path: shelf slots seen whole (fit), clipped slots, drawn boxes, broadcast frames."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import DATA, REPO
+
+from edgeshop.errors import ImageInputError
+from edgeshop.runtime.annotate import annotate
+from edgeshop.runtime.classifier import Classifier
+from edgeshop.runtime.modelcard import InputSpec
+from edgeshop.runtime.preprocess import DEFAULT_FIT, FITS, preprocess
+
+TINY = DATA / "tiny_int8.tflite"
+RED, WHITE, BLUE = (0, 0, 255), (255, 255, 255), (255, 0, 0)  # BGR
+
+
+def banded_slot() -> np.ndarray:
+    """A tall 20x40 (w x h) slot: red top quarter, white middle half, blue bottom quarter."""
+    slot = np.empty((40, 20, 3), np.uint8)
+    slot[:10], slot[10:30], slot[30:] = RED, WHITE, BLUE
+    return slot
+
+
+# --- fit: what of a slot the model sees ----------------------------------------------------
+def test_pad_letterboxes_the_whole_tall_slot():
+    out = preprocess(banded_slot(), InputSpec(10, 10, color_order="BGR", mean=(50.0, 60.0, 70.0)), "pad")
+    # 20x40 scaled by 1/4 is 5x10, centred: columns 2..6; the rest is the card's mean colour
+    assert (out[:, :2] == (50, 60, 70)).all() and (out[:, 7:] == (50, 60, 70)).all()
+    assert (out[:2, 2:7] == RED).all() and (out[3:7, 2:7] == WHITE).all() and (out[8:, 2:7] == BLUE).all()
+
+
+def test_crop_sees_only_the_centre_square_and_stretch_all_of_it():
+    spec = InputSpec(10, 10, color_order="BGR")
+    assert (preprocess(banded_slot(), spec, "crop") == WHITE).all()  # rows 10..30: the white half only
+    stretched = preprocess(banded_slot(), spec, "stretch")
+    assert (stretched[:2] == RED).all() and (stretched[3:7] == WHITE).all() and (stretched[8:] == BLUE).all()
+
+
+def test_unknown_fit_is_refused():
+    with pytest.raises(ValueError, match="fit must be one of crop, pad, stretch"):
+        preprocess(banded_slot(), InputSpec(10, 10), "letterbox")
+    with pytest.raises(ImageInputError, match="fit must be one of"):
+        Classifier(TINY, fit="zoom")
+
+
+def test_classifier_slot_scores_follow_the_fit():
+    classifier = Classifier(TINY)
+    assert classifier.fit == DEFAULT_FIT == "pad"
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (96, 64, 3), dtype=np.uint8)
+    tall, centre = (0, 0, 32, 96), (0, 32, 32, 32)
+    # crop: a tall slot is cut to its centre square (the old, silent behaviour) ...
+    crop = classifier.roi_scores(frame, [tall, centre], fit="crop")
+    np.testing.assert_array_equal(crop[0], crop[1])
+    # ... pad (the default) and stretch see the whole slot
+    for fit in ("pad", "stretch"):
+        whole, middle = classifier.roi_scores(frame, [tall, centre], fit=fit)
+        assert not np.array_equal(whole, middle), fit
+        np.testing.assert_array_equal(whole, classifier.scores(frame[0:96, 0:32], fit=fit))
+    np.testing.assert_array_equal(classifier.roi_scores(frame, [tall])[0], classifier.roi_scores(frame, [tall],
+                                                                                                   fit="pad")[0])
+    per_call = Classifier(TINY, fit="crop").classify(frame, rois=[tall], fit="pad", top_k=3)[0]
+    assert [p.score for p in per_call] == [p.score for p in classifier.classify(frame, rois=[tall], top_k=3)[0]]
+
+
+def test_default_fit_is_the_measured_best_for_slots():
+    study = json.loads((REPO / "models" / "grocery" / "roi_fit_study.json").read_text())
+    for shape in ("tall", "wide"):
+        top1 = study["top1"][shape]
+        assert max(top1, key=top1.get) == DEFAULT_FIT, (shape, top1)
+    assert set(study["top1"]["tall"]) == set(FITS) and study["images"] >= 200
+
+
+# --- slots partly outside the frame ---------------------------------------------------------
+def test_a_slot_partly_outside_is_clipped_with_one_warning_per_slot(caplog):
+    classifier = Classifier(TINY)
+    frame = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    outside, inside = (40, -8, 40, 40), (0, 0, 24, 24)
+    with caplog.at_level(logging.WARNING, logger="edgeshop"):
+        for _ in range(3):
+            scores = classifier.roi_scores(frame, [outside, inside])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "(40, -8, 40, 40) reaches outside the 64x48 frame" in warnings[0]
+    assert "(40, 0, 24, 32)" in warnings[0]  # the part classified
+    np.testing.assert_array_equal(scores[0], classifier.scores(frame[0:32, 40:64]))
+    assert classifier.seen_box(frame, outside) == (40, 0, 24, 32)
+    with pytest.raises(ImageInputError, match="lies outside the 64x48 frame"):
+        classifier.roi_scores(frame, [(64, 0, 10, 10)])
+
+
+# --- annotations draw what the model saw ----------------------------------------------------
+@pytest.mark.parametrize("fit, seen", [("crop", (10, 30, 40, 40)), ("pad", (10, 10, 40, 80))])
+def test_annotation_outlines_exactly_the_region_the_model_saw(fit, seen):
+    from edgeshop.cli.classify import classify_regions
+
+    classifier = Classifier(TINY, fit=fit)
+    frame = np.zeros((120, 200, 3), np.uint8)
+    roi = (10, 10, 40, 80)  # a tall slot
+    records, results = classify_regions(classifier, frame, [roi], None, 0.0)
+    assert records[0]["seen"] == list(seen) and results[0][0] == seen
+    drawn = annotate(frame, results)
+    x, y, w, h = seen
+    green = (drawn != 0).any(axis=2)
+    # the outline: left and bottom edges whole, the right edge below the label drawn at the top
+    assert green[y:y + h, x].all() and green[y + h // 2:y + h, x + w - 1].all() and green[y + h - 1, x:x + w].all()
+    assert not green[y:y + h, x - 1].any() and not green[y + h // 2:y + h, x + w].any()  # nothing beside it
+    assert not green[y + h, :].any()  # nor below it (the label sits at its top)
+
+
+# --- broadcast (zero-stride) frames ---------------------------------------------------------
+BROADCAST_SCRIPT = """
+import resource, sys
+import numpy as np
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a whole copy (10.8 GB) cannot happen
+from edgeshop.runtime.classifier import Classifier
+c = Classifier(sys.argv[1])
+pixel = np.array([30, 140, 220], np.uint8)
+view = np.broadcast_to(pixel, (60000, 60000, 3))  # 10.8 GB seen, 3 bytes stored
+small = np.broadcast_to(pixel, (60, 60, 3)).copy()
+for fit in ("crop", "pad", "stretch"):
+    assert np.array_equal(c.scores(view, fit=fit), c.scores(small, fit=fit)), fit
+rows = np.broadcast_to(np.arange(60000, dtype=np.uint8)[:, None, None], (60000, 60000, 3))
+slot = c.roi_scores(rows, [(100, 1000, 3000, 6000)])[0]
+assert np.array_equal(slot, c.scores(np.ascontiguousarray(rows[1000:7000, 100:3100])))
+print("ok")
+"""
+
+
+def test_a_huge_broadcast_frame_is_classified_without_copying_it():
+    result = subprocess.run([sys.executable, "-c", BROADCAST_SCRIPT, str(TINY)], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-1500:]
