@@ -137,3 +137,80 @@ def test_a_huge_broadcast_frame_is_classified_without_copying_it():
     result = subprocess.run([sys.executable, "-c", BROADCAST_SCRIPT, str(TINY)], capture_output=True, text=True,
                             timeout=120, cwd=REPO)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-1500:]
+
+
+# --- stopping keeps the work; a failed write saves nothing ------------------------------------
+def noise_video(path, frames: int, size=(96, 48)):
+    """An MJPG video of random frames (they compress badly: every frame costs real bytes)."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, size)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def classify_command(*args) -> list[str]:
+    return [sys.executable, "-m", "edgeshop.cli.classify", str(TINY), *map(str, args)]
+
+
+def child_env() -> dict:
+    import os
+
+    # this checkout's edgeshop, not an installed one; no .pyc written under a file size limit
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def decoded_frames(path) -> int:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.mark.parametrize("signum, suffix", [("SIGINT", ".mp4"), ("SIGTERM", ".avi"), ("SIGTERM", ".mp4")])
+def test_a_signal_during_save_video_keeps_a_playable_video_of_every_frame(tmp_path, signum, suffix):
+    import signal
+
+    total = 3000
+    video = noise_video(tmp_path / "shelf.avi", total)
+    out = tmp_path / f"annotated{suffix}"
+    child = subprocess.Popen(classify_command(video, "--roi", "0,0,48,48", "--roi", "48,0,48,48",
+                                              "--save-video", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=tmp_path, env=child_env())
+    lines = [child.stdout.readline() for _ in range(10)]  # well under way (a full pipe then holds it)
+    child.send_signal(getattr(signal, signum))
+    rest, err = child.communicate(timeout=60)
+    lines += rest.splitlines()
+    printed = [json.loads(line) for line in lines if line.strip()]
+    assert child.returncode == 0, err[-1500:]
+    assert 10 <= len(printed) < total  # stopped early ...
+    assert decoded_frames(out) == len(printed)  # ... with every frame it handled in a playable file
+    assert f"stopped by {signum} after {len(printed)} frame(s); {len(printed)} frame(s) saved to {out}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["shelf.avi", out.name])  # no .partial
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_a_video_that_cannot_be_written_whole_is_an_error_and_nothing_is_saved(tmp_path, suffix):
+    import resource
+
+    video = noise_video(tmp_path / "shelf.avi", 60)  # ~10 KB a frame
+    out = tmp_path / f"annotated{suffix}"
+    limit = 60_000  # the "disk" fills after a few frames
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(classify_command(video, "--save-video", out), capture_output=True, text=True,
+                            cwd=tmp_path, env=child_env(), preexec_fn=small_disk, timeout=120)
+    assert result.returncode == 2, result.stderr[-1500:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgeshop-classify: error:")]
+    assert len(errors) == 1 and f"{out}: writing the video failed (60 frames written" in errors[0]
+    assert "disk full or file too large?); nothing was saved" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shelf.avi"]  # no partial file, nothing renamed
