@@ -214,3 +214,108 @@ def test_a_video_that_cannot_be_written_whole_is_an_error_and_nothing_is_saved(t
     assert len(errors) == 1 and f"{out}: writing the video failed (60 frames written" in errors[0]
     assert "disk full or file too large?); nothing was saved" in errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shelf.avi"]  # no partial file, nothing renamed
+
+
+# --- events: a swap is one event, "empty" only after the settle time -------------------------
+EVENT_LABELS = ["A", "B"]
+SCORES = {"A": np.array([0.95, 0.05]), "B": np.array([0.05, 0.95]), None: np.array([0.5, 0.5])}
+
+
+def events_of(sequence: str, settle: float, fps: float = 10.0) -> list[tuple]:
+    """(frame, from, to) of each event for a per-frame sequence like "AAAA..BBB" ('.': unknown frame)."""
+    from edgeshop.runtime.smoothing import Smoother
+
+    smoother = Smoother(EVENT_LABELS, "ema", alpha=0.5, enter=0.6, exit=0.4, settle=settle)
+    found = []
+    for frame, char in enumerate(sequence):
+        label = None if char == "." else char
+        result = smoother.update(SCORES[label], unknown=label is None, timestamp=frame / fps)
+        if result.event is not None:
+            found.append((frame, result.event.before, result.event.after))
+    return found
+
+
+def test_a_swap_through_a_moment_of_nothing_is_one_event():
+    # 4 unknown frames (0.4 s) between A and B: the stable label passes through None
+    assert events_of("AAAAAA....BBBBBB", settle=1.0) == [(0, None, "A"), (11, "A", "B")]
+
+
+def test_the_slot_emptied_is_an_event_only_after_the_settle_time():
+    # A leaves the stable label at frame 7; None lasts -> reported at 7 + 1.0 s * 10 fps
+    assert events_of("AAAAAA" + "." * 20 + "BBBBB", settle=1.0) == [
+        (0, None, "A"), (17, "A", None), (27, None, "B")]
+
+
+def test_a_product_briefly_hidden_is_no_event():
+    assert events_of("AAAAAA.....AAAAAA", settle=1.0) == [(0, None, "A")]
+
+
+def test_settle_zero_reports_every_change_at_once():
+    assert events_of("AAAAAA....BBBBBB", settle=0) == [(0, None, "A"), (7, "A", None), (11, None, "B")]
+
+
+def test_settle_must_be_seconds():
+    from edgeshop.runtime.smoothing import Smoother
+
+    for bad in (-1, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="settle must be a number of seconds >= 0"):
+            Smoother(EVENT_LABELS, settle=bad)
+
+
+# The event line of docs/cameras.md: field -> type
+EVENT_FIELDS = {"time": str, "event": str, "slot": str, "from": (str, type(None)), "to": (str, type(None)),
+                "score": float, "timestamp": float, "frame": int, "unknown_frame": bool}
+CLI_EVENT_FIELDS = {"from": (str, type(None)), "to": (str, type(None)), "score": float, "timestamp": float}
+
+
+def swap_video(path, blank_frames: int):
+    """Left slot: a disc for 12 frames, `blank_frames` of plain grey, then a square; right slot: a bar."""
+    import cv2
+    from synthetic import draw
+
+    rng = np.random.default_rng(3)
+    blank = np.full((48, 48, 3), 110, np.uint8)
+    lefts = [draw("disc", 48, rng) for _ in range(12)] + [blank] * blank_frames + \
+        [draw("square", 48, rng) for _ in range(12)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 48))
+    for left in lefts:
+        writer.write(np.concatenate([left, draw("bar", 48, rng)], axis=1))
+    writer.release()
+    return path
+
+
+def test_classify_cli_reports_a_swap_as_one_event(tmp_path, capsys):
+    from edgeshop.cli import classify as classify_cli
+
+    video = swap_video(tmp_path / "swap.avi", blank_frames=3)  # 0.3 s of nothing in the left slot
+    code = classify_cli.main([str(TINY), str(video), "--roi", "0,0,48,48", "--roi", "48,0,48,48",
+                              "--smooth", "ema", "--settle", "1", "--unknown-threshold", "0.5"])
+    assert code == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    events = [(line["frame"], slot, r["event"]) for line in lines for slot, r in enumerate(line["rois"])
+              if "event" in r]
+    assert [(slot, e["from"], e["to"]) for _, slot, e in events] == [
+        (0, None, "disc"), (1, None, "bar"), (0, "disc", "square")]
+    for _, _, event in events:
+        assert set(event) == set(CLI_EVENT_FIELDS)
+        assert all(isinstance(event[k], t) for k, t in CLI_EVENT_FIELDS.items())
+
+
+def test_shelf_watch_event_lines_follow_the_documented_schema(tmp_path):
+    video = swap_video(tmp_path / "shelf.avi", blank_frames=3)
+    config = {"model": str(TINY), "source": str(video), "threads": 1, "unknown_threshold": 0.5,
+              "smoothing": {"settle": 1.0},
+              "slots": [{"name": "left", "roi": [0, 0, 48, 48]}, {"name": "right", "roi": [48, 0, 48, 48]}]}
+    (tmp_path / "shelf.json").write_text(json.dumps(config))
+    script = REPO / "examples" / "raspberry_pi" / "shelf_watch.py"
+    result = subprocess.run([sys.executable, str(script), "--config", str(tmp_path / "shelf.json")],
+                            capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env())
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert lines[0]["event"] == "start" and lines[0]["fit"] == "pad" and lines[-1]["event"] == "stop"
+    events = [line for line in lines if line["event"] == "slot_changed"]
+    assert [(e["slot"], e["from"], e["to"]) for e in events] == [
+        ("left", None, "disc"), ("right", None, "bar"), ("left", "disc", "square")]
+    for event in events:
+        assert set(event) == set(EVENT_FIELDS), event
+        assert all(isinstance(event[k], t) for k, t in EVENT_FIELDS.items()), event
