@@ -319,3 +319,51 @@ def test_shelf_watch_event_lines_follow_the_documented_schema(tmp_path):
     for event in events:
         assert set(event) == set(EVENT_FIELDS), event
         assert all(isinstance(event[k], t) for k, t in EVENT_FIELDS.items()), event
+
+
+# --- streams: a host that does not resolve; redaction ----------------------------------------
+def test_a_stream_host_that_does_not_resolve_is_one_line_within_5_s(tmp_path):
+    import time
+
+    url = "rtsp://admin:s3cret-pw@camera.invalid:554/live?Token=abcdef123&fps=5"  # .invalid never resolves
+    started = time.monotonic()
+    result = subprocess.run(classify_command(url), capture_output=True, text=True, cwd=tmp_path, env=child_env(),
+                            timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2 and elapsed < 5, (elapsed, result.stderr[-1500:])
+    lines = result.stderr.strip().splitlines()
+    redacted = "rtsp://***:***@camera.invalid:554/live?Token=***&fps=5"
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"edgeshop-classify: error: {redacted}: the host name does not resolve (")
+    assert lines[0].count("camera.invalid") == 1 and "s3cret" not in lines[0] and "abcdef" not in lines[0]
+
+
+def test_a_reachable_but_silent_stream_keeps_the_give_up_rule():
+    import socket
+    import time
+
+    from edgeshop.errors import EdgeshopError
+    from edgeshop.runtime.stream import open_source
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)  # accepts connections, never answers
+    try:
+        started = time.monotonic()
+        url = f"http://localhost:{server.getsockname()[1]}/video.mjpg"
+        with pytest.raises(EdgeshopError, match=r"no frame for 2 s"), open_source(url, give_up_after=2) as source:
+            next(iter(source))
+        assert 2 <= time.monotonic() - started < 10
+    finally:
+        server.close()
+
+
+def test_redaction_ignores_the_case_of_secret_names():
+    from edgeshop.runtime.redact import redact, redact_url, scrub
+
+    url = "rtsp://cam.local/live?Password=x&TOKEN=y&fps=5"
+    assert redact_url(url) == "rtsp://cam.local/live?Password=***&TOKEN=***&fps=5"
+    assert redact(f"cannot open {url}.") == "cannot open rtsp://cam.local/live?Password=***&TOKEN=***&fps=5."
+    assert scrub(f"error at {url}", url) == "error at rtsp://cam.local/live?Password=***&TOKEN=***&fps=5"
+    assert redact_url("HTTP://Admin:Pw@cam/x?PassWord=hunter2&Api_Key=k&Fps=5") == \
+        "HTTP://***:***@cam/x?PassWord=***&Api_Key=***&Fps=5"

@@ -203,10 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.errors import EdgeshopError
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.runtime.smoothing import Smoother
-        from edgeshop.runtime.stream import ImageFiles, open_source
+        from edgeshop.runtime.stream import URL_SCHEMES, ImageFiles, open_source, resolve_stream_host
         from edgeshop.runtime.video_out import VideoOutput
 
         check_outputs(args.save_video, args.save_dir, args.force)
+        if args.source.lower().startswith(URL_SCHEMES) and not args.retry_forever:
+            resolve_stream_host(args.source)  # before the model loads: a wrong name is answered at once
         show_warnings("edgeshop-classify")
         classifier = Classifier(args.model, num_threads=args.threads, top_k=args.top_k,
                                 score_threshold=args.threshold, unknown_threshold=args.unknown_threshold,
