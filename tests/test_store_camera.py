@@ -367,3 +367,36 @@ def test_redaction_ignores_the_case_of_secret_names():
     assert scrub(f"error at {url}", url) == "error at rtsp://cam.local/live?Password=***&TOKEN=***&fps=5"
     assert redact_url("HTTP://Admin:Pw@cam/x?PassWord=hunter2&Api_Key=k&Fps=5") == \
         "HTTP://***:***@cam/x?PassWord=***&Api_Key=***&Fps=5"
+
+
+# --- the store-camera example, as documented ---------------------------------------------------
+def test_the_store_camera_example_reports_each_change_once(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "store_camera.py")], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path, env=child_env())
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["slot"], e["from"], e["to"]) for e in events] == [
+        ("left", None, "Banana"), ("right", None, "Arla-Standard-Milk"), ("left", "Banana", "Royal-Gala")]
+    assert events[2]["frame"] > 30 and all(set(e) == {"slot", "frame", *CLI_EVENT_FIELDS} for e in events)
+
+
+def test_the_docs_show_the_example_and_the_measured_fit_table():
+    import inspect
+
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        import store_camera
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    docs = (REPO / "docs" / "cameras.md").read_text()
+    assert inspect.getsource(store_camera.watch) in docs
+    assert 'SLOTS = {"left": (0, 0, 320, 480), "right": (320, 0, 320, 480)}' in docs
+    study = json.loads((REPO / "models" / "grocery" / "roi_fit_study.json").read_text())
+    names = {"square": "whole photo (1:1)", "tall": "tall slot (1:2)", "wide": "wide slot (2:1)",
+             "camera": "camera frame (4:3)"}
+    for shape, row in study["top1"].items():
+        cells = [f"**{100 * row[fit]:.1f}%**" if fit == DEFAULT_FIT and shape != "square" else f"{100 * row[fit]:.1f}%"
+                 for fit in ("crop", "pad", "stretch")]
+        assert f"| {names[shape]} | {' | '.join(cells)} |" in docs, shape
+    classifier = Classifier(TINY, fit="crop")
+    assert classifier.seen_box(np.zeros((480, 640, 3), np.uint8), (0, 0, 320, 480)) == (0, 80, 320, 320)
