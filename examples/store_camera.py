@@ -28,7 +28,7 @@ SLOTS = {"left": (0, 0, 320, 480), "right": (320, 0, 320, 480)}  # name: (x, y, 
 
 def watch(source: str, model: Path = MODEL) -> list[dict]:
     """Print (and return) one event per product change in each slot of ``source``."""
-    classifier = Classifier(model, fit="pad")  # "pad": the model sees each whole slot (the default)
+    classifier = Classifier(model, fit="pad")  # the model sees each whole slot (the default for slots)
     smoothers = {name: Smoother(classifier.labels, "ema", alpha=0.3, enter=0.6, exit=0.4, settle=1.0)
                  for name in SLOTS}
     events = []

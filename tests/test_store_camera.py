@@ -15,7 +15,7 @@ from edgeshop.errors import ImageInputError
 from edgeshop.runtime.annotate import annotate
 from edgeshop.runtime.classifier import Classifier
 from edgeshop.runtime.modelcard import InputSpec
-from edgeshop.runtime.preprocess import DEFAULT_FIT, FITS, preprocess
+from edgeshop.runtime.preprocess import FITS, SLOT_FIT, preprocess
 
 TINY = DATA / "tiny_int8.tflite"
 RED, WHITE, BLUE = (0, 0, 255), (255, 255, 255), (255, 0, 0)  # BGR
@@ -52,7 +52,7 @@ def test_unknown_fit_is_refused():
 
 def test_classifier_slot_scores_follow_the_fit():
     classifier = Classifier(TINY)
-    assert classifier.fit == DEFAULT_FIT == "pad"
+    assert SLOT_FIT == "pad"
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (96, 64, 3), dtype=np.uint8)
     tall, centre = (0, 0, 32, 96), (0, 32, 32, 32)
@@ -74,7 +74,7 @@ def test_default_fit_is_the_measured_best_for_slots():
     study = json.loads((REPO / "models" / "grocery" / "roi_fit_study.json").read_text())
     for shape in ("tall", "wide"):
         top1 = study["top1"][shape]
-        assert max(top1, key=top1.get) == DEFAULT_FIT, (shape, top1)
+        assert max(top1, key=top1.get) == SLOT_FIT, (shape, top1)
     assert set(study["top1"]["tall"]) == set(FITS) and study["images"] >= 200
 
 
@@ -89,7 +89,7 @@ def test_a_slot_partly_outside_is_clipped_with_one_warning_per_slot(caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "(40, -8, 40, 40) reaches outside the 64x48 frame" in warnings[0]
     assert "(40, 0, 24, 32)" in warnings[0]  # the part classified
-    np.testing.assert_array_equal(scores[0], classifier.scores(frame[0:32, 40:64]))
+    np.testing.assert_array_equal(scores[0], classifier.scores(frame[0:32, 40:64], fit="pad"))
     assert classifier.seen_box(frame, outside) == (40, 0, 24, 32)
     with pytest.raises(ImageInputError, match="lies outside the 64x48 frame"):
         classifier.roi_scores(frame, [(64, 0, 10, 10)])
@@ -128,7 +128,7 @@ for fit in ("crop", "pad", "stretch"):
     assert np.array_equal(c.scores(view, fit=fit), c.scores(small, fit=fit)), fit
 rows = np.broadcast_to(np.arange(60000, dtype=np.uint8)[:, None, None], (60000, 60000, 3))
 slot = c.roi_scores(rows, [(100, 1000, 3000, 6000)])[0]
-assert np.array_equal(slot, c.scores(np.ascontiguousarray(rows[1000:7000, 100:3100])))
+assert np.array_equal(slot, c.scores(np.ascontiguousarray(rows[1000:7000, 100:3100]), fit="pad"))
 print("ok")
 """
 
@@ -395,8 +395,21 @@ def test_the_docs_show_the_example_and_the_measured_fit_table():
     names = {"square": "whole photo (1:1)", "tall": "tall slot (1:2)", "wide": "wide slot (2:1)",
              "camera": "camera frame (4:3)"}
     for shape, row in study["top1"].items():
-        cells = [f"**{100 * row[fit]:.1f}%**" if fit == DEFAULT_FIT and shape != "square" else f"{100 * row[fit]:.1f}%"
+        cells = [f"**{100 * row[fit]:.1f}%**" if fit == SLOT_FIT and shape != "square" else f"{100 * row[fit]:.1f}%"
                  for fit in ("crop", "pad", "stretch")]
         assert f"| {names[shape]} | {' | '.join(cells)} |" in docs, shape
     classifier = Classifier(TINY, fit="crop")
     assert classifier.seen_box(np.zeros((480, 640, 3), np.uint8), (0, 0, 320, 480)) == (0, 80, 320, 320)
+
+
+def test_whole_frames_keep_trainings_crop_unless_asked():
+    frame = np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    default, padded = Classifier(TINY), Classifier(TINY, fit="pad")
+    assert default.seen_box(frame) == (8, 0, 48, 48) and padded.seen_box(frame) == (0, 0, 64, 48)
+    pixels = preprocess(frame, default.input_spec)  # training's rule
+    np.testing.assert_array_equal(default.scores(frame), default.scores_from_pixels(pixels))
+    np.testing.assert_array_equal(default.scores(frame, fit="pad"), padded.scores(frame))
+    assert not np.array_equal(default.scores(frame), padded.scores(frame))
+    # a classifier-wide fit applies to slots too
+    np.testing.assert_array_equal(Classifier(TINY, fit="crop").roi_scores(frame, [(0, 0, 32, 48)])[0],
+                                  default.roi_scores(frame, [(0, 0, 32, 48)], fit="crop")[0])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgeshop.cli._common import positive_int, run_command, show_warnings
-from edgeshop.runtime.preprocess import DEFAULT_FIT, FITS
+from edgeshop.runtime.preprocess import FITS, FRAME_FIT, SLOT_FIT
 from edgeshop.runtime.smoothing import SETTLE_SECONDS
 
 
@@ -47,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the threshold edgeshop-calibrate stored in the model, 0 turns it off")
     p.add_argument("--roi", type=parse_roi, action="append", metavar="X,Y,W,H",
                    help="classify this region (repeat for several shelf slots)")
-    p.add_argument("--fit", choices=FITS, default=DEFAULT_FIT,
+    p.add_argument("--fit", choices=FITS,
                    help="how a frame or region of another shape than the model's input is fitted to it: "
                         "pad (letterbox, the model sees all of it), crop (centre crop) or stretch "
-                        f"(default {DEFAULT_FIT}, see docs/cameras.md)")
+                        f"(default: {SLOT_FIT} for --roi slots, {FRAME_FIT} for whole frames; see docs/cameras.md)")
     p.add_argument("--smooth", choices=("ema", "vote"), help="add a temporally smoothed, stable label")
     p.add_argument("--alpha", type=float, default=0.3, help="EMA weight of the newest frame, in (0, 1]")
     p.add_argument("--window", type=int, default=5, help="frames in the vote (>= 1)")

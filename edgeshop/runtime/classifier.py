@@ -16,7 +16,7 @@ import numpy as np
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
 from edgeshop.runtime.backend import make_interpreter
 from edgeshop.runtime.modelcard import InputSpec, ModelCard, check_labels, read_card
-from edgeshop.runtime.preprocess import DEFAULT_FIT, check_fit, check_frame, fit_box, preprocess
+from edgeshop.runtime.preprocess import FRAME_FIT, SLOT_FIT, check_fit, check_frame, fit_box, preprocess
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
 MAX_MODEL_BYTES = 2 << 30
@@ -55,9 +55,11 @@ class Classifier:
 
     ``fit``: how a frame or region (ROI) of another aspect ratio than the model's input is
     fitted to it: ``pad`` (letterbox: the model sees all of it), ``crop`` (the centre
-    crop training uses) or ``stretch``; every call may override it. A region reaching
-    outside the frame is clipped to it, with one warning per region (``seen_box`` gives
-    the part the model sees, for drawing).
+    crop training uses) or ``stretch``; every call may override it. None: regions are
+    padded (``SLOT_FIT``: a shelf slot is classified whole) and whole frames cropped
+    (``FRAME_FIT``, as in training and on the browser page). A region reaching outside
+    the frame is clipped to it, with one warning per region (``seen_box`` gives the part
+    the model sees, for drawing).
     """
 
     def __init__(
@@ -71,9 +73,9 @@ class Classifier:
         denylist: Iterable[str] | None = None,
         backend: str = "auto",
         unknown_threshold: float | None = None,
-        fit: str = DEFAULT_FIT,
+        fit: str | None = None,
     ) -> None:
-        self.fit = _checked_fit(fit)
+        self.fit = None if fit is None else _checked_fit(fit)
         self._clipped_warned: set[tuple[Roi, tuple[int, int]]] = set()
         self.path = Path(path)
         content = _read_model_file(self.path)
@@ -209,6 +211,7 @@ class Classifier:
     def roi_scores(self, image: np.ndarray, rois: Sequence[Roi], *, fit: str | None = None) -> list[np.ndarray]:
         """Probabilities for each (x, y, w, h) region of one frame (e.g. shelf slots), in order."""
         frame = check_frame(image)
+        fit = self._fit(fit, slot=True)
         return [self.scores(frame[y : y + h, x : x + w], fit=fit)
                 for x, y, w, h in (self.clip_roi(frame, roi) for roi in rois)]
 
@@ -227,18 +230,23 @@ class Classifier:
         frame = check_frame(image)
         x, y, w, h = (0, 0, frame.shape[1], frame.shape[0]) if roi is None else clip_roi(roi, frame.shape[1],
                                                                                           frame.shape[0])
-        dx, dy, seen_w, seen_h = fit_box(h, w, self.card.input, self._fit(fit))
+        dx, dy, seen_w, seen_h = fit_box(h, w, self.card.input, self._fit(fit, slot=roi is not None))
         return x + dx, y + dy, seen_w, seen_h
 
     def classify_batch(self, images: Iterable[np.ndarray], top_k: int | None = None) -> list[list[Prediction]]:
         return [self.rank(self.scores(image), top_k, None) for image in images]
 
     def scores(self, image: np.ndarray, *, fit: str | None = None) -> np.ndarray:
-        """Probabilities for every label (float32, length ``len(labels)``)."""
-        return self.scores_from_pixels(preprocess(image, self.card.input, self._fit(fit)))
+        """Probabilities for every label (float32, length ``len(labels)``) of a whole frame."""
+        return self.scores_from_pixels(preprocess(image, self.card.input, self._fit(fit, slot=False)))
 
-    def _fit(self, fit: str | None) -> str:
-        return self.fit if fit is None else _checked_fit(fit)
+    def _fit(self, fit: str | None, slot: bool) -> str:
+        """The fit of a call: its own, else this classifier's, else the default for slots or frames."""
+        if fit is not None:
+            return _checked_fit(fit)
+        if self.fit is not None:
+            return self.fit
+        return SLOT_FIT if slot else FRAME_FIT
 
     def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for model-ready pixels: input-sized uint8, the model's colour order."""

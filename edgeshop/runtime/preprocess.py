@@ -34,7 +34,11 @@ MAX_DECODE_PIXELS = 4096 * 4096
 # Files read_image decodes (OpenCV's codecs; GIF: the first frame): datasets and folder sources use this list.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 FITS = ("crop", "pad", "stretch")
-DEFAULT_FIT = "pad"  # chosen by measurement on shelf-slot shapes: docs/cameras.md, tools/roi_fit_study.py
+# Defaults of Classifier: shelf slots are letterboxed (the best top-1 on tall and wide slots,
+# measured by tools/roi_fit_study.py, docs/cameras.md); whole frames keep training's crop, so
+# edgeshop agrees with evaluation, the browser page and MediaPipe on phones.
+SLOT_FIT = "pad"
+FRAME_FIT = "crop"
 
 
 def check_fit(fit: str) -> str:

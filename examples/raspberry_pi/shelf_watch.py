@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 from edgeshop import Classifier
-from edgeshop.runtime.preprocess import DEFAULT_FIT, FITS
+from edgeshop.runtime.preprocess import FITS, SLOT_FIT
 from edgeshop.runtime.smoothing import SETTLE_SECONDS, Smoother, check_settings
 from edgeshop.runtime.stream import ImageFiles, open_source
 
 DEFAULTS = {"threads": 2, "threshold": 0.0, "unknown_threshold": None, "every_n_frames": 1, "heartbeat_seconds": 60,
-            "fit": DEFAULT_FIT,
+            "fit": SLOT_FIT,
             "smoothing": {"method": "ema", "alpha": 0.3, "window": 5, "enter": 0.6, "exit": 0.4,
                           "settle": SETTLE_SECONDS}}
 
