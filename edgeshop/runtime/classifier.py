@@ -22,6 +22,7 @@ TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
 MAX_MODEL_BYTES = 2 << 30
 
 Roi = tuple[int, int, int, int]
+MAX_WARNED_ROIS = 1024  # clipped regions remembered so each is warned about once
 log = logging.getLogger("edgeshop.classifier")
 
 
@@ -220,6 +221,8 @@ class Classifier:
         height, width = image.shape[:2]
         clipped = clip_roi(roi, width, height)
         if clipped != tuple(roi) and (tuple(roi), (width, height)) not in self._clipped_warned:
+            if len(self._clipped_warned) >= MAX_WARNED_ROIS:  # regions that move (tracking boxes): bounded memory
+                self._clipped_warned.clear()
             self._clipped_warned.add((tuple(roi), (width, height)))
             log.warning("roi %s reaches outside the %dx%d frame; classifying the part inside it, %s",
                         tuple(roi), width, height, clipped)

@@ -43,7 +43,7 @@ log = logging.getLogger("edgeshop.stream")
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpg", ".mjpeg"}
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
-DNS_TIMEOUT = 4.0  # seconds for a host name lookup (the system resolver may retry for much longer)
+DNS_TIMEOUT = 3.0  # seconds for a host name lookup (the system resolver may retry for much longer)
 
 
 def resolve_stream_host(url: str, timeout: float = DNS_TIMEOUT) -> None:
