@@ -358,6 +358,39 @@ def test_a_reachable_but_silent_stream_keeps_the_give_up_rule():
         server.close()
 
 
+QUIET_STREAM_SCRIPT = """
+import logging, socket, sys, threading
+from edgeshop.errors import EdgeshopError
+from edgeshop.runtime.stream import open_source
+
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(50)
+
+def hang_up():  # a server that answers every connection by closing it
+    while True:
+        connection, _ = server.accept()
+        connection.recv(1000)
+        connection.close()
+
+threading.Thread(target=hang_up, daemon=True).start()
+logging.disable(logging.WARNING)  # edgeshop's own reconnect warnings are not what is checked
+try:
+    with open_source(f"http://u:pw@localhost:{server.getsockname()[1]}/v.mjpg", give_up_after=2) as source:
+        next(iter(source))
+except EdgeshopError as exc:
+    print(exc)
+"""
+
+
+def test_a_failing_stream_is_reported_by_edgeshop_alone():
+    result = subprocess.run([sys.executable, "-c", QUIET_STREAM_SCRIPT], capture_output=True, text=True,
+                            timeout=60, cwd=REPO, env=child_env())
+    assert "no frame for 2 s" in result.stdout, result.stdout + result.stderr
+    assert "[http @" not in result.stderr and "VIDEOIO" not in result.stderr, result.stderr  # no FFmpeg/OpenCV
+    assert ":pw@" not in result.stdout + result.stderr
+
+
 def test_redaction_ignores_the_case_of_secret_names():
     from edgeshop.runtime.redact import redact, redact_url, scrub
 

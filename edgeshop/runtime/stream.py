@@ -21,6 +21,7 @@ FFmpeg retries.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -40,6 +41,9 @@ __all__ = ["Frame", "FrameSource", "ImageFiles", "LiveSource", "OpenCVReader", "
            "VideoFile", "open_source", "redact"]
 
 log = logging.getLogger("edgeshop.stream")
+# FFmpeg's own messages (read once, when OpenCV first uses FFmpeg) repeat each failed
+# connection at length, URL included; edgeshop reports failures itself. Set it to show them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpg", ".mjpeg"}
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
@@ -187,7 +191,13 @@ class OpenCVReader(Reader):
                 raise OSError(str(exc).split(": ", 1)[-1]) from None  # LiveSource names the source itself
             # A named backend: letting OpenCV fall back through its others (images,
             # MJPEG, V4L2) gets the URL, credentials and all, printed by their errors.
-            self.capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+            # OpenCV's own warning when FFmpeg cannot open it says nothing the error does not
+            previous = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+            try:
+                self.capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+            finally:
+                cv2.utils.logging.setLogLevel(previous)
         else:
             self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
