@@ -446,3 +446,15 @@ def test_whole_frames_keep_trainings_crop_unless_asked():
     # a classifier-wide fit applies to slots too
     np.testing.assert_array_equal(Classifier(TINY, fit="crop").roi_scores(frame, [(0, 0, 32, 48)])[0],
                                   default.roi_scores(frame, [(0, 0, 32, 48)], fit="crop")[0])
+
+
+def test_a_whole_frame_gets_a_box_only_where_the_model_did_not_see_all_of_it():
+    from edgeshop.cli.classify import classify_regions
+
+    frame = np.zeros((120, 200, 3), np.uint8)
+    records, results = classify_regions(Classifier(TINY), frame, [None], None, 0.0)  # crop: the centre square
+    assert records[0]["seen"] == [40, 0, 120, 120] and results[0][0] == (40, 0, 120, 120)
+    green = (annotate(frame, results) != 0).any(axis=2)
+    assert green[60:120, 40].all() and not green[60:120, 39].any()
+    records, results = classify_regions(Classifier(TINY, fit="pad"), frame, [None], None, 0.0)
+    assert records[0]["seen"] == [0, 0, 200, 120] and results[0][0] is None  # all of it: no box
