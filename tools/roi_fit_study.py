@@ -6,7 +6,7 @@ Each Grocery Store val photo (square, 348x348) is cut into the largest centred r
 each shape: a tall slot (1:2, width:height), a wide slot (2:1) and a camera frame (4:3);
 the whole photo (1:1) is the reference, where every fit sees the same pixels. Each cut is
 classified with every fit (crop, pad, stretch) by the shipped int8 model, one thread.
-Writes models/grocery/roi_fit_study.json (figures in docs/cameras.md); about 3 minutes of
+Writes models/grocery/roi_fit_study.json (figures in docs/cameras.md); about 30 s of
 CPU. Only this script reads the dataset: edgeshop itself never does at run time.
 """
 
