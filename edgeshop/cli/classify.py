@@ -3,19 +3,24 @@
 Runtime only (numpy, OpenCV, LiteRT). SOURCE is an image, a folder, a video file, a
 camera index, an RTSP/HTTP URL or ``picamera2``. Unreadable images of a folder are
 reported on stderr and skipped; a lone unreadable image, or a camera silent for
---give-up-after seconds, is an error (exit 2).
+--give-up-after seconds, is an error (exit 2). Ctrl-C (SIGINT) or SIGTERM stops at the
+next frame and keeps the work: --save-video is finalised with every frame written so far
+(exit 0); a second signal abandons it (exit 130).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeshop.cli._common import positive_int, run_command, show_warnings
+from edgeshop.runtime.preprocess import FITS, FRAME_FIT, SLOT_FIT
+from edgeshop.runtime.smoothing import SETTLE_SECONDS
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
@@ -42,11 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the threshold edgeshop-calibrate stored in the model, 0 turns it off")
     p.add_argument("--roi", type=parse_roi, action="append", metavar="X,Y,W,H",
                    help="classify this region (repeat for several shelf slots)")
+    p.add_argument("--fit", choices=FITS,
+                   help="how a frame or region of another shape than the model's input is fitted to it: "
+                        "pad (letterbox, the model sees all of it), crop (centre crop) or stretch "
+                        f"(default: {SLOT_FIT} for --roi slots, {FRAME_FIT} for whole frames; see docs/cameras.md)")
     p.add_argument("--smooth", choices=("ema", "vote"), help="add a temporally smoothed, stable label")
     p.add_argument("--alpha", type=float, default=0.3, help="EMA weight of the newest frame, in (0, 1]")
     p.add_argument("--window", type=int, default=5, help="frames in the vote (>= 1)")
     p.add_argument("--enter", type=float, default=0.6, help="smoothed score that makes a label stable")
     p.add_argument("--exit", type=float, default=0.4, help="smoothed score below which it is dropped (<= --enter)")
+    p.add_argument("--settle", type=float, default=SETTLE_SECONDS, metavar="SECONDS",
+                   help="a slot must have no stable label this long before 'product -> null' is an event; "
+                        f"a swap within it is one event 'A -> B' (default {SETTLE_SECONDS:g}; image folders "
+                        "count one second per image)")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (>= 1)")
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     p.add_argument("--give-up-after", type=float, default=GIVE_UP_AFTER, metavar="SECONDS",
@@ -79,39 +92,43 @@ def check_outputs(save_video: str | None, save_dir: str | None, force: bool) -> 
             raise OverwriteError(frames[0])
 
 
-class VideoOutput:
-    """An annotated video written to a temporary name beside the target and renamed when
-    complete: a failed run leaves no half video and replaces nothing."""
+class SignalStop:
+    """While entered: the first SIGINT/SIGTERM calls ``stop`` (end at the next frame, keep
+    the work) and is remembered in ``signum``; a second one raises KeyboardInterrupt,
+    except while ``finishing`` (writing out what was done), when it is ignored. A file
+    size limit (SIGXFSZ) becomes a failed write that the video check reports, not a kill."""
 
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        self.writer = None
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.stop, self.signum, self.finishing = stop, None, False
+        self._previous: dict = {}
 
-    def write(self, image) -> None:
-        import cv2
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self.stop()
+        elif not self.finishing:
+            raise KeyboardInterrupt
 
-        from edgeshop.errors import EdgeshopError
+    def __enter__(self) -> SignalStop:
+        wanted = {signal.SIGINT: self._handle, signal.SIGTERM: self._handle}
+        if hasattr(signal, "SIGXFSZ"):
+            wanted[signal.SIGXFSZ] = signal.SIG_IGN
+        try:
+            for signum, action in wanted.items():
+                self._previous[signum] = signal.signal(signum, action)
+        except ValueError:  # not the main thread: signals stay as they were
+            pass
+        return self
 
-        if self.writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4" else "MJPG"))
-            self.writer = cv2.VideoWriter(str(self.partial), fourcc, 15.0, (image.shape[1], image.shape[0]))
-            if not self.writer.isOpened():
-                raise EdgeshopError(f"{self.path}: OpenCV cannot write this video; use a .mp4 or .avi name")
-        self.writer.write(image)
-
-    def finish(self, complete: bool) -> None:
-        if self.writer is None:
-            return
-        self.writer.release()
-        if complete:
-            os.replace(self.partial, self.path)
-        else:
-            self.partial.unlink(missing_ok=True)
+    def __exit__(self, *exc: object) -> None:
+        for signum, action in self._previous.items():
+            signal.signal(signum, action)
 
 
-def classify_regions(classifier, image, regions: list, smoothers: list | None) -> tuple[list[dict], list[tuple]]:
-    """Per region (None: the whole frame): its JSON record and (roi, predictions, stable label) for drawing."""
+def classify_regions(classifier, image, regions: list, smoothers: list | None,
+                     timestamp: float) -> tuple[list[dict], list[tuple]]:
+    """Per region (None: the whole frame): its JSON record and, for drawing, (the box the
+    model saw or None when it saw the whole frame, predictions, stable label)."""
     records, results = [], []
     whole_frame = regions == [None]
     per_region = [classifier.scores(image)] if whole_frame else classifier.roi_scores(image, regions)
@@ -122,15 +139,52 @@ def classify_regions(classifier, image, regions: list, smoothers: list | None) -
         record = {"unknown": unknown, "predictions": [p.__dict__ for p in predictions]}
         stable = None
         if smoothers:
-            smoothed = smoothers[slot].update(scores, unknown=unknown)
+            smoothed = smoothers[slot].update(scores, unknown=unknown, timestamp=timestamp)
             stable = smoothed.label
             record["stable"] = {"label": smoothed.label, "score": round(smoothed.score, 4),
                                 "changed": smoothed.changed}
+            if smoothed.event is not None:
+                record["event"] = smoothed.event.as_json()
+        seen = classifier.seen_box(image, roi)
+        record = {"seen": list(seen), **record}
         if roi is not None:
             record = {"roi": list(roi), **record}
         records.append(record)
-        results.append((roi, predictions, stable))
+        results.append((None if seen == (0, 0, image.shape[1], image.shape[0]) else seen, predictions, stable))
     return records, results
+
+
+def classify_frames(args: argparse.Namespace, classifier, source, regions: list, smoothers: list | None,
+                    video) -> int:
+    """Classify, print and save every frame of ``source`` (until it ends or is stopped); the count."""
+    import cv2
+
+    from edgeshop.runtime.annotate import annotate
+    from edgeshop.runtime.stream import ImageFiles
+    from edgeshop.utils import write_bytes_atomic
+
+    count = 0
+    for frame in source:
+        started = time.perf_counter()
+        # image folders: file times say nothing of the order, so one second per image
+        timestamp = float(frame.index) if isinstance(source, ImageFiles) else frame.timestamp
+        records, results = classify_regions(classifier, frame.image, regions, smoothers, timestamp)
+        latency = (time.perf_counter() - started) * 1e3
+        line = {"source": frame.source, "frame": frame.index, "timestamp": round(frame.timestamp, 3),
+                "latency_ms": round(latency, 3)}
+        line.update({"rois": records} if args.roi else records[0])
+        print(json.dumps(line), flush=True)
+        if video or args.save_dir:
+            drawn = annotate(frame.image, results)
+            if video:
+                video.write(drawn)
+            if args.save_dir:
+                jpeg = cv2.imencode(".jpg", drawn)[1].tobytes()
+                write_bytes_atomic(Path(args.save_dir) / f"frame_{frame.index:06d}.jpg", jpeg)
+        count += 1
+        if args.max_frames and count >= args.max_frames:
+            break
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,58 +193,51 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from edgeshop.runtime.smoothing import check_settings
 
-        check_settings(args.smooth or "ema", args.alpha, args.window, args.enter, args.exit)
+        check_settings(args.smooth or "ema", args.alpha, args.window, args.enter, args.exit, args.settle)
     except ValueError as exc:
         parser.error(f"smoothing: {exc}")
     if args.give_up_after <= 0:
         parser.error(f"--give-up-after must be > 0 seconds, got {args.give_up_after:g} (use --retry-forever)")
 
     def body() -> int:
-        import cv2
-
         from edgeshop.errors import EdgeshopError
-        from edgeshop.runtime.annotate import annotate
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.runtime.smoothing import Smoother
-        from edgeshop.runtime.stream import ImageFiles, open_source
-        from edgeshop.utils import write_bytes_atomic
+        from edgeshop.runtime.stream import URL_SCHEMES, ImageFiles, open_source, resolve_stream_host
+        from edgeshop.runtime.video_out import VideoOutput
 
         check_outputs(args.save_video, args.save_dir, args.force)
+        if args.source.lower().startswith(URL_SCHEMES) and not args.retry_forever:
+            resolve_stream_host(args.source)  # before the model loads: a wrong name is answered at once
         show_warnings("edgeshop-classify")
         classifier = Classifier(args.model, num_threads=args.threads, top_k=args.top_k,
-                                score_threshold=args.threshold, unknown_threshold=args.unknown_threshold)
+                                score_threshold=args.threshold, unknown_threshold=args.unknown_threshold,
+                                fit=args.fit)
         regions = args.roi or [None]
-        smoothers = [Smoother(classifier.labels, args.smooth, args.alpha, args.window, args.enter, args.exit)
-                     for _ in regions] if args.smooth else None
+        smoothers = [Smoother(classifier.labels, args.smooth, args.alpha, args.window, args.enter, args.exit,
+                              args.settle) for _ in regions] if args.smooth else None
         video = VideoOutput(args.save_video) if args.save_video else None
         if args.save_dir:
             Path(args.save_dir).mkdir(parents=True, exist_ok=True)
         count, complete = 0, False
         give_up = None if args.retry_forever else args.give_up_after
-        try:
-            with open_source(args.source, give_up_after=give_up) as source:
-                for frame in source:
-                    started = time.perf_counter()
-                    records, results = classify_regions(classifier, frame.image, regions, smoothers)
-                    latency = (time.perf_counter() - started) * 1e3
-                    line = {"source": frame.source, "frame": frame.index, "timestamp": round(frame.timestamp, 3),
-                            "latency_ms": round(latency, 3)}
-                    line.update({"rois": records} if args.roi else records[0])
-                    print(json.dumps(line), flush=True)
-                    if video or args.save_dir:
-                        drawn = annotate(frame.image, results)
-                        if video:
-                            video.write(drawn)
-                        if args.save_dir:
-                            jpeg = cv2.imencode(".jpg", drawn)[1].tobytes()
-                            write_bytes_atomic(Path(args.save_dir) / f"frame_{frame.index:06d}.jpg", jpeg)
-                    count += 1
-                    if args.max_frames and count >= args.max_frames:
-                        break
-            complete = True
-        finally:
-            if video:
-                video.finish(complete)
+        sources: list = []  # the open source, for the signal handler
+        with SignalStop(lambda: [s.stop() for s in sources]) as stopping:
+            try:
+                with open_source(args.source, give_up_after=give_up) as source:
+                    sources.append(source)
+                    if stopping.signum is not None:  # signalled while the source opened
+                        source.stop()
+                    count = classify_frames(args, classifier, source, regions, smoothers, video)
+                complete = True
+            finally:
+                stopping.finishing = True
+                if video:
+                    video.finish(keep=complete)
+        if stopping.signum is not None:
+            saved = f"; {video.frames} frame(s) saved to {video.path}" if video and video.frames else ""
+            print(f"edgeshop-classify: stopped by {signal.Signals(stopping.signum).name} after {count} frame(s)"
+                  f"{saved}", file=sys.stderr)
         if isinstance(source, ImageFiles) and source.skipped:
             if count == 0:
                 raise EdgeshopError(f"{args.source}: none of its {len(source.files)} image(s) could be read, "

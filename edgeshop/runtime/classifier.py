@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import warnings
@@ -15,12 +16,14 @@ import numpy as np
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
 from edgeshop.runtime.backend import make_interpreter
 from edgeshop.runtime.modelcard import InputSpec, ModelCard, check_labels, read_card
-from edgeshop.runtime.preprocess import preprocess, to_bgr
+from edgeshop.runtime.preprocess import FRAME_FIT, SLOT_FIT, check_fit, check_frame, fit_box, preprocess
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
 MAX_MODEL_BYTES = 2 << 30
 
 Roi = tuple[int, int, int, int]
+MAX_WARNED_ROIS = 1024  # clipped regions remembered so each is warned about once
+log = logging.getLogger("edgeshop.classifier")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,14 @@ class Classifier:
     ``unknown_threshold``: a frame whose top score is below it is "not one of my products"
     and its predictions are marked ``unknown``. None takes the threshold edgeshop-calibrate
     stored in the card (chosen to keep 95% of known validation images), 0 turns it off.
+
+    ``fit``: how a frame or region (ROI) of another aspect ratio than the model's input is
+    fitted to it: ``pad`` (letterbox: the model sees all of it), ``crop`` (the centre
+    crop training uses) or ``stretch``; every call may override it. None: regions are
+    padded (``SLOT_FIT``: a shelf slot is classified whole) and whole frames cropped
+    (``FRAME_FIT``, as in training and on the browser page). A region reaching outside
+    the frame is clipped to it, with one warning per region (``seen_box`` gives the part
+    the model sees, for drawing).
     """
 
     def __init__(
@@ -63,7 +74,10 @@ class Classifier:
         denylist: Iterable[str] | None = None,
         backend: str = "auto",
         unknown_threshold: float | None = None,
+        fit: str | None = None,
     ) -> None:
+        self.fit = None if fit is None else _checked_fit(fit)
+        self._clipped_warned: set[tuple[Roi, tuple[int, int]]] = set()
         self.path = Path(path)
         content = _read_model_file(self.path)
         card = read_card(content, source=str(self.path))
@@ -188,23 +202,54 @@ class Classifier:
         *,
         rois: Sequence[Roi] | None = None,
         score_threshold: float | None = None,
+        fit: str | None = None,
     ) -> list[Prediction] | list[list[Prediction]]:
         """Ranked predictions for one frame; with ``rois``, one list per (x, y, w, h) region."""
         if rois is None:
-            return self.rank(self.scores(image), top_k, score_threshold)
-        return [self.rank(scores, top_k, score_threshold) for scores in self.roi_scores(image, rois)]
+            return self.rank(self.scores(image, fit=fit), top_k, score_threshold)
+        return [self.rank(scores, top_k, score_threshold) for scores in self.roi_scores(image, rois, fit=fit)]
 
-    def roi_scores(self, image: np.ndarray, rois: Sequence[Roi]) -> list[np.ndarray]:
+    def roi_scores(self, image: np.ndarray, rois: Sequence[Roi], *, fit: str | None = None) -> list[np.ndarray]:
         """Probabilities for each (x, y, w, h) region of one frame (e.g. shelf slots), in order."""
-        frame = to_bgr(image)
-        return [self.scores(crop_roi(frame, roi)) for roi in rois]
+        frame = check_frame(image)
+        fit = self._fit(fit, slot=True)
+        return [self.scores(frame[y : y + h, x : x + w], fit=fit)
+                for x, y, w, h in (self.clip_roi(frame, roi) for roi in rois)]
+
+    def clip_roi(self, image: np.ndarray, roi: Roi) -> Roi:
+        """``roi`` clipped to the frame; the first time a region is clipped, a warning says so."""
+        height, width = image.shape[:2]
+        clipped = clip_roi(roi, width, height)
+        if clipped != tuple(roi) and (tuple(roi), (width, height)) not in self._clipped_warned:
+            if len(self._clipped_warned) >= MAX_WARNED_ROIS:  # regions that move (tracking boxes): bounded memory
+                self._clipped_warned.clear()
+            self._clipped_warned.add((tuple(roi), (width, height)))
+            log.warning("roi %s reaches outside the %dx%d frame; classifying the part inside it, %s",
+                        tuple(roi), width, height, clipped)
+        return clipped
+
+    def seen_box(self, image: np.ndarray, roi: Roi | None = None, *, fit: str | None = None) -> Roi:
+        """(x, y, w, h) in the frame of what the model sees of the frame or of ``roi`` with ``fit``."""
+        frame = check_frame(image)
+        x, y, w, h = (0, 0, frame.shape[1], frame.shape[0]) if roi is None else clip_roi(roi, frame.shape[1],
+                                                                                          frame.shape[0])
+        dx, dy, seen_w, seen_h = fit_box(h, w, self.card.input, self._fit(fit, slot=roi is not None))
+        return x + dx, y + dy, seen_w, seen_h
 
     def classify_batch(self, images: Iterable[np.ndarray], top_k: int | None = None) -> list[list[Prediction]]:
         return [self.rank(self.scores(image), top_k, None) for image in images]
 
-    def scores(self, image: np.ndarray) -> np.ndarray:
-        """Probabilities for every label (float32, length ``len(labels)``)."""
-        return self.scores_from_pixels(preprocess(image, self.card.input))
+    def scores(self, image: np.ndarray, *, fit: str | None = None) -> np.ndarray:
+        """Probabilities for every label (float32, length ``len(labels)``) of a whole frame."""
+        return self.scores_from_pixels(preprocess(image, self.card.input, self._fit(fit, slot=False)))
+
+    def _fit(self, fit: str | None, slot: bool) -> str:
+        """The fit of a call: its own, else this classifier's, else the default for slots or frames."""
+        if fit is not None:
+            return _checked_fit(fit)
+        if self.fit is not None:
+            return self.fit
+        return SLOT_FIT if slot else FRAME_FIT
 
     def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for model-ready pixels: input-sized uint8, the model's colour order."""
@@ -254,17 +299,31 @@ class Classifier:
         return [Prediction(labels[i], float(min(max(scores[i], 0.0), 1.0)), int(i), unknown) for i in order]
 
 
-def crop_roi(frame: np.ndarray, roi: Roi) -> np.ndarray:
-    """The (x, y, w, h) region of ``frame``, clipped to it; an empty region is an error."""
+def clip_roi(roi: Roi, width: int, height: int) -> Roi:
+    """The (x, y, w, h) region clipped to a width x height frame; a region with no pixel
+    in the frame, or not four integers, is an ``ImageInputError``."""
     try:
         x, y, w, h = (int(v) for v in roi)
     except (TypeError, ValueError):
         raise ImageInputError(f"roi must be (x, y, w, h) integers, got {roi!r}") from None
     x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(frame.shape[1], x + w), min(frame.shape[0], y + h)
+    x1, y1 = min(width, x + w), min(height, y + h)
     if x1 <= x0 or y1 <= y0:
-        raise ImageInputError(f"roi {roi!r} lies outside the {frame.shape[1]}x{frame.shape[0]} frame")
-    return frame[y0:y1, x0:x1]
+        raise ImageInputError(f"roi {roi!r} lies outside the {width}x{height} frame")
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def crop_roi(frame: np.ndarray, roi: Roi) -> np.ndarray:
+    """The (x, y, w, h) region of ``frame`` (a view), clipped to it; an empty region is an error."""
+    x, y, w, h = clip_roi(roi, frame.shape[1], frame.shape[0])
+    return frame[y : y + h, x : x + w]
+
+
+def _checked_fit(fit: str) -> str:
+    try:
+        return check_fit(fit)
+    except ValueError as exc:
+        raise ImageInputError(str(exc)) from None
 
 
 def tensor_quantization(details: dict) -> TensorQuantization:

@@ -1,9 +1,16 @@
 """THE preprocessing: one definition used by training, calibration, evaluation and devices.
 
 A frame becomes network input in three steps, all driven by the model card's
-``InputSpec``: colour conversion (BGR/gray/BGRA -> the model's channel order), a centre
-crop to the input's aspect ratio (times ``crop_fraction``), and a resize. Normalisation
-happens inside edgeshop models' graphs, so the result is uint8 pixels.
+``InputSpec``: colour conversion (BGR/gray/BGRA -> the model's channel order), fitting
+the frame to the input's aspect ratio, and a resize. Normalisation happens inside
+edgeshop models' graphs, so the result is uint8 pixels.
+
+How a frame (or a shelf slot) of another aspect ratio is fitted, ``fit``:
+- ``crop`` (training's rule): the card's centre crop to the input's aspect ratio (times
+  ``crop_fraction``; a card whose resize rule is ``stretch`` stretches);
+- ``pad``: letterbox: the whole region, scaled to fit, bordered with the card's mean
+  colour (what the network reads as zero);
+- ``stretch``: the whole region resized to the input size, distorted.
 """
 
 from __future__ import annotations
@@ -26,14 +33,25 @@ _REDUCED_FLAGS = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_
 MAX_DECODE_PIXELS = 4096 * 4096
 # Files read_image decodes (OpenCV's codecs; GIF: the first frame): datasets and folder sources use this list.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+FITS = ("crop", "pad", "stretch")
+# Defaults of Classifier: shelf slots are letterboxed (the best top-1 on tall and wide slots,
+# measured by tools/roi_fit_study.py, docs/cameras.md); whole frames keep training's crop, so
+# edgeshop agrees with evaluation, the browser page and MediaPipe on phones.
+SLOT_FIT = "pad"
+FRAME_FIT = "crop"
 
 
-def to_bgr(image: object) -> np.ndarray:
-    """Validate a frame and return it as contiguous HxWx3 uint8 BGR.
+def check_fit(fit: str) -> str:
+    """``fit`` if it is one of FITS, else a ValueError naming the choices."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
+    return fit
 
-    Accepts HxW (gray), HxWx1, HxWx3 (BGR) and HxWx4 (BGRA) uint8 arrays; anything else
-    is an ``ImageInputError`` that says what was wrong.
-    """
+
+def check_frame(image: object) -> np.ndarray:
+    """``image`` itself if it is a usable frame (HxW, HxWx1, HxWx3 BGR or HxWx4 BGRA uint8),
+    else an ``ImageInputError`` that says what was wrong. Nothing is copied: a frame may
+    be a huge broadcast view."""
     if image is None:
         raise ImageInputError("image is None (a camera read that failed returns None; check the source)")
     if not isinstance(image, np.ndarray):
@@ -45,17 +63,22 @@ def to_bgr(image: object) -> np.ndarray:
             f"image dtype must be uint8, got {image.dtype}; convert with "
             "cv2.convertScaleAbs or (img * 255).astype(np.uint8) for 0-1 floats"
         )
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3:
-        channels = image.shape[2]
-        if channels == 3:
-            return np.ascontiguousarray(image)
-        if channels == 1:
-            return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
-        if channels == 4:
-            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)):
+        return image
     raise ImageInputError(f"image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+
+
+def to_bgr(image: object) -> np.ndarray:
+    """Validate a frame (see ``check_frame``) and return it as contiguous HxWx3 uint8 BGR."""
+    image = check_frame(image)
+    if image.ndim == 2:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
+    channels = image.shape[2]
+    if channels == 3:
+        return np.ascontiguousarray(image)
+    if channels == 1:
+        return cv2.cvtColor(np.ascontiguousarray(image[:, :, 0]), cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2BGR)
 
 
 def crop_box(height: int, width: int, spec: InputSpec) -> tuple[int, int, int, int]:
@@ -72,14 +95,63 @@ def crop_box(height: int, width: int, spec: InputSpec) -> tuple[int, int, int, i
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Frame (OpenCV BGR/gray/BGRA uint8) -> model pixels (spec.height x spec.width x 3 uint8)."""
-    bgr = to_bgr(image)
-    x, y, w, h = crop_box(bgr.shape[0], bgr.shape[1], spec)
-    region = resize(bgr[y : y + h, x : x + w], spec.width, spec.height, spec.interpolation)
-    if spec.color_order == "RGB":
-        return cv2.cvtColor(region, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(region)
+def fit_box(height: int, width: int, spec: InputSpec, fit: str = "crop") -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the part of a HxW region that the model sees with ``fit``: the
+    centre crop for ``crop``, all of it for ``pad`` and ``stretch``."""
+    if check_fit(fit) == "crop":
+        return crop_box(height, width, spec)
+    return 0, 0, width, height
+
+
+def preprocess(image: np.ndarray, spec: InputSpec, fit: str = "crop") -> np.ndarray:
+    """Frame (OpenCV BGR/gray/BGRA uint8) -> model pixels (spec.height x spec.width x 3 uint8).
+
+    ``fit`` says how a frame of another aspect ratio is fitted (module docstring). Only
+    the part the model sees is ever copied, and an axis a frame repeats by a zero stride
+    (a broadcast view) is resized once, so any view costs memory of the input's size.
+    """
+    frame = check_frame(image)
+    x, y, w, h = fit_box(frame.shape[0], frame.shape[1], spec, fit)
+    region = frame[y : y + h, x : x + w]
+    if fit == "pad":
+        scale = min(spec.width / w, spec.height / h)
+        inner_w, inner_h = min(spec.width, max(1, round(w * scale))), min(spec.height, max(1, round(h * scale)))
+    else:
+        inner_w, inner_h = spec.width, spec.height
+    pixels = _model_colours(_resize_view(region, inner_w, inner_h, spec.interpolation), spec.color_order)
+    if (inner_w, inner_h) == (spec.width, spec.height):
+        return pixels
+    top, left = (spec.height - inner_h) // 2, (spec.width - inner_w) // 2
+    fill = [float(min(255, max(0, round(m)))) for m in spec.mean]
+    return cv2.copyMakeBorder(pixels, top, spec.height - inner_h - top, left, spec.width - inner_w - left,
+                              cv2.BORDER_CONSTANT, value=fill)
+
+
+def _resize_view(region: np.ndarray, width: int, height: int, interpolation: str) -> np.ndarray:
+    """``resize`` of a frame region that may be a strided or broadcast view (HxW or HxWxC).
+
+    An axis with stride 0 holds one value repeated: it is resized as a single row or
+    column and broadcast back, which gives the pixels resizing a copy would give.
+    """
+    rows = region[:1] if region.strides[0] == 0 and region.shape[0] > 1 else region
+    rows = rows[:, :1] if region.strides[1] == 0 and region.shape[1] > 1 else rows
+    resized = _resize(np.ascontiguousarray(rows), width, height, interpolation, (region.shape[1], region.shape[0]))
+    if resized.ndim < region.ndim:  # cv2 drops a trailing axis of length 1
+        resized = resized[..., None]
+    return np.ascontiguousarray(np.broadcast_to(resized, (height, width, *region.shape[2:])))
+
+
+def _model_colours(pixels: np.ndarray, color_order: str) -> np.ndarray:
+    """Input-sized pixels (gray, BGR or BGRA) in the model's channel order, contiguous uint8."""
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 2:
+        code = cv2.COLOR_GRAY2RGB if color_order == "RGB" else cv2.COLOR_GRAY2BGR
+    elif pixels.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB if color_order == "RGB" else cv2.COLOR_BGRA2BGR
+    else:
+        code = cv2.COLOR_BGR2RGB if color_order == "RGB" else None
+    return np.ascontiguousarray(pixels) if code is None else cv2.cvtColor(np.ascontiguousarray(pixels), code)
 
 
 def resize(region: np.ndarray, width: int, height: int, interpolation: str = "area") -> np.ndarray:
@@ -91,21 +163,30 @@ def resize(region: np.ndarray, width: int, height: int, interpolation: str = "ar
     integer path, ~20x faster; the region is trimmed by < k pixels, centred), then
     bilinear for the remaining factor below 2, where bilinear still sees every pixel.
     """
-    h, w = region.shape[:2]
-    if (w, h) == (width, height):
+    return _resize(region, width, height, interpolation, (region.shape[1], region.shape[0]))
+
+
+def _resize(region: np.ndarray, width: int, height: int, interpolation: str,
+            source: tuple[int, int]) -> np.ndarray:
+    """``resize`` with its choices made for a ``source`` (w, h) region of which ``region`` may
+    keep a single row or column (a broadcast axis, resized to 1 and broadcast back)."""
+    (w, h), (src_w, src_h) = region.shape[1::-1], source
+    out_w, out_h = (width if w == src_w else 1), (height if h == src_h else 1)
+    if (src_w, src_h) == (width, height):
         return region
     if interpolation == "area":
-        shrinking = w > width or h > height
-        return cv2.resize(region, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    k = min(w // width, h // height)
+        shrinking = src_w > width or src_h > height
+        return cv2.resize(region, (out_w, out_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    k = min(src_w // width, src_h // height)
     if k >= 2:
-        trim_w, trim_h = w - w % k, h - h % k
+        kx, ky = (k if w == src_w else 1), (k if h == src_h else 1)
+        trim_w, trim_h = w - w % kx, h - h % ky
         top, left = (h - trim_h) // 2, (w - trim_w) // 2
-        region = cv2.resize(region[top : top + trim_h, left : left + trim_w], (trim_w // k, trim_h // k),
+        region = cv2.resize(region[top : top + trim_h, left : left + trim_w], (trim_w // kx, trim_h // ky),
                             interpolation=cv2.INTER_AREA)
-        if region.shape[1] == width and region.shape[0] == height:
+        if (src_w - src_w % k) // k == width and (src_h - src_h % k) // k == height:
             return region
-    return cv2.resize(region, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(region, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

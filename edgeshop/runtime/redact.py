@@ -63,6 +63,17 @@ def redact_url(url: str) -> str:
     return text
 
 
+def url_host(url: str) -> str | None:
+    """The host name (or address) of ``url``, without user-info, port or brackets; None if not a URL."""
+    parts = _parts(url)
+    if parts is None:
+        return None
+    authority = parts[2].split("/", 1)[0]
+    if authority.startswith("["):  # an IPv6 address: [::1]:554
+        return authority[1:].partition("]")[0]
+    return authority.rpartition(":")[0] if ":" in authority else authority
+
+
 def url_secrets(url: str) -> set[str]:
     """Every secret string in ``url``: user-info, user, password and secret query values,
     as written and percent-decoded."""

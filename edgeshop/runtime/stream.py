@@ -12,12 +12,17 @@ Every frame carries its index (frames the camera delivered, so gaps show what a 
 consumer skipped) and a timestamp. URLs are redacted (no credentials, see redact.py)
 wherever they are shown. A live source that delivers nothing is retried for ever unless
 ``give_up_after`` seconds are set; ``stop()`` ends any iteration soon, even while the
-camera is dead (safe to call from a signal handler).
+camera is dead (safe to call from a signal handler). A stream URL's host is resolved by
+edgeshop before FFmpeg sees it: a name that does not resolve is one clear error within
+seconds (with ``give_up_after``; retried, with its DNS reason, without), not 30 s of
+FFmpeg retries.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,15 +35,44 @@ import numpy as np
 
 from edgeshop.errors import EdgeshopError, ImageInputError
 from edgeshop.runtime.preprocess import IMAGE_SUFFIXES, read_image
-from edgeshop.runtime.redact import redact, redact_url, scrub
+from edgeshop.runtime.redact import redact, redact_url, scrub, url_host
 
 __all__ = ["Frame", "FrameSource", "ImageFiles", "LiveSource", "OpenCVReader", "Picamera2Reader", "Reader",
            "VideoFile", "open_source", "redact"]
 
 log = logging.getLogger("edgeshop.stream")
+# FFmpeg's own messages (read once, when OpenCV first uses FFmpeg) repeat each failed
+# connection at length, URL included; edgeshop reports failures itself. Set it to show them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpg", ".mjpeg"}
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
+DNS_TIMEOUT = 3.0  # seconds for a host name lookup (the system resolver may retry for much longer)
+
+
+def resolve_stream_host(url: str, timeout: float = DNS_TIMEOUT) -> None:
+    """Raise ``EdgeshopError`` (the redacted URL and the resolver's reason) when the host
+    of stream ``url`` does not resolve within ``timeout`` seconds."""
+    host = url_host(url)
+    if not host:
+        raise EdgeshopError(f"{redact_url(url)}: no host name in this URL")
+    outcome: list[str | None] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, None)
+            outcome.append(None)
+        except (OSError, UnicodeError) as exc:  # socket.gaierror: the resolver's own reason
+            outcome.append(getattr(exc, "strerror", None) or str(exc))
+
+    # a thread, because getaddrinfo has no timeout of its own
+    thread = threading.Thread(target=lookup, name="edgeshop-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    reason = outcome[0] if outcome else f"no DNS answer within {timeout:g} s"
+    if reason is not None:
+        raise EdgeshopError(f"{redact_url(url)}: the host name does not resolve ({reason}); "
+                            "check the camera's address and the network's DNS")
 
 
 @dataclass(frozen=True)
@@ -151,9 +185,19 @@ class OpenCVReader(Reader):
 
     def open(self) -> None:
         if isinstance(self.target, str):
+            try:
+                resolve_stream_host(self.target)
+            except EdgeshopError as exc:
+                raise OSError(str(exc).split(": ", 1)[-1]) from None  # LiveSource names the source itself
             # A named backend: letting OpenCV fall back through its others (images,
             # MJPEG, V4L2) gets the URL, credentials and all, printed by their errors.
-            self.capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+            # OpenCV's own warning when FFmpeg cannot open it says nothing the error does not
+            previous = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+            try:
+                self.capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG)
+            finally:
+                cv2.utils.logging.setLogLevel(previous)
         else:
             self.capture = cv2.VideoCapture(self.target)
         if not self.capture.isOpened():
@@ -341,6 +385,8 @@ def open_source(source: str | int | Path, **live_options: Any) -> FrameSource:
     if isinstance(source, int) or text.isdigit():
         return LiveSource(OpenCVReader(int(text)), f"camera {text}", **live_options)
     if text.lower().startswith(URL_SCHEMES):
+        if live_options.get("give_up_after") is not None:
+            resolve_stream_host(text)  # a wrong name is final; retrying for ever keeps trying
         return LiveSource(OpenCVReader(text), text, **live_options)  # LiveSource redacts the description
     if text.lower() in ("picamera2", "picam"):
         try:

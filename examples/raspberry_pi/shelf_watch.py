@@ -3,9 +3,11 @@
     python shelf_watch.py --config shelf.json
 
 Uses only the edgeshop runtime (numpy, OpenCV, LiteRT): no TensorFlow on the device.
-Each slot is a region (x, y, w, h) of the frame; its label is smoothed over frames with
-hysteresis, and a JSON event is written whenever the stable label changes (including to
-"unknown", null, when the slot is empty or unrecognised). A frame whose top score is below
+Each slot is a region (x, y, w, h) of the frame, seen whole by the model ("fit": "pad",
+letterboxed; "crop" or "stretch" on request); its label is smoothed over frames with
+hysteresis, and a JSON event is written whenever the product in it changes: a swap is one
+event "A -> B", and "A -> null" (empty or unrecognised) is written once the slot has had
+no stable label for "settle" seconds (docs/cameras.md: "Events"). A frame whose top score is below
 the model's unknown threshold (chosen by edgeshop-calibrate on validation images; config
 "unknown_threshold" overrides it, 0 turns it off) counts as no product, so a product the
 model was never trained on takes the slot to null instead of to its nearest class; such
@@ -25,12 +27,14 @@ import time
 from pathlib import Path
 
 from edgeshop import Classifier
-from edgeshop.runtime.classifier import crop_roi
-from edgeshop.runtime.smoothing import Smoother, check_settings
-from edgeshop.runtime.stream import open_source
+from edgeshop.runtime.preprocess import FITS, SLOT_FIT
+from edgeshop.runtime.smoothing import SETTLE_SECONDS, Smoother, check_settings
+from edgeshop.runtime.stream import ImageFiles, open_source
 
 DEFAULTS = {"threads": 2, "threshold": 0.0, "unknown_threshold": None, "every_n_frames": 1, "heartbeat_seconds": 60,
-            "smoothing": {"method": "ema", "alpha": 0.3, "window": 5, "enter": 0.6, "exit": 0.4}}
+            "fit": SLOT_FIT,
+            "smoothing": {"method": "ema", "alpha": 0.3, "window": 5, "enter": 0.6, "exit": 0.4,
+                          "settle": SETTLE_SECONDS}}
 
 
 def load_config(path: Path) -> dict:
@@ -43,6 +47,8 @@ def load_config(path: Path) -> dict:
         check_settings(**config["smoothing"])
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"{path}: smoothing: {exc}") from None
+    if config["fit"] not in FITS:
+        raise SystemExit(f"{path}: fit must be one of {', '.join(FITS)}, got {config['fit']!r}")
     model = Path(config["model"])
     config["model"] = str(model if model.is_absolute() else (path.parent / model))
     source = str(config["source"])
@@ -65,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(Path(args.config))
 
     classifier = Classifier(config["model"], num_threads=config["threads"], score_threshold=config["threshold"],
-                            unknown_threshold=config["unknown_threshold"])
+                            unknown_threshold=config["unknown_threshold"], fit=config["fit"])
     slots = [(slot["name"], tuple(slot["roi"])) for slot in config["slots"]]
+    rois = [roi for _, roi in slots]
     smoothers = {name: Smoother(classifier.labels, **config["smoothing"]) for name, _ in slots}
     emit = lambda record: print(json.dumps(record), flush=True)  # noqa: E731 - one line per event
     frames, last_beat, beat_frames, beat_unknown = 0, time.time(), 0, 0
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         # (a dead camera); checking a flag per frame would wait for the camera.
         signal.signal(signal.SIGTERM, lambda *_: source.stop())
         emit({"time": now(), "event": "start", "model": config["model"], "labels": len(classifier.labels),
-              "backend": classifier.backend, "slots": [name for name, _ in slots],
+              "backend": classifier.backend, "slots": [name for name, _ in slots], "fit": classifier.fit,
               "unknown_threshold": classifier.unknown_threshold})
         for frame in source:
             if args.max_frames and frames >= args.max_frames:
@@ -83,15 +90,15 @@ def main(argv: list[str] | None = None) -> int:
             frames += 1
             if (frames - 1) % config["every_n_frames"]:
                 continue
-            for name, roi in slots:
-                scores = classifier.scores(crop_roi(frame.image, roi))
+            # image folders: file times say nothing of the order, so one second per image
+            timestamp = float(frame.index) if isinstance(source, ImageFiles) else frame.timestamp
+            for (name, _), scores in zip(slots, classifier.roi_scores(frame.image, rois), strict=True):
                 unknown = classifier.is_unknown(scores)
                 beat_unknown += unknown
-                result = smoothers[name].update(scores, unknown=unknown)
-                if result.changed:
-                    emit({"time": now(), "event": "slot_changed", "slot": name, "from": result.previous,
-                          "to": result.label, "score": round(result.score, 3), "frame": frame.index,
-                          "unknown_frame": unknown})
+                result = smoothers[name].update(scores, unknown=unknown, timestamp=timestamp)
+                if result.event is not None:
+                    emit({"time": now(), "event": "slot_changed", "slot": name, **result.event.as_json(),
+                          "frame": frame.index, "unknown_frame": unknown})
             beat_frames += 1
             if time.time() - last_beat >= config["heartbeat_seconds"]:
                 emit({"time": now(), "event": "heartbeat", "fps": round(beat_frames / (time.time() - last_beat), 2),
