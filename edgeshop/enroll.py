@@ -95,7 +95,7 @@ def new_class_photos(data: str | Path) -> list[Sample]:
     for folder in scan.folders:
         problem = label_problem(folder.name)
         if problem:
-            raise DataError(f"{folder}: the product name {problem}; rename the folder")
+            raise DataError(f"{root}: the product name {problem}; rename the folder")  # the name shown escaped
         photos = scan.class_folders.get(folder)
         if not photos:
             raise DataError(f"{folder}: no photos directly in it (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_a_class_folder_breaking_the_label_rule_is_refused_before_any_image_is_r
     _image(tmp_path / "data" / name / "1.jpg")
     with pytest.raises(DataError, match="the class name .*rename its folder") as raised:
         discover(tmp_path / "data")
-    assert expected in str(raised.value)
+    assert expected in str(raised.value) and str(raised.value).isprintable()
     assert label_problem(name) is not None
 
 
@@ -247,3 +248,76 @@ def test_an_unreadable_folder_is_reported_not_fatal(tmp_path, caplog):
         assert "cannot be read" in caplog.text
     finally:
         locked.chmod(0o755)
+
+
+# -- enrolment's product folders: the same walk, one level deep, 1-20 photos ------------------------
+
+def test_a_product_folder_linked_to_the_root_of_the_file_system_lists_only_what_is_directly_in_it(tmp_path):
+    """Issue 34.9: it walked the whole file system (17,520 images, 5.2 GB, then a MemoryError)."""
+    from edgeshop.cli.enroll import main as enroll_main
+
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "Everything").symlink_to("/", target_is_directory=True)
+    started = time.monotonic()
+    tracemalloc.start()
+    code = enroll_main([str(Path(__file__).parent / "data" / "tiny_int8.tflite"), "--data", str(new),
+                        "--out", str(tmp_path / "out.tflite")])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert code == 2 and time.monotonic() - started < 10 and peak < 50 << 20
+    assert not (tmp_path / "out.tflite").exists()
+
+
+def test_product_folders_follow_links_and_take_only_their_own_photos(tmp_path, caplog):
+    from edgeshop.enroll import new_class_photos
+
+    for i in range(3):
+        _image(tmp_path / "shoot" / "kiwi_photos" / f"k{i}.jpg")
+        _image(tmp_path / "new" / "Lime" / f"l{i}.jpg")
+    _image(tmp_path / "new" / "Lime" / "old" / "nested.jpg")
+    (tmp_path / "new" / "Kiwi").symlink_to(tmp_path / "shoot" / "kiwi_photos", target_is_directory=True)
+    (tmp_path / "new" / "Lime" / "again").symlink_to(tmp_path / "new" / "Lime", target_is_directory=True)
+    with caplog.at_level(logging.WARNING, logger="edgeshop.enroll"):
+        photos = new_class_photos(tmp_path / "new")
+    assert _classes(photos) == {"Kiwi": ["k0.jpg", "k1.jpg", "k2.jpg"], "Lime": ["l0.jpg", "l1.jpg", "l2.jpg"]}
+    assert "sub-folders of product folders are not searched" in caplog.text
+    assert "1 product folder(s) lie outside it" in caplog.text and "kiwi_photos" in caplog.text
+
+
+def test_more_than_twenty_photos_of_a_product_are_refused(tmp_path):
+    from edgeshop.enroll import MAX_PHOTOS_PER_PRODUCT, new_class_photos
+
+    for i in range(MAX_PHOTOS_PER_PRODUCT):
+        _image(tmp_path / "new" / "Kiwi" / f"{i:02d}.jpg")
+    assert len(new_class_photos(tmp_path / "new")) == MAX_PHOTOS_PER_PRODUCT == 20
+    _image(tmp_path / "new" / "Kiwi" / "one_more.jpg")
+    with pytest.raises(DataError, match="Kiwi: more than 20 photos; enrolment imprints 1-20 photos per product"):
+        new_class_photos(tmp_path / "new")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("Kiwi\u2028", "U+2028"), ("Kiwi\u200d", "U+200D"), ("Kiwi ", "white space"), ("\u202eiwiK", "U+202E"),
+])
+def test_product_names_follow_the_label_rule(tmp_path, name, expected):
+    from edgeshop.enroll import new_class_photos
+
+    _image(tmp_path / "new" / name / "1.jpg")
+    with pytest.raises(DataError, match=f"the product name .*{re.escape(expected)}.*rename the folder") as raised:
+        new_class_photos(tmp_path / "new")
+    assert str(raised.value).isprintable()  # the name shown escaped: the error stays one visible line
+
+
+@pytest.mark.parametrize("name", ["BAR", "Bar", "\uff42\uff41\uff52"])
+def test_a_product_named_like_a_label_of_the_model_is_refused_before_any_photo_is_read(tmp_path, capsys,
+                                                                                       monkeypatch, name):
+    from edgeshop import enroll
+    from edgeshop.cli.enroll import main as enroll_main
+
+    _image(tmp_path / "new" / name / "1.jpg")
+    monkeypatch.setattr(enroll, "load_images", lambda *a, **k: pytest.fail("photos read before the names were checked"))
+    code = enroll_main([str(Path(__file__).parent / "data" / "tiny_int8.tflite"), "--data", str(tmp_path / "new"),
+                        "--out", str(tmp_path / "out.tflite")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"{name!r} looks like 'bar', a label of" in err and "--remove 'bar'" in err
