@@ -185,7 +185,11 @@ class TrainingRun:
         cfg = self.config
         self.train_samples, self.val_samples = split_samples(cfg)
         self.class_names = datasets.class_names_of(self.train_samples)
-        self.log(datasets.describe(self.train_samples + self.val_samples, cfg.data))
+        if cfg.val:
+            self.log(datasets.describe(self.train_samples, cfg.data))
+            self.log(datasets.describe(self.val_samples, cfg.val))
+        else:
+            self.log(datasets.describe(self.train_samples + self.val_samples, cfg.data))
         if len(self.class_names) < 2:
             raise DataError(f"{cfg.data}: found a single class {self.class_names}; a classifier needs at least two")
         self.coarse_of = None
