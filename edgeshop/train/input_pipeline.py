@@ -54,7 +54,7 @@ def choose_pipeline(requested: str, images: int, height: int, width: int, budget
     ``available`` bytes, read now when None); ``needs_memory`` / ``needs_stream``: a setting
     that only one pipeline supports (e.g. "--teacher"), which auto then follows."""
     need = in_memory_bytes(images, height, width)
-    sizes = f"{images:,} images at {height}x{width} need about {need / MB:,.0f} MB in memory"
+    sizes = f"{images:,} images at {height}x{width} need about {_mb(need)} MB in memory"
     if requested != "auto":
         return PipelineChoice(requested, f"{requested} (--input-pipeline {requested}); {sizes}")
     if needs_memory:
@@ -69,9 +69,14 @@ def choose_pipeline(requested: str, images: int, height: int, width: int, budget
             budget, source = FALLBACK_BUDGET, "the available RAM is unknown"
         else:
             budget = available * BUDGET_FRACTION
-            source = f"1/{round(1 / BUDGET_FRACTION)} of the {available / MB:,.0f} MB of RAM available"
+            source = f"1/{round(1 / BUDGET_FRACTION)} of the {_mb(available)} MB of RAM available"
     if need <= budget:
-        return PipelineChoice("memory", f"memory (auto): {sizes}, within the budget of {budget / MB:,.0f} MB "
+        return PipelineChoice("memory", f"memory (auto): {sizes}, within the budget of {_mb(budget)} MB "
                                         f"({source})")
-    return PipelineChoice("stream", f"stream (auto): {sizes}, over the budget of {budget / MB:,.0f} MB ({source}); "
+    return PipelineChoice("stream", f"stream (auto): {sizes}, over the budget of {_mb(budget)} MB ({source}); "
                                     "images are decoded as batches need them (--memory-budget MB changes the budget)")
+
+
+def _mb(size: float) -> str:
+    """Bytes as MB for the log: whole MB, or two significant digits below 10 MB."""
+    return f"{size / MB:,.0f}" if size >= 10 * MB else f"{size / MB:.2g}"
