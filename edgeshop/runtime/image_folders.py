@@ -24,7 +24,7 @@ from pathlib import Path
 from edgeshop.errors import DataError
 from edgeshop.runtime.preprocess import IMAGE_SUFFIXES
 
-MAX_ENTRIES = 1_000_000  # directory entries listed per walk: far above any dataset's folders and files
+MAX_ENTRIES = 2_000_000  # directory entries listed per walk: above any catalogue's folders and files
 
 
 @dataclass
@@ -66,16 +66,20 @@ def scan_images(root: str | Path, max_depth: int, max_per_folder: int,
         folder, depth = stack.pop()
         if depth:
             scan.folders.append(folder)
+        entries = []
         try:
             with os.scandir(folder) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
+                for entry in listing:  # counted as listed: one huge folder cannot outgrow the bound either
+                    listed += 1
+                    if listed > max_entries:
+                        raise DataError(f"{root}: more than {max_entries:,} files and folders within {max_depth} "
+                                        f"levels (e.g. in {folder}); is a folder in it a link to / or a home "
+                                        "folder? Point at the photos only")
+                    entries.append(entry)
         except OSError as exc:
             scan.unlistable.append((folder, exc.strerror or str(exc)))
             continue
-        listed += len(entries)
-        if listed > max_entries:
-            raise DataError(f"{root}: more than {max_entries:,} files and folders within {max_depth} levels (e.g. "
-                            f"{folder}); is a folder in it a link to / or a home folder? Point at the photos only")
+        entries.sort(key=lambda e: e.name)
         if not entries and depth > 0:
             scan.empty.append(folder)
         images, below = [], []
