@@ -209,8 +209,7 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
     (labels index ``new_labels``; ``skipped``: unreadable photos per label, for the record);
     ``gain`` multiplies the card's imprint length (None: IMPRINT_GAIN of the head's kind).
     Returns the new model and the enrolment record."""
-    if gain is not None and not 0 < gain <= 10:
-        raise DataError(f"--imprint-gain must be in (0, 10], e.g. 1.2; got {gain}")
+    _check_gain(gain)
     card = _card_of(content, source)
     labels = list(card.labels)
     missing = [name for name in remove if name not in labels]
@@ -257,6 +256,7 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
         raise OverwriteError(out)
     if data is None and not remove:
         raise DataError("nothing to do: pass --data NEW (a folder per new product) and/or --remove LABEL")
+    _check_gain(gain)  # the arguments first, then the names (refuse_name_clashes) before any photo is read
     content = _read_model_file(model)
     card = _card_of(content, str(model))
     photos, new_labels, skipped = None, [], Counter()
@@ -276,6 +276,11 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
     write_bytes_atomic(out, result)
     skipped_files = [{"file": str(p), "reason": r} for p, r in (photos.skipped if photos else [])]
     return {**record, "path": str(out), "size_bytes": len(result), "skipped_files": skipped_files}
+
+
+def _check_gain(gain: float | None) -> None:
+    if gain is not None and not 0 < gain <= 10:
+        raise DataError(f"--imprint-gain must be in (0, 10], e.g. 1.2; got {gain}")
 
 
 def _card_of(content: bytes, source: str) -> ModelCard:
