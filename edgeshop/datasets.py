@@ -18,7 +18,7 @@ import logging
 import os
 import random
 import re
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +28,9 @@ import cv2
 import numpy as np
 
 from edgeshop.errors import DataError, ImageInputError
-from edgeshop.runtime.modelcard import InputSpec, text_problem
+from edgeshop.runtime.image_folders import FolderScan, scan_images
+from edgeshop.runtime.label_text import label_problem, lookalikes, normal_label
+from edgeshop.runtime.modelcard import InputSpec
 from edgeshop.runtime.preprocess import IMAGE_SUFFIXES, preprocess, read_image
 
 log = logging.getLogger("edgeshop.datasets")
@@ -50,6 +52,13 @@ class LoadedImages:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
 
 
+# Bounds of the folder walk (runtime/image_folders.py; docs/datasets.md). Grocery Store's
+# deepest class folder is 3 levels down (Fruit/Apple/Golden-Delicious); its largest class has
+# a few hundred images.
+MAX_CLASS_DEPTH = 6  # folder levels below the dataset folder searched for class folders
+MAX_IMAGES_PER_CLASS = 50_000  # more in one class is refused: a link to a big folder, not a class
+
+
 def discover(source: str | Path, classes_csv: str | Path | None = None) -> list[Sample]:
     """All labelled samples under ``source`` (folder, split .txt, or .csv manifest)."""
     source = Path(source)
@@ -65,39 +74,85 @@ def discover(source: str | Path, classes_csv: str | Path | None = None) -> list[
         raise DataError(f"{source}: expected a folder of class folders, a split .txt file or a path,label .csv")
     if not samples:
         raise DataError(f"{source}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    _refuse_unusable(source, samples)
+    samples = _refuse_unusable(source, samples)
     return samples
 
 
-def _refuse_unusable(source: Path, samples: Sequence[Sample]) -> None:
-    """Refuse, before any image is read, what would hang or crash the run later: a listed
-    path that is a device, pipe or folder (``/dev/zero`` is read without end by the
-    duplicate check), and a class name that is not UTF-8 or holds control characters (it
-    cannot be written into the model's labels, which only happens after every image has loaded)."""
+def _refuse_unusable(source: Path, samples: Sequence[Sample]) -> list[Sample]:
+    """Refuse, before any image is read, what would hang or crash the run later or give a
+    wrong model: a listed path that is a device, pipe or folder (``/dev/zero`` is read without
+    end by the duplicate check), a class name that is not UTF-8 or breaks the label rule
+    (runtime/label_text.py: it could not be written into the model's labels, which only happens
+    after training), two classes that look alike, and an oversized class. Returns the samples
+    with their labels in NFC."""
     for sample in samples:
         if sample.path.exists() and not sample.path.is_file():
             raise DataError(f"{source}: {sample.path} is not a regular file (a device, pipe or folder); "
                             "list image files only")
-    for label in sorted({s.label for s in samples}):
+    labels = sorted({s.label for s in samples})
+    for label in labels:
         try:
             label.encode("utf-8")
         except UnicodeEncodeError:
             raise DataError(f"{source}: the class name {os.fsencode(label)!r} is not valid UTF-8 (a folder named "
                             "in another encoding); rename it, e.g. with convmv -f latin1 -t utf8") from None
-        problem = text_problem(label)  # the same rule the model card applies to its labels
+        problem = label_problem(label)
         if problem:
             raise DataError(f"{source}: the class name {problem}; rename its folder")
+    samples = [Sample(s.path, normal_label(s.label)) for s in samples]
+    similar = lookalikes(sorted({s.label for s in samples}))
+    if similar:
+        name, earlier = similar[0]
+        raise DataError(f"{source}: the class names {earlier!r} and {name!r} look alike (equal ignoring case and "
+                        "character width); rename one, or merge their folders if they are one product")
+    counts = Counter(s.label for s in samples)
+    label, most = counts.most_common(1)[0]
+    if most > MAX_IMAGES_PER_CLASS:
+        raise DataError(f"{source}: the class {label!r} has {most:,} images, more than the {MAX_IMAGES_PER_CLASS:,} "
+                        "edgeshop takes per class (is its folder a link to a large folder?); use fewer images")
+    return samples
 
 
 def _from_folder(root: Path) -> list[Sample]:
-    samples = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and path.parent != root:
-            samples.append(Sample(path, path.parent.name))
-    empty = sorted(p for p in root.rglob("*") if p.is_dir() and not any(p.iterdir()))
-    if empty:
-        log.warning("%s: %d empty folder(s) ignored, e.g. %s", root, len(empty), empty[0])
-    return samples
+    """Images by their class folder (the folder they are directly in), by the one walk
+    (runtime/image_folders.py): links followed, loops cut, depth and size bounded."""
+    scan = _scan(root)
+    if scan.loose and not scan.class_folders:
+        raise DataError(f"{root}: {len(scan.loose)} image(s) but no class folders; put each class's photos in "
+                        f"{root}/<class>/ (the folder's name is the class name)")
+    if scan.loose:
+        log.warning("%s: %d image(s) directly in the dataset folder belong to no class and are left out, e.g. %s; "
+                    "put each class's photos in %s/<class>/", root, len(scan.loose), scan.loose[0].name, root)
+    return [Sample(path, folder.name) for folder, files in scan.class_folders.items() for path in files]
+
+
+def _scan(root: Path) -> FolderScan:
+    """The walk of a dataset folder, its oddities reported (one warning line each), and
+    refused what cannot be used: a device or pipe named like an image, an oversized folder."""
+    scan = scan_images(root, MAX_CLASS_DEPTH, MAX_IMAGES_PER_CLASS)
+    if scan.not_regular:
+        raise DataError(f"{scan.not_regular[0]} is not a regular file (a device, pipe or socket named like an "
+                        "image); remove it from the dataset folder")
+    if scan.cut:
+        raise DataError(f"{scan.cut[0]}: more than {MAX_IMAGES_PER_CLASS:,} images in one class folder, the most "
+                        "edgeshop takes per class (is it a link to a large folder?); use fewer images")
+    for folder, real in scan.outside[:1]:
+        log.warning("%s: %d class folder(s) lie outside the dataset folder (reached through links), e.g. %s -> %s",
+                    root, len(scan.outside), folder, real)
+    if scan.repeated:
+        log.warning("%s: %d link(s) lead to a folder already searched (a loop, or a second link to it) and were "
+                    "skipped, e.g. %s", root, len(scan.repeated), scan.repeated[0])
+    if scan.too_deep:
+        log.warning("%s: %d folder(s) more than %d levels deep were not searched, e.g. %s", root,
+                    len(scan.too_deep), MAX_CLASS_DEPTH, scan.too_deep[0])
+    if scan.broken:
+        log.warning("%s: %d link(s) lead nowhere and were skipped, e.g. %s", root, len(scan.broken), scan.broken[0])
+    if scan.unlistable:
+        log.warning("%s: %d folder(s) cannot be read and were skipped, e.g. %s (%s)", root, len(scan.unlistable),
+                    *scan.unlistable[0])
+    if scan.empty:
+        log.warning("%s: %d empty folder(s) ignored, e.g. %s", root, len(scan.empty), scan.empty[0])
+    return scan
 
 
 def read_class_names(classes_csv: Path) -> dict[int, str]:
@@ -174,6 +229,46 @@ def _from_manifest(manifest: Path) -> list[Sample]:
 
 def class_names_of(samples: Sequence[Sample]) -> list[str]:
     return sorted({s.label for s in samples})
+
+
+def describe(samples: Sequence[Sample], source: str | Path) -> str:
+    """The run log's line for what was found: the total, the classes, the largest, the bound."""
+    counts = Counter(s.label for s in samples)
+    label, most = counts.most_common(1)[0]
+    return (f"{source}: {len(samples):,} images in {len(counts)} classes, the largest {label!r} with {most:,} "
+            f"(at most {MAX_IMAGES_PER_CLASS:,} per class are taken)")
+
+
+def classes_without_images(samples: Sequence[Sample], loaded: LoadedImages,
+                           class_names: Sequence[str]) -> list[tuple[str, str]]:
+    """(class, why) for each class of ``class_names`` with no image in ``loaded``, the images
+    decoded from ``samples`` (the reason: why its first file was skipped)."""
+    present = set(np.unique(loaded.labels).tolist())
+    label_of = {s.path: s.label for s in samples}
+    reasons: dict[str, str] = {}
+    for path, reason in loaded.skipped:
+        reasons.setdefault(label_of.get(path, ""), reason)
+    return [(name, reasons.get(name, "no files")) for i, name in enumerate(class_names) if i not in present]
+
+
+def unreadable_classes(samples: Sequence[Sample], spec: InputSpec) -> list[tuple[str, str]]:
+    """(class, why) for each class none of whose files decode: its files are tried in order
+    until one does, so a usable dataset costs about one decode per class (the streamed
+    pipeline's check before training; the in-memory one has decoded everything anyway)."""
+    by_label: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_label[sample.label].append(sample)
+    unreadable = []
+    for label in sorted(by_label):
+        first_reason = None
+        for sample in by_label[label]:
+            result = decode_sample(sample.path, spec)
+            if not isinstance(result, str):
+                break
+            first_reason = first_reason or result
+        else:
+            unreadable.append((label, first_reason or "no files"))
+    return unreadable
 
 
 def stratified_split(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -315,20 +410,66 @@ def _holdout_size(count: int, fraction: float) -> int:
     return min(count - 1, max(1, round(count * fraction))) if count > 1 else 0
 
 
-def duplicate_files(a: Sequence[Sample], b: Sequence[Sample]) -> list[tuple[Path, Path]]:
-    """Pairs of byte-identical files across two sample lists (train/val leakage)."""
-    def digest(path: Path) -> str | None:
-        try:
-            return hashlib.sha1(path.read_bytes()).hexdigest()
-        except OSError:
-            return None
+# The duplicate check reads files in chunks of HASH_CHUNK bytes (memory stays flat), compares
+# only files of equal size, and leaves out files over MAX_HASH_BYTES (no photo is that large;
+# such a file is counted and reported instead of read).
+HASH_CHUNK = 1 << 20
+MAX_HASH_BYTES = 256 << 20
 
-    seen = {}
-    for sample in a:
-        key = digest(sample.path)
-        if key:
-            seen.setdefault(key, sample.path)
-    return [(seen[k], s.path) for s in b if (k := digest(s.path)) in seen]
+
+@dataclass
+class Duplicates:
+    """Byte-identical files across two sample lists, and the files too large to compare."""
+
+    pairs: list[tuple[Path, Path]]  # (file of the first list, its copy in the second)
+    too_large: list[Path]
+
+
+def find_duplicates(a: Sequence[Sample], b: Sequence[Sample], max_bytes: int = MAX_HASH_BYTES) -> Duplicates:
+    """Files of ``b`` byte-identical to a file of ``a`` (train/val leakage). Only files whose
+    size occurs on both sides are hashed, each in chunks; files over ``max_bytes`` are skipped
+    and listed in ``too_large``."""
+    too_large: list[Path] = []
+
+    def sizes(samples: Sequence[Sample]) -> list[tuple[Path, int]]:
+        known = []
+        for sample in samples:
+            try:
+                size = sample.path.stat().st_size
+            except OSError:
+                continue
+            if size > max_bytes:
+                too_large.append(sample.path)
+            else:
+                known.append((sample.path, size))
+        return known
+
+    first, second = sizes(a), sizes(b)
+    shared = {size for _, size in first} & {size for _, size in second}
+    seen: dict[tuple[int, str], Path] = {}
+    for path, size in first:
+        if size in shared and (key := _digest(path)):
+            seen.setdefault((size, key), path)
+    pairs = [(seen[(size, key)], path) for path, size in second
+             if size in shared and (key := _digest(path)) and (size, key) in seen]
+    return Duplicates(pairs, too_large)
+
+
+def duplicate_files(a: Sequence[Sample], b: Sequence[Sample]) -> list[tuple[Path, Path]]:
+    """Pairs of byte-identical files across two sample lists (``find_duplicates``' pairs)."""
+    return find_duplicates(a, b).pairs
+
+
+def _digest(path: Path) -> str | None:
+    """SHA-1 of the file, read HASH_CHUNK bytes at a time (None: unreadable)."""
+    digest = hashlib.sha1()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def decode_sample(path: Path, spec: InputSpec) -> np.ndarray | str:
@@ -392,11 +533,12 @@ def load_images(
 
 
 def unlabelled_samples(root: str | Path) -> list[Sample]:
-    """Every image under the folder ``root`` (any layout), as samples with the label ""."""
+    """Every image under the folder ``root`` (any layout, by the same walk as class folders),
+    as samples with the label ""."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: expected a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = _scan(root).images()
     if not files:
         raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return [Sample(path, "") for path in files]

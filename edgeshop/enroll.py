@@ -43,6 +43,7 @@ the enrolment record in the card says so.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -55,7 +56,9 @@ from edgeshop.datasets import IMAGE_SUFFIXES, LoadedImages, Sample, load_images
 from edgeshop.errors import DataError, EdgeshopError, OverwriteError
 from edgeshop.runtime.classifier import _read_model_file
 from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
-from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, text_problem
+from edgeshop.runtime.image_folders import FolderScan, scan_images
+from edgeshop.runtime.label_text import label_problem, lookalikes, normal_label
+from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card
 from edgeshop.runtime.probe import HeadProbe, loaded
 from edgeshop.utils import write_bytes_atomic
 
@@ -63,28 +66,81 @@ IMPRINT_GAIN = {"linear": 1.0, "cosine": 1.2}  # chosen as the module docstring 
 METHOD = "imprinting: centred, L2-normalised mean embedding; median trained norm and logit"
 COSINE_METHOD = ("imprinting into a cosine head: centred, L2-normalised mean embedding orthogonal to the centre; "
                  "median trained norm, the median logit at the centre folded in along it")
+MAX_PHOTOS_PER_PRODUCT = 20  # enrolment's bound (docs/datasets.md): imprinting averages a few photos
+
+log = logging.getLogger("edgeshop.enroll")
 
 
 def new_class_photos(data: str | Path) -> list[Sample]:
-    """``data``/<product>/<photo>: one folder per new product, each with at least one image."""
+    """``data``/<product>/<photo>: one folder per new product with 1-MAX_PHOTOS_PER_PRODUCT
+    photos directly in it, found by the datasets' walk (runtime/image_folders.py: links
+    followed, loops cut) one level deep, so a product folder that links to ``/`` lists the
+    images directly in ``/`` only."""
     root = Path(data)
     if not root.is_dir():
         raise DataError(f"{root}: expected a folder with one sub-folder of photos per new product")
-    samples: list[Sample] = []
-    folders = sorted(p for p in root.iterdir() if p.is_dir())
-    if not folders:
+    scan = scan_images(root, max_depth=1, max_per_folder=MAX_PHOTOS_PER_PRODUCT)
+    if not scan.folders:
         raise DataError(f"{root}: no product folders inside; put each new product's photos in "
                         f"{root}/<product name>/")
-    for folder in folders:
-        problem = text_problem(folder.name)
+    if scan.not_regular:
+        raise DataError(f"{scan.not_regular[0]} is not a regular file (a device, pipe or socket named like a "
+                        "photo); remove it")
+    if scan.cut:
+        raise DataError(f"{scan.cut[0]}: more than {MAX_PHOTOS_PER_PRODUCT} photos; enrolment imprints 1-"
+                        f"{MAX_PHOTOS_PER_PRODUCT} photos per product (a mean of more adds little): keep the "
+                        f"{MAX_PHOTOS_PER_PRODUCT} most typical")
+    _report_scan(scan)
+    samples: list[Sample] = []
+    for folder in scan.folders:
+        problem = label_problem(folder.name)
         if problem:
-            raise DataError(f"{folder}: the product name {problem}; rename the folder")
-        photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            raise DataError(f"{root}: the product name {problem}; rename the folder")  # the name shown escaped
+        photos = scan.class_folders.get(folder)
         if not photos:
-            raise DataError(f"{folder}: no photos (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); add 1-20 "
-                            "photos of the product or remove the folder")
-        samples.extend(Sample(photo, folder.name) for photo in photos)
+            raise DataError(f"{folder}: no photos directly in it (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+                            f"add 1-{MAX_PHOTOS_PER_PRODUCT} photos of the product or remove the folder")
+        samples.extend(Sample(photo, normal_label(folder.name)) for photo in photos)
+    similar = lookalikes(sorted({s.label for s in samples}))
+    if similar:
+        raise DataError(f"{root}: the product names {similar[0][1]!r} and {similar[0][0]!r} look alike (equal "
+                        "ignoring case and character width); rename one, or merge their folders")
     return samples
+
+
+def _report_scan(scan: FolderScan) -> None:
+    """What the walk of a products folder passed over, one warning line each."""
+    if scan.loose:
+        log.warning("%s: %d photo(s) directly in it belong to no product and are left out, e.g. %s; put each new "
+                    "product's photos in %s/<product name>/", scan.root, len(scan.loose), scan.loose[0].name,
+                    scan.root)
+    if scan.too_deep:
+        log.warning("%s: sub-folders of product folders are not searched (%d, e.g. %s); put the photos directly "
+                    "in the product's folder", scan.root, len(scan.too_deep), scan.too_deep[0])
+    for folder, real in scan.outside[:1]:
+        log.warning("%s: %d product folder(s) lie outside it (reached through links), e.g. %s -> %s", scan.root,
+                    len(scan.outside), folder, real)
+    if scan.repeated:
+        log.warning("%s: %d link(s) lead to a product folder already read and were skipped, e.g. %s", scan.root,
+                    len(scan.repeated), scan.repeated[0])
+    if scan.broken:
+        log.warning("%s: %d link(s) lead nowhere and were skipped, e.g. %s", scan.root, len(scan.broken),
+                    scan.broken[0])
+
+
+def refuse_name_clashes(labels: Sequence[str], new_labels: Sequence[str], remove: Sequence[str], data: str,
+                        source: str) -> None:
+    """A new product may not take the name of a kept label, nor a name that looks like one
+    (runtime/label_text.py: equal after NFKC and case folding)."""
+    clashes = [name for name in new_labels if name in labels and name not in remove]
+    if clashes:
+        raise DataError(f"{data or 'new products'}: {clashes[0]!r} is already a label of {source}; to replace it, "
+                        f"pass --remove {clashes[0]!r} as well (or rename the folder)")
+    similar = lookalikes(new_labels, [name for name in labels if name not in remove])
+    if similar:
+        raise DataError(f"{data or 'new products'}: {similar[0][0]!r} looks like {similar[0][1]!r}, a label of "
+                        f"{source} (equal ignoring case and character width); rename the folder, or pass --remove "
+                        f"{similar[0][1]!r} to replace that product")
 
 
 def imprint_statistics(embeddings: np.ndarray, truth: np.ndarray, weights: np.ndarray, bias: np.ndarray,
@@ -153,17 +209,13 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
     (labels index ``new_labels``; ``skipped``: unreadable photos per label, for the record);
     ``gain`` multiplies the card's imprint length (None: IMPRINT_GAIN of the head's kind).
     Returns the new model and the enrolment record."""
-    if gain is not None and not 0 < gain <= 10:
-        raise DataError(f"--imprint-gain must be in (0, 10], e.g. 1.2; got {gain}")
+    _check_gain(gain)
     card = _card_of(content, source)
     labels = list(card.labels)
     missing = [name for name in remove if name not in labels]
     if missing:
         raise DataError(f"{source}: --remove {missing[0]!r} is not one of its labels")
-    clashes = [name for name in new_labels if name in labels and name not in remove]
-    if clashes:
-        raise DataError(f"{data or 'new products'}: {clashes[0]!r} is already a label of {source}; to replace it, "
-                        f"pass --remove {clashes[0]!r} as well (or rename the folder)")
+    refuse_name_clashes(labels, new_labels, remove, data, source)
     head = read_head_weights(content, source)
     keep = np.array([name not in remove for name in labels])
     if not keep.any() and not new_labels:
@@ -204,12 +256,14 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
         raise OverwriteError(out)
     if data is None and not remove:
         raise DataError("nothing to do: pass --data NEW (a folder per new product) and/or --remove LABEL")
+    _check_gain(gain)  # the arguments first, then the names (refuse_name_clashes) before any photo is read
     content = _read_model_file(model)
     card = _card_of(content, str(model))
     photos, new_labels, skipped = None, [], Counter()
     if data is not None:
         samples = new_class_photos(data)
         new_labels = sorted({s.label for s in samples})
+        refuse_name_clashes(card.labels, new_labels, remove, str(data), str(model))  # before any photo is read
         photos = load_images(samples, new_labels, card.input)
         unreadable = [name for i, name in enumerate(new_labels) if not np.any(photos.labels == i)]
         if unreadable:
@@ -222,6 +276,11 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
     write_bytes_atomic(out, result)
     skipped_files = [{"file": str(p), "reason": r} for p, r in (photos.skipped if photos else [])]
     return {**record, "path": str(out), "size_bytes": len(result), "skipped_files": skipped_files}
+
+
+def _check_gain(gain: float | None) -> None:
+    if gain is not None and not 0 < gain <= 10:
+        raise DataError(f"--imprint-gain must be in (0, 10], e.g. 1.2; got {gain}")
 
 
 def _card_of(content: bytes, source: str) -> ModelCard:

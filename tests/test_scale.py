@@ -153,7 +153,7 @@ def test_cache_dir_needs_the_streamed_pipeline(tmp_path):
     from edgeshop.train.config import TrainConfig
 
     with pytest.raises(EdgeshopError, match="--input-pipeline stream"):
-        TrainConfig(data="d", out="o", cache_dir=str(tmp_path)).validate()
+        TrainConfig(data="d", out="o", cache_dir=str(tmp_path), input_pipeline="memory").validate()
 
 
 # -- several machines (here: two processes on 127.0.0.1) ------------------------------------------

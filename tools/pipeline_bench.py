@@ -86,12 +86,14 @@ def make_images(root: Path, count: int, seed: int) -> Path:
 
 def train_once(data: Path, val: Path, out: Path, pipeline: str, batch_size: int) -> dict:
     """edgeshop-train for one epoch in a process of its own: its peak RSS and epoch time."""
-    command = [str(Path(sys.executable).with_name("edgeshop-train")), "--data", str(data), "--val", str(val),
+    # This checkout's edgeshop-train (an installed entry point may run another checkout's code).
+    command = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(data), "--val", str(val),
                "--out", str(out), "--force", "--arch", "tiny", "--image-size", "96", "--epochs", "1",
                "--batch-size", str(batch_size), "--input-pipeline", pipeline]
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=False,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
@@ -101,10 +103,11 @@ def train_once(data: Path, val: Path, out: Path, pipeline: str, batch_size: int)
         rows = list(csv.DictReader(handle))
     report = json.loads((out / "data_report.json").read_text())
     epoch = float(rows[-1]["seconds"])
-    return {"pipeline": pipeline, "train_images": report["train_images"], "val_images": report["val_images"],
+    return {"pipeline": pipeline, "chosen": report.get("input_pipeline", pipeline),
+            "train_images": report["train_images"], "val_images": report["val_images"],
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "epoch_seconds": epoch,
             "images_per_second": round(report["train_images"] / epoch, 1), "wall_seconds": round(wall, 1),
-            "load_average_before": round(load_before, 2), "command": " ".join(command[1:])}
+            "load_average_before": round(load_before, 2), "command": " ".join(command[3:])}
 
 
 def synthetic(args: argparse.Namespace) -> None:
@@ -122,9 +125,10 @@ def synthetic(args: argparse.Namespace) -> None:
         rss = {r["train_images"]: r["peak_rss_mb"] for r in runs if r["pipeline"] == pipeline}
         small, large = sorted(rss)
         ratios[pipeline] = round(rss[large] / rss[small], 3)
-    _save("synthetic", {"runs": runs, "rss_ratio_20000_over_2000": ratios, "batch_size": args.batch_size,
-                        "source_side_px": SOURCE_SIDE, "machine": _machine(),
-                        "command": "python tools/pipeline_bench.py synthetic"})
+    command = "python tools/pipeline_bench.py synthetic" + (
+        f" --pipelines {' '.join(args.pipelines)} --section {args.section}" if args.section != "synthetic" else "")
+    _save(args.section, {"runs": runs, "rss_ratio_20000_over_2000": ratios, "batch_size": args.batch_size,
+                         "source_side_px": SOURCE_SIDE, "machine": _machine(), "command": command})
     print(f"peak RSS 20,000 / 2,000 images: {ratios}")
 
 
@@ -260,7 +264,10 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synthetic", help="peak RSS and images/s at 2,000 and 20,000 synthetic images")
     s.add_argument("--work", default="/tmp/edgeshop_pipeline_bench")
-    s.add_argument("--pipelines", nargs="+", default=["stream", "memory"], choices=("stream", "memory"))
+    s.add_argument("--pipelines", nargs="+", default=["stream", "memory"], choices=("stream", "memory", "auto"),
+                   help="auto: the default, which decides by the RAM available (the runs record what it chose)")
+    s.add_argument("--section", default="synthetic",
+                   help="the key of bench/pipeline.json to write (e.g. synthetic_auto, keeping the README's figures)")
     s.add_argument("--batch-size", type=int, default=32)
     g = sub.add_parser("grocery", help="one epoch of the Grocery recipe with each pipeline, alternating")
     g.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))

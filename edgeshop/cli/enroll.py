@@ -17,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         "card, and loads in MediaPipe Tasks like any export. Runtime only, no TensorFlow.",
     )
     p.add_argument("model", help=".tflite model written by edgeshop-export (and calibrated, as exports are)")
-    p.add_argument("--data", help="folder with one sub-folder of photos per new product: NEW/<product>/*.jpg "
-                   "(a catalogue image counts as one photo)")
+    p.add_argument("--data", help="folder with one sub-folder of photos per new product: NEW/<product>/*.jpg, "
+                   "1-20 photos directly in each (links followed; a catalogue image counts as one photo); the "
+                   "folder's name is the product's label")
     p.add_argument("--remove", action="append", default=[], metavar="LABEL",
                    help="drop this product from the model (repeatable; with --data, a product can be replaced)")
     p.add_argument("--imprint-gain", type=float, metavar="G",

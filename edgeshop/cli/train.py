@@ -96,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=float, metavar="SECONDS",
                    help="multi_worker: wait this long for every task of TF_CONFIG to answer (default 300)")
     p.add_argument("--input-pipeline", choices=INPUT_PIPELINES,
-                   help="memory (default): decode all images before training; stream: decode files as batches "
-                        "need them (memory does not grow with the dataset)")
+                   help="auto (default): memory when the decoded images fit --memory-budget, else stream; memory: "
+                        "decode all images before training; stream: decode files as batches need them (memory "
+                        "does not grow with the dataset). The run log says which was used and why")
+    p.add_argument("--memory-budget", dest="memory_budget_mb", type=float, metavar="MB",
+                   help="auto: hold the decoded images in memory up to this many MB (default: 1/16 of the RAM "
+                        "available at the start)")
     p.add_argument("--cache-dir", metavar="DIR",
                    help="stream: keep the decoded images in DIR after the first epoch (re-read, not re-decoded)")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (for mirrored on CPU)")

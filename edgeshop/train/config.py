@@ -15,7 +15,7 @@ HEADS = ("linear", "cosine")  # classifier heads (train/cosine_head.py)
 DEFAULT_COSINE_SCALE = 16.0  # logits span +-16: enough for a confident softmax over ~100 classes
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
-INPUT_PIPELINES = ("memory", "stream")
+INPUT_PIPELINES = ("auto", "memory", "stream")
 
 
 @dataclass
@@ -101,8 +101,10 @@ class TrainConfig:
     # multi_worker: seconds to wait for every task of TF_CONFIG to answer before giving up
     connect_timeout: float = 300.0
     # memory: decode every image into one array before training (memory grows with the data);
-    # stream: decode each file when a batch needs it (train/stream.py; memory independent of it)
-    input_pipeline: str = "memory"
+    # stream: decode each file when a batch needs it (train/stream.py; memory independent of it);
+    # auto: memory when the decoded images fit memory_budget_mb, else stream (train/input_pipeline.py)
+    input_pipeline: str = "auto"
+    memory_budget_mb: float | None = None  # auto's budget; None: a share of the RAM available at the start
     cache_dir: str | None = None  # stream: keep decoded pixels here after the first epoch
     workers: int = 4
     calibration_images: int = 200
@@ -191,8 +193,17 @@ class TrainConfig:
         if self.input_pipeline not in INPUT_PIPELINES:
             raise EdgeshopError(f"--input-pipeline must be one of {', '.join(INPUT_PIPELINES)}; "
                                 f"got {self.input_pipeline!r}")
-        if self.cache_dir and self.input_pipeline != "stream":
+        if self.cache_dir and self.input_pipeline == "memory":
             raise EdgeshopError("--cache-dir caches the streamed pipeline: add --input-pipeline stream")
+        if self.cache_dir and self.teacher:
+            raise EdgeshopError("--cache-dir caches the streamed pipeline, which --teacher cannot use yet: "
+                                "drop --cache-dir")
+        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
+            raise EdgeshopError(f"--memory-budget must be a positive number of MB, e.g. 2000; "
+                                f"got {self.memory_budget_mb}")
+        if self.memory_budget_mb is not None and self.input_pipeline != "auto":
+            raise EdgeshopError(f"--memory-budget is the budget --input-pipeline auto decides by: drop it with "
+                                f"--input-pipeline {self.input_pipeline}")
         if self.teacher and self.input_pipeline == "stream":
             # the teacher's logits are computed once per decoded image and cached beside them
             raise EdgeshopError("--teacher needs --input-pipeline memory (distillation is not streamed yet)")

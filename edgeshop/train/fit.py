@@ -50,6 +50,7 @@ from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
 from edgeshop.train.averaging import WeightAverage
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.cosine_head import NEW_HEAD_LAYERS
+from edgeshop.train.input_pipeline import choose_pipeline
 from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
 from edgeshop.train.run_files import write_run_metadata
@@ -129,6 +130,7 @@ class TrainingRun:
             raise EdgeshopError(f"--train-image-size needs an architecture that runs at any input size; "
                                 f"{self.arch.name} has a fixed-size layer (drop --train-image-size)")
         self.phases = plan_phases(self.config, self.arch)
+        self.pipeline = None  # memory or stream: chosen when the data is loaded
         if self.config.prune_channels or self.config.target_latency_ratio:  # refused up front if impossible
             channels.require_groups(build_model(self.config, 2), self.arch.name)
         self._find_samples()
@@ -183,6 +185,11 @@ class TrainingRun:
         cfg = self.config
         self.train_samples, self.val_samples = split_samples(cfg)
         self.class_names = datasets.class_names_of(self.train_samples)
+        if cfg.val:
+            self.log(datasets.describe(self.train_samples, cfg.data))
+            self.log(datasets.describe(self.val_samples, cfg.val))
+        else:
+            self.log(datasets.describe(self.train_samples + self.val_samples, cfg.data))
         if len(self.class_names) < 2:
             raise DataError(f"{cfg.data}: found a single class {self.class_names}; a classifier needs at least two")
         self.coarse_of = None
@@ -206,14 +213,25 @@ class TrainingRun:
         if self.coarse_of is not None:
             self.log(f"class hierarchy: {len(self.class_names)} fine -> {self.coarse_of.max() + 1} coarse classes, "
                      f"coarse loss weight {cfg.coarse_loss_weight}")
-        duplicates = datasets.duplicate_files(train_samples, val_samples)
+        found = datasets.find_duplicates(train_samples, val_samples)
+        duplicates = found.pairs
         if duplicates:
             self.log(f"warning: {len(duplicates)} validation file(s) are byte-identical to training files, "
                      f"e.g. {duplicates[0][1]} == {duplicates[0][0]}; validation figures will be optimistic")
-        self.duplicates = duplicates
-        if cfg.input_pipeline == "stream":
+        if found.too_large:
+            self.log(f"duplicate check: {len(found.too_large)} file(s) over {datasets.MAX_HASH_BYTES // 2**20} MB "
+                     f"not compared, e.g. {found.too_large[0]}")
+        self.duplicates, self.too_large_to_compare = duplicates, found.too_large
+        choice = choose_pipeline(cfg.input_pipeline, len(train_samples) + len(val_samples), self.image_size,
+                                 self.image_size, cfg.memory_budget_mb,
+                                 needs_memory="--teacher" if self.teachers else "",
+                                 needs_stream="--cache-dir" if cfg.cache_dir else "")
+        self.pipeline, self.pipeline_reason = choice.pipeline, choice.reason
+        self.log(f"input pipeline: {choice.reason}")
+        if self._streamed():
             self.train = self.val = None
             self.skips = SkipLog()
+            self._refuse_unreadable_classes(datasets.unreadable_classes(train_samples, self._input_spec()))
             self._write_data_report()
             self.log(f"{len(train_samples)} training / {len(val_samples)} validation images listed, "
                      f"{len(self.class_names)} classes, streamed from disk (unreadable files are skipped and "
@@ -228,13 +246,17 @@ class TrainingRun:
             self.log(f"skipped {len(skipped)} unreadable file(s) (listed in data_report.json), e.g. {skipped[0][1]}")
         if len(self.train.labels) == 0:
             raise DataError(f"{cfg.data}: no readable training images")
+        self._refuse_unreadable_classes(datasets.classes_without_images(train_samples, self.train, self.class_names))
         self.n_train = len(self.train.labels)
         report = {
+            "input_pipeline": self.pipeline,
+            "input_pipeline_reason": self.pipeline_reason,
             "train_images": len(self.train.labels),
             "val_images": len(self.val.labels),
             "classes": len(self.class_names),
             "skipped": [{"file": str(p), "reason": r} for p, r in skipped],
             "duplicates_train_val": [[str(a), str(b)] for a, b in duplicates],
+            "duplicate_check_too_large": [str(p) for p in found.too_large],
         }
         write_json_atomic(self.run_dir / "data_report.json", report)
         self.log(f"{report['train_images']} training / {report['val_images']} validation images, "
@@ -269,17 +291,29 @@ class TrainingRun:
         train_skipped = sum(str(s.path) in skipped for s in self.train_samples)
         report = {
             "input_pipeline": "stream",
+            "input_pipeline_reason": self.pipeline_reason,
             "train_images": len(self.train_samples) - train_skipped,
             "val_images": len(self.val_samples) - (len(skipped) - train_skipped),
             "classes": len(self.class_names),
             "skipped": [{"file": f, "reason": r} for f, r in sorted(skipped.items())],
             "duplicates_train_val": [[str(a), str(b)] for a, b in self.duplicates],
+            "duplicate_check_too_large": [str(p) for p in self.too_large_to_compare],
         }
         write_json_atomic(path, report)
         self.n_train = report["train_images"]
 
+    def _refuse_unreadable_classes(self, unreadable: list[tuple[str, str]]) -> None:
+        """A class none of whose training images can be read would train as if absent (val
+        accuracy 1.0, or NaN when streamed): refused, naming it, before any training."""
+        if unreadable:
+            name, reason = unreadable[0]
+            others = f" (and {len(unreadable) - 1} more class(es))" if len(unreadable) > 1 else ""
+            raise DataError(f"{self.config.data}: the class {name!r}{others} has no readable training image, e.g. "
+                            f"{reason}; add readable photos of it or remove its folder")
+
     def _streamed(self) -> bool:
-        return self.config.input_pipeline == "stream"
+        """The pipeline _load_data chose (train/input_pipeline.py) is the streamed one."""
+        return self.pipeline == "stream"
 
     def _calibration_pixels(self) -> np.ndarray:
         """Up to calibration_images training images at image_size (int8 calibration, QAT ranges)."""
