@@ -18,7 +18,8 @@ import numpy as np
 from edgeshop.errors import EdgeshopError
 from edgeshop.train._keras import keras
 from edgeshop.train.cosine_head import DEFAULT_SCALE, cosine_head
-from edgeshop.train.weights import cache_dir, override_path, weights_path
+from edgeshop.train.weights import override_path, weights_path
+from edgeshop.utils import cache_dir
 
 layers = keras.layers
 

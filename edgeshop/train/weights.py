@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeshop.errors import EdgeshopError
+from edgeshop.utils import cache_dir
 
 DEFAULT_URL_BASE = "https://github.com/edgeshop/edgeshop/releases/download/weights-v1"
 URL_ENV = "EDGESHOP_WEIGHTS_URL"
 DIR_ENV = "EDGESHOP_WEIGHTS_DIR"
-CACHE_ENV = "EDGESHOP_CACHE"
 _REPO = Path(__file__).resolve().parents[2]
 # models/ counts only inside a source checkout: an installed wheel's parents[2] is site-packages.
 CHECKOUT_MODELS = _REPO / "models" if (_REPO / "pyproject.toml").is_file() else None
@@ -69,11 +69,6 @@ REGISTRY: dict[str, WeightsFile] = {
         ),
     )
 }
-
-
-def cache_dir() -> Path:
-    """The user cache: $EDGESHOP_CACHE, else ~/.cache/edgeshop."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgeshop")
 
 
 def url_for(name: str) -> str:
