@@ -20,6 +20,7 @@ from conftest import DATA, REPO
 from synthetic import make_dataset
 from test_clients import _client, client_python  # noqa: F401 - the fixture, reused
 
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 from edgeshop.cli.enroll import main as enroll_main
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import Classifier
@@ -97,7 +98,7 @@ def test_enrolment_on_the_shipped_grocery_model_keeps_the_old_answers(tmp_path):
     demo training photos each. Every other demo test photo keeps its answer (without centring on
     the card's mean embedding this fails), and at least a third of the new ones are learnt (a
     conservative imprint: see the README's open-set table; with zero rows this fails)."""
-    demo = REPO / "data" / "grocery_demo"
+    demo = DEMO_DATA
     model = REPO / "models" / "grocery" / "grocery_int8.tflite"
     new = ("Royal-Gala", "Kiwi", "Lime")
     for name in new:

@@ -24,8 +24,9 @@ from conftest import CLEAR_MARGIN, MAX_NEAR_TIES, REPO, require_client
 
 from edgeshop import Classifier
 from edgeshop.cli import web
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 
-DEMO = REPO / "data" / "grocery_demo" / "test"
+DEMO = DEMO_DATA / "test"
 MODELS = REPO / "models" / "grocery"
 WEB = REPO / "edgeshop" / "web"  # the page's files, package data
 NODE_PACKAGE = REPO / "examples" / "web" / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bundle.mjs"
