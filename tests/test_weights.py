@@ -114,3 +114,10 @@ def test_an_explicit_file_wins_and_is_used_as_given(installed, tmp_path, monkeyp
     assert weights.weights_path(LITE0, override=own) == own
     with pytest.raises(EdgeshopError, match="missing .*EDGESHOP_WEIGHTS_DIR.*no such file or directory"):
         weights.weights_path(LITE0)
+
+
+def test_the_install_guide_lists_every_registry_entry_as_it_is():
+    guide = (REPO / "docs" / "install.md").read_text()
+    for entry in weights.REGISTRY.values():
+        assert f"| `{entry.name}` | {entry.size:,} bytes | `{entry.sha256}` |" in guide, entry.name
+    assert weights.DEFAULT_URL_BASE.rsplit("/", 1)[1] in guide  # the release tag
