@@ -121,3 +121,18 @@ def test_the_install_guide_lists_every_registry_entry_as_it_is():
     for entry in weights.REGISTRY.values():
         assert f"| `{entry.name}` | {entry.size:,} bytes | `{entry.sha256}` |" in guide, entry.name
     assert weights.DEFAULT_URL_BASE.rsplit("/", 1)[1] in guide  # the release tag
+
+
+def test_edgeshop_train_takes_the_weights_from_pretrained_weights(tmp_path, capsys, monkeypatch):
+    """The option reaches the run: the folder's file is the one loaded, not the checkout's."""
+    from synthetic import make_dataset
+
+    from edgeshop.cli.train import main
+
+    monkeypatch.setenv("EDGESHOP_WEIGHTS_URL", closed_port_url())
+    store = _release(tmp_path)
+    data = make_dataset(tmp_path / "photos", per_class=4, size=32)
+    assert main(["--data", str(data), "--out", str(tmp_path / "run"), "--arch", "efficientnet_lite0",
+                 "--image-size", "32", "--head-epochs", "1", "--epochs", "0", "--val-fraction", "0.25",
+                 "--batch-size", "8", "--pretrained-weights", str(store)]) == 0
+    assert f"initialised from ImageNet weights ({store / LITE0})" in capsys.readouterr().out

@@ -104,10 +104,11 @@ def override_path(name: str, override: str | Path | None) -> Path | None:
         raise EdgeshopError(f"{path} ({origin}): no such file or directory; point it at a folder holding {name} "
                             "or at a .npz weights file")
     candidate = path / name
-    if not candidate.is_file():
-        raise EdgeshopError(f"{candidate} not found ({origin} is {path}); copy the release asset "
-                            f"{url_for(name)} there, or unset {origin} to download it")
     entry = REGISTRY.get(name)
+    if not candidate.is_file():
+        fix = (f"copy the release asset {url_for(name)} there, or unset {origin} to download it" if entry
+               else f"copy {name} there")
+        raise EdgeshopError(f"{candidate} not found ({origin} is {path}); {fix}")
     return _verified(candidate, entry) if entry else candidate
 
 
