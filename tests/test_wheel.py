@@ -54,7 +54,9 @@ def installed(tmp_path_factory) -> dict:
                                capture_output=True, text=True, check=True).stdout.strip())
     # Dependencies from this environment, after the venv's own site-packages (its .pth files are not run,
     # so an editable edgeshop there stays invisible).
-    (site / "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    paths = sysconfig.get_paths()
+    dependencies = dict.fromkeys((paths["purelib"], paths["platlib"]))
+    (site / "zz_dependencies.pth").write_text("".join(f"{path}\n" for path in dependencies))
     work = tmp / "work"  # the current directory: outside the checkout
     work.mkdir()
     env = {k: v for k, v in os.environ.items()
