@@ -94,6 +94,13 @@ def test_no_network_names_the_url_the_cache_and_the_offline_override(installed):
     assert not installed.exists() or list(installed.iterdir()) == []
 
 
+def test_an_unwritable_cache_says_to_set_edgeshop_cache(installed, monkeypatch):
+    installed.parent.mkdir(parents=True, exist_ok=True)
+    installed.write_bytes(b"a file where the cache folder should be")
+    with pytest.raises(EdgeshopError, match="cannot write the weights cache .*set EDGESHOP_CACHE"):
+        weights.weights_path(LITE0)
+
+
 def test_an_offline_folder_is_used_and_checked_by_hash(installed, tmp_path, monkeypatch):
     store = _release(tmp_path)
     monkeypatch.setenv("EDGESHOP_WEIGHTS_DIR", str(store))

@@ -1,9 +1,9 @@
 """edgeshop-demo: the whole pipeline on the bundled grocery subset, in a few minutes.
 
-Trains EfficientNet-Lite0 (ImageNet-initialised) on the bundled photos' train/ (DEFAULT_DATA:
-edgeshop/demo_data, package data, so an installed wheel has them), prunes it
-to 50% sparsity, runs int8 QAT, exports float32 and int8 .tflite files, classifies the
-held-out test/ images with edgeshop.Classifier, and prints float32 vs
+Trains EfficientNet-Lite0 (ImageNet-initialised) on edgeshop/demo_data/train (package data,
+so an installed wheel has the photos too), prunes it to 50% sparsity, runs int8 QAT,
+exports float32 and int8 .tflite files, classifies the held-out edgeshop/demo_data/test
+images with edgeshop.Classifier, and prints float32 vs
 int8: accuracy, file size and median latency; the same figures go to OUT/demo_figures.json
 (the README's demo table is rendered from a committed copy: tools/demo_block.py).
 """

@@ -114,9 +114,13 @@ def override_path(name: str, override: str | Path | None) -> Path | None:
 
 def download(url: str, dest: Path, entry: WeightsFile) -> Path:
     """``url`` into ``dest`` if and only if its sha256 is ``entry``'s: temp file, check, atomic rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise EdgeshopError(f"{dest.parent}: cannot write the weights cache ({exc.strerror or exc}); "
+                            "set EDGESHOP_CACHE to a writable folder") from None
     print(f"edgeshop: downloading {url} ({entry.size / 1e6:.1f} MB) into {dest}", file=sys.stderr, flush=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         digest, size = hashlib.sha256(), 0
