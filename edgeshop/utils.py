@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and progress bars."""
+"""Small shared helpers: atomic file writes, progress bars, the user cache folder."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def cache_dir() -> Path:
+    """edgeshop's user cache (downloaded weights, the browser page's JS runtime):
+    $EDGESHOP_CACHE, else ~/.cache/edgeshop."""
+    return Path(os.environ.get("EDGESHOP_CACHE") or Path.home() / ".cache" / "edgeshop")
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

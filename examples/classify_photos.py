@@ -1,6 +1,6 @@
 """Classify product photos with the shipped grocery model (or any edgeshop model).
 
-    python examples/classify_photos.py data/grocery_demo/test/Banana
+    python examples/classify_photos.py edgeshop/demo_data/test/Banana
     python examples/classify_photos.py shelf.jpg --model my_model.tflite --top-k 3
 
 Runtime only: numpy, OpenCV and LiteRT (no TensorFlow).

@@ -1,6 +1,6 @@
 """A store camera: named shelf slots, smoothed labels, one JSON event per product change.
 
-    python examples/store_camera.py                 # a shelf video made from data/grocery_demo photos
+    python examples/store_camera.py                 # a shelf video made from edgeshop/demo_data photos
     python examples/store_camera.py shelf.mp4       # or any video, camera index or RTSP URL
 
 Runtime only: numpy, OpenCV and LiteRT (no TensorFlow). The slots are for a 640x480 frame.
@@ -47,9 +47,9 @@ def watch(source: str, model: Path = MODEL) -> list[dict]:
 
 def demo_video(path: Path, fps: float = 10.0) -> Path:
     """A 640x480 shelf video: the left slot holds a banana, is empty for 0.3 s and then holds
-    a Royal Gala; the right slot holds a carton of milk throughout. Photos from data/grocery_demo."""
+    a Royal Gala; the right slot holds a carton of milk throughout. Photos from edgeshop/demo_data."""
     def photo(name: str) -> np.ndarray:
-        return read_image(sorted((ROOT / "data" / "grocery_demo" / "test" / name).glob("*.jpg"))[0])
+        return read_image(sorted((ROOT / "edgeshop" / "demo_data" / "test" / name).glob("*.jpg"))[0])
 
     def slot(image: np.ndarray | None) -> np.ndarray:
         shelf = np.full((480, 320, 3), 90, np.uint8)  # a grey shelf, the product standing in its middle

@@ -22,6 +22,7 @@ from test_clients import _client, _synthetic_images
 
 from edgeshop.cli import calibrate as calibrate_cli
 from edgeshop.cli import eval as eval_cli
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 from edgeshop.datasets import discover, load_images
 from edgeshop.report.calibration import (
     BETA_RANGE,
@@ -240,7 +241,7 @@ def test_the_written_models_unknown_threshold_keeps_95_percent_of_the_calibratio
     the threshold was chosen on (within one image), and no more than it must: a threshold taken
     from other scores (e.g. the uncalibrated ones, 0.29 instead of 0.75 here) keeps every image
     and rejects far fewer unknown products. The shipped grocery model and its demo test photos."""
-    data = REPO / "data" / "grocery_demo" / "test"
+    data = DEMO_DATA / "test"
     out = tmp_path / "calibrated.tflite"
     assert calibrate_cli.main([str(REPO / "models" / "grocery" / "grocery_int8.tflite"), "--data", str(data),
                                "--out", str(out)]) == 0

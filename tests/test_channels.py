@@ -23,10 +23,15 @@ def _pixels(n: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def _lite0(size: int):
-    from edgeshop.train.architectures import MODELS_DIR, build_efficientnet_lite0, load_weights_npz
+    from edgeshop.train.architectures import (
+        build_efficientnet_lite0,
+        find_pretrained_weights,
+        get_architecture,
+        load_weights_npz,
+    )
 
     model = build_efficientnet_lite0(7, size)
-    load_weights_npz(model, MODELS_DIR / "efficientnet_lite0_imagenet.npz")
+    load_weights_npz(model, find_pretrained_weights(get_architecture("efficientnet_lite0")))
     return model
 
 

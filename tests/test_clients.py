@@ -20,6 +20,7 @@ import cv2
 import pytest
 from conftest import CLEAR_MARGIN, MAX_NEAR_TIES, require_client
 
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 from edgeshop.runtime.classifier import Classifier
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ CLIENT_PYTHON = Path(os.environ.get("EDGESHOP_CLIENTS_PYTHON", REPO / ".venv-cli
 SHIPPED = {"int8": REPO / "models" / "grocery" / "grocery_int8.tflite",
            "float16": REPO / "models" / "grocery" / "grocery_fp16.tflite",
            "int8_fast": REPO / "models" / "grocery" / "grocery_int8_fast.tflite"}
-DEMO_TEST = REPO / "data" / "grocery_demo" / "test"
+DEMO_TEST = DEMO_DATA / "test"
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from synthetic import make_dataset
 from test_clients import _client, client_python  # noqa: F401 - the fixture, reused
 
 from edgeshop.cli.calibrate import main as calibrate_main
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 from edgeshop.cli.enroll import main as enroll_main
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import Classifier
@@ -136,7 +137,7 @@ def test_enrolment_on_an_unsorted_model_with_fresh_statistics_keeps_the_old_answ
     are computed on that order (not the ones made with the model). Then three demo products are
     removed and enrolled again from five training photos each: every other demo test photo keeps
     its answer, and most of the new ones are learnt (12 of 15 when measured)."""
-    demo = REPO / "data" / "grocery_demo"
+    demo = DEMO_DATA
     shipped = REPO / "models" / "grocery" / "grocery_int8.tflite"
     content = shipped.read_bytes()
     card, head = read_card(content), read_head_weights(content)

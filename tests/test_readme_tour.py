@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
+
 BIN = Path(sys.executable).parent
 TOUR = REPO / "README.md"
 
@@ -56,7 +58,7 @@ def _new_products(root: Path) -> Path:
     """NEW_PRODUCTS as a reader would make it: one folder of photos per new product."""
     product = root / "new" / "Demo-Banana-Pack"
     product.mkdir(parents=True)
-    for photo in sorted((REPO / "data" / "grocery_demo" / "test" / "Banana").glob("*.jpg"))[:5]:
+    for photo in sorted((DEMO_DATA / "test" / "Banana").glob("*.jpg"))[:5]:
         shutil.copy(photo, product / photo.name)
     return product.parent
 

@@ -12,12 +12,13 @@ import pytest
 from conftest import REPO
 
 from edgeshop import Classifier
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 from edgeshop.datasets import discover
 from edgeshop.report.evaluate import predict, top_k_accuracy
 from edgeshop.runtime.audit import audit_model
 
 GROCERY = REPO / "models" / "grocery"
-DEMO_TEST = REPO / "data" / "grocery_demo" / "test"
+DEMO_TEST = DEMO_DATA / "test"
 # 52 demo images of 10 classes; both shipped files get 51 right (measured when this floor was set).
 # The images belong to the official val split, on which the recipe was chosen: a floor, not a figure.
 TOP1_FLOOR = 0.90

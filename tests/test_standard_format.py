@@ -220,3 +220,20 @@ def test_card_edit_keeps_standard_metadata(pipeline):
     card = read_card(data)
     again = embed_card(data, card)
     assert split_archive(again)[0] == split_archive(data)[0]
+
+
+@pytest.mark.parametrize("name", ["grocery_int8.tflite", "grocery_fp16.tflite", "grocery_int8_fast.tflite"])
+def test_the_vendored_schema_writes_the_metadata_mediapipes_module_wrote(name):
+    """The shipped models were packaged with MediaPipe's generated schema module: packaging
+    them again with edgeshop's own copy gives the same flatbuffer, metadata byte for byte."""
+    import sys
+
+    from edgeshop.train.export import package
+    from edgeshop.train.tflite_metadata import Provenance, read_metadata
+
+    shipped = (Path(__file__).resolve().parents[1] / "models" / "grocery" / name).read_bytes()
+    flatbuffer = split_archive(shipped)[0]
+    meta = read_metadata(flatbuffer)
+    again = package(flatbuffer, read_card(shipped), Provenance(meta["author"], meta["license"], meta["description"]))
+    assert split_archive(again)[0] == flatbuffer
+    assert not any(m.startswith("mediapipe") for m in sys.modules)  # it was not MediaPipe's module that wrote it

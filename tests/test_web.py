@@ -1,4 +1,4 @@
-"""The phone-browser page (examples/web, served by edgeshop-web) in headless Chromium.
+"""The phone-browser page (edgeshop/web, served by edgeshop-web) in headless Chromium.
 
 MediaPipe Tasks Vision (WASM) runs the shipped models in the page; its top-1 must be
 edgeshop.Classifier's on the demo photos and on a camera frame. Needs `make web`
@@ -24,11 +24,12 @@ from conftest import CLEAR_MARGIN, MAX_NEAR_TIES, REPO, require_client
 
 from edgeshop import Classifier
 from edgeshop.cli import web
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 
-DEMO = REPO / "data" / "grocery_demo" / "test"
+DEMO = DEMO_DATA / "test"
 MODELS = REPO / "models" / "grocery"
-WEB = REPO / "examples" / "web"
-NODE_PACKAGE = WEB / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bundle.mjs"
+WEB = REPO / "edgeshop" / "web"  # the page's files, package data
+NODE_PACKAGE = REPO / "examples" / "web" / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bundle.mjs"
 PAGE_TIMEOUT = 90  # seconds for a page to finish; a shared 2-core machine is slow
 
 
@@ -172,9 +173,37 @@ def test_missing_npm_package_says_make_web(tmp_path, capsys):
     for name in web.PAGE_FILES:
         (tmp_path / name).write_bytes((WEB / name).read_bytes())
     model = MODELS / "grocery_int8.tflite"
-    assert web.main(["--model", str(model), "--port", "0", "--root", str(tmp_path)]) == 2
+    assert web.main(["--model", str(model), "--port", "0", "--root", str(tmp_path), "--runtime", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "make web" in err, err
+    assert err.count("\n") == 0 and "make web" in err and "npm install --prefix" in err, err
+
+
+def test_without_any_runtime_the_error_names_every_place_looked_and_the_npm_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(web, "CHECKOUT_RUNTIME", tmp_path / "no-checkout")
+    monkeypatch.setenv("EDGESHOP_CACHE", str(tmp_path / "cache"))
+    assert web.main(["--model", str(MODELS / "grocery_int8.tflite"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(web.DEFAULT_ROOT) in err and str(tmp_path / "cache" / "web") in err, err
+    assert f"npm install --prefix {tmp_path / 'cache' / 'web'} {web.MEDIAPIPE_NPM}" in err, err
+
+
+def test_without_a_checkout_the_runtime_npm_installed_into_the_user_cache_is_served(tmp_path, monkeypatch):
+    """An installed wheel: the page from the package, MediaPipe's JS from $EDGESHOP_CACHE/web."""
+    require_client(NODE_PACKAGE.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
+    monkeypatch.setattr(web, "CHECKOUT_RUNTIME", tmp_path / "no-checkout")
+    monkeypatch.setenv("EDGESHOP_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "web").mkdir(parents=True)
+    # the same files `npm install --prefix ~/.cache/edgeshop/web` writes, without the network
+    (tmp_path / "cache" / "web" / "node_modules").symlink_to(NODE_PACKAGE.parents[2])
+    routes = web.build_routes(MODELS / "grocery_int8.tflite", web.DEFAULT_ROOT)
+    assert routes["/mediapipe/vision_bundle.mjs"] == tmp_path / "cache" / "web" / web.MEDIAPIPE / "vision_bundle.mjs"
+    assert routes["/"] == WEB / "index.html"
+
+
+def test_the_npm_pin_of_the_error_message_is_package_jsons():
+    package = json.loads((REPO / "examples" / "web" / "package.json").read_text())
+    name, version = web.MEDIAPIPE_NPM.rsplit("@", 1)
+    assert package["dependencies"] == {name: version}
 
 
 def test_serve_command_without_tensorflow_serves_only_its_files():

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from readme_block import replace_block  # noqa: E402  (tools/ is on sys.path when run as a script)
 
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA  # noqa: E402
 from edgeshop.datasets import discover  # noqa: E402
 from edgeshop.runtime.bench import machine_info  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
@@ -48,7 +49,7 @@ from edgeshop.runtime.preprocess import preprocess, read_image  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 GROCERY_VAL = ROOT.parent / "shared" / "datasets" / "grocery_store" / "val"
-DEMO_TEST = ROOT / "data" / "grocery_demo" / "test"
+DEMO_TEST = DEMO_DATA / "test"
 FRAME_SIZE = (640, 480)
 VIDEO_FRAMES = 300
 PRUNE_SPARSITY = 0.5
@@ -71,8 +72,8 @@ def main() -> int:
     parser.add_argument("--int8", default=str(ROOT / "models" / "grocery" / "grocery_int8.tflite"))
     parser.add_argument("--float16", default=str(ROOT / "models" / "grocery" / "grocery_fp16.tflite"))
     parser.add_argument("--data", help="labelled images for accuracy (default: grocery val if present, else "
-                        "data/grocery_demo/test)")
-    parser.add_argument("--calibration", default=str(ROOT / "data" / "grocery_demo" / "train"),
+                        "edgeshop/demo_data/test)")
+    parser.add_argument("--calibration", default=str(DEMO_DATA / "train"),
                         help="images for ONNX Runtime's static int8 calibration")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=200, help="timed runs per call (Keras: a fifth)")

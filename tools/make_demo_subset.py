@@ -1,4 +1,4 @@
-"""Build data/grocery_demo/, the small licensed subset `make demo` and the tests use.
+"""Build edgeshop/demo_data/, the small licensed subset `make demo` and the tests use (package data).
 
 Maintainer script, run once from a checkout that has the Grocery Store dataset beside
 it (../shared/datasets/grocery_store, MIT licence). Takes TRAIN_PER_CLASS images of
@@ -40,7 +40,7 @@ def copy_downscaled(files: list[Path], target: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
-    parser.add_argument("--out", default=str(ROOT / "data" / "grocery_demo"))
+    parser.add_argument("--out", default=str(ROOT / "edgeshop" / "demo_data"))
     args = parser.parse_args()
     source, out = Path(args.source), Path(args.out)
     train, val = leaf_folders(source / "train"), leaf_folders(source / "val")

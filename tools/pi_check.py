@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import pi_root  # noqa: E402  (tools/ is on sys.path when run as a script)
 
+from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA  # noqa: E402
 from edgeshop.errors import EdgeshopError, OverwriteError  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
@@ -76,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cpu", action="append",
                    help="QEMU_CPU model to emulate (repeatable); default: cortex-a72 (Pi 4) and cortex-a76 (Pi 5)")
     p.add_argument("--model", type=Path, default=ROOT / "models/grocery/grocery_int8.tflite")
-    p.add_argument("--images", type=Path, default=ROOT / "data/grocery_demo/test", help="a folder of class folders")
+    p.add_argument("--images", type=Path, default=DEMO_DATA / "test", help="a folder of class folders")
     p.add_argument("--cache", type=Path,
                    default=Path(os.environ.get("EDGESHOP_PI_CACHE", Path.home() / ".cache/edgeshop-pi")),
                    help="where the arm64 roots live (env EDGESHOP_PI_CACHE); never inside the repository")

@@ -705,7 +705,7 @@ def readme_summary(lite: dict, seed: dict | None, round1: dict | None = None) ->
         "per-class accuracy, the most confused pairs, the from-scratch `seed_cnn` baseline"
         + (f" ({pct(seed['int8']['val']['top1'])})" if seed else ""),
         "and the limitations. Try it without training anything:",
-        "`python examples/classify_photos.py data/grocery_demo/test/Banana`.",
+        "`python examples/classify_photos.py edgeshop/demo_data/test/Banana`.",
     ]
     if round1:
         old_val = round1["int8"]["val"]

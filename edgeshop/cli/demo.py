@@ -1,8 +1,9 @@
 """edgeshop-demo: the whole pipeline on the bundled grocery subset, in a few minutes.
 
-Trains EfficientNet-Lite0 (ImageNet-initialised) on data/grocery_demo/train, prunes it
-to 50% sparsity, runs int8 QAT, exports float32 and int8 .tflite files, classifies the
-held-out data/grocery_demo/test images with edgeshop.Classifier, and prints float32 vs
+Trains EfficientNet-Lite0 (ImageNet-initialised) on edgeshop/demo_data/train (package data,
+so an installed wheel has the photos too), prunes it to 50% sparsity, runs int8 QAT,
+exports float32 and int8 .tflite files, classifies the held-out edgeshop/demo_data/test
+images with edgeshop.Classifier, and prints float32 vs
 int8: accuracy, file size and median latency; the same figures go to OUT/demo_figures.json
 (the README's demo table is rendered from a committed copy: tools/demo_block.py).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from edgeshop.cli._common import positive_int, run_command
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO / "data" / "grocery_demo"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "demo_data"  # 10 Grocery Store classes, MIT licence
 SHIPPED_MODEL = REPO / "models" / "grocery" / "grocery_int8.tflite"
 
 
@@ -35,11 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorFlow's default (faster, not bit-reproducible) kernels")
     p.add_argument("--json", help="write the printed figures here too (default OUT/demo_figures.json)")
     p.add_argument("--force", action="store_true", help="replace a previous demo run in --out")
+    p.add_argument("--show-data", action="store_true",
+                   help="print the folder of the bundled demo photos (train/ and test/ class folders) and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.show_data:
+        print(DEFAULT_DATA)
+        return 0
 
     def body() -> int:
         from edgeshop.datasets import discover

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the mean of the main phase's last N epochs' weights (needs --keep-last-epoch)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
                    help="start from random weights instead of ImageNet")
+    p.add_argument("--pretrained-weights", metavar="DIR_OR_NPZ",
+                   help="ImageNet weights from this folder (holding the release files, checked by sha256) or .npz "
+                        "file; default: $EDGESHOP_WEIGHTS_DIR, a checkout's models/, else downloaded once into "
+                        "$EDGESHOP_CACHE (~/.cache/edgeshop)")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
     p.add_argument("--mix", type=float, metavar="P",
                    help="probability per batch of CutMix or MixUp, e.g. 0.5 (default 0: off)")

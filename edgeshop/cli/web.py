@@ -1,8 +1,9 @@
-"""edgeshop-web: serve the phone-browser page (examples/web) with a model, on 127.0.0.1.
+"""edgeshop-web: serve the phone-browser page (edgeshop/web) with a model, on 127.0.0.1.
 
 The page runs the model in the browser with MediaPipe Tasks Vision (WASM). Everything it
-needs comes from this server: the page, the model, MediaPipe's JS bundle and wasm files
-(installed by `make web`), so nothing is fetched from the network at run time.
+needs comes from this server: the page (package data), the model, MediaPipe's JS bundle and
+wasm files (npm's node_modules: `make web` in a checkout, else `npm install` into the user
+cache, see runtime_hint()), so nothing is fetched from the network at run time.
 Runtime only (standard library + edgeshop's model card reader): never TensorFlow.
 """
 
@@ -18,9 +19,14 @@ from urllib.parse import unquote, urlsplit
 
 from edgeshop.cli._common import run_command
 from edgeshop.errors import EdgeshopError
+from edgeshop.utils import cache_dir
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "examples" / "web"
+DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "web"
+# Where npm installs MediaPipe's JS: a checkout's examples/web (`make web`), else the user cache.
+CHECKOUT_RUNTIME = Path(__file__).resolve().parents[2] / "examples" / "web"
 MEDIAPIPE = Path("node_modules") / "@mediapipe" / "tasks-vision"
+MEDIAPIPE_NPM = "@mediapipe/tasks-vision@1.1.0"  # examples/web/package.json's pin
+
 PAGE_FILES = ("index.html", "app.js")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CONTENT_TYPES = {
@@ -37,6 +43,16 @@ CONTENT_TYPES = {
     ".webp": "image/webp",
     ".bmp": "image/bmp",
 }
+
+
+def runtime_candidates(root: Path) -> list[Path]:
+    """Folders that may hold node_modules/@mediapipe/tasks-vision, first found wins."""
+    return [root, CHECKOUT_RUNTIME, cache_dir() / "web"]
+
+
+def runtime_hint() -> str:
+    return (f"run `make web` in a checkout, or `npm install --prefix {cache_dir() / 'web'} {MEDIAPIPE_NPM}`, "
+            "or pass --runtime DIR (the folder npm installed into)")
 
 
 def page_config(model: Path) -> dict:
@@ -60,15 +76,25 @@ def page_config(model: Path) -> dict:
     return config
 
 
-def build_routes(model: Path, root: Path) -> dict[str, Path | bytes]:
+def _installed(folder: Path) -> bool:
+    return (folder / MEDIAPIPE / "vision_bundle.mjs").is_file() and (folder / MEDIAPIPE / "wasm").is_dir()
+
+
+def build_routes(model: Path, root: Path, runtime: Path | None = None) -> dict[str, Path | bytes]:
     """URL path -> file (or bytes) for everything the page loads; nothing else is served."""
     config = page_config(model)  # the user's file first: a bad model fails here, not in the browser
     for name in PAGE_FILES:
         if not (root / name).is_file():
-            raise EdgeshopError(f"{root / name}: page file not found; run from an edgeshop checkout or pass --root")
-    mediapipe = root / MEDIAPIPE
-    if not (mediapipe / "vision_bundle.mjs").is_file() or not (mediapipe / "wasm").is_dir():
-        raise EdgeshopError(f"{mediapipe}: MediaPipe Tasks Vision is not installed; run `make web`")
+            raise EdgeshopError(f"{root / name}: page file not found; reinstall edgeshop or pass --root")
+    if runtime is not None:
+        if not _installed(runtime):
+            raise EdgeshopError(f"{runtime / MEDIAPIPE}: MediaPipe Tasks Vision is not installed; {runtime_hint()}")
+    else:
+        runtime = next((c for c in runtime_candidates(root) if _installed(c)), None)
+        if runtime is None:
+            raise EdgeshopError(f"MediaPipe Tasks Vision is not installed (looked in "
+                                f"{', '.join(str(c) for c in runtime_candidates(root))}); {runtime_hint()}")
+    mediapipe = runtime / MEDIAPIPE
     routes: dict[str, Path | bytes] = {"/": root / "index.html"}
     routes.update({f"/{name}": root / name for name in PAGE_FILES})
     routes["/mediapipe/vision_bundle.mjs"] = mediapipe / "vision_bundle.mjs"
@@ -79,10 +105,11 @@ def build_routes(model: Path, root: Path) -> dict[str, Path | bytes]:
 
 
 def make_server(model: str | Path, host: str = "127.0.0.1", port: int = 8000, root: str | Path | None = None,
-                images: str | Path | None = None, quiet: bool = False) -> ThreadingHTTPServer:
+                images: str | Path | None = None, quiet: bool = False,
+                runtime: str | Path | None = None) -> ThreadingHTTPServer:
     """A ready-to-run server (call ``serve_forever``); port 0 picks a free port."""
     model = Path(model)
-    routes = build_routes(model, Path(root) if root else DEFAULT_ROOT)
+    routes = build_routes(model, Path(root) if root else DEFAULT_ROOT, Path(runtime) if runtime else None)
     image_root = Path(images).resolve() if images else None
     if image_root is not None and not image_root.is_dir():
         raise EdgeshopError(f"{images}: --images must be a folder of photos")
@@ -136,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1; phones reach it through adb reverse or an HTTPS proxy)")
     p.add_argument("--images", help="also serve this folder of photos under /images/ (for ?images=... on the page)")
     p.add_argument("--root", help=f"the page's folder (default {DEFAULT_ROOT})")
+    p.add_argument("--runtime", metavar="DIR",
+                   help="the folder npm installed @mediapipe/tasks-vision into (holding node_modules); default: "
+                        "--root, a checkout's examples/web (make web), else $EDGESHOP_CACHE/web "
+                        "(~/.cache/edgeshop/web)")
     p.add_argument("--quiet", action="store_true", help="do not log requests")
     return p
 
@@ -144,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        server = make_server(args.model, args.host, args.port, args.root, args.images, args.quiet)
+        server = make_server(args.model, args.host, args.port, args.root, args.images, args.quiet, args.runtime)
         host, port = server.server_address[:2]
         print(f"edgeshop-web: serving {args.model} at http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
         if host not in ("127.0.0.1", "localhost", "::1"):

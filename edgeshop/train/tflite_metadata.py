@@ -7,7 +7,8 @@ mean/std, those clients refuse the model or silently feed it the wrong values.
 
 MediaPipe's own writer (`mediapipe.tasks.python.metadata.metadata_writers`) fails to import
 in mediapipe 1.2.x (its native `_pywrap_metadata_version` is not in the wheel), so this
-module builds the same tables with that package's generated schema module and `flatbuffers`,
+module builds the same tables with the schema's generated Python (vendored in
+`edgeshop._vendor`, the same code MediaPipe ships) and `flatbuffers`,
 as its `image_classifier.MetadataWriter` would: name and description, an image input with
 `NormalizationOptions` and `ImageProperties(RGB)`, a classification output with the labels
 attached as `TENSOR_AXIS_LABELS`. The archive holding labels.txt is written by
@@ -32,7 +33,6 @@ TFLITE_IDENTIFIER = b"TFL3"
 # subgraph, tensor groups, vocabulary files or custom metadata, which raise it; see
 # MediaPipe's metadata_version.cc), so readers from 1.0.0 on understand all of it.
 MIN_PARSER_VERSION = "1.0.0"
-_INSTALL_HINT = "pip install --no-deps mediapipe==1.2.2"
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,8 @@ class Provenance:
 
 
 def _metadata_schema():
-    try:
-        from mediapipe.tasks.metadata import metadata_schema_py_generated
-    except ImportError as exc:
-        raise EdgeshopError(
-            f"writing standard TFLite Metadata needs MediaPipe's metadata schema ({exc}); install it without "
-            f"its OpenCV dependency, which would replace opencv-python-headless: {_INSTALL_HINT}"
-        ) from None
+    from edgeshop._vendor import metadata_schema_py_generated
+
     return metadata_schema_py_generated
 
 
