@@ -44,7 +44,8 @@ def browser_setup(tmp_path_factory):
 
     def url_for(model: Path) -> str:
         if model not in servers:
-            server = web.make_server(model, port=0, images=DEMO, quiet=True)
+            # edgeshop.test (below) is a name the server must be told to answer (DNS-rebinding guard).
+            server = web.make_server(model, port=0, images=DEMO, quiet=True, allow_hosts=("edgeshop.test",))
             threading.Thread(target=server.serve_forever, daemon=True).start()
             started.append(server)
             servers[model] = f"http://127.0.0.1:{server.server_address[1]}/"

@@ -160,6 +160,38 @@ class ModelCard:
             raise ModelCardError(f"{source}: malformed model card ({type(exc).__name__}: {exc})") from None
 
 
+DISPLAY_NAME_MAX = 80
+
+
+def display_name(card: ModelCard | None) -> str:
+    """The model's name as people see it (the browser page, reports).
+
+    ``extra["display_name"]``, set by ``edgeshop-export --name`` (default: the training data
+    folder's name). Older cards have none, and their ``name`` is the run folder's (e.g.
+    ``grocery71_cosine``), which means nothing to a store employee: they are called by what
+    they recognise instead.
+    """
+    if card is None:
+        return "Image classifier"
+    name = card.extra.get("display_name")
+    if isinstance(name, str) and display_name_problem(name) is None:
+        return name
+    count = len(card.labels)
+    return f"Product classifier ({count} product{'' if count == 1 else 's'})"
+
+
+def display_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a display name, or None when it can."""
+    problem = text_problem(name)
+    if problem:
+        return problem
+    if not name.strip() or name != name.strip():  # type: ignore[union-attr]
+        return "must be non-empty, without leading or trailing spaces"
+    if len(name) > DISPLAY_NAME_MAX:  # type: ignore[arg-type]
+        return f"must be at most {DISPLAY_NAME_MAX} characters"
+    return None
+
+
 def text_problem(text: object) -> str | None:
     """Why ``text`` cannot be a label or name shown to people, or None when it can.
 
