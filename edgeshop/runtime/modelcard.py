@@ -19,6 +19,7 @@ import math
 import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeshop.errors import ModelCardError
@@ -178,6 +179,19 @@ def display_name(card: ModelCard | None) -> str:
         return name
     count = len(card.labels)
     return f"Product classifier ({count} product{'' if count == 1 else 's'})"
+
+
+# Folder names that say which split, not which shop: the data folder's parent names it instead.
+_SPLIT_FOLDERS = frozenset({"train", "training", "images", "photos", "data", "dataset", "all"})
+
+
+def default_display_name(data: str | Path) -> str | None:
+    """The display name a model trained on the folder ``data`` gets by default: the folder's
+    name (``Grocery/train`` -> ``Grocery``); None if that is not a usable name."""
+    folder = Path(data).expanduser().resolve()
+    if folder.name.lower() in _SPLIT_FOLDERS and folder.parent.name:
+        folder = folder.parent
+    return folder.name if display_name_problem(folder.name) is None else None
 
 
 def display_name_problem(name: object) -> str | None:
