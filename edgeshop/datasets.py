@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import re
+import stat
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -318,10 +319,21 @@ def _holdout_size(count: int, fraction: float) -> int:
 def duplicate_files(a: Sequence[Sample], b: Sequence[Sample]) -> list[tuple[Path, Path]]:
     """Pairs of byte-identical files across two sample lists (train/val leakage)."""
     def digest(path: Path) -> str | None:
+        # In 1 MiB chunks (a photo may be any size); a FIFO or device is never read.
         try:
-            return hashlib.sha1(path.read_bytes()).hexdigest()
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except OSError:
             return None
+        with os.fdopen(fd, "rb") as file:
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return None
+                sha = hashlib.sha1()
+                while chunk := file.read(1 << 20):
+                    sha.update(chunk)
+            except OSError:
+                return None
+        return sha.hexdigest()
 
     seen = {}
     for sample in a:

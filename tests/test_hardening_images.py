@@ -243,3 +243,24 @@ def test_the_largest_admitted_images_decode_within_the_memory_bound(tmp_path):
         peak, outcome = read_in_fresh_process(tmp_path / name)
         assert outcome == f"decoded {shape}", outcome
         assert peak < PEAK_RSS_MB, f"{name}: peak RSS {peak:.0f} MB"
+
+
+def test_duplicate_check_hashes_big_files_in_chunks(tmp_path):
+    import tracemalloc
+
+    from edgeshop.datasets import Sample, duplicate_files
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        with open(tmp_path / folder / "big.jpg", "wb") as file:  # 300 MB, sparse
+            file.truncate(300 * 2**20)
+    os.mkfifo(tmp_path / "b" / "pipe.jpg")
+    tracemalloc.start()
+    try:
+        pairs = duplicate_files([Sample(tmp_path / "a" / "big.jpg", "x")],
+                                [Sample(tmp_path / "b" / "big.jpg", "x"), Sample(tmp_path / "b" / "pipe.jpg", "x")])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert pairs == [(tmp_path / "a" / "big.jpg", tmp_path / "b" / "big.jpg")]
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB held while hashing"
