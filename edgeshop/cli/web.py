@@ -94,6 +94,7 @@ class ModelSnapshot:
         try:
             info = self.path.stat()
         except OSError as exc:
+            _read_model_file(self.path)  # its one-line error ("model file not found", ...)
             raise EdgeshopError(f"{self.path}: cannot read the model ({exc.strerror or exc})") from None
         stamp = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
         if stamp == self._stamp:
