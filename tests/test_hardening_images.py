@@ -264,3 +264,17 @@ def test_duplicate_check_hashes_big_files_in_chunks(tmp_path):
         tracemalloc.stop()
     assert pairs == [(tmp_path / "a" / "big.jpg", tmp_path / "b" / "big.jpg")]
     assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB held while hashing"
+
+
+def test_animated_pngs_are_charged_their_canvases(tmp_path):
+    from PIL import Image
+
+    # OpenCV composes an animated PNG on three RGBA canvases, then converts: 16 bytes a pixel at 8 bits.
+    frames = [Image.new("RGB", (4096, 2048), (40 * i, 90, 0)) for i in range(2)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])
+    assert read_header((tmp_path / "anim.png").read_bytes()).buffer_bytes == 16 * 4096 * 2048
+    with pytest.raises(ImageInputError, match=r"anim\.png: decoding this 4096x2048 PNG would buffer 128 MiB"):
+        read_image(tmp_path / "anim.png")
+    frames = [Image.new("RGB", (64, 32), (40 * i, 90, 0)) for i in range(2)]
+    frames[0].save(tmp_path / "small.png", save_all=True, append_images=frames[1:])
+    assert read_image(tmp_path / "small.png").shape == (32, 64, 3)

@@ -183,8 +183,9 @@ def _jpeg_cost(frame: _JpegFrame, scan_components: int) -> ImageHeader:
 def _png(data: Bytes) -> ImageHeader:
     if data[12:16] != b"IHDR":  # libpng: IHDR must come first
         raise HeaderRefused("PNG without IHDR first")
-    width, height = _int(data, 16, 4), _int(data, 20, 4)
-    # An animated PNG (acTL before the image data) is composed on full-size RGBA canvases.
+    width, height, depth = _int(data, 16, 4), _int(data, 20, 4), _int(data, 24, 1)
+    # An animated PNG (acTL before the image data): OpenCV composes it on three full-size
+    # RGBA canvases of the file's bit depth, then converts the result to 8 bits.
     i, animated = 8, False
     for _ in range(MAX_PNG_CHUNKS):
         length, kind = _int(data, i, 4), data[i + 4 : i + 8]
@@ -192,7 +193,8 @@ def _png(data: Bytes) -> ImageHeader:
             break
         animated |= kind == b"acTL"
         i += 12 + length
-    return ImageHeader("PNG", height, width, 12 * height * width if animated else 0)
+    canvas = 4 * (2 if depth == 16 else 1)
+    return ImageHeader("PNG", height, width, (3 * canvas + 4) * height * width if animated else 0)
 
 
 # --- BMP ---------------------------------------------------------------------------------------
