@@ -217,9 +217,12 @@ def _webp(data: Bytes) -> ImageHeader:
         bits = _int(data, 21, 4, "little")
         height, width = ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
         return ImageHeader("WebP", height, width, 8 * height * width)
-    if chunk == b"VP8X":  # extended (alpha, animation): RGBA canvases of the declared size
+    if chunk == b"VP8X":  # extended: decoded as BGRA (alpha), or composed on canvases (animation)
         height, width = _int(data, 27, 3, "little") + 1, _int(data, 24, 3, "little") + 1
-        return ImageHeader("WebP", height, width, 12 * height * width)
+        animated = _int(data, 20, 1) & 0x02
+        # libwebp's animation decoder: the current and the disposed canvas, a frame buffer, the
+        # lossless decoder's ARGB cache (4 bytes each); still images: BGRA plus the ARGB cache.
+        return ImageHeader("WebP", height, width, (16 if animated else 8) * height * width)
     raise HeaderRefused("unknown WebP chunk")
 
 
