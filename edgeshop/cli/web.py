@@ -350,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         host, port = server.server_address[:2]
         print(f"edgeshop-web: serving {args.model} at http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
         if host not in ("127.0.0.1", "localhost", "::1"):
-            print("edgeshop-web: note: browsers open the camera only over HTTPS or on localhost", flush=True)
+            print("edgeshop-web: note: browsers open the camera only over HTTPS or on localhost; requests are "
+                  "answered only for loopback names, --host and --allow-host NAME (the name or address phones "
+                  "use)", flush=True)
         with server:
             server.serve_forever()
         return 0
