@@ -214,13 +214,18 @@ def test_a_fifo_named_like_a_photo_is_refused_without_blocking(tmp_path):
 
 def test_random_corruptions_give_an_image_or_one_named_error(tmp_path):
     rng = np.random.default_rng(34)
-    seeds = [_jpeg(), _jpeg(progressive=True), cv2.imencode(".png", np.zeros((20, 30, 3), np.uint8))[1].tobytes(),
-             tiff_bilevel(32, 32)]
-    assert read_image(_write(tmp_path / "seed.tif", seeds[-1])).shape == (32, 32, 3)
-    for k in range(400):
+    small = np.random.default_rng(5).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    seeds = [_jpeg(), _jpeg(progressive=True), tiff_bilevel(32, 32)] + [
+        cv2.imencode(suffix, small, options)[1].tobytes() for suffix, options in (
+            (".png", []), (".bmp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),
+            (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]), (".gif", []))]
+    assert read_image(_write(tmp_path / "seed.tif", seeds[2])).shape == (32, 32, 3)
+    for k in range(800):
         data = bytearray(seeds[k % len(seeds)])
         for _ in range(int(rng.integers(1, 6))):
             data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        if k % 5 == 0:  # truncated as well
+            data = data[: int(rng.integers(1, len(data)))]
         path = tmp_path / f"mutant{k}.img"
         path.write_bytes(bytes(data))
         try:
