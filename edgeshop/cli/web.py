@@ -103,6 +103,7 @@ class ModelSnapshot:
         version = hashlib.sha256(content).hexdigest()[:16]
         config = page_config(self.path, content)
         config["model"] = f"/model.tflite?v={version}"
+        self._versions.pop(version, None)  # newest last: the oldest is dropped first
         self._versions[version] = content
         while len(self._versions) > self.KEEP:
             del self._versions[next(iter(self._versions))]
