@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import re
+import stat
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -461,14 +462,21 @@ def duplicate_files(a: Sequence[Sample], b: Sequence[Sample]) -> list[tuple[Path
 
 
 def _digest(path: Path) -> str | None:
-    """SHA-1 of the file, read HASH_CHUNK bytes at a time (None: unreadable)."""
+    """SHA-1 of the file, read HASH_CHUNK bytes at a time (None: unreadable, or not a regular
+    file: a FIFO or device is never read, and opening non-blocking keeps a FIFO from hanging)."""
     digest = hashlib.sha1()
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+        except OSError:
+            return None
     return digest.hexdigest()
 
 

@@ -112,6 +112,14 @@ class Chromium:
             time.sleep(0.2)
         raise TimeoutError(f"page: {expression} still false after {timeout} s (last error: {last_error})")
 
+    def emulate_viewport(self, width: int, height: int, mobile: bool = True) -> None:
+        """Lay the page out as a phone of width x height CSS pixels does; width 0 restores the window."""
+        if width == 0:
+            self.send("Emulation.clearDeviceMetricsOverride", {}, self.session)
+            return
+        self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 2,
+                                                         "mobile": mobile}, self.session)
+
     def screenshot(self, path: Path) -> Path:
         data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, self.session)
         path.write_bytes(base64.b64decode(data["data"]))

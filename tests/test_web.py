@@ -45,7 +45,8 @@ def browser_setup(tmp_path_factory):
 
     def url_for(model: Path) -> str:
         if model not in servers:
-            server = web.make_server(model, port=0, images=DEMO, quiet=True)
+            # edgeshop.test (below) is a name the server must be told to answer (DNS-rebinding guard).
+            server = web.make_server(model, port=0, images=DEMO, quiet=True, allow_hosts=("edgeshop.test",))
             threading.Thread(target=server.serve_forever, daemon=True).start()
             started.append(server)
             servers[model] = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -246,3 +247,49 @@ def test_serve_command_without_tensorflow_serves_only_its_files():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_page_at_phone_width_shows_the_models_display_name(browser_setup, tmp_path):
+    """What a store employee sees on a phone (390 CSS px wide): the name given with
+    edgeshop-export --name (not a run folder's), "1 photo", the best match large with its
+    score, and both buttons within the bottom of the screen, big enough for a thumb."""
+    browser, url_for, _ = browser_setup
+    model = tmp_path / "corner_shop.tflite"
+    exported = subprocess.run([sys.executable, "-m", "edgeshop.cli.export", "--reexport",
+                               str(MODELS / "grocery_int8.tflite"), "--out", str(model),
+                               "--name", "Corner Shop Grocery"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    photo = DEMO / "Banana" / "Banana_001.jpg"
+    browser.emulate_viewport(390, 844)
+    try:
+        browser.open(f"{url_for(model)}?images=/images/Banana/Banana_001.jpg")
+        wait_until_done(browser)
+        shot = browser.screenshot(tmp_path / "page_phone.png")
+        print(f"screenshot: {shot}")
+        page = browser.evaluate("""(() => {
+            const box = (element) => element.getBoundingClientRect().toJSON();
+            const style = (id) => getComputedStyle(document.getElementById(id));
+            return {name: document.getElementById('name').textContent, title: document.title,
+                    status: document.getElementById('status').textContent,
+                    latency: document.getElementById('latency').textContent,
+                    top1: document.getElementById('top1').textContent,
+                    score: document.getElementById('top1-score').textContent,
+                    top1Px: parseFloat(style('top1').fontSize),
+                    bodyPx: parseFloat(getComputedStyle(document.body).fontSize),
+                    width: innerWidth, height: innerHeight, scrollWidth: document.documentElement.scrollWidth,
+                    file: box(document.querySelector('.controls label')),
+                    camera: box(document.getElementById('camera'))};
+        })()""")
+    finally:
+        browser.emulate_viewport(0, 0)
+    expected = Classifier(model).classify(cv2.imread(str(photo)), top_k=1)[0]
+    assert page["width"] == 390 and page["scrollWidth"] <= 390, page  # no sideways scrolling
+    assert page["name"] == page["title"] == "Corner Shop Grocery", page
+    assert "Classified 1 photo with Corner Shop Grocery" in page["status"] and "1 photos" not in page["status"]
+    assert "median of 1 photo)" in page["latency"], page["latency"]
+    assert page["top1"] == expected.label == "Banana", page
+    assert page["score"].endswith("%") and abs(int(page["score"][:-1]) - expected.score * 100) <= 10, page
+    assert page["top1Px"] >= 2 * page["bodyPx"], page  # the answer is the largest text on the page
+    for button in (page["file"], page["camera"]):  # in the thumb's reach: the bottom fifth, >= 48 px tall
+        assert button["top"] >= 0.8 * page["height"] and button["bottom"] <= page["height"], page
+        assert button["height"] >= 48, page

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-io", dest="io_type", action="store_const", const="int8", default="uint8",
                    help="full-integer models: int8 input/output tensors instead of uint8 (edgeshop's runtime and "
                         "plain interpreters read them; MediaPipe Tasks and the TFLite Task Library refuse them)")
+    p.add_argument("--name", help="the model's name as people see it (the browser page, phone apps); "
+                   "default: the training data folder's name (Grocery for --data Grocery/train)")
     p.add_argument("--author", default="", help="author written into the standard metadata")
     p.add_argument("--license", default="", help="licence of the model written into the standard metadata")
     p.add_argument("--description", default="", help="model description for the standard metadata "
@@ -60,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--reexport keeps the model's own format and temperature; drop --int8/--float16/--ptq/"
                      "--no-calibrate (edgeshop-calibrate changes a model's temperature)")
 
+    if args.name is not None:
+        from edgeshop.runtime.modelcard import display_name_problem
+
+        problem = display_name_problem(args.name)
+        if problem:
+            parser.error(f"--name {args.name!r} {problem}")
+
     def body() -> int:
         from edgeshop.runtime.audit import format_audit
         from edgeshop.train.export import export, reexport
@@ -68,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
         provenance = Provenance(author=args.author, license=args.license, description=args.description)
         if args.reexport:
-            report = reexport(args.reexport, args.out, force=args.force, io_type=args.io_type, provenance=provenance)
+            report = reexport(args.reexport, args.out, force=args.force, io_type=args.io_type, provenance=provenance,
+                              display_name=args.name)
         else:
             report = export(args.run_dir, args.out, args.fmt or "float32", ptq=args.ptq, force=args.force,
-                            check=args.verify, io_type=args.io_type, provenance=provenance, calibrate=args.calibrate)
+                            check=args.verify, io_type=args.io_type, provenance=provenance, calibrate=args.calibrate,
+                            display_name=args.name)
         print(f"wrote {report['path']} ({report['size_bytes'] / 1e6:.2f} MB, {report['method']})")
         print(format_audit(report["audit"], list_float=report["format"] == "int8"))
         if "max_abs_score_diff_vs_original" in report:

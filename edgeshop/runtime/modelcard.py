@@ -19,6 +19,7 @@ import math
 import unicodedata
 import zipfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeshop.errors import ModelCardError
@@ -158,6 +159,51 @@ class ModelCard:
             raise ModelCardError(f"{source}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelCardError(f"{source}: malformed model card ({type(exc).__name__}: {exc})") from None
+
+
+DISPLAY_NAME_MAX = 80
+
+
+def display_name(card: ModelCard | None) -> str:
+    """The model's name as people see it (the browser page, reports).
+
+    ``extra["display_name"]``, set by ``edgeshop-export --name`` (default: the training data
+    folder's name). Older cards have none, and their ``name`` is the run folder's (e.g.
+    ``grocery71_cosine``), which means nothing to a store employee: they are called by what
+    they recognise instead.
+    """
+    if card is None:
+        return "Image classifier"
+    name = card.extra.get("display_name")
+    if isinstance(name, str) and display_name_problem(name) is None:
+        return name
+    count = len(card.labels)
+    return f"Product classifier ({count} product{'' if count == 1 else 's'})"
+
+
+# Folder names that say which split, not which shop: the data folder's parent names it instead.
+_SPLIT_FOLDERS = frozenset({"train", "training", "images", "photos", "data", "dataset", "all"})
+
+
+def default_display_name(data: str | Path) -> str | None:
+    """The display name a model trained on the folder ``data`` gets by default: the folder's
+    name (``Grocery/train`` -> ``Grocery``); None if that is not a usable name."""
+    folder = Path(data).expanduser().resolve()
+    if folder.name.lower() in _SPLIT_FOLDERS and folder.parent.name:
+        folder = folder.parent
+    return folder.name if display_name_problem(folder.name) is None else None
+
+
+def display_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a display name, or None when it can."""
+    problem = text_problem(name)
+    if problem:
+        return problem
+    if not name.strip() or name != name.strip():  # type: ignore[union-attr]
+        return "must be non-empty, without leading or trailing spaces"
+    if len(name) > DISPLAY_NAME_MAX:  # type: ignore[arg-type]
+        return f"must be at most {DISPLAY_NAME_MAX} characters"
+    return None
 
 
 def text_problem(text: object) -> str | None:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from edgeshop.errors import ImageInputError
-from edgeshop.runtime.image_header import FORMATS, declared_size, image_format
+from edgeshop.runtime.image_header import FORMATS, HeaderRefused, ImageHeader, image_format, read_header
 from edgeshop.runtime.modelcard import InputSpec
 
 # Decoding a 12000x9000 photo at full size costs ~324 MB. At most MAX_DECODE_PIXELS are
@@ -31,6 +31,12 @@ from edgeshop.runtime.modelcard import InputSpec
 # (cheap, and we downscale anyway); larger images of other formats are refused.
 _REDUCED_FLAGS = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
 MAX_DECODE_PIXELS = 4096 * 4096
+# Peak memory of one read_image stays under ~250 MB (Python + OpenCV ~45 MB, the file, the decoded
+# image, the decoder's buffers): files larger than MAX_FILE_BYTES are refused from their size alone,
+# and what a decoder holds besides the image (a progressive JPEG's coefficients, at full size
+# whatever the output scale; a TIFF strip; a GIF or WebP canvas) must fit MAX_DECODER_BUFFER_BYTES.
+MAX_FILE_BYTES = 64 * 2**20
+MAX_DECODER_BUFFER_BYTES = 80 * 2**20
 # Files read_image decodes (OpenCV's codecs; GIF: the first frame): datasets and folder sources use this list.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 FITS = ("crop", "pad", "stretch")
@@ -193,54 +199,88 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as HxWx3 uint8 BGR, or raise ``ImageInputError`` naming the file.
 
     Reads bytes first (unicode paths work everywhere), converts gray/alpha/16-bit/CMYK
-    to 8-bit BGR. Memory is bounded before anything is decoded: only regular files are
-    read, only the formats of ``image_header.FORMATS`` are decoded, and the size their
-    header declares must fit ``MAX_DECODE_PIXELS`` (JPEGs are decoded at 1/2, 1/4 or
-    1/8 scale to fit it, so a JPEG may declare up to 64 times as many pixels).
+    to 8-bit BGR. Memory is bounded before anything is decoded: only regular files of at
+    most ``MAX_FILE_BYTES`` are read, only the formats of ``image_header.FORMATS`` are
+    decoded, the size their header declares must fit ``MAX_DECODE_PIXELS`` (JPEGs are
+    decoded at 1/2, 1/4 or 1/8 scale to fit it, so a JPEG may declare up to 64 times as
+    many pixels) and the decoder's own buffers must fit ``MAX_DECODER_BUFFER_BYTES``.
     """
     path = Path(path)
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read without end
-        raise ImageInputError(f"{path}: not a regular file (a device, pipe or folder); pass image files")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    if data.size == 0:
-        raise ImageInputError(f"{path}: file is empty (0 bytes)")
-    image = _decode(path, data, _decode_flags(path, memoryview(data)))
+    data = _read_bounded(path)
+    image = _decode(path, data, _decode_flags(path, data))
     if image.dtype != np.uint8:  # IMREAD_COLOR already scales 16-bit down; belt and braces
         image = cv2.convertScaleAbs(image, alpha=255.0 / 65535.0)
     return image
 
 
-def _decode_flags(path: Path, data: memoryview) -> int:
-    """The imdecode flags that keep the decoded size within MAX_DECODE_PIXELS, or an error."""
-    declared = declared_size(data)
-    if declared is None:
-        kind = image_format(data)
-        if kind is None:
-            raise ImageInputError(f"{path}: not a readable image (edgeshop decodes {', '.join(FORMATS)}; "
-                                  "convert it to JPEG or PNG)")
-        raise ImageInputError(f"{path}: not a readable image (corrupt or truncated {kind} header)")
-    kind, height, width = declared
+def _read_bounded(path: Path) -> np.ndarray:
+    """The bytes of a regular file of at most MAX_FILE_BYTES, or ImageInputError."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read without end
+            raise ImageInputError(f"{path}: not a regular file (a device, pipe or folder); pass image files")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageInputError(
+                f"{path}: file of {info.st_size / 2**20:,.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB "
+                "edgeshop reads as one image (edgeshop.runtime.preprocess.MAX_FILE_BYTES); re-save it smaller"
+            )
+        data = np.empty(info.st_size + 1, np.uint8)  # one byte more: a file that grew is noticed
+        try:
+            size = file.readinto(memoryview(data)) or 0
+        except OSError as exc:
+            raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ImageInputError(f"{path}: file is empty (0 bytes)")
+    if size > info.st_size:
+        raise ImageInputError(f"{path}: the file grew while it was read; read it again when it is complete")
+    return data[:size]
+
+
+def _decode_flags(path: Path, data: np.ndarray) -> int:
+    """The imdecode flags that keep the decoding within its bounds, or an error."""
+    try:
+        header = read_header(data)
+    except HeaderRefused as exc:
+        raise ImageInputError(f"{path}: not a readable image ({image_format(data)}: {exc})") from None
+    if header is None:
+        raise ImageInputError(f"{path}: not a readable image (edgeshop decodes {', '.join(FORMATS)}; "
+                              "convert it to JPEG or PNG)")
+    kind, height, width = header.format, header.height, header.width
     pixels = height * width
     if pixels == 0:
         raise ImageInputError(f"{path}: not a readable image ({kind} header declares {width}x{height} pixels)")
+    flags = _output_flags(header)
+    if flags is None:
+        raise ImageInputError(
+            f"{path}: declares {width}x{height} pixels, more than the {MAX_DECODE_PIXELS:,} edgeshop decodes "
+            f"(edgeshop.runtime.preprocess.MAX_DECODE_PIXELS{'; JPEG: 64 times that' if kind == 'JPEG' else ''}); "
+            "downscale the image"
+        )
+    if header.buffer_bytes > MAX_DECODER_BUFFER_BYTES:
+        raise ImageInputError(
+            f"{path}: decoding this {width}x{height} {kind} would buffer {header.buffer_bytes / 2**20:,.0f} MiB "
+            f"besides the image (progressive JPEG coefficients, TIFF strips, GIF/WebP canvases), more than the "
+            f"{MAX_DECODER_BUFFER_BYTES / 2**20:.0f} MiB edgeshop allows "
+            "(edgeshop.runtime.preprocess.MAX_DECODER_BUFFER_BYTES); re-save it as a baseline JPEG or PNG"
+        )
+    return flags
+
+
+def _output_flags(header: ImageHeader) -> int | None:
+    """IMREAD_COLOR, or the gentlest DCT reduction that fits MAX_DECODE_PIXELS; None if none does."""
+    pixels = header.height * header.width
     if pixels <= MAX_DECODE_PIXELS:
         return cv2.IMREAD_COLOR
-    if kind == "JPEG":  # the gentlest DCT reduction that fits the budget
+    if header.reducible:
         for factor, flag in _REDUCED_FLAGS:
             if pixels / factor**2 <= MAX_DECODE_PIXELS:
                 return flag
-    raise ImageInputError(
-        f"{path}: declares {width}x{height} pixels, more than the {MAX_DECODE_PIXELS:,} edgeshop decodes "
-        f"(edgeshop.runtime.preprocess.MAX_DECODE_PIXELS{'; JPEG: 64 times that' if kind == 'JPEG' else ''}); "
-        "downscale the image"
-    )
+    return None
 
 
 def _decode(path: Path, data: np.ndarray, flags: int) -> np.ndarray:

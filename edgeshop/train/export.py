@@ -20,7 +20,14 @@ import numpy as np
 from edgeshop import __version__
 from edgeshop.errors import EdgeshopError, OverwriteError
 from edgeshop.runtime.audit import audit_model
-from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, split_archive
+from edgeshop.runtime.modelcard import (
+    ModelCard,
+    default_display_name,
+    display_name_problem,
+    embed_card,
+    read_card,
+    split_archive,
+)
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
 from edgeshop.train.run_model import is_qat, load_run_model, read_channel_plan
@@ -148,12 +155,15 @@ def export(
     io_type: str = "uint8",
     provenance: Provenance | None = None,
     calibrate: bool = True,
+    display_name: str | None = None,
 ) -> dict[str, Any]:
     """Convert, audit, (verify,) add metadata and the card, (calibrate,) and write ``out``; returns the report.
 
     ``io_type`` is the input/output type of full-integer models ("uint8" or "int8").
     ``calibrate``: fit the softmax temperature and the unknown threshold on the run's
     validation images and build them into the model (`edgeshop.calibrate`).
+    ``display_name``: the name people see (the browser page); default the training data
+    folder's name (never the run folder's).
     """
     run_dir, out = Path(run_dir), Path(out)
     if out.exists() and not force:
@@ -177,6 +187,9 @@ def export(
         require_agreement(report["verify_vs_keras"], fmt, run_dir)
     metrics_file = run_dir / "metrics.json"
     extra = dict(card.extra)
+    name = _checked_display_name(display_name) if display_name is not None else _data_folder_name(run_dir)
+    if name:
+        extra["display_name"] = name
     extra["export"] = {
         **how,
         "edgeshop": __version__,
@@ -227,6 +240,22 @@ def _probe_images(height: int, width: int, count: int = REEXPORT_IMAGES) -> np.n
     return np.stack(images)
 
 
+def _checked_display_name(name: str) -> str:
+    problem = display_name_problem(name)
+    if problem:
+        raise EdgeshopError(f"--name {name!r} {problem}")
+    return name
+
+
+def _data_folder_name(run_dir: Path) -> str | None:
+    """The default display name: the name of the data folder the run was trained on."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return default_display_name(data) if isinstance(data, str) and data else None
+
+
 def reexport(
     model: str | Path,
     out: str | Path,
@@ -234,12 +263,14 @@ def reexport(
     force: bool = False,
     io_type: str = "uint8",
     provenance: Provenance | None = None,
+    display_name: str | None = None,
 ) -> dict[str, Any]:
     """Bring an edgeshop .tflite from an earlier version to the current form, without its training run.
 
     Full-integer models get ``io_type`` I/O (scores unchanged: the check below proves it),
     every model gets standard metadata and one stored archive with its card. Refuses a
     file without an edgeshop card and any result whose scores differ from the original's.
+    ``display_name`` replaces the card's (kept otherwise).
     """
     from edgeshop.train.tflite_rewrite import int8_io_to_uint8
 
@@ -263,6 +294,8 @@ def reexport(
     if before["fully_integer"] and not audit["fully_integer"]:
         raise NotFullyIntegerError(f"{model}: the rewritten model is not fully integer; nothing was written")
     extra = dict(card.extra)
+    if display_name is not None:
+        extra["display_name"] = _checked_display_name(display_name)
     extra["export"] = {**extra.get("export", {}), "reexported": {
         "edgeshop": __version__, "from_io": before["input"]["dtype"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}}

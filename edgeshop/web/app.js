@@ -46,13 +46,21 @@ function topK(result) {
   return categories.map((c) => ({ label: c.categoryName || String(c.index), score: c.score }));
 }
 
+// "1 photo", "2 photos".
+const count = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const percent = (score) => `${Math.round(score * 100)}%`;
+
+// The best match large (label and score), the runners-up below it with bars.
 function showTop(top) {
-  $("top").replaceChildren(...top.map(({ label, score }) => {
+  $("result").hidden = top.length === 0;
+  $("top1").textContent = top[0]?.label ?? "";
+  $("top1-score").textContent = top[0] ? percent(top[0].score) : "";
+  $("top").replaceChildren(...top.slice(1).map(({ label, score }) => {
     const li = document.createElement("li");
     const bar = Object.assign(document.createElement("span"), { className: "bar" });
     bar.style.width = `${Math.round(score * 100)}%`;
     li.append(Object.assign(document.createElement("span"), { textContent: label }),
-      Object.assign(document.createElement("span"), { textContent: score.toFixed(3) }), bar);
+      Object.assign(document.createElement("span"), { textContent: percent(score) }), bar);
     return li;
   }));
 }
@@ -125,7 +133,7 @@ async function startCamera() {
       const top = topK(result);
       showTop(top);
       $("latency").textContent = `${median(videoTimes).toFixed(1)} ms per classify (median of the last `
-        + `${videoTimes.length} frames, ${w}x${h})`;
+        + `${count(videoTimes.length, "frame")}, ${w}x${h})`;
       Object.assign(state.camera, { frames: state.camera.frames + 1, top, width: w, height: h });
     }
     requestAnimationFrame(step);
@@ -151,20 +159,26 @@ async function classifyList(urls) {
     rows.insertRow().append(...cells.map((text) => Object.assign(document.createElement("td"), { textContent: text })));
   }
   const ms = median(state.results.map((r) => r.ms));
-  $("latency").textContent = `${ms.toFixed(1)} ms per classify (median of ${urls.length} photos)`;
+  $("latency").textContent = `${ms.toFixed(1)} ms per classify (median of ${count(urls.length, "photo")})`;
 }
 
 let config, classifier;
 try {
   setStatus("Loading MediaPipe and the model…", "loading");
-  config = await (await fetch("/model.json")).json();
+  const response = await fetch("/model.json");
+  if (!response.ok) throw new Error(`the server answered ${response.status} for /model.json`);
+  config = await response.json();
+  if (config.error) throw new Error(config.error);  // the model file was replaced by an unusable one
+  // The card's display name (edgeshop-export --name), never a run folder's name.
+  $("name").textContent = document.title = config.name;
   const wasm = await FilesetResolver.forVisionTasks("/mediapipe/wasm");
   classifier = await ImageClassifier.createFromOptions(wasm, {
     baseOptions: { modelAssetPath: config.model, delegate: "CPU" },
     runningMode,
     maxResults: TOP_K,
   });
-  setStatus(`Model: ${config.name} (${config.file}). Choose a photo or start the camera.`, "ready");
+  const products = config.labels ? `${count(config.labels, "product")}, ` : "";
+  setStatus(`Ready (${products}${config.file}). Take a photo or start the camera.`, "ready");
   $("camera").disabled = false;
   $("file").addEventListener("change", (event) => {
     const file = event.target.files[0];
@@ -181,9 +195,10 @@ try {
   const query = new URLSearchParams(location.search);
   if (query.get("images")) {
     await classifyList(query.get("images").split(",").filter(Boolean));
-    setStatus(`Model: ${config.name} (${config.file}). Classified ${state.results.length} photos.`, "done");
+    setStatus(`Classified ${count(state.results.length, "photo")} with ${config.name}.`, "done");
   }
   if (query.get("camera")) await startCamera();
 } catch (error) {
+  if (!config?.name) $("name").textContent = "edgeshop";
   setStatus(`Error: ${error.message ?? error}`, "error", true);
 }
