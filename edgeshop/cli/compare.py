@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def body() -> int:
         from edgeshop.report.compare import compare, markdown

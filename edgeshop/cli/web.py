@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 from edgeshop.errors import EdgeshopError
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "examples" / "web"
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def body() -> int:
         server = make_server(args.model, args.host, args.port, args.root, args.images, args.quiet)

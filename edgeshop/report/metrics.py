@@ -139,6 +139,8 @@ def summarize(truth: np.ndarray, scores: np.ndarray, labels: Sequence[str],
         "ece": expected_calibration_error(truth, scores),
         "per_class": classes,
         "most_confused": most_confused(matrix, labels),
+        # the bins that hold images: how many each holds says how far its accuracy can be trusted
+        "reliability": [row for row in reliability_bins(truth, scores) if row["count"]] if len(truth) else [],
         "confusion_matrix": matrix.tolist(),
         "labels": list(labels),
     }

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from edgeshop import __version__
-from edgeshop.errors import EdgeshopError, OverwriteError
+from edgeshop._io import check_output_file
+from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.audit import audit_model
+from edgeshop.runtime.classifier import _read_model_file
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, split_archive
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
@@ -156,8 +158,7 @@ def export(
     validation images and build them into the model (`edgeshop.calibrate`).
     """
     run_dir, out = Path(run_dir), Path(out)
-    if out.exists() and not force:
-        raise OverwriteError(out)
+    check_output_file(out, force=force, kind="model", inputs=[run_dir])
     if not (run_dir / "card.json").is_file():
         raise EdgeshopError(f"{run_dir}: not an edgeshop run directory (no card.json); run edgeshop-train first")
     flatbuffer, how, source = convert(run_dir, fmt, ptq=ptq, io_type=io_type)
@@ -246,11 +247,8 @@ def reexport(
     model, out = Path(model), Path(out)
     if io_type not in INTEGER_IO_TYPES:
         raise EdgeshopError(f"integer I/O type must be one of {INTEGER_IO_TYPES}, got {io_type!r}")
-    if out.exists() and not force:
-        raise OverwriteError(out)
-    if not model.is_file():
-        raise EdgeshopError(f"{model}: model file not found")
-    original = model.read_bytes()
+    check_output_file(out, force=force, kind="model", inputs=[model])
+    original = _read_model_file(model)
     card = read_card(original, source=str(model))
     if card is None:
         raise EdgeshopError(f"{model}: has no edgeshop model card, so its labels and preprocessing are unknown; "

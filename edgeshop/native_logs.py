@@ -1,0 +1,63 @@
+"""Keep the C++ libraries' start-up chatter out of the commands' output.
+
+TensorFlow, absl, CUDA probing and LiteRT write INFO lines straight to file descriptor 2
+("Created TensorFlow Lite XNNPACK delegate for CPU", "failed call to cuInit", absl's
+"All log messages before absl::InitializeLog()"), which neither Python's logging nor
+TF_CPP_MIN_LOG_LEVEL reaches for LiteRT. The commands hide them unless -v/--verbose:
+``hidden_chatter()`` captures fd 2 around the calls that print them and writes back every
+line that is not such chatter, so real errors still show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+
+VERBOSE_ENV = "EDGESHOP_VERBOSE"  # "0": hide the chatter (the commands without -v); else show it
+
+_CHATTER = re.compile(
+    r"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d\.\d+ "
+    r"|E\d{4} \d\d:\d\d:\d\d\.\d+ .*(cuInit|cuDNN|cuFFT|cuBLAS|CUDA|TensorRT))"
+)
+
+
+def set_verbose(verbose: bool) -> None:
+    """What the commands call once: show (-v) or hide the libraries' chatter, TensorFlow's
+    C++ log included (read when TensorFlow is imported, so call this before)."""
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+    if not verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+def chatter_hidden() -> bool:
+    return os.environ.get(VERBOSE_ENV) == "0"
+
+
+def is_chatter(line: str) -> bool:
+    return bool(_CHATTER.match(line))
+
+
+@contextlib.contextmanager
+def hidden_chatter() -> Iterator[None]:
+    """Around a call whose C++ code prints to fd 2: drop its chatter lines, keep the rest."""
+    if not chatter_hidden():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not is_chatter(line)]
+            if kept:
+                os.write(2, "".join(kept).encode())
