@@ -19,9 +19,10 @@ from collections.abc import Iterator
 
 VERBOSE_ENV = "EDGESHOP_VERBOSE"  # "0": hide the chatter (the commands without -v); else show it
 
+_ABSL = r"\d{4} [0-9:.]+ +\d+ [\w.-]+:\d+\] "  # absl's prefix: I0000 00:00:1796542995.567145  8547 port.cc:153]
 _CHATTER = re.compile(
-    r"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]\d{4} \d\d:\d\d:\d\d\.\d+ "
-    r"|E\d{4} \d\d:\d\d:\d\d\.\d+ .*(cuInit|cuDNN|cuFFT|cuBLAS|CUDA|TensorRT))"
+    rf"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]{_ABSL}"
+    rf"|E{_ABSL}.*(cuInit|cuDNN|cuFFT|cuBLAS|CUDA|TensorRT))"
 )
 
 

@@ -267,3 +267,18 @@ def test_no_python_api_names_in_command_messages(tmp_path, capsys):
     assert bench_cli.main([MODEL, "--runs", "1", "--json", str(target)]) == 2
     err = _one_line_error(capsys, "pass --force")
     assert "force=True" not in err
+
+
+def test_hidden_chatter_drops_the_libraries_lines_and_keeps_real_errors():
+    lines = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+             "I0000 00:00:1796542995.567145    8547 port.cc:153] oneDNN custom operations are on.",
+             "E0000 00:00:1796543000.446025    8547 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+             "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+             "E0000 00:00:1796543000.446025    8547 kernel.cc:12] a real failure", "a line of the model's own"]
+    code = ("import os, sys; from edgeshop.native_logs import hidden_chatter, set_verbose; "
+            "set_verbose(sys.argv[1] == '1'); "
+            "exec('with hidden_chatter():\\n    os.write(2, sys.argv[2].encode())')")
+    for verbose, expected in (("0", lines[4:]), ("1", lines)):
+        result = subprocess.run([sys.executable, "-c", code, verbose, "\n".join(lines) + "\n"], capture_output=True,
+                                text=True, cwd=REPO, timeout=60)
+        assert result.stderr.splitlines() == expected

@@ -231,6 +231,11 @@ def _greet(server: socket.socket, stop: threading.Event) -> None:
         with contextlib.suppress(OSError), connection:
             connection.settimeout(1.0)
             connection.sendall(GREETING)
+            connection.shutdown(socket.SHUT_WR)
+            # read what the other task sent until it closes: closing with its bytes unread would
+            # reset the connection, and a reset can discard the greeting before it is read
+            while connection.recv(256):
+                pass
 
 
 def _reason(exc: OSError) -> str:

@@ -42,6 +42,7 @@ from edgeshop import datasets
 from edgeshop._io import check_output_folder, clear_output_folder, mark_output_folder
 from edgeshop.errors import DataError, EdgeshopError
 from edgeshop.report.evaluate import top_k_accuracy
+from edgeshop.report.metrics import did_not_learn
 from edgeshop.runtime.modelcard import InputSpec, ModelCard
 from edgeshop.train import channels, cluster, compress, distill
 from edgeshop.train._keras import keras, tf
@@ -675,6 +676,10 @@ class TrainingRun:
                 metrics[f"val_top1_{name}"] = top_k_accuracy(truth, probs, 1)
                 metrics[f"val_top5_{name}"] = top_k_accuracy(truth, probs, 5)
             self.log(f"validation top-1: float {metrics['val_top1_float']:.4f}, final {metrics['val_top1_final']:.4f}")
+            metrics["warnings"] = did_not_learn(truth, probs, self.class_names)  # of the final model
+            for warning in metrics["warnings"]:
+                self.log(f"warning: {warning}; train longer or on more/clearer photos (--arch tiny only checks "
+                         "the pipeline)")
         return metrics
 
     def _val_predictions(self, model: keras.Model, val_ds) -> tuple[np.ndarray, np.ndarray]:
