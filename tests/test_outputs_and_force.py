@@ -282,3 +282,28 @@ def test_hidden_chatter_drops_the_libraries_lines_and_keeps_real_errors():
         result = subprocess.run([sys.executable, "-c", code, verbose, "\n".join(lines) + "\n"], capture_output=True,
                                 text=True, cwd=REPO, timeout=60)
         assert result.stderr.splitlines() == expected
+
+
+def test_every_command_refuses_bad_paths_before_importing_tensorflow(tmp_path):
+    missing = str(tmp_path / "missing")
+    cases = [("export", [missing, "--int8", "--out", str(tmp_path / "m.tflite")], "not an edgeshop run directory"),
+             ("export", ["--reexport", "/dev/zero", "--out", str(tmp_path / "m.tflite")], "is not a file"),
+             ("compare", [missing, "--data", PHOTOS, "--out", str(tmp_path / "c")], "not an edgeshop run directory"),
+             ("demo", ["--data", missing, "--out", str(tmp_path / "d")], "dataset path does not exist"),
+             ("calibrate", [missing, "--data", PHOTOS, "--out", str(tmp_path / "m.tflite")], "model file not found"),
+             ("enroll", [MODEL, "--out", str(tmp_path / "m.tflite")], "nothing to do"),
+             ("eval", [MODEL, "--data", missing], "dataset path does not exist"),
+             ("card", [missing, "--model", MODEL, "--data", PHOTOS], "not a finished edgeshop run directory")]
+    code = ("import contextlib, io, sys, time, importlib; t = time.perf_counter(); results = []\n"
+            "for name, args, _ in CASES:\n"
+            "    err = io.StringIO()\n"
+            "    with contextlib.redirect_stderr(err):\n"
+            "        results.append((importlib.import_module('edgeshop.cli.' + name).main(args), err.getvalue()))\n"
+            "print(repr((round(time.perf_counter() - t, 2), 'tensorflow' in sys.modules, results)))")
+    result = subprocess.run([sys.executable, "-c", code.replace("CASES", repr(cases))], capture_output=True,
+                            text=True, cwd=REPO, timeout=60)
+    seconds, tensorflow, results = eval(result.stdout)  # noqa: S307 - our own repr
+    assert tensorflow is False, result.stderr
+    for (name, _, expected), (code_, err) in zip(cases, results, strict=True):
+        assert code_ == 2 and expected in err and len(err.strip().splitlines()) == 1, (name, err)
+    assert seconds < 2.0 * len(cases), f"{len(cases)} refusals took {seconds} s"

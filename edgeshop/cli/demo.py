@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         check_output_folder(args.out, force=args.force, inputs=[args.data])
         check_outputs([(args.json, "json", "--json")], force=args.force, inputs=[args.data])
         from edgeshop.datasets import discover
+
+        discover(Path(args.data) / "train")
+        discover(Path(args.data) / "test")
         from edgeshop.report.evaluate import predict, top_k_accuracy
         from edgeshop.runtime.bench import machine_info, time_calls
         from edgeshop.runtime.classifier import Classifier

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from edgeshop.cli._common import parse, run_command
 from edgeshop.train.verify_gate import MIN_TOP1_AGREEMENT  # TensorFlow-free: --help stays instant
@@ -67,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         # before TensorFlow is imported, and before the model is written: a bad --json refuses both
         check_outputs([(args.out, "model", "--out"), (args.json, "json", "--json")], force=args.force,
                       inputs=[args.run_dir, args.reexport])
+        if args.run_dir:
+            from edgeshop.train.run_files import require_run_dir
+
+            require_run_dir(args.run_dir)
+        else:
+            from edgeshop.runtime.classifier import _read_model_file
+
+            _read_model_file(Path(args.reexport))
         from edgeshop.runtime.audit import format_audit
         from edgeshop.train.export import export, reexport
         from edgeshop.train.tflite_metadata import Provenance

@@ -25,6 +25,7 @@ from edgeshop.runtime.classifier import _read_model_file
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, split_archive
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
+from edgeshop.train.run_files import require_run_dir
 from edgeshop.train.run_model import is_qat, load_run_model, read_channel_plan
 from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
 from edgeshop.train.verify_gate import require_agreement
@@ -159,8 +160,7 @@ def export(
     """
     run_dir, out = Path(run_dir), Path(out)
     check_output_file(out, force=force, kind="model", inputs=[run_dir])
-    if not (run_dir / "card.json").is_file():
-        raise EdgeshopError(f"{run_dir}: not an edgeshop run directory (no card.json); run edgeshop-train first")
+    require_run_dir(run_dir)
     flatbuffer, how, source = convert(run_dir, fmt, ptq=ptq, io_type=io_type)
     audit = audit_model(flatbuffer)
     if require_integer is None:
