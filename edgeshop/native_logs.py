@@ -15,8 +15,11 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
+# fd 2 is the process's: two threads redirecting it at once would restore each other's capture
+_FD2 = threading.RLock()
 VERBOSE_ENV = "EDGESHOP_VERBOSE"  # "0": hide the chatter (the commands without -v); else show it
 
 _ABSL = r"\d{4} [0-9:.]+ +\d+ [\w.-]+:\d+\] "  # absl's prefix: I0000 00:00:1796542995.567145  8547 port.cc:153]
@@ -48,9 +51,9 @@ def hidden_chatter() -> Iterator[None]:
     if not chatter_hidden():
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
+    with _FD2, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(capture.fileno(), 2)
         try:
             yield

@@ -307,3 +307,18 @@ def test_every_command_refuses_bad_paths_before_importing_tensorflow(tmp_path):
     for (name, _, expected), (code_, err) in zip(cases, results, strict=True):
         assert code_ == 2 and expected in err and len(err.strip().splitlines()) == 1, (name, err)
     assert seconds < 2.0 * len(cases), f"{len(cases)} refusals took {seconds} s"
+
+
+def test_hidden_chatter_from_many_threads_gives_stderr_back():
+    code = ("import os, sys, threading, time; from edgeshop.native_logs import hidden_chatter, set_verbose\n"
+            "set_verbose(False); before = os.fstat(2).st_ino\n"
+            "def work(i):\n"
+            "    for _ in range(200):\n"
+            "        with hidden_chatter():\n"
+            "            time.sleep(0.0002)  # let another thread in while fd 2 is redirected\n"
+            "            os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+            "threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]\n"
+            "[t.start() for t in threads]; [t.join() for t in threads]\n"
+            "os.write(2, b'still here\\n'); print(os.fstat(2).st_ino == before)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.stdout.strip() == "True" and result.stderr == "still here\n", result.stderr[-500:]
