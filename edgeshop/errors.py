@@ -36,8 +36,9 @@ class MissingExtraError(EdgeshopError, ImportError):
         )
 
 
-class OutputError(EdgeshopError):
-    """An output cannot be written, or must not be replaced (edgeshop/_io.py)."""
+class OutputError(EdgeshopError, OSError):
+    """An output cannot be written, or must not be replaced (edgeshop/_io.py). An OSError too, so
+    code that caught the write's own OSError still catches it."""
 
 
 class OverwriteError(OutputError, FileExistsError):

@@ -150,8 +150,8 @@ def checked_config(args: argparse.Namespace):
     config.validate()
     for teacher in config.teachers():
         if not os.path.exists(teacher):
-            raise EdgeshopError(f"--teacher {teacher}: nothing at this path; expected an edgeshop run directory, "
-                                "its float_model.keras, or an edgeshop .tflite model")
+            raise EdgeshopError(f"--teacher {teacher}: expected an edgeshop run directory, its float_model.keras, "
+                                "or an edgeshop .tflite model (nothing is at this path)")
     if config.strategy != "multi_worker":  # a multi_worker task's folder depends on TF_CONFIG: checked by the run
         check_output_folder(config.out, force=args.force, inputs=[*config.inputs(), args.config])
     discover(config.data, config.classes)
