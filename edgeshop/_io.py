@@ -127,7 +127,7 @@ def _dumps_compact(value: Any, depth: int) -> str:
 
 
 def _sniff_tflite(head: bytes) -> bool:
-    return head[4:8] == b"TFL3" or head[:2] == b"PK"  # a model, or a model with its archive at the front
+    return head[4:8] == b"TFL3"  # the flatbuffer's file identifier (edgeshop's archive follows the model)
 
 
 def _sniff_json(head: bytes) -> bool:
