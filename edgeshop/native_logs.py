@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 
 # fd 2 is the process's: two threads redirecting it at once would restore each other's capture
@@ -33,8 +34,12 @@ def set_verbose(verbose: bool) -> None:
     """What the commands call once: show (-v) or hide the libraries' chatter, TensorFlow's
     C++ log included (read when TensorFlow is imported, so call this before)."""
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"
-    if not verbose:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # the Python side: TensorFlow's converters and Keras warn about their own internals
+    warnings.filterwarnings("ignore", module=r"(tensorflow|tf_keras|keras|tensorflow_model_optimization|absl)\b")
 
 
 def chatter_hidden() -> bool:

@@ -322,3 +322,14 @@ def test_hidden_chatter_from_many_threads_gives_stderr_back():
             "os.write(2, b'still here\\n'); print(os.fstat(2).st_ino == before)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.stdout.strip() == "True" and result.stderr == "still here\n", result.stderr[-500:]
+
+
+def test_tensorflows_python_warnings_are_hidden_unless_verbose():
+    code = ("import sys, warnings; from edgeshop.native_logs import set_verbose; set_verbose(sys.argv[1] == '1'); "
+            "warnings.warn_explicit('Statistics for quantized inputs were expected', UserWarning, 'convert.py', 846, "
+            "module='tensorflow.lite.python.convert'); "
+            "warnings.warn_explicit('an edgeshop warning', UserWarning, 'x.py', 1, module='edgeshop.x')")
+    quiet, loud = (subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True, cwd=REPO,
+                                  timeout=60).stderr for flag in ("0", "1"))
+    assert "Statistics" not in quiet and "an edgeshop warning" in quiet
+    assert "Statistics" in loud and "an edgeshop warning" in loud

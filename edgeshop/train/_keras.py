@@ -28,6 +28,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("train", exc.name or "tensorflow") from exc
 if chatter_hidden():
+    import absl.logging  # noqa: E402 - TensorFlow's own dependency
+
     tf.get_logger().setLevel("ERROR")
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 __all__ = ["tf", "keras", "tfmot"]
