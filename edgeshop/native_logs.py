@@ -25,7 +25,7 @@ VERBOSE_ENV = "EDGESHOP_VERBOSE"  # "0": hide the chatter (the commands without 
 
 _ABSL = r"\d{4} [0-9:.]+ +\d+ [\w.-]+:\d+\] "  # absl's prefix: I0000 00:00:1796542995.567145  8547 port.cc:153]
 _CHATTER = re.compile(
-    rf"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]{_ABSL}"
+    rf"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]{_ABSL}|fully_quantize: \d+, inference_type"
     rf"|E{_ABSL}.*(cuInit|cuDNN|cuFFT|cuBLAS|CUDA|TensorRT))"
 )
 

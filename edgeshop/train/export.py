@@ -20,6 +20,7 @@ import numpy as np
 from edgeshop import __version__
 from edgeshop._io import check_output_file
 from edgeshop.errors import EdgeshopError
+from edgeshop.native_logs import hidden_chatter
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import _read_model_file
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, split_archive
@@ -104,7 +105,8 @@ def convert(
         calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)
         int8_converter(converter, calibration, io_type)
     try:
-        flatbuffer = converter.convert()
+        with hidden_chatter():  # the converter's "fully_quantize: 0, inference_type: 6, ..." line
+            flatbuffer = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; keep its message
         raise EdgeshopError(f"{run_dir}: TFLite conversion to {fmt} failed: {exc}") from exc
     return flatbuffer, {"format": fmt, "method": method}, model
