@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_outputs(save_video: str | None, save_dir: str | None, force: bool, inputs: list[str] = ()) -> None:
+def check_outputs(save_video: str | None, save_dir: str | None, force: bool,
+                  inputs: tuple[str | None, ...] = ()) -> None:
     """Refuse, before any work, outputs that cannot be written or would replace files."""
     from edgeshop._io import check_inputs, check_output_file
     from edgeshop.errors import EdgeshopError
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.runtime.stream import ImageFiles, open_source
         from edgeshop.utils import write_bytes_atomic
 
-        check_outputs(args.save_video, args.save_dir, args.force, [args.model, args.source])
+        check_outputs(args.save_video, args.save_dir, args.force, (args.model, args.source))
         show_warnings("edgeshop-classify")
         classifier = Classifier(args.model, num_threads=args.threads, top_k=args.top_k,
                                 score_threshold=args.threshold, unknown_threshold=args.unknown_threshold)
