@@ -333,3 +333,13 @@ def test_tensorflows_python_warnings_are_hidden_unless_verbose():
                                   timeout=60).stderr for flag in ("0", "1"))
     assert "Statistics" not in quiet and "an edgeshop warning" in quiet
     assert "Statistics" in loud and "an edgeshop warning" in loud
+
+
+def test_train_out_that_is_a_file_or_below_one_is_one_line(synthetic_data, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for out, expected in ((notes, "--out is a file"), (notes / "run", "notes.txt is a file, not a folder")):
+        assert train_cli.main(["--data", str(synthetic_data["train"]), "--out", str(out), "--arch", "tiny",
+                               "--force"]) == 2
+        _one_line_error(capsys, expected)
+    assert notes.read_text() == "mine"
