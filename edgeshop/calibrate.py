@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeshop._io import check_output_file
 from edgeshop.datasets import LoadedImages, discover, load_images
 from edgeshop.enroll import imprint_statistics
-from edgeshop.errors import DataError, EdgeshopError, OverwriteError
+from edgeshop.errors import DataError, EdgeshopError
 from edgeshop.report.calibration import BETA_RANGE, ece_of_a_calibrated_model, fit_beta, negative_log_likelihood
 from edgeshop.report.metrics import expected_calibration_error
 from edgeshop.report.openset import DEFAULT_TPR, threshold_at_tpr
@@ -121,8 +122,7 @@ def calibrate_file(model: str | Path, data: str | Path, out: str | Path, *, clas
                    tpr: float = DEFAULT_TPR, force: bool = False) -> dict[str, Any]:
     """edgeshop-calibrate: read ``model``, calibrate it on ``data``, write ``out``; returns the record."""
     model, out = Path(model), Path(out)
-    if out.exists() and not force:
-        raise OverwriteError(out)
+    check_output_file(out, force=force, kind="model", inputs=[model, data, classes_csv])
     content = _read_model_file(model)
     card = read_card(content, source=str(model))
     if card is None:

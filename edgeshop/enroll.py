@@ -52,8 +52,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeshop._io import check_output_file
 from edgeshop.datasets import IMAGE_SUFFIXES, LoadedImages, Sample, load_images
-from edgeshop.errors import DataError, EdgeshopError, OverwriteError
+from edgeshop.errors import DataError, EdgeshopError
 from edgeshop.runtime.classifier import _read_model_file
 from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
 from edgeshop.runtime.image_folders import FolderScan, scan_images
@@ -252,8 +253,7 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
                 force: bool = False, gain: float | None = None) -> dict[str, Any]:
     """edgeshop-enroll: read ``model``, add the products under ``data`` and drop ``remove``, write ``out``."""
     model, out = Path(model), Path(out)
-    if out.exists() and not force:
-        raise OverwriteError(out)
+    check_output_file(out, force=force, kind="model", inputs=[model, data])
     if data is None and not remove:
         raise DataError("nothing to do: pass --data NEW (a folder per new product) and/or --remove LABEL")
     _check_gain(gain)  # the arguments first, then the names (refuse_name_clashes) before any photo is read

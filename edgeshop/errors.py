@@ -36,8 +36,13 @@ class MissingExtraError(EdgeshopError, ImportError):
         )
 
 
-class OverwriteError(EdgeshopError, FileExistsError):
+class OutputError(EdgeshopError, OSError):
+    """An output cannot be written, or must not be replaced (edgeshop/_io.py). An OSError too, so
+    code that caught the write's own OSError still catches it."""
+
+
+class OverwriteError(OutputError, FileExistsError):
     """An output file exists and the caller did not ask to replace it."""
 
     def __init__(self, path: object) -> None:
-        super().__init__(f"{path} already exists; pass --force (force=True) to overwrite it")
+        super().__init__(f"{path} already exists; pass --force to overwrite it")

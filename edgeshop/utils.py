@@ -1,43 +1,24 @@
-"""Small shared helpers: atomic file writes, progress bars, the user cache folder."""
+"""Small shared helpers: progress bars, the user cache folder (atomic writes live in edgeshop/_io.py,
+re-exported here)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgeshop._io import write_bytes_atomic, write_json_atomic
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write via a temp file in the same folder + fsync + rename: all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+__all__ = ["cache_dir", "progress_bar", "write_bytes_atomic", "write_json_atomic"]
 
 
 def cache_dir() -> Path:
     """edgeshop's user cache (downloaded weights, the browser page's JS runtime):
     $EDGESHOP_CACHE, else ~/.cache/edgeshop."""
     return Path(os.environ.get("EDGESHOP_CACHE") or Path.home() / ".cache" / "edgeshop")
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 class _NullBar:

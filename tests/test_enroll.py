@@ -280,9 +280,10 @@ def test_bad_input_is_one_line_and_nothing_is_written(pipeline, new_bars, tmp_pa
 
 def test_existing_output_needs_force(pipeline, tmp_path, capsys):
     out = tmp_path / "out.tflite"
-    out.write_bytes(b"the user's model")
+    users_model = pipeline["float16"].read_bytes()  # --force replaces a model only by a model
+    out.write_bytes(users_model)
     assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--out", str(out)]) == 2
-    assert out.read_bytes() == b"the user's model"
+    assert out.read_bytes() == users_model
     assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--out", str(out), "--force"]) == 0
 
 

@@ -17,6 +17,11 @@ def run_command(name: str, body: Callable[[], int]) -> int:
     except EdgeshopError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk or a file-size limit met by a temporary file, a vanished folder
+        from edgeshop._io import os_error_line
+
+        print(f"{name}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
@@ -36,6 +41,25 @@ def run_and_record(name: str, compute: Callable[[], dict], render: Callable[[dic
         return 0
 
     return run_command(name, body)
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """-v/--verbose on every command: show TensorFlow's, CUDA's and LiteRT's own log lines."""
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow/CUDA/LiteRT log lines (hidden by default)")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, then hide the native libraries' chatter unless -v
+    (edgeshop/native_logs.py); before anything imports TensorFlow or LiteRT."""
+    from edgeshop.native_logs import set_verbose
+
+    if not any(action.dest == "verbose" for action in parser._actions):
+        add_verbose(parser)
+    args = parser.parse_args(argv)
+    set_verbose(args.verbose)
+    return args
 
 
 def positive_int(text: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,16 +21,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-to-end", metavar="IMAGE", help="also time Classifier.classify on this image")
     p.add_argument("--backend", default="auto", help="auto | litert | tflite_runtime | tensorflow")
     p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--force", action="store_true", help="replace --json if it exists")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def body() -> int:
+        from edgeshop._io import check_outputs, write_json_atomic
         from edgeshop.errors import EdgeshopError
+
+        check_outputs([(args.json, "json", "--json")], force=args.force, inputs=[args.model, args.end_to_end])
         from edgeshop.runtime.bench import benchmark_model
-        from edgeshop.utils import write_json_atomic
 
         try:
             threads = [int(t) for t in str(args.threads).split(",") if t.strip()]

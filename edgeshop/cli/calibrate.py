@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeshop.cli._common import run_and_record
+from edgeshop.cli._common import parse, run_and_record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,17 +23,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the calibrated .tflite to write")
     p.add_argument("--tpr", type=float, default=0.95,
                    help="share of known images the unknown threshold keeps (default 0.95)")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--force", action="store_true", help="replace --out and --json if they exist")
     p.add_argument("--json", help="also write the calibration record to this file")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     if not 0 < args.tpr <= 1:
         build_parser().error(f"--tpr must be in (0, 1], got {args.tpr}")
 
     def compute() -> dict:
+        from edgeshop._io import check_outputs
+
+        check_outputs([(args.out, "model", "--out"), (args.json, "json", "--json")], force=args.force,
+                      inputs=[args.model, args.data, args.classes])
         from edgeshop.calibrate import calibrate_file
 
         return calibrate_file(args.model, args.data, args.out, classes_csv=args.classes, tpr=args.tpr,

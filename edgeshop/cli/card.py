@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,15 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     command = shlex.join(["edgeshop-card", *(sys.argv[1:] if argv is None else argv)])
 
     def body() -> int:
+        from edgeshop._io import check_outputs, write_bytes_atomic, write_json_atomic
         from edgeshop.datasets import coarse_index, discover, read_hierarchy
-        from edgeshop.errors import EdgeshopError, OverwriteError
+        from edgeshop.errors import EdgeshopError
         from edgeshop.report.card import run_card, run_figures
         from edgeshop.runtime.classifier import Classifier
-        from edgeshop.utils import write_bytes_atomic, write_json_atomic
 
         run = Path(args.run)
         missing = [n for n in ("config.json", "metrics.json", "data_report.json") if not (run / n).is_file()]
@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "pass the --out of a completed edgeshop-train")
         out = Path(args.out) if args.out else run / "MODEL_CARD.md"
         figures_file = out.with_name("figures.json")
-        for path in (out, figures_file):
-            if path.exists() and not args.force:
-                raise OverwriteError(path)
+        check_outputs([(out, "markdown", "--out"), (figures_file, "json", "figures.json")], force=args.force,
+                      inputs=[args.model, args.reference, args.data, args.classes, args.hierarchy])
         try:
             threads = [int(t) for t in args.threads.split(",")]
         except ValueError:

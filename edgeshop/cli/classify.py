@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeshop.cli._common import positive_int, run_command, show_warnings
+from edgeshop.cli._common import parse, positive_int, run_command, show_warnings
 from edgeshop.runtime.preprocess import FITS, FRAME_FIT, SLOT_FIT
 from edgeshop.runtime.smoothing import SETTLE_SECONDS
 
@@ -73,23 +74,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_outputs(save_video: str | None, save_dir: str | None, force: bool) -> None:
+def check_outputs(save_video: str | None, save_dir: str | None, force: bool,
+                  inputs: tuple[str | None, ...] = ()) -> None:
     """Refuse, before any work, outputs that cannot be written or would replace files."""
-    from edgeshop.errors import EdgeshopError, OverwriteError
+    from edgeshop._io import check_inputs, check_output_file
+    from edgeshop.errors import EdgeshopError
 
+    inputs = [p for p in inputs if p and os.path.exists(p)]  # a camera index or URL is no path
     if save_video:
         video = Path(save_video)
         if not video.parent.is_dir():
             raise EdgeshopError(f"{video}: the folder {video.parent} does not exist; create it first")
-        if video.exists() and not force:
-            raise OverwriteError(video)
+        check_output_file(video, force=force, kind="video", inputs=inputs, flag="--save-video")
     if save_dir:
         folder = Path(save_dir)
         if folder.exists() and not folder.is_dir():
             raise EdgeshopError(f"{folder}: --save-dir must be a folder, and this is a file")
-        frames = sorted(folder.glob("frame_*.jpg")) if folder.is_dir() else []
-        if frames and not force:
-            raise OverwriteError(frames[0])
+        check_inputs(folder, inputs, "--save-dir")
+        for frame in sorted(folder.glob("frame_*.jpg")) if folder.is_dir() else []:
+            check_output_file(frame, force=force, kind="jpeg", flag="--save-dir")
 
 
 class SignalStop:
@@ -189,13 +192,17 @@ def classify_frames(args: argparse.Namespace, classifier, source, regions: list,
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     try:
         from edgeshop.runtime.smoothing import check_settings
 
         check_settings(args.smooth or "ema", args.alpha, args.window, args.enter, args.exit, args.settle)
     except ValueError as exc:
         parser.error(f"smoothing: {exc}")
+    if args.top_k < 1:
+        parser.error(f"--top-k must be >= 1 (how many products to list per frame), got {args.top_k}")
+    if not 0 <= args.threshold <= 1:
+        parser.error(f"--threshold is a score in [0, 1], got {args.threshold:g}")
     if args.give_up_after <= 0:
         parser.error(f"--give-up-after must be > 0 seconds, got {args.give_up_after:g} (use --retry-forever)")
 
@@ -206,13 +213,16 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.runtime.stream import URL_SCHEMES, ImageFiles, open_source, resolve_stream_host
         from edgeshop.runtime.video_out import VideoOutput
 
-        check_outputs(args.save_video, args.save_dir, args.force)
+        check_outputs(args.save_video, args.save_dir, args.force, (args.model, args.source))
         if args.source.lower().startswith(URL_SCHEMES) and not args.retry_forever:
             resolve_stream_host(args.source)  # before the model loads: a wrong name is answered at once
         show_warnings("edgeshop-classify")
         classifier = Classifier(args.model, num_threads=args.threads, top_k=args.top_k,
                                 score_threshold=args.threshold, unknown_threshold=args.unknown_threshold,
                                 fit=args.fit)
+        if args.top_k > len(classifier.labels):
+            raise EdgeshopError(f"--top-k {args.top_k}: {args.model} knows {len(classifier.labels)} products; "
+                                f"give at most {len(classifier.labels)}")
         regions = args.roi or [None]
         smoothers = [Smoother(classifier.labels, args.smooth, args.alpha, args.window, args.enter, args.exit,
                               args.settle) for _ in regions] if args.smooth else None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +22,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hierarchy", help="Grocery-style classes.csv: adds coarse accuracy")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs-timed", type=int, default=50, help="timed invokes per variant")
+    p.add_argument("--force", action="store_true", help="replace the report and models of an earlier comparison "
+                   "in --out")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def body() -> int:
+        from edgeshop._io import check_inputs, check_outputs
+        from edgeshop.datasets import discover
+        from edgeshop.train.run_files import require_run_dir
+
+        # all refused before TensorFlow is imported
+        for run in args.runs:
+            require_run_dir(run)
+        inputs = [*args.runs, args.data, args.classes, args.hierarchy]
+        check_inputs(args.out, inputs)
+        check_outputs([(Path(args.out) / f"comparison.{ext}", kind, "--out")
+                       for ext, kind in (("md", "markdown"), ("html", "markdown"), ("json", "json"))],
+                      force=args.force, inputs=inputs)
+        discover(args.data, args.classes)
         from edgeshop.report.compare import compare, markdown
 
         result = compare([Path(r) for r in args.runs], args.data, Path(args.out), args.threads, args.runs_timed,

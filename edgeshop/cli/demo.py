@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeshop.cli._common import positive_int, run_command
+from edgeshop.cli._common import parse, positive_int, run_command
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "demo_data"  # 10 Grocery Store classes, MIT licence
@@ -35,20 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
                    help="TensorFlow's default (faster, not bit-reproducible) kernels")
     p.add_argument("--json", help="write the printed figures here too (default OUT/demo_figures.json)")
-    p.add_argument("--force", action="store_true", help="replace a previous demo run in --out")
+    p.add_argument("--force", action="store_true", help="replace a previous demo run in --out (and --json); "
+                   "only an edgeshop run folder is replaced")
     p.add_argument("--show-data", action="store_true",
                    help="print the folder of the bundled demo photos (train/ and test/ class folders) and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     if args.show_data:
         print(DEFAULT_DATA)
         return 0
 
     def body() -> int:
+        from edgeshop._io import check_output_folder, check_outputs, write_json_atomic
+
+        # refused before TensorFlow is imported (train() checks the folder again)
+        check_output_folder(args.out, force=args.force, inputs=[args.data])
+        check_outputs([(args.json, "json", "--json")], force=args.force, inputs=[args.data])
         from edgeshop.datasets import discover
+
+        discover(Path(args.data) / "train")
+        discover(Path(args.data) / "test")
         from edgeshop.report.evaluate import predict, top_k_accuracy
         from edgeshop.runtime.bench import machine_info, time_calls
         from edgeshop.runtime.classifier import Classifier
@@ -56,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.train.config import TrainConfig
         from edgeshop.train.export import export
         from edgeshop.train.fit import train
-        from edgeshop.utils import write_json_atomic
 
         started = time.time()
         data, out = Path(args.data), Path(args.out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeshop.cli._common import run_and_record
+from edgeshop.cli._common import parse, run_and_record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,15 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply the new rows' measured length by G: larger wins more of the new products' images "
                    "and takes more of the old ones' (default: 1.2 for a cosine head, 1.0 for a linear one)")
     p.add_argument("--out", required=True, help="the .tflite to write")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--force", action="store_true", help="replace --out and --json if they exist")
     p.add_argument("--json", help="also write the enrolment record to this file")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def compute() -> dict:
+        from edgeshop._io import check_outputs
+
+        check_outputs([(args.out, "model", "--out"), (args.json, "json", "--json")], force=args.force,
+                      inputs=[args.model, args.data])
         from edgeshop.enroll import enroll_file
 
         return enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force,

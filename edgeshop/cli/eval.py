@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import positive_int, run_command
+from edgeshop.cli._common import parse, positive_int, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,15 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", metavar="DIR", help="with --unknown: training images of the known products, "
                    "which adds the embedding k-nearest-neighbour method")
     p.add_argument("--json", help="write every figure to this JSON file")
-    p.add_argument("--report", help="write report.md (summary, per-class table, confused pairs) and reliability.png "
-                   "(reliability diagram; needs the report extra) into this folder")
+    p.add_argument("--report", help="write report.md (summary, most confused pairs, reliability table, per-class "
+                   "table) and reliability.png (reliability diagram; needs the report extra) into this folder")
+    p.add_argument("--force", action="store_true", help="replace --json and the --report files if they exist")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def body() -> int:
+        check_eval_outputs(args)
         import numpy as np
 
         from edgeshop.datasets import coarse_index, discover, read_hierarchy
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             if line and not line.startswith("!["):
                 print(line.removeprefix("- "))
         if args.json:
-            write_json_atomic(args.json, figures)
+            write_json_atomic(args.json, figures, compact_lists=True)
         if args.report:
             from edgeshop.report.calibration import reliability_diagram
 
@@ -91,6 +93,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_command("edgeshop-eval", body)
+
+
+def report_files(folder: str) -> list[tuple[Path, str, str]]:
+    """(path, kind, flag) of each file --report writes."""
+    return [(Path(folder) / "report.md", "markdown", "--report"), (Path(folder) / "reliability.png", "png", "--report")]
+
+
+def check_eval_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before the model is loaded, outputs that cannot be written or must not be replaced."""
+    from edgeshop._io import check_inputs, check_outputs
+    from edgeshop.errors import OutputError
+
+    inputs = [args.model, args.data, args.classes, args.hierarchy, args.compare, args.unknown, args.reference]
+    outputs = [(args.json, "json", "--json")]
+    if args.report:
+        report = Path(args.report)
+        if report.exists() and not report.is_dir():
+            raise OutputError(f"{report}: --report is a file; give a folder for report.md and reliability.png")
+        check_inputs(report, inputs, "--report")
+        outputs += report_files(args.report)
+    check_outputs(outputs, force=args.force, inputs=inputs)
 
 
 def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | None, reference_dir: str | None):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 from edgeshop.train.verify_gate import MIN_TOP1_AGREEMENT  # TensorFlow-free: --help stays instant
 
 
@@ -48,14 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="skip fitting the softmax temperature and the unknown-product threshold on the run's "
                         "validation images (done by default, so scores are probabilities in every client)")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out and --json if they exist (only a model, and a JSON file, are replaced)")
     p.add_argument("--json", help="also write the export report (audit, verification) to this file")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if (args.run_dir is None) == (args.reexport is None):
         parser.error("give a run directory or --reexport MODEL (one of them)")
     if args.reexport and (args.fmt or args.ptq or not args.calibrate):
@@ -70,6 +72,19 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--name {args.name!r} {problem}")
 
     def body() -> int:
+        from edgeshop._io import check_outputs
+
+        # before TensorFlow is imported, and before the model is written: a bad --json refuses both
+        check_outputs([(args.out, "model", "--out"), (args.json, "json", "--json")], force=args.force,
+                      inputs=[args.run_dir, args.reexport])
+        if args.run_dir:
+            from edgeshop.train.run_files import require_run_dir
+
+            require_run_dir(args.run_dir)
+        else:
+            from edgeshop.runtime.classifier import _read_model_file
+
+            _read_model_file(Path(args.reexport))
         from edgeshop.runtime.audit import format_audit
         from edgeshop.train.export import export, reexport
         from edgeshop.train.tflite_metadata import Provenance

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 from edgeshop.runtime.modelcard import INTERPOLATIONS
 from edgeshop.train.config import HEADS, INPUT_PIPELINES, STRATEGIES
 
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add W x the coarse-class cross-entropy, to keep mistakes within a coarse class "
                         "(default 0: off)")
     p.add_argument("--arch", help="efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2 (a teacher: "
-                                  "weights from make backbone-lite2), seed_cnn or tiny")
+                                  "weights from make backbone-lite2), seed_cnn, or tiny: a few-layer network that "
+                                  "trains in seconds to check the pipeline (data, export, devices); it is not a "
+                                  "model to deploy and often learns next to nothing")
     p.add_argument("--head", choices=HEADS,
                    help="classifier head: linear (default) or cosine (normalised embedding and rows: scores are "
                         "scale x cosine, so edgeshop-enroll adds products on the same footing as trained ones)")
@@ -111,32 +114,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (for mirrored on CPU)")
     p.add_argument("--workers", type=int, help="image decoding threads")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--force", action="store_true", help="delete an existing run in --out and start over")
+    p.add_argument("--force", action="store_true", help="replace an earlier edgeshop run in --out (only a run's own "
+                   "files are deleted; any other folder is refused, see docs/outputs-and-force.md)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def body() -> int:
         from edgeshop.errors import EdgeshopError
-        from edgeshop.train.config import TrainConfig, read_config_file
-        from edgeshop.train.fit import resume, train
 
         if args.resume:
             if not args.out:
                 raise EdgeshopError("--resume needs --out RUN_DIR (the run to continue, with its saved settings)")
+            from edgeshop.train.fit import resume
+
             metrics = resume(args.out)
         else:
-            flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "force")}
-            if flags["teacher"] and len(flags["teacher"]) == 1:  # one teacher: saved as before, a string
-                flags["teacher"] = flags["teacher"][0]
-            file_values = read_config_file(args.config) if args.config else {}
-            metrics = train(TrainConfig.from_sources(file_values, flags), force=args.force)
+            config = checked_config(args)  # every refusal before TensorFlow is imported (seconds)
+            from edgeshop.train.fit import train
+
+            metrics = train(config, force=args.force)
         print(json.dumps(metrics, indent=2))
         return 0
 
     return run_command("edgeshop-train", body)
+
+
+def checked_config(args: argparse.Namespace):
+    """The run's settings from flags and --config, refused here when they, the data or --out
+    cannot work: TensorFlow takes seconds to import, a typo should not wait for it."""
+    from edgeshop._io import check_output_folder
+    from edgeshop.datasets import discover
+    from edgeshop.errors import EdgeshopError
+    from edgeshop.train.config import TrainConfig, read_config_file
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "force", "verbose")}
+    if flags["teacher"] and len(flags["teacher"]) == 1:  # one teacher: saved as before, a string
+        flags["teacher"] = flags["teacher"][0]
+    file_values = read_config_file(args.config) if args.config else {}
+    config = TrainConfig.from_sources(file_values, flags)
+    config.validate()
+    for teacher in config.teachers():
+        if not os.path.exists(teacher):
+            raise EdgeshopError(f"--teacher {teacher}: expected an edgeshop run directory, its float_model.keras, "
+                                "or an edgeshop .tflite model (nothing is at this path)")
+    if config.strategy != "multi_worker":  # a multi_worker task's folder depends on TF_CONFIG: checked by the run
+        check_output_folder(config.out, force=args.force, inputs=[*config.inputs(), args.config])
+    discover(config.data, config.classes)
+    if config.val:
+        discover(config.val, config.classes)
+    return config
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from edgeshop.cli._common import run_command
+from edgeshop.cli._common import parse, run_command
 from edgeshop.errors import EdgeshopError
 from edgeshop.utils import cache_dir
 
@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
 
     def body() -> int:
         server = make_server(args.model, args.host, args.port, args.root, args.images, args.quiet,

@@ -94,8 +94,11 @@ def reliability_diagram(path: str | os.PathLike[str], curves: Mapping[str, tuple
     for name, (truth, scores) in curves.items():
         rows = [r for r in reliability_bins(truth, scores, bins) if r["count"]]
         ece = expected_calibration_error(truth, scores, bins)
-        axis.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", markersize=3,
-                  label=f"{name} (ECE {ece:.3f}, n={len(truth)})")
+        line, = axis.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", markersize=3,
+                          label=f"{name} (ECE {ece:.3f}, n={len(truth)})")
+        for row in rows:  # images per bin: a bin of 2 says little
+            axis.annotate(str(row["count"]), (row["confidence"], row["accuracy"]), textcoords="offset points",
+                          xytext=(3, -8), fontsize=6, color=line.get_color())
     axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top score)", ylabel="accuracy", title=title)
     axis.legend(loc="lower right", fontsize=7)
     figure.tight_layout()

@@ -25,6 +25,13 @@ def evaluation_markdown(figures: dict[str, Any], title: str | None = None) -> st
     lines += head_markdown(figures)
     lines += ["", "## Most confused pairs", "", "| true | predicted as | images |", "|---|---|---|"]
     lines += [f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in figures["most_confused"]]
+    if not figures["most_confused"]:
+        lines.append("| (none: every image is classified right) | | |")
+    if figures.get("reliability"):
+        lines += ["", "## Reliability (top score against accuracy)", "",
+                  "| top score | images | accuracy | mean top score |", "|---|---|---|---|"]
+        lines += [f"| {r['low']:.2f}-{r['high']:.2f} | {r['count']} | {r['accuracy']:.0%} | {r['confidence']:.2f} |"
+                  for r in figures["reliability"]]
     lines += ["", "## Per class", "", "| class | accuracy (recall) | precision | F1 | images |",
               "|---|---|---|---|---|"]
     for row in sorted(figures["per_class"], key=lambda r: r["label"]):

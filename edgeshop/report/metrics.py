@@ -43,6 +43,30 @@ def most_confused(matrix: np.ndarray, labels: Sequence[str], top: int = 10) -> l
     return pairs
 
 
+CHANCE_MARGIN = 0.02  # top-1 this close to what always answering the commonest class scores: nothing learned
+DOMINANT_SHARE = 0.90  # one class taking more of the predictions than this: the model barely looks at the image
+
+
+def did_not_learn(truth: np.ndarray, scores: np.ndarray, labels: Sequence[str]) -> list[str]:
+    """Warnings (empty when none) for a model whose predictions show it learned next to nothing:
+    top-1 within CHANCE_MARGIN of chance (the share of the commonest true class, 1/classes when
+    balanced), or one class predicted for more than DOMINANT_SHARE of the images."""
+    if not len(truth):
+        return []
+    warnings = []
+    predicted = scores.argmax(axis=1)
+    top1 = float(np.mean(predicted == truth))
+    chance = float(np.bincount(truth, minlength=len(labels)).max() / len(truth))
+    if top1 <= chance + CHANCE_MARGIN:
+        warnings.append(f"validation top-1 {top1:.1%} is within {CHANCE_MARGIN:.0%} of chance ({chance:.1%}): the "
+                        "model learned next to nothing")
+    counts = np.bincount(predicted, minlength=len(labels))
+    if counts.max() > DOMINANT_SHARE * len(truth):
+        warnings.append(f"{counts.max() / len(truth):.0%} of the validation images are predicted as "
+                        f"{labels[int(counts.argmax())]!r}")
+    return warnings
+
+
 def reliability_bins(truth: np.ndarray, scores: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
     """Per equal-width confidence bin (top score in (low, high]): images, accuracy, mean confidence."""
     confidence = scores.max(axis=1)
@@ -139,6 +163,8 @@ def summarize(truth: np.ndarray, scores: np.ndarray, labels: Sequence[str],
         "ece": expected_calibration_error(truth, scores),
         "per_class": classes,
         "most_confused": most_confused(matrix, labels),
+        # the bins that hold images: how many each holds says how far its accuracy can be trusted
+        "reliability": [row for row in reliability_bins(truth, scores) if row["count"]] if len(truth) else [],
         "confusion_matrix": matrix.tolist(),
         "labels": list(labels),
     }

@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from edgeshop.errors import EdgeshopError, ModelLoadError
+from edgeshop.native_logs import hidden_chatter
 
 BACKENDS = ("litert", "tflite_runtime", "tensorflow")
 _MODULES = {
@@ -48,8 +49,9 @@ def make_interpreter(model_content: bytes, num_threads: int | None, backend: str
                             f"interpreter's default; got {num_threads!r}")
     name, cls = interpreter_class(backend)
     try:
-        interpreter = cls(model_content=model_content, num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with hidden_chatter():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" INFO line
+            interpreter = cls(model_content=model_content, num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(
             f"{source}: {name} could not load this file as a TFLite model ({str(exc).strip().splitlines()[0]}); "

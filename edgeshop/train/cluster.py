@@ -4,9 +4,12 @@
 TensorFlow's ``MultiWorkerMirroredStrategy`` does the work (gRPC collectives, all-reduce);
 this module only reads the same ``TF_CONFIG`` it reads. Why the check: the strategy waits
 for missing workers for a long time and says little, so a typo in a host name looks like a
-hang. Here each task listens on its own port while it connects to the others' ports, retrying
+hang. Here each task listens on its own address while it connects to the others', retrying
 for up to ``timeout`` seconds, then gives one error line naming the task, host and port.
-No traffic is exchanged: the connect alone proves the host is up and the port open.
+A connect alone proves little (a stuck process's socket still completes it in the kernel), so
+a task counts as up only when it answers: edgeshop's listener greets every connection, and a
+task already past its check has TensorFlow's gRPC server on the port, which answers the HTTP/2
+preface sent to it with its SETTINGS frame.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +30,10 @@ from edgeshop.errors import EdgeshopError
 # Task types a MultiWorkerMirroredStrategy cluster has (ps and evaluator belong to other strategies).
 TASK_TYPES = ("chief", "worker")
 DEFAULT_CONNECT_TIMEOUT = 300.0  # seconds; a scheduler may start the tasks minutes apart
+GREETING = b"edgeshop-cluster-check\n"  # what a task's listener sends to every connection
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
+ANSWER_TIMEOUT = 2.0  # seconds a connected task has to answer
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
@@ -66,13 +75,14 @@ def read_tf_config(text: str | None = None) -> Role:
     if not text:
         raise EdgeshopError('--strategy multi_worker needs TF_CONFIG, e.g. TF_CONFIG=\'{"cluster": {"worker": '
                             '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\'')
+    shape = "{'cluster': {type: ['host:port', ...]}, 'task': {'type': type, 'index': N}}"
     try:
         config = json.loads(text)
-        cluster = {str(kind): [str(a) for a in addresses] for kind, addresses in config["cluster"].items()}
-        task_type, index = str(config["task"]["type"]), int(config["task"]["index"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise EdgeshopError(f"TF_CONFIG is not {{'cluster': {{type: [host:port, ...]}}, 'task': {{'type': ..., "
-                            f"'index': N}}}} ({type(exc).__name__}: {exc})") from None
+    except RecursionError:
+        raise EdgeshopError(f"TF_CONFIG is nested too deeply to be {shape}") from None
+    except ValueError as exc:
+        raise EdgeshopError(f"TF_CONFIG is not valid JSON ({exc}); expected {shape}") from None
+    cluster, task_type, index = _fields(config, shape)
     unsupported = sorted(set(cluster) - set(TASK_TYPES))
     if unsupported:
         raise EdgeshopError(f"TF_CONFIG: task type(s) {unsupported} are not used by MultiWorkerMirroredStrategy "
@@ -85,9 +95,31 @@ def read_tf_config(text: str | None = None) -> Role:
     return Role(task_type, index, cluster)
 
 
+def _fields(config: object, shape: str) -> tuple[dict[str, list[str]], str, int]:
+    """(cluster, task type, task index) of parsed TF_CONFIG, each checked for its exact type:
+    an index 1.0, true or "0" is refused rather than guessed at."""
+    def refuse(what: str) -> EdgeshopError:
+        return EdgeshopError(f"TF_CONFIG: {what}; expected {shape}")
+
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) \
+            or not isinstance(config.get("task"), dict):
+        raise refuse("no 'cluster' and 'task' objects")
+    cluster = {}
+    for kind, addresses in config["cluster"].items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise refuse(f"cluster {kind!r} is not a list of 'host:port' strings")
+        cluster[kind] = addresses
+    task_type, index = config["task"].get("type"), config["task"].get("index")
+    if not isinstance(task_type, str):
+        raise refuse(f"task type {task_type!r} is not a string")
+    if type(index) is not int:  # bool is an int subclass; floats and strings are refused too
+        raise refuse(f"task index {index!r} is not a whole number")
+    return cluster, task_type, index
+
+
 def _split(address: str, kind: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not _PORT.fullmatch(port) or not 0 < int(port) < 65536:  # ASCII digits only: not "²"
         raise EdgeshopError(f"TF_CONFIG: {kind} address {address!r} is not host:port")
     return host.strip("[]"), int(port)
 
@@ -96,18 +128,16 @@ def wait_for_cluster(role: Role, timeout: float = DEFAULT_CONNECT_TIMEOUT, log: 
                      interval: float = 0.5) -> None:
     """Return once every other task of ``role.cluster`` accepts a TCP connection; raise an
     ``EdgeshopError`` naming the ones that did not within ``timeout`` seconds."""
-    _, own_port = _split(role.address, role.task_type)
+    own_host, own_port = _split(role.address, role.task_type)
     pending = dict(role.others())
     log(f"{role.name}: waiting up to {timeout:g} s for {len(pending)} other task(s) of TF_CONFIG")
     deadline = time.monotonic() + timeout
     last_error: dict[str, str] = {}
-    with _listening(own_port, role):
+    with _listening(own_host, own_port, role):
         while pending:
             for name, address in list(pending.items()):
-                host, port = _split(address, name)
                 try:
-                    with socket.create_connection((host, port), timeout=max(0.1, min(2.0, timeout))):
-                        pass
+                    answers(*_split(address, name), timeout=max(0.1, min(ANSWER_TIMEOUT, timeout)))
                 except OSError as exc:
                     last_error[name] = _reason(exc)
                 else:
@@ -124,25 +154,88 @@ def wait_for_cluster(role: Role, timeout: float = DEFAULT_CONNECT_TIMEOUT, log: 
     log(f"{role.name}: all {role.size} tasks answer")
 
 
+def answers(host: str, port: int, timeout: float = ANSWER_TIMEOUT) -> None:
+    """Return if the task at host:port answers (edgeshop's greeting, or an HTTP/2 SETTINGS frame
+    from TensorFlow's gRPC server); raise OSError otherwise, a stuck peer included."""
+    with socket.create_connection((host, port), timeout=timeout) as connection:
+        with contextlib.suppress(OSError):  # edgeshop's listener may close before reading it
+            connection.sendall(HTTP2_PREFACE)
+        reply = b""
+        deadline = time.monotonic() + timeout
+        while not _is_answer(reply):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionError(errno.ETIMEDOUT, f"accepted the connection but did not answer within "
+                                                       f"{timeout:g} s")
+            connection.settimeout(left)
+            try:
+                chunk = connection.recv(64)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise ConnectionError(errno.EPROTO, "accepted the connection and closed it without answering"
+                                      if not reply else "answered, but not as an edgeshop or TensorFlow task")
+            reply += chunk
+            if len(reply) >= len(GREETING) and not _is_answer(reply):
+                raise ConnectionError(errno.EPROTO, "answered, but not as an edgeshop or TensorFlow task")
+
+
+def _is_answer(reply: bytes) -> bool:
+    # edgeshop's greeting, or an HTTP/2 frame header (length: 3 bytes, type 4 = SETTINGS, ...)
+    return reply.startswith(GREETING) or (len(reply) >= 9 and reply[3] == 4)
+
+
 @contextlib.contextmanager
-def _listening(port: int, role: Role):
-    """Listen on this task's own port while checking the others, so that tasks started
-    together find each other; closed before TensorFlow's server binds the port."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _listening(host: str, port: int, role: Role):
+    """Listen on this task's own address (not every interface) while checking the others, and
+    greet each connection, so that tasks started together find each other; closed before
+    TensorFlow's server binds the port."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        server = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise EdgeshopError(f"TF_CONFIG: cannot listen on {role.address} ({role.name}): {_reason(exc)}") from None
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server.bind(("", port))
+        server.bind(address)
     except OSError as exc:
         server.close()
         if exc.errno == errno.EADDRINUSE:
             raise EdgeshopError(f"TF_CONFIG: port {port} of this task ({role.name}, {role.address}) is in use; "
                                 "pick a free port") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise EdgeshopError(f"TF_CONFIG: {host} of this task ({role.name}, {role.address}) is not an address "
+                                "of this machine; check the task's index and its entry in the cluster") from None
         raise EdgeshopError(f"TF_CONFIG: cannot listen on {role.address} ({role.name}): {_reason(exc)}") from None
-    server.listen(64)  # connections complete in the kernel's backlog; nothing is accepted
+    server.listen(64)
+    server.settimeout(0.2)
+    stop = threading.Event()
+    greeter = threading.Thread(target=_greet, args=(server, stop), name="edgeshop-cluster-greeter", daemon=True)
+    greeter.start()
     try:
         yield
     finally:
+        stop.set()
+        greeter.join()
         server.close()
+
+
+def _greet(server: socket.socket, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            connection, _ = server.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        with contextlib.suppress(OSError), connection:
+            connection.settimeout(1.0)
+            connection.sendall(GREETING)
+            connection.shutdown(socket.SHUT_WR)
+            # read what the other task sent until it closes: closing with its bytes unread would
+            # reset the connection, and a reset can discard the greeting before it is read
+            while connection.recv(256):
+                pass
 
 
 def _reason(exc: OSError) -> str:

@@ -131,6 +131,10 @@ class TrainConfig:
             return []
         return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
+    def inputs(self) -> list[str]:
+        """Every path the run reads: the run folder may never be or contain one of them."""
+        return [p for p in (self.data, self.val, self.classes, self.hierarchy, *self.teachers()) if p]
+
     def validate(self) -> None:
         if self.head not in HEADS:
             raise EdgeshopError(f"--head must be one of {', '.join(HEADS)}; got {self.head!r}")

@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 
 from edgeshop import __version__
-from edgeshop.errors import EdgeshopError, OverwriteError
+from edgeshop._io import check_output_file
+from edgeshop.errors import EdgeshopError
+from edgeshop.native_logs import hidden_chatter
 from edgeshop.runtime.audit import audit_model
+from edgeshop.runtime.classifier import _read_model_file
 from edgeshop.runtime.modelcard import (
     ModelCard,
     default_display_name,
@@ -30,6 +33,7 @@ from edgeshop.runtime.modelcard import (
 )
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
+from edgeshop.train.run_files import require_run_dir
 from edgeshop.train.run_model import is_qat, load_run_model, read_channel_plan
 from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
 from edgeshop.train.verify_gate import require_agreement
@@ -108,7 +112,8 @@ def convert(
         calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)
         int8_converter(converter, calibration, io_type)
     try:
-        flatbuffer = converter.convert()
+        with hidden_chatter():  # the converter's "fully_quantize: 0, inference_type: 6, ..." line
+            flatbuffer = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; keep its message
         raise EdgeshopError(f"{run_dir}: TFLite conversion to {fmt} failed: {exc}") from exc
     return flatbuffer, {"format": fmt, "method": method}, model
@@ -166,10 +171,8 @@ def export(
     folder's name (never the run folder's).
     """
     run_dir, out = Path(run_dir), Path(out)
-    if out.exists() and not force:
-        raise OverwriteError(out)
-    if not (run_dir / "card.json").is_file():
-        raise EdgeshopError(f"{run_dir}: not an edgeshop run directory (no card.json); run edgeshop-train first")
+    check_output_file(out, force=force, kind="model", inputs=[run_dir])
+    require_run_dir(run_dir)
     flatbuffer, how, source = convert(run_dir, fmt, ptq=ptq, io_type=io_type)
     audit = audit_model(flatbuffer)
     if require_integer is None:
@@ -277,11 +280,8 @@ def reexport(
     model, out = Path(model), Path(out)
     if io_type not in INTEGER_IO_TYPES:
         raise EdgeshopError(f"integer I/O type must be one of {INTEGER_IO_TYPES}, got {io_type!r}")
-    if out.exists() and not force:
-        raise OverwriteError(out)
-    if not model.is_file():
-        raise EdgeshopError(f"{model}: model file not found")
-    original = model.read_bytes()
+    check_output_file(out, force=force, kind="model", inputs=[model])
+    original = _read_model_file(model)
     card = read_card(original, source=str(model))
     if card is None:
         raise EdgeshopError(f"{model}: has no edgeshop model card, so its labels and preprocessing are unknown; "

@@ -30,7 +30,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -40,8 +39,10 @@ from typing import Any
 import numpy as np
 
 from edgeshop import datasets
-from edgeshop.errors import DataError, EdgeshopError, OverwriteError
+from edgeshop._io import check_output_folder, clear_output_folder, mark_output_folder
+from edgeshop.errors import DataError, EdgeshopError
 from edgeshop.report.evaluate import top_k_accuracy
+from edgeshop.report.metrics import did_not_learn
 from edgeshop.runtime.modelcard import InputSpec, ModelCard
 from edgeshop.train import channels, cluster, compress, distill
 from edgeshop.train._keras import keras, tf
@@ -117,8 +118,8 @@ class TrainingRun:
                 if not self.role.chief:
                     raise EdgeshopError(f"{self.out / 'workers' / self.role.name}: nothing to resume for task "
                                         f"{self.role.name} (no state.json there); restart every task without --resume")
-        elif self._contents() and not force:
-            raise OverwriteError(f"{self.run_dir} (a previous run? use --resume to continue it)")
+        else:
+            self._replaced = check_run_folder(config, self.run_dir, force, self.role)
         # Everything that can refuse the command runs before the run folder is created:
         # a refused command must leave nothing behind that blocks the corrected one.
         config.validate()
@@ -146,18 +147,9 @@ class TrainingRun:
         self.state = self._read_state()
 
     # -- run directory -----------------------------------------------------------------
-    def _contents(self) -> list[Path]:
-        """What a new run would replace; the chief's folder holds the other tasks' folders,
-        which are theirs to replace."""
-        if not self.run_dir.is_dir():
-            return []
-        workers = self.run_dir / "workers" if self.role is not None and self.role.chief else None
-        return [p for p in self.run_dir.iterdir() if p != workers]
-
     def _create_run_dir(self) -> None:
-        for path in self._contents():  # only reached with force
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        clear_output_folder(self._replaced)  # only a run's own files, checked in __init__
+        mark_output_folder(self.run_dir)
         write_json_atomic(self.run_dir / "config.json", self.config.to_dict())
 
     def _read_state(self) -> dict[str, Any]:
@@ -719,6 +711,10 @@ class TrainingRun:
                 metrics[f"val_top1_{name}"] = top_k_accuracy(truth, probs, 1)
                 metrics[f"val_top5_{name}"] = top_k_accuracy(truth, probs, 5)
             self.log(f"validation top-1: float {metrics['val_top1_float']:.4f}, final {metrics['val_top1_final']:.4f}")
+            metrics["warnings"] = did_not_learn(truth, probs, self.class_names)  # of the final model
+            for warning in metrics["warnings"]:
+                self.log(f"warning: {warning}; train longer or on more/clearer photos (--arch tiny only checks "
+                         "the pipeline)")
         return metrics
 
     def _val_predictions(self, model: keras.Model, val_ds) -> tuple[np.ndarray, np.ndarray]:
@@ -852,6 +848,14 @@ def saved_config(run_dir: str | Path) -> TrainConfig:
     if not (run_dir / "state.json").is_file():
         raise EdgeshopError(f"{run_dir}: nothing to resume (no state.json); start without --resume")
     return TrainConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
+
+
+def check_run_folder(config: TrainConfig, run_dir: Path, force: bool, role: cluster.Role | None = None) -> list[Path]:
+    """What starting a run in ``run_dir`` replaces, after refusing (nothing touched) a folder that
+    holds an input or anything but a run's own files (edgeshop/_io.py). A chief's ``workers/``
+    belongs to the other tasks: each replaces its own."""
+    keep = ("workers",) if role is not None and role.chief else ()
+    return check_output_folder(run_dir, force=force, inputs=config.inputs(), keep=keep)
 
 
 def train(config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> dict[str, Any]:

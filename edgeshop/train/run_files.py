@@ -10,8 +10,18 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.modelcard import ModelCard
 from edgeshop.utils import write_bytes_atomic
+
+
+def require_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` if it holds a training run's card, else the one-line refusal (no TensorFlow:
+    the commands call this before importing it)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "card.json").is_file():
+        raise EdgeshopError(f"{run_dir}: not an edgeshop run directory (no card.json); run edgeshop-train first")
+    return run_dir
 
 
 def write_run_metadata(run_dir: Path, card: ModelCard, calibration: np.ndarray) -> None:

@@ -28,6 +28,14 @@ def require_agreement(result: dict[str, Any], fmt: str, run_dir: str | Path) -> 
     if agreement < minimum:
         raise VerificationError(
             f"{run_dir}: the {fmt} export agrees with the Keras model on {agreement:.1%} of {result['images']} "
-            f"training images, below the {minimum:.0%} required; nothing was written. Check the run's card.json "
-            "and calibration.npy, or pass --no-verify to write it anyway"
+            f"training images, below the {minimum:.0%} required; nothing was written. {_advice(fmt)}"
         )
+
+
+def _advice(fmt: str) -> str:
+    if fmt == "int8":
+        return ("An int8 model after few QAT epochs often disagrees: train more QAT epochs (--qat-epochs 5 or more), "
+                "or export with --ptq; for a pipeline check (e.g. --arch tiny) pass --no-verify. Far below, near "
+                "chance, points at the run's card.json or calibration.npy")
+    return ("Check the run's card.json and calibration.npy (a mismatch scores near chance), or pass --no-verify "
+            "for a pipeline check")
