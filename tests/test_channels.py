@@ -472,7 +472,7 @@ def test_the_search_clock_gives_the_wall_clock_ratio():
 
 def test_the_readme_and_card_channel_tables_are_rendered_from_the_committed_sweep():
     """Edit the sweep's figures by hand, or commit channel_pruning.json without re-rendering,
-    and this fails: rerun `python tools/channel_sweep.py --render-only`."""
+    and this fails: rerun `python studies/grocery/channel_sweep.py --render-only`."""
     repo = Path(__file__).resolve().parents[1]
     sweep = _sweep_module()
     text = sweep.render(json.loads((repo / "models" / "grocery" / "channel_pruning.json").read_text()))
@@ -481,7 +481,7 @@ def test_the_readme_and_card_channel_tables_are_rendered_from_the_committed_swee
 
 def test_the_readme_notes_on_the_fast_model_agree_with_the_committed_sweep():
     """The paragraph under the channel table is hand-written: the level it names, its ratios,
-    accuracy and drop must be those of models/grocery/channel_pruning.json (a re-measure that
+    accuracy and drop must be those of studies/grocery/figures/channel_pruning.json (a re-measure that
     changes them fails here until the paragraph is updated)."""
     repo = Path(__file__).resolve().parents[1]
     sweep = json.loads((repo / "models" / "grocery" / "channel_pruning.json").read_text())

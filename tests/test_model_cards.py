@@ -30,7 +30,7 @@ from render_model_card import (  # noqa: E402
 
 def test_shipped_card_and_readme_block_are_what_the_figures_files_render():
     """Edit a figure by hand, or change a figures file without re-rendering, and this fails:
-    rerun `python tools/render_model_card.py`."""
+    rerun `python studies/grocery/render_model_card.py`."""
     files = load_all()
     assert (REPO / "models" / "grocery" / "README.md").read_text() == short_card(files[0], files[1], files[-1])
     assert (REPO / "studies" / "grocery" / "model-card-details.md").read_text() == grocery_card(*files)

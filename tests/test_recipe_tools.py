@@ -14,7 +14,7 @@ def _tool(*args: str) -> subprocess.CompletedProcess:
 
 def test_a_holdout_of_a_recipe_with_teachers_is_refused(tmp_path):
     """The round-2 recipe's teachers were trained on all of train: they have seen any hold-out of it."""
-    done = _tool("tools/grocery_recipe.py", "--dataset", str(tmp_path), "--holdout", "0.1",
+    done = _tool("studies/grocery/grocery_recipe.py", "--dataset", str(tmp_path), "--holdout", "0.1",
                  "--out", str(tmp_path / "run"), "--models-dir", str(tmp_path / "models"))
     assert done.returncode == 2, done.stderr[-2000:]
     assert "distils from teachers trained on all of train" in done.stderr
@@ -23,7 +23,8 @@ def test_a_holdout_of_a_recipe_with_teachers_is_refused(tmp_path):
 
 
 def test_the_resolution_sweep_wants_its_reference_model_before_training(tmp_path):
-    done = _tool("tools/resolution_sweep.py", "--dataset", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+    done = _tool("studies/grocery/resolution_sweep.py", "--dataset", str(tmp_path),
+                 "--runs-dir", str(tmp_path / "runs"),
                  "--reference", str(tmp_path / "missing.tflite"), "--no-readme")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "missing.tflite: not found; `make resolution-sweep` extracts" in done.stderr
@@ -52,7 +53,7 @@ def test_the_open_set_benchmark_scores_each_unseen_product_on_its_own_photos():
 
 def test_the_reexport_record_is_not_overwritten_from_files_already_reexported():
     record = (REPO / "models" / "grocery" / "reexport.json").read_bytes()
-    done = _tool("tools/reexport_shipped.py", "--dataset", "/nonexistent")
+    done = _tool("studies/grocery/reexport_shipped.py", "--dataset", "/nonexistent")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "already in the standard-client format" in done.stderr and "git show 26687d0" in done.stderr
     assert (REPO / "models" / "grocery" / "reexport.json").read_bytes() == record
@@ -60,7 +61,7 @@ def test_the_reexport_record_is_not_overwritten_from_files_already_reexported():
 
 def test_the_readme_open_set_blocks_are_what_the_committed_figures_render():
     """Edit the open-set figures by hand, or commit open_set.json without re-rendering, and this
-    fails: rerun `python tools/open_set_benchmark.py --render-only`."""
+    fails: rerun `python studies/grocery/open_set_benchmark.py --render-only`."""
     import json
 
     benchmark = _tool_module("open_set_benchmark")
