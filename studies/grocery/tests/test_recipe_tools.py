@@ -62,3 +62,17 @@ def test_the_readme_open_set_blocks_are_what_the_committed_figures_render():
     for name, text in (("open-set", benchmark.render(shipped)), ("open-set-variants",
                                                                  benchmark.render_variants(shipped))):
         assert read_block(name).strip() == text.strip(), name
+
+
+def test_only_the_shipped_recipe_writes_its_figures_beside_the_shipped_model(tmp_path):
+    """models/grocery/ keeps the shipped model's figures; the baseline, the teacher and the open-set
+    model run into it keep theirs in the study's figures/; a run given its own --models-dir keeps its own."""
+    from grocery_recipe import figures_dir
+    from study_paths import SHIPPED
+
+    assert figures_dir(SHIPPED, True, ship=True, excluded=False) == SHIPPED
+    assert figures_dir(SHIPPED, True, ship=False, excluded=False) == FIGURES  # seed_cnn, efficientnet_lite1
+    assert figures_dir(SHIPPED / "open_set", True, ship=True, excluded=True) == FIGURES / "open_set"
+    own = tmp_path / "runs" / "grocery_seed1_models"
+    assert figures_dir(own, False, ship=True, excluded=False) == own
+    assert figures_dir(own, False, ship=False, excluded=True) == own
