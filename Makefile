@@ -93,28 +93,28 @@ GROCERY ?= ../shared/datasets/grocery_store
 ## grocery: the shipped grocery model's recipe, round 2: configs/grocery_efficientnet_lite0.json, the round-1 recipe
 ## (linear resize rule) distilled from three teachers (grocery-teachers makes each once); needs the full dataset at GROCERY
 grocery: grocery-teachers
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --out runs/grocery_distilled $(ARGS)
+	$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --out runs/grocery_distilled $(ARGS)
 
 ## grocery-round1: the round-1 recipe (configs/grocery_round1.json, no teacher): its reruns, variants and hold-outs
 grocery-round1: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json \
+	$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json \
 		--out runs/grocery_round1 --models-dir runs/grocery_round1_models $(ARGS)
 
 ## grocery-baseline: the from-scratch seed_cnn on the same data (figures for the model card)
 grocery-baseline: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch seed_cnn $(ARGS)
+	$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --arch seed_cnn $(ARGS)
 
 ## grocery-teacher: the round-1 recipe on EfficientNet-Lite1, float only (runs/grocery_efficientnet_lite1), a teacher
-## for edgeshop-train --teacher; figures in models/grocery/figures_efficientnet_lite1.json; ~50 min here
+## for edgeshop-train --teacher; figures in studies/grocery/figures/figures_efficientnet_lite1.json; ~50 min here
 grocery-teacher: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
+	$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1 $(ARGS)
 
 ## grocery-teachers: the ensemble teacher of the round-2 recipe, each member made once: the round-1 shipped model's
 ## float16 file (from git history), the round-1 recipe's float rerun (runs/grocery_base, ~40 min) and the Lite1
 ## teacher (runs/grocery_efficientnet_lite1, ~45 min)
 ROUND1_COMMIT := 36d0c28
 ROUND1_TEACHER := runs/teachers/grocery_round1_fp16.tflite
-# the round-1 int8 file: the teacher of configs/variants/grocery_seed_cnn_distill.json, a resolution-sweep row
+# the round-1 int8 file: the teacher of studies/grocery/configs/variants/grocery_seed_cnn_distill.json, a resolution-sweep row
 ROUND1_INT8 := runs/teachers/grocery_round1_int8.tflite
 # a round-1 file from git history (runs/teachers/grocery_round1_int8.tflite <- models/grocery/grocery_int8.tflite)
 runs/teachers/grocery_round1_%.tflite:
@@ -122,35 +122,35 @@ runs/teachers/grocery_round1_%.tflite:
 	git show $(ROUND1_COMMIT):models/grocery/grocery_$*.tflite > $@.part && mv $@.part $@
 
 grocery-teachers: $(STAMP) $(ROUND1_TEACHER) $(ROUND1_INT8)
-	test -f runs/grocery_base/float_model.keras || $(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) --base-only
+	test -f runs/grocery_base/float_model.keras || $(BIN)/python studies/grocery/channel_sweep.py --dataset $(GROCERY) --base-only
 	test -f runs/grocery_efficientnet_lite1/float_model.keras || \
-		$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1
+		$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --arch efficientnet_lite1
 
 ## open-set: the open-set benchmark model (the round-1 recipe with the cosine head, without ten classes) and its
 ## unknown/enrolment figures (models/grocery/open_set/)
 OPEN_SET_EXCLUDED := 4,12,20,28,36,44,52,60,68,76
 open-set: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_efficientnet_lite0_cosine.json \
+	$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_efficientnet_lite0_cosine.json \
 		--exclude-classes $(OPEN_SET_EXCLUDED) --out runs/grocery71_cosine $(ARGS)
-	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY)
+	$(BIN)/python studies/grocery/open_set_benchmark.py --dataset $(GROCERY)
 
 ## open-set-linear: the same with the default linear head (the open-set model shipped before; a variant now:
-## figures in models/grocery/open_set/variants/)
+## figures in studies/grocery/figures/open_set/variants/)
 open-set-linear: $(STAMP)
-	$(BIN)/python tools/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json \
+	$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_round1.json \
 		--exclude-classes $(OPEN_SET_EXCLUDED) --out runs/grocery71 --models-dir runs/grocery71_models $(ARGS)
-	$(BIN)/python tools/open_set_benchmark.py --dataset $(GROCERY) --model runs/grocery71_models/grocery71_int8.tflite \
+	$(BIN)/python studies/grocery/open_set_benchmark.py --dataset $(GROCERY) --model runs/grocery71_models/grocery71_int8.tflite \
 		--out runs/grocery71_models/open_set.json
-	mkdir -p models/grocery/open_set/variants
-	cp runs/grocery71_models/figures_grocery71.json models/grocery/open_set/variants/figures_linear_head.json
-	cp runs/grocery71_models/open_set.json models/grocery/open_set/variants/open_set_linear_head.json
-	$(BIN)/python tools/open_set_benchmark.py --render-only
+	mkdir -p studies/grocery/figures/open_set/variants
+	cp runs/grocery71_models/figures_grocery71.json studies/grocery/figures/open_set/variants/figures_linear_head.json
+	cp runs/grocery71_models/open_set.json studies/grocery/figures/open_set/variants/open_set_linear_head.json
+	$(BIN)/python studies/grocery/open_set_benchmark.py --render-only
 
-## channel-sweep: structured channel pruning at the levels of tools/channel_sweep.py (val top-1, size, int8
+## channel-sweep: structured channel pruning at the levels of studies/grocery/channel_sweep.py (val top-1, size, int8
 ## latency interleaved with the shipped model); ships the chosen level as models/grocery/grocery_int8_fast.tflite.
 ## The 0.70x-kd level branches from the round-2 run: make grocery first
 channel-sweep: $(STAMP)
-	$(BIN)/python tools/channel_sweep.py --dataset $(GROCERY) $(ARGS)
+	$(BIN)/python studies/grocery/channel_sweep.py --dataset $(GROCERY) $(ARGS)
 
 ## bench: latency of the shipped model vs float32, ONNX Runtime int8 and Keras; camera-loop fps.
 ## Rewrites bench/results.json and the README's bench table. Keep the machine otherwise idle.
@@ -158,13 +158,13 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_suite.py $(ARGS)
 
 ## split-leak: which hold-out of Grocery's train scores like val: random, file-order blocks, look-alike clusters
-## (tools/split_leak.py; a head on frozen ImageNet features, ~10 min on 2 cores; needs the full dataset at GROCERY)
+## (studies/grocery/split_leak.py; a head on frozen ImageNet features, ~10 min on 2 cores; needs the full dataset at GROCERY)
 split-leak: $(STAMP)
-	$(BIN)/python tools/split_leak.py --dataset $(GROCERY) $(ARGS)
+	$(BIN)/python studies/grocery/split_leak.py --dataset $(GROCERY) $(ARGS)
 
 ## resolution-sweep: accuracy vs int8 latency at 160/192/224 px (needs the full dataset at GROCERY)
 resolution-sweep: $(STAMP) $(ROUND1_INT8)
-	$(BIN)/python tools/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
+	$(BIN)/python studies/grocery/resolution_sweep.py --dataset $(GROCERY) $(ARGS)
 
 ## backbone-lite2: convert the EfficientNet-Lite2 ImageNet weights (a teacher for --teacher, too large to
 ## ship) into EDGESHOP_CACHE (default ~/.cache/edgeshop), in a scratch venv with torch that the project never

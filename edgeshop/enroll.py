@@ -33,7 +33,7 @@ the new images from 5 photos). The gains were chosen on the grocery open-set mod
 data that excludes what the benchmark reports: the largest gain (grid of 0.1) at which
 5-photo enrolment takes at most 1 point from the old classes' calibration images, with
 the new classes' training photos that were not enrolled as the check that new images are
-won (see tools/open_set_benchmark.py). The linear head already loses 1.9 points at gain 1,
+won (see studies/grocery/open_set_benchmark.py). The linear head already loses 1.9 points at gain 1,
 so it stays at 1.
 
 The temperature and the unknown threshold stay those fitted on the original classes;

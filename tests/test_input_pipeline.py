@@ -16,7 +16,7 @@ from edgeshop.train.input_pipeline import MB, available_memory, choose_pipeline,
 
 
 def test_the_in_memory_estimate_is_the_measured_growth():
-    # tools/pipeline_bench.py measured 1,023 -> 2,651 MB peak RSS from 2,300 to 20,300 images at 96 px:
+    # studies/grocery/pipeline_bench.py measured 1,023 -> 2,651 MB peak RSS from 2,300 to 20,300 images at 96 px:
     # 1,628 MB for 18,000 images; the estimate must be within 10% of that.
     assert in_memory_bytes(18_000, 96, 96) / MB == pytest.approx(1628, rel=0.1)
     assert in_memory_bytes(1, 224, 224) == int(224 * 224 * 3 * 3.3)

@@ -19,6 +19,8 @@ from edgeshop.runtime.audit import audit_model
 
 GROCERY = REPO / "models" / "grocery"
 DEMO_TEST = DEMO_DATA / "test"
+# the fast model is a level of the grocery study's channel sweep, which records its figures
+SWEEP = REPO / "studies" / "grocery" / "figures" / "channel_pruning.json"
 # 52 demo images of 10 classes; both shipped files get 51 right (measured when this floor was set).
 # The images belong to the official val split, on which the recipe was chosen: a floor, not a figure.
 TOP1_FLOOR = 0.90
@@ -45,7 +47,7 @@ def test_shipped_model_carries_its_labels_and_card(name, figures):
     assert classifier.card.arch == figures["arch"] == "efficientnet_lite0"
     size = figures["recipe"]["image_size"]
     if name == "grocery_int8_fast.tflite":  # a sweep level may run at a smaller input; the sweep records it
-        sweep = json.loads((GROCERY / "channel_pruning.json").read_text())
+        sweep = json.loads(SWEEP.read_text())
         size = sweep["models"][sweep["chosen"]].get("input_px", size)
     assert (classifier.card.input.height, classifier.card.input.width) == (size, size)
     assert classifier.card.input.interpolation == figures["recipe"]["interpolation"]
@@ -66,7 +68,7 @@ def test_the_fast_model_is_the_channel_pruned_one_and_runs_faster():
     channels kept), and faster than the shipped model here, timed interleaved."""
     from edgeshop.runtime.bench import time_models
 
-    sweep = json.loads((GROCERY / "channel_pruning.json").read_text())
+    sweep = json.loads(SWEEP.read_text())
     chosen = sweep["models"][sweep["chosen"]]
     assert chosen["shipped_as"] == "models/grocery/grocery_int8_fast.tflite"
     fast, shipped = GROCERY / "grocery_int8_fast.tflite", GROCERY / "grocery_int8.tflite"

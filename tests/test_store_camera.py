@@ -71,7 +71,7 @@ def test_classifier_slot_scores_follow_the_fit():
 
 
 def test_default_fit_is_the_measured_best_for_slots():
-    study = json.loads((REPO / "models" / "grocery" / "roi_fit_study.json").read_text())
+    study = json.loads((REPO / "studies" / "grocery" / "figures" / "roi_fit_study.json").read_text())
     for shape in ("tall", "wide"):
         top1 = study["top1"][shape]
         assert max(top1, key=top1.get) == SLOT_FIT, (shape, top1)
@@ -424,7 +424,7 @@ def test_the_docs_show_the_example_and_the_measured_fit_table():
     docs = (REPO / "docs" / "cameras.md").read_text()
     assert inspect.getsource(store_camera.watch) in docs
     assert 'SLOTS = {"left": (0, 0, 320, 480), "right": (320, 0, 320, 480)}' in docs
-    study = json.loads((REPO / "models" / "grocery" / "roi_fit_study.json").read_text())
+    study = json.loads((REPO / "studies" / "grocery" / "figures" / "roi_fit_study.json").read_text())
     names = {"square": "whole photo (1:1)", "tall": "tall slot (1:2)", "wide": "wide slot (2:1)",
              "camera": "camera frame (4:3)"}
     for shape, row in study["top1"].items():

@@ -21,15 +21,15 @@ from readme_block import replace_block  # noqa: E402
 from edgeshop.report.metrics import wilson_interval  # noqa: E402
 
 BENCH = ROOT / "bench" / "results.json"
-CHANNELS = ROOT / "models" / "grocery" / "channel_pruning.json"
+CHANNELS = ROOT / "studies" / "grocery" / "figures" / "channel_pruning.json"  # the fast model: a level of the sweep
 
-# Each study tool's own render-only command: it rewrites its blocks from its stored JSON.
+# Each study script's own render-only command (studies/grocery/): it rewrites its blocks from its stored JSON.
 RENDER_COMMANDS = (
-    ["tools/render_model_card.py"],
+    ["studies/grocery/render_model_card.py"],
     ["tools/demo_block.py"],
-    ["tools/channel_sweep.py", "--render-only"],
-    ["tools/open_set_benchmark.py", "--render-only"],
-    ["tools/pipeline_bench.py", "readme"],
+    ["studies/grocery/channel_sweep.py", "--render-only"],
+    ["studies/grocery/open_set_benchmark.py", "--render-only"],
+    ["studies/grocery/pipeline_bench.py", "readme"],
 )
 
 

@@ -41,7 +41,7 @@ MAX_DECODER_BUFFER_BYTES = 80 * 2**20
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 FITS = ("crop", "pad", "stretch")
 # Defaults of Classifier: shelf slots are letterboxed (the best top-1 on tall and wide slots,
-# measured by tools/roi_fit_study.py, docs/cameras.md); whole frames keep training's crop, so
+# measured by studies/grocery/roi_fit_study.py, docs/cameras.md); whole frames keep training's crop, so
 # edgeshop agrees with evaluation, the browser page and MediaPipe on phones.
 SLOT_FIT = "pad"
 FRAME_FIT = "crop"

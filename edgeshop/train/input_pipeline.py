@@ -4,7 +4,7 @@ memory budget, stream them from disk otherwise (train/stream.py). No TensorFlow 
 In memory, every image is decoded once and training reads an array: 2-15% faster epochs on
 Grocery (bench/pipeline.json), but peak memory grows with the data, by about
 ``MEMORY_COPIES`` times the decoded pixels (the decoded list, the stacked array and the copy
-tf.data holds; measured 90 KB per 96 px image, 3.3 x 27.6 KB, by tools/pipeline_bench.py). A
+tf.data holds; measured 90 KB per 96 px image, 3.3 x 27.6 KB, by studies/grocery/pipeline_bench.py). A
 small gain against an out-of-memory kill, so the default budget is a small share of the RAM
 available when the run starts.
 """

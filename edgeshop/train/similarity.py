@@ -5,7 +5,7 @@ and their thumbnails differ as much as any two photos of the class (camera moved
 the frame), so pixels cannot find them. The pooled features of the ImageNet EfficientNet-Lite0
 (shipped weights, frozen) can: two photos are look-alikes when their embeddings' distance
 sqrt(2 * (1 - cosine)) is below ``EMBEDDING_DISTANCE``. The threshold was chosen on Grocery
-with tools/split_leak.py (models/grocery/holdout/split_leak.json lists every value tried).
+with studies/grocery/split_leak.py (studies/grocery/figures/holdout/split_leak.json lists every value tried).
 """
 
 from __future__ import annotations

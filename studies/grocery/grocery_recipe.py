@@ -1,7 +1,7 @@
 """The shipped grocery model's recipe, end to end, with its figures.
 
-    python tools/grocery_recipe.py                      # EfficientNet-Lite0 -> models/grocery/
-    python tools/grocery_recipe.py --arch seed_cnn      # the from-scratch baseline (figures only)
+    python studies/grocery/grocery_recipe.py                      # EfficientNet-Lite0 -> models/grocery/
+    python studies/grocery/grocery_recipe.py --arch seed_cnn      # the from-scratch baseline (figures only)
 
 (`make grocery-baseline` runs the second; `make grocery` the first with `--out runs/grocery_distilled`,
 after `make grocery-teachers` has made the recipe's teachers.) Steps: train with
@@ -12,7 +12,8 @@ on val: top-1/top-5/coarse top-1/per-class/confusions (edgeshop-eval's code) and
 latency of int8 vs float16 in the same process with the same threads
 (edgeshop-bench's code; both through edgeshop/report/card.py, as edgeshop-card does).
 The wall time of train + export is recorded. Figures go to
-models/grocery/figures_<arch>.json; tools/render_model_card.py writes the card.
+models/grocery/figures_efficientnet_lite0.json (the shipped model; other runs: studies/grocery/figures/);
+studies/grocery/render_model_card.py writes the card.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
+from study_paths import FIGURES, ROOT, SHIPPED, STUDY
 
 from edgeshop.datasets import discover, read_class_names, read_hierarchy  # noqa: E402
 from edgeshop.report.card import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
@@ -43,7 +44,7 @@ def main() -> int:
     parser.add_argument("--config", help="recipe file (default configs/grocery_<arch>.json), to try a variant")
     parser.add_argument("--seed", type=int, help="replace the recipe's seed, to measure seed-to-seed spread")
     parser.add_argument("--out", help="run directory (default runs/grocery_<arch>)")
-    parser.add_argument("--models-dir", default=str(ROOT / "models" / "grocery"))
+    parser.add_argument("--models-dir", default=str(SHIPPED))
     parser.add_argument("--holdout", type=float, metavar="FRACTION",
                         help="train on the official train split minus a random stratified FRACTION of it "
                              "and report figures on that hold-out beside val: how much a random split of burst "
@@ -74,12 +75,13 @@ def main() -> int:
     if excluded and args.holdout:
         print("--exclude-classes and --holdout are separate studies; pass one", file=sys.stderr)
         return 2
-    if excluded and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
+    shipped_dir = models_dir.resolve() == SHIPPED.resolve()
+    if excluded and shipped_dir:
         models_dir = models_dir / "open_set"
     config = recipe_config(dataset, run, recipe, holdout=args.holdout, excluded=excluded,
                            grouping=args.holdout_grouping)
     ship = args.arch == "efficientnet_lite0"
-    if args.holdout and models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
+    if args.holdout and shipped_dir:
         print("--holdout trains on less data than the shipped model: pass --models-dir runs/<name>_models",
               file=sys.stderr)
         return 2
@@ -125,7 +127,7 @@ def main() -> int:
     if excluded:
         figures["excluded_classes"] = excluded
     soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
-    if soup_of:  # a run made by tools/seed_soup.py
+    if soup_of:  # a run made by studies/grocery/seed_soup.py
         figures["soup_of"] = soup_of
     figures.update(measure_models(targets, samples, hierarchy, BENCH_THREADS, BENCH_RUNS))
     figures["data_report"] = data_counts(run)
@@ -134,19 +136,31 @@ def main() -> int:
         for fmt, target in targets.items():
             figures[fmt]["holdout"] = summary(target, holdout, hierarchy)
     figures["machine"] = machine_info()
-    from tools.render_model_card import variants_tried
+    from render_model_card import variants_tried
 
-    # every run measured on val with its figures kept in models/grocery/ or bench/, this one included
-    shipped_dir = ROOT / "models" / "grocery"
-    figures_file = models_dir / (f"figures_{stem}.json" if excluded else f"figures_{args.arch}.json")
-    figures["variants_tried"] = variants_tried(shipped_dir)["total"] + int(
-        figures_file.resolve().parent != shipped_dir.resolve() or not figures_file.exists())
+    figures_file = figures_dir(models_dir, shipped_dir, ship, bool(excluded)) / (
+        f"figures_{stem}.json" if excluded else f"figures_{args.arch}.json")
+    # every run measured on val with its figures kept in models/grocery/ or the study's figures/, this one included
+    counted = {SHIPPED.resolve(), FIGURES.resolve()}
+    figures["variants_tried"] = variants_tried()["total"] + int(
+        figures_file.resolve().parent not in counted or not figures_file.exists())
     write_json_atomic(figures_file, figures)
     print(f"wrote {figures_file}: int8 val top-1 {figures['int8']['val']['top1']:.4f}, "
           f"float16 {figures['float16']['val']['top1']:.4f}, wall {wall / 60:.1f} min")
-    if models_dir.resolve() == (ROOT / "models" / "grocery").resolve():
-        subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+    if shipped_dir:
+        subprocess.run([sys.executable, str(STUDY / "render_model_card.py")], check=True)
     return 0
+
+
+def figures_dir(models_dir: Path, shipped_dir: bool, ship: bool, excluded: bool) -> Path:
+    """Where a run's figures file goes: beside the shipped model for the shipped recipe, the study's
+    figures/ (open_set/ for the open-set model) for the other runs into models/grocery/, and the
+    models directory itself for a run given its own --models-dir."""
+    if not shipped_dir:
+        return models_dir
+    if excluded:
+        return FIGURES / "open_set"
+    return models_dir if ship else FIGURES
 
 
 def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None = None,

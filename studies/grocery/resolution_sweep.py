@@ -1,7 +1,7 @@
 """Input resolution against accuracy and int8 latency, for picking a device's operating point.
 
-    python tools/resolution_sweep.py                       # 160, 192, 224 px + the round-1 model at 288
-    python tools/resolution_sweep.py --sizes 160 192       # a subset; finished sizes are reused
+    python studies/grocery/resolution_sweep.py                       # 160, 192, 224 px + the round-1 model at 288
+    python studies/grocery/resolution_sweep.py --sizes 160 192       # a subset; finished sizes are reused
 
 (`make resolution-sweep` runs the first line.) Each size trains the round-1 recipe
 (configs/grocery_round1.json) with only `image_size` changed (and
@@ -9,7 +9,7 @@
 train split, selects on val, and exports int8. Then every model (including the round-1 model
 at 288 px, the same recipe: `make resolution-sweep` takes it from git history) is evaluated on
 val and timed in one process, so the latencies are comparable.
-Writes models/grocery/resolution_sweep.json. Takes about 45 minutes on 2 CPU cores.
+Writes studies/grocery/figures/resolution_sweep.json. Takes about 45 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from grocery_recipe import recipe_config  # noqa: E402
 from readme_block import replace_block  # noqa: E402
+from study_paths import FIGURES, ROOT
 
 from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.evaluate import predict  # noqa: E402
@@ -34,7 +33,7 @@ from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 ROUND1 = ROOT / "runs" / "teachers" / "grocery_round1_int8.tflite"  # make resolution-sweep: from git history
-ROUND1_FIGURES = ROOT / "models" / "grocery" / "history" / "figures_round1.json"
+ROUND1_FIGURES = FIGURES / "history" / "figures_round1.json"
 
 
 def main() -> int:
@@ -43,7 +42,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224])
     parser.add_argument("--config", default=str(ROOT / "configs" / "grocery_round1.json"))
     parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
-    parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "resolution_sweep.json"))
+    parser.add_argument("--out", default=str(FIGURES / "resolution_sweep.json"))
     parser.add_argument("--bench-runs", type=int, default=200)
     parser.add_argument("--reference", default=str(ROUND1),
                         help="the recipe's own model at its full size (default: the round-1 shipped int8 file)")
@@ -134,7 +133,7 @@ def render_table(results: dict) -> str:
             f"{'' if minutes is None else f'{minutes / 60:.1f} min'} |")
     lines += ["", f"Val: the official val split ({results['val_images']} images). Latency: median of bare "
               "invokes, all rows timed in one process. Command: `make resolution-sweep` (raw: "
-              "`models/grocery/resolution_sweep.json`)."]
+              "`studies/grocery/figures/resolution_sweep.json`)."]
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """Input pipelines measured (issue 23): peak memory vs dataset size, and epoch time on Grocery.
 
-    python tools/pipeline_bench.py synthetic    # 2,000 and 20,000 synthetic images, tiny net at 96 px
-    python tools/pipeline_bench.py grocery      # one epoch of the Grocery recipe, memory vs stream
-    python tools/pipeline_bench.py readme       # rewrite the README's pipeline table from bench/pipeline.json
+    python studies/grocery/pipeline_bench.py synthetic    # 2,000 and 20,000 synthetic images, tiny net at 96 px
+    python studies/grocery/pipeline_bench.py grocery      # one epoch of the Grocery recipe, memory vs stream
+    python studies/grocery/pipeline_bench.py readme       # rewrite the study's pipeline table
 
 synthetic: writes JPEG datasets under --work (default /tmp/edgeshop_pipeline_bench, never in
 the repository), then runs the real command, ``edgeshop-train --arch tiny --image-size 96
@@ -17,7 +17,7 @@ over the official train split with each pipeline, alternating in one process (M 
 time before training (the file listing and duplicate check; for the in-memory pipeline also
 the decode of train and val), and the load average.
 
-Figures go to bench/pipeline.json (each command rewrites its own section).
+Figures go to studies/grocery/figures/bench/pipeline.json (each command rewrites its own section).
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the synthetic image classes of the tests
-
-from readme_block import replace_block  # noqa: E402  (tools/ is on sys.path when run as a script)
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
+from readme_block import replace_block  # noqa: E402
+from study_paths import FIGURES as STUDY_FIGURES
+from study_paths import ROOT
 
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
-FIGURES = ROOT / "bench" / "pipeline.json"
+FIGURES = STUDY_FIGURES / "bench" / "pipeline.json"
+sys.path.insert(0, str(ROOT / "tests"))  # the synthetic image classes of the tests
 SIZES = (2000, 20000)
 VAL_IMAGES = 300
 SOURCE_SIDE = 160  # synthetic photos are larger than the input, as real ones are
@@ -125,7 +125,7 @@ def synthetic(args: argparse.Namespace) -> None:
         rss = {r["train_images"]: r["peak_rss_mb"] for r in runs if r["pipeline"] == pipeline}
         small, large = sorted(rss)
         ratios[pipeline] = round(rss[large] / rss[small], 3)
-    command = "python tools/pipeline_bench.py synthetic" + (
+    command = "python studies/grocery/pipeline_bench.py synthetic" + (
         f" --pipelines {' '.join(args.pipelines)} --section {args.section}" if args.section != "synthetic" else "")
     _save(args.section, {"runs": runs, "rss_ratio_20000_over_2000": ratios, "batch_size": args.batch_size,
                          "source_side_px": SOURCE_SIDE, "machine": _machine(), "command": command})
@@ -207,7 +207,7 @@ def grocery(args: argparse.Namespace) -> None:
                **({"cache_over_memory": round(mean["cache"] / mean["memory"], 3)} if "cache" in mean else {}),
                "image_size": size,
                "batch_size": config.batch_size, "machine": _machine(),
-               "command": f"python tools/pipeline_bench.py grocery --rounds {args.rounds} --pipelines "
+               "command": f"python studies/grocery/pipeline_bench.py grocery --rounds {args.rounds} --pipelines "
                           f"{' '.join(pipelines)}",
                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started_session))}
     # Sessions accumulate (--fresh starts over): on a shared machine one session is one sample of the load.
@@ -225,7 +225,8 @@ def readme(_: argparse.Namespace) -> None:
         s = figures["synthetic"]
         lines += [f"One epoch of `edgeshop-train --arch tiny --image-size 96 --epochs 1 --batch-size {s['batch_size']}"
                   f" --val VAL` (300 validation images) on synthetic {s['source_side_px']} px JPEGs, each run in a "
-                  f"process of its own (`{s['command']}`; figures: `bench/pipeline.json`; {s['machine']['cores']} "
+                  f"process of its own (`{s['command']}`; figures: `{FIGURES.relative_to(ROOT)}`; "
+                  f"{s['machine']['cores']} "
                   f"cores, {s['machine']['cpu']}):", "",
                   "| pipeline | training images | peak RSS (MB) | epoch (s) | images/s | load average before |",
                   "|---|---|---|---|---|---|"]
@@ -275,8 +276,8 @@ def main() -> int:
     g.add_argument("--rounds", type=int, default=2, help="2: memory, stream, stream, memory")
     g.add_argument("--pipelines", nargs="+", default=["memory", "stream"], choices=("memory", "stream", "cache"),
                    help="cache: stream with --cache-dir, the cache written before the timed epoch")
-    g.add_argument("--fresh", action="store_true", help="replace the earlier sessions in bench/pipeline.json")
-    sub.add_parser("readme", help="rewrite the README table from bench/pipeline.json")
+    g.add_argument("--fresh", action="store_true", help=f"replace the earlier sessions in {FIGURES.relative_to(ROOT)}")
+    sub.add_parser("readme", help=f"rewrite the study's table from {FIGURES.relative_to(ROOT)}")
     args = parser.parse_args()
     {"synthetic": synthetic, "grocery": grocery, "readme": readme}[args.command](args)
     return 0

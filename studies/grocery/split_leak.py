@@ -1,6 +1,6 @@
 """How much each way of holding out part of Grocery's train split flatters validation.
 
-    python tools/split_leak.py [--dataset DIR] [--fraction 0.15] [--image-size 192] [--json FILE]
+    python studies/grocery/split_leak.py [--dataset DIR] [--fraction 0.15] [--image-size 192] [--json FILE]
 
 (`make split-leak` runs exactly this.) For each split of the official train images into
 train and hold-out (random, `file_order` blocks, `similarity` clusters of look-alike
@@ -11,7 +11,7 @@ cheap one the 2-core budget allows: a softmax head on frozen ImageNet EfficientN
 features (pooled, 1280-d, computed once per image; fixed schedule, no selection), not
 the shipped fine-tuned recipe, so its absolute accuracy is lower and its gaps are what
 is compared. Every split variant is counted in ``variants_tried``. Figures go to
-models/grocery/holdout/split_leak.json.
+studies/grocery/figures/holdout/split_leak.json.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
+from study_paths import FIGURES, ROOT
 
 from edgeshop.datasets import (  # noqa: E402
     BURST_DISTANCE,
@@ -74,7 +73,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2", help="split seeds (each seed: another hold-out, another head)")
     parser.add_argument("--cache", default=str(ROOT / "runs" / "split_leak_features.npz"),
                         help="the frozen features, reused while the image list and size are the same")
-    parser.add_argument("--json", default=str(ROOT / "models" / "grocery" / "holdout" / "split_leak.json"))
+    parser.add_argument("--json", default=str(FIGURES / "holdout" / "split_leak.json"))
     args = parser.parse_args()
     started = time.time()
     dataset = Path(args.dataset)
@@ -144,7 +143,7 @@ def main() -> int:
     figures = {
         "what": "one softmax head on frozen ImageNet EfficientNet-Lite0 features per split, trained on train minus "
                 "the hold-out, scored on the hold-out and on the official val split",
-        "command": f"python tools/split_leak.py --fraction {args.fraction:g} --image-size {args.image_size} "
+        "command": f"python studies/grocery/split_leak.py --fraction {args.fraction:g} --image-size {args.image_size} "
                    f"--seeds {args.seeds}",
         "fraction": args.fraction, "image_size": args.image_size, "seeds": seeds, "head_epochs": HEAD_EPOCHS,
         "val_images": len(val_samples), "train_images": len(train_samples),

@@ -1,8 +1,8 @@
 """The open-set benchmark of the shipped grocery71 model: unknown products, then enrolment.
 
-    python tools/open_set_benchmark.py            # (make open-set trains the model first)
+    python studies/grocery/open_set_benchmark.py            # (make open-set trains the model first)
 
-The model (`models/grocery/open_set/grocery71_int8.tflite`, `tools/grocery_recipe.py
+The model (`models/grocery/open_set/grocery71_int8.tflite`, `studies/grocery/grocery_recipe.py
 --exclude-classes ...`) never saw ten of the 81 Grocery classes. On the official val split:
 1. Unknown products: how well each score (max softmax, max logit, energy, kNN on the
    embedding with the training images as reference) separates the 71 known classes' val
@@ -21,7 +21,7 @@ The model (`models/grocery/open_set/grocery71_int8.tflite`, `tools/grocery_recip
    and the new classes' training photos that were not enrolled (near-duplicates of the
    enrolled ones: an optimistic check that new images are won, not the figure to quote);
    the rule: the largest gain that costs the old classes at most 1 point.
-Figures: models/grocery/open_set/open_set.json; the README table comes from it.
+Figures: studies/grocery/figures/open_set/open_set.json; the README table comes from it.
 """
 
 from __future__ import annotations
@@ -33,11 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
-
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from readme_block import replace_block  # noqa: E402
+from study_paths import FIGURES, ROOT
 
 from edgeshop.datasets import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
 from edgeshop.enroll import enroll_content  # noqa: E402
@@ -56,12 +54,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     parser.add_argument("--model", default=str(ROOT / "models" / "grocery" / "open_set" / "grocery71_int8.tflite"))
-    parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "open_set" / "open_set.json"))
+    parser.add_argument("--out", default=str(FIGURES / "open_set" / "open_set.json"))
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite the README's open-set tables from the stored figures")
     args = parser.parse_args()
     if args.render_only:
-        shipped = json.loads((ROOT / "models" / "grocery" / "open_set" / "open_set.json").read_text())
+        shipped = json.loads((FIGURES / "open_set" / "open_set.json").read_text())
         replace_block("open-set", render(shipped))
         replace_block("open-set-variants", render_variants(shipped))
         return 0
@@ -146,9 +144,9 @@ def main() -> int:
         figures["previous"].pop("previous", None)
     write_json_atomic(args.out, figures)
     print(f"wrote {args.out}: unknown AUROC (max score) {open_set['unknown_auroc']:.3f}")
-    if Path(args.out).resolve() == (ROOT / "models" / "grocery" / "open_set" / "open_set.json").resolve():
+    if Path(args.out).resolve() == (FIGURES / "open_set" / "open_set.json").resolve():
         replace_block("open-set", render(figures))
-    shipped = json.loads((ROOT / "models" / "grocery" / "open_set" / "open_set.json").read_text())
+    shipped = json.loads((FIGURES / "open_set" / "open_set.json").read_text())
     replace_block("open-set-variants", render_variants(shipped))
     return 0
 
@@ -163,8 +161,9 @@ def render(figures: dict) -> str:
     without_val = sum(1 for v in figures["enrolment"][0]["new_per_class"].values() if v != v)  # NaN: no val images
     lines = [f"The model: int8 val top-1 {trained['int8_val_top1']:.2%} on its 71 classes, "
              f"{trained['wall_seconds'] / 60:.1f} min to train and export here "
-             "(`models/grocery/open_set/figures_grocery71.json`). "
-             f"`python tools/open_set_benchmark.py` (figures: `models/grocery/open_set/open_set.json`), official "
+             "(`studies/grocery/figures/open_set/figures_grocery71.json`). "
+             "`python studies/grocery/open_set_benchmark.py` (figures: "
+             "`studies/grocery/figures/open_set/open_set.json`), official "
              f"val split: {figures['val_known_images']} images of the 71 known classes, "
              f"{figures['val_unseen_images']} of the ten unseen ones ({without_val} of the ten have no val "
              "images).", "",
@@ -203,7 +202,7 @@ def render(figures: dict) -> str:
     if previous:
         five = next((r for r in previous["enrolment"] if r["shots"] == 5), None)
         lines += ["", f"The open-set model before it ({previous.get('head', 'linear')} head, figures kept in "
-                  f"`models/grocery/open_set/{previous['file']}`): int8 val top-1 "
+                  f"`studies/grocery/figures/open_set/{previous['file']}`): int8 val top-1 "
                   f"{previous['trained']['int8_val_top1']:.2%}, unknown AUROC (max calibrated score) "
                   f"{previous['unknown']['methods']['max_score']['auroc']:.3f}"
                   + (f", 5 photos each: new classes {five['new_top1']:.1%}, old "
@@ -231,11 +230,11 @@ def unseen_training_lines(u: dict) -> list[str]:
             "look like a known one (a carton of a brand it knows, another apple or pear) are the ones it accepts."]
 
 
-SESSION_CHECK = ROOT / "models" / "grocery" / "open_set" / "session_check.json"
+SESSION_CHECK = FIGURES / "open_set" / "session_check.json"
 
 
 def session_sentence(unseen_val: int) -> str:
-    """What tools/open_set_session_check.py found about the two estimates, if it was run."""
+    """What studies/grocery/open_set_session_check.py found about the two estimates, if it was run."""
     if not SESSION_CHECK.is_file():
         return "Which of the two a store's new products resemble is not known here, so quote both. "
     check = json.loads(SESSION_CHECK.read_text())
@@ -255,7 +254,7 @@ def session_sentence(unseen_val: int) -> str:
                ". Quote both estimates. "))
 
 
-VARIANTS = ROOT / "models" / "grocery" / "open_set" / "variants"
+VARIANTS = FIGURES / "open_set" / "variants"
 
 
 def render_variants(shipped: dict) -> str:
@@ -276,7 +275,8 @@ def render_variants(shipped: dict) -> str:
     lines += ["", "The shipped open-set model: `make open-set` (the recipe with `--head cosine`, "
               "`configs/grocery_efficientnet_lite0_cosine.json`, then this benchmark); the linear-head variant "
               "(the open-set model shipped before it, enrolled at its gain 1.0): `make open-set-linear`; figures in "
-              "`models/grocery/open_set/variants/` (`figures_<name>.json`: training, `open_set_<name>.json`: this "
+              "`studies/grocery/figures/open_set/variants/` (`figures_<name>.json`: training, `open_set_<name>.json`: "
+              "this "
               "benchmark). Training times are wall minutes on this 2-core machine while other jobs shared it."]
     return "\n".join(lines)
 

@@ -2,8 +2,8 @@
 soup", Wortsman et al. 2022) into a new run directory whose QAT and export then continue
 from the average:
 
-    python tools/seed_soup.py runs/grocery_h runs/grocery_seed1 runs/grocery_seed2 --out runs/grocery_soup
-    python tools/grocery_recipe.py --config configs/grocery_round1.json --resume --out runs/grocery_soup \
+    python studies/grocery/seed_soup.py runs/grocery_h runs/grocery_seed1 runs/grocery_seed2 --out runs/grocery_soup
+    python studies/grocery/grocery_recipe.py --config configs/grocery_round1.json --resume --out runs/grocery_soup \
         --models-dir runs/grocery_soup_models
 
 The runs must share their configuration except the seed. The new run copies the first
@@ -19,9 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 
 from edgeshop.errors import EdgeshopError  # noqa: E402
 from edgeshop.train.config import TrainConfig  # noqa: E402

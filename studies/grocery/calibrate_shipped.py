@@ -1,6 +1,6 @@
 """Calibrate the shipped grocery models in place and record the figures in models/grocery/calibration.json.
 
-    python tools/calibrate_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 300]
+    python studies/grocery/calibrate_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 300]
 
 For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.calibrate.calibrate_file` on the
 official val split (no training run needed; labels, metadata and card kept). Which images
@@ -18,7 +18,7 @@ The card also gets the imprinting statistics of `edgeshop-enroll` (the mean val 
 and the imprint norm), so products can be enrolled into the shipped models as they are.
 The shipped models were trained on all 81 classes, so no Grocery image can stand in for a
 product they do not know: the unknown-rejection figures on held-out classes come from the
-open-set model (tools/open_set_benchmark.py).
+open-set model (studies/grocery/open_set_benchmark.py).
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
-
+import study_paths  # (also puts the repository root and tools/ on sys.path)
 from readme_block import replace_block  # noqa: E402
+from study_paths import ROOT, STUDY
 
 from edgeshop.calibrate import calibrate_content, load_labelled  # noqa: E402
 from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402
@@ -42,9 +40,9 @@ from edgeshop.runtime.probe import model_scores  # noqa: E402
 from edgeshop.runtime.tflite_head import with_softmax_beta  # noqa: E402
 from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
 
-MODELS = ROOT / "models" / "grocery"
+MODELS = study_paths.SHIPPED
 SHIPPED = {"int8": MODELS / "grocery_int8.tflite", "float16": MODELS / "grocery_fp16.tflite"}
-COMMAND = "python tools/calibrate_shipped.py"
+COMMAND = "python studies/grocery/calibrate_shipped.py"
 TARGET_ECE = 0.05  # issue 18
 DATA_NAME = "Grocery Store val split (official, 296 images)"
 
@@ -123,7 +121,7 @@ def main() -> int:
               f"latency x{entry['latency']['calibrated_over_uncalibrated_p50']:.3f}")
     write_json_atomic(MODELS / "calibration.json", record)
     replace_block("calibration", readme_table(record))
-    subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+    subprocess.run([sys.executable, str(STUDY / "render_model_card.py")], check=True)
     return 0
 
 

@@ -1,8 +1,10 @@
 """Why the open-set benchmark's two AUROC estimates differ: a check with features never trained on this dataset.
 
-    python tools/open_set_session_check.py      # about 2 min here; writes models/grocery/open_set/session_check.json
+    python studies/grocery/open_set_session_check.py  # about 2 min here
 
-The benchmark (tools/open_set_benchmark.py) scores the 71 known classes' val photos
+writes studies/grocery/figures/open_set/session_check.json.
+
+The benchmark (studies/grocery/open_set_benchmark.py) scores the 71 known classes' val photos
 against the ten unseen classes' val photos (estimate 1) and against their training photos
 (estimate 2). Estimate 2 reads lower. The Grocery Store Dataset's train and val photos
 were taken in different sessions, so estimate 2 may compare products *and* sessions.
@@ -25,15 +27,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
+from study_paths import FIGURES, ROOT
 
 from edgeshop.datasets import discover  # noqa: E402
 from edgeshop.report.openset import auroc, known_scores  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 IMAGE_SIZE = 224  # the ImageNet weights' own size
-OPEN_SET = ROOT / "models" / "grocery" / "open_set"
+OPEN_SET = FIGURES / "open_set"
 OUT = OPEN_SET / "session_check.json"
 
 
@@ -68,7 +70,7 @@ def main() -> int:
         "auroc_unseen_val": auroc(scores["known_val"], scores["unseen_val"]),
         "auroc_unseen_train": auroc(scores["known_val"], scores["unseen_train"]),
         "mean_score": {part: float(s.mean()) for part, s in scores.items()},
-        "command": "python tools/open_set_session_check.py",
+        "command": "python studies/grocery/open_set_session_check.py",
         "seconds": round(time.time() - started, 1),
     }
     write_json_atomic(OUT, result)

@@ -1,13 +1,13 @@
 """Re-export the shipped grocery models in the standard-client format, prove nothing else changed.
 
-    python tools/reexport_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 3000]
+    python studies/grocery/reexport_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 3000]
 
 For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.train.export.reexport` (uint8 I/O for
 the int8 model, standard TFLite Metadata, one stored archive; no training run needed); then
 1. every val image's scores through edgeshop.Classifier, old file vs new: must be identical;
 2. bare-invoke latency of the int8 model with the old int8 I/O vs the new uint8 I/O (the
    uint8 ends add one QUANTIZE op each), interleaved in one process, 2 threads, medians;
-writes models/grocery/reexport.json and updates the figures file's sizes and I/O audit.
+writes studies/grocery/figures/reexport.json and updates the figures file's sizes and I/O audit.
 It runs on files of the old format only (on files already re-exported it would compare a
 file with itself and overwrite round 1's record, so it refuses); the old files are in git:
 `git show 26687d0:PATH`.
@@ -23,9 +23,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import study_paths  # (also puts the repository root and tools/ on sys.path)
+from study_paths import FIGURES, ROOT, STUDY
 
 from edgeshop.datasets import discover  # noqa: E402
 from edgeshop.report.evaluate import predict  # noqa: E402
@@ -34,7 +33,7 @@ from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
-MODELS = ROOT / "models" / "grocery"
+MODELS = study_paths.SHIPPED
 SHIPPED = {"int8": MODELS / "grocery_int8.tflite", "float16": MODELS / "grocery_fp16.tflite"}
 PROVENANCE = {"author": "edgeshop contributors",
               "license": "MIT (Grocery Store Dataset) + Apache-2.0 (EfficientNet-Lite0 ImageNet weights)"}
@@ -68,7 +67,7 @@ def main() -> int:
 
     samples = discover(Path(args.dataset) / "val")
     record: dict = {"machine": machine_info(), "val_images": len(samples), "command":
-                    "python tools/reexport_shipped.py", "models": {}}
+                    "python studies/grocery/reexport_shipped.py", "models": {}}
     with tempfile.TemporaryDirectory() as folder:
         originals = {}
         for fmt, path in SHIPPED.items():
@@ -89,7 +88,7 @@ def main() -> int:
         record["int8_io_latency"] = io_latency(originals["int8"], SHIPPED["int8"], args.threads, args.runs)
     ratio = record["int8_io_latency"]["uint8_over_int8_p50"]
     print(f"bare invoke, uint8 I/O / int8 I/O (p50, {args.threads} threads): {ratio:.3f}x")
-    write_json_atomic(MODELS / "reexport.json", record)
+    write_json_atomic(FIGURES / "reexport.json", record)
 
     figures_file = MODELS / "figures_efficientnet_lite0.json"
     figures = json.loads(figures_file.read_text())
@@ -98,7 +97,7 @@ def main() -> int:
         figures[fmt]["size_bytes"] = path.stat().st_size
         figures[fmt]["audit"].update({"input": audit["input"], "output": audit["output"]})
     write_json_atomic(figures_file, figures)
-    subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+    subprocess.run([sys.executable, str(STUDY / "render_model_card.py")], check=True)
     return 0
 
 

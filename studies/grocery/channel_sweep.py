@@ -1,14 +1,16 @@
 """Channel-pruning sweep on the grocery recipe: val top-1, size and int8 latency per level.
 
-    python tools/channel_sweep.py              # `make channel-sweep`; about 100 min here
-    python tools/channel_sweep.py --level 0.8  # train one level only (e.g. several in parallel)
-    python tools/channel_sweep.py --level 0.7 --tag 2t  # the 0.70x level again, searched at 1 and 2 threads
-    python tools/channel_sweep.py --level 0.7 --tag kd  # from the round-2 candidate and its three teachers
-    python tools/channel_sweep.py --level 0.7 --tag kd20  # that network again, fine-tuned 20 epochs
-    python tools/channel_sweep.py --level 0.7 --tag kd-ls  # that network again, projections refitted first
-    python tools/channel_sweep.py --refit-check --level 0.7 --tag kd-ls  # val top-1 before fine-tuning, with/without
-    python tools/channel_sweep.py --level 0.85 --tag kd-256-swa  # 0.85x-kd-256 again, mean of its last 5 epochs
-    python tools/channel_sweep.py --measure    # re-measure the finished levels only
+    python studies/grocery/channel_sweep.py              # `make channel-sweep`; about 100 min here
+    python studies/grocery/channel_sweep.py --level 0.8  # train one level only (e.g. several in parallel)
+    python studies/grocery/channel_sweep.py --level 0.7 --tag 2t  # the 0.70x level again, searched at 1 and 2 threads
+    python studies/grocery/channel_sweep.py --level 0.7 --tag kd  # from the round-2 candidate and its three teachers
+    python studies/grocery/channel_sweep.py --level 0.7 --tag kd20  # that network again, fine-tuned 20 epochs
+    python studies/grocery/channel_sweep.py --level 0.7 --tag kd-ls  # that network again, projections refitted first
+    python studies/grocery/channel_sweep.py --refit-check --level 0.7 --tag kd-ls  # val top-1 before fine-tuning,
+                                                                  # with/without
+    python studies/grocery/channel_sweep.py --level 0.85 --tag kd-256-swa  # 0.85x-kd-256 again, mean of its last
+                                                                           # 5 epochs
+    python studies/grocery/channel_sweep.py --measure    # re-measure the finished levels only
 
 Steps:
 1. The base: the round-1 recipe (configs/grocery_round1.json) up to the end
@@ -27,8 +29,8 @@ Steps:
    The -kd levels branch instead from the round-2 candidate (runs/grocery_distilled,
    `make grocery`, the shipped recipe) and are fine-tuned from its ensemble teacher.
 4. Ship the level chosen by the rule fixed before the sweep (LEVELS, choose_level) as
-   models/grocery/grocery_int8_fast.tflite; figures in models/grocery/channel_pruning.json,
-   plot in models/grocery/channel_pruning.png; tools/render_model_card.py renders the card.
+   models/grocery/grocery_int8_fast.tflite; figures in studies/grocery/figures/channel_pruning.json,
+   plot in studies/grocery/figures/channel_pruning.png; studies/grocery/render_model_card.py renders the card.
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
-
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from readme_block import replace_block  # noqa: E402
+from study_paths import FIGURES as STUDY_FIGURES
+from study_paths import ROOT, STUDY
 
 from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.card import summary_and_hits  # noqa: E402
@@ -103,18 +105,19 @@ LEVELS = (Level(0.80), Level(0.70), Level(0.67), Level(0.60), Level(0.70, "2t"),
 BY_NAME = {level.name: level for level in LEVELS}
 TARGET_RATIO, TARGET_DROP = 0.70, 0.015  # issue 22: <= 0.70x bare invoke, <= 1.5 points lower val top-1
 THREADS, RUNS, REPEATS = (1, 2), 300, 3
-GROCERY = ROOT / "models" / "grocery"
+GROCERY = ROOT / "models" / "grocery"  # the shipped files
 SHIPPED = GROCERY / "grocery_int8.tflite"
 FAST = GROCERY / "grocery_int8_fast.tflite"
-FIGURES = GROCERY / "channel_pruning.json"
-UNIFORM = GROCERY / "channel_pruning_uniform.json"  # the first sweep: uniform fractions (commit 672c819)
-PLOT = GROCERY / "channel_pruning.png"
+FIGURES = STUDY_FIGURES / "channel_pruning.json"
+UNIFORM = STUDY_FIGURES / "channel_pruning_uniform.json"  # the first sweep: uniform fractions (commit 672c819)
+PLOT = STUDY_FIGURES / "channel_pruning.png"
+COMMAND = "python studies/grocery/channel_sweep.py"
 BASE_FILES = ("config.json", "card.json", "labels.txt", "data_report.json", "calibration.npy")
 
 
 def base_config(dataset: Path, run: Path, recipe_file: str = Level.recipe):
     """A recipe without QAT: the branching point of the levels."""
-    from tools.grocery_recipe import recipe_config
+    from grocery_recipe import recipe_config
 
     recipe = json.loads((ROOT / recipe_file).read_text())
     return recipe_config(dataset, run, {**recipe, "qat": False}), recipe
@@ -145,7 +148,7 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
         if source.base != level.base or not plan.is_file():
             raise SystemExit(f"level {level.name} keeps the channels of {source.name}, which must branch from the "
                              f"same base ({source.base}, here {level.base}) and be trained first ({plan} is "
-                             f"missing): python tools/channel_sweep.py --level {source.ratio:g} --tag {source.tag}")
+                             f"missing): {COMMAND} --level {source.ratio:g} --tag {source.tag}")
     run.mkdir(parents=True)
     for name in BASE_FILES:
         shutil.copy2(base / name, run / name)
@@ -209,7 +212,7 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
 
     result = {"val_images": int(len(val.labels)), "unpruned": _float_top1(full, val),
               "removed": _float_top1(removed, val), "refitted": _float_top1(refitted, val),
-              "command": f"python tools/channel_sweep.py --refit-check --level {level.ratio:g} --tag {level.tag}"}
+              "command": f"{COMMAND} --refit-check --level {level.ratio:g} --tag {level.tag}"}
     write_json_atomic(run / REFIT_CHECK, result)
     return result
 
@@ -251,7 +254,7 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     for threads in THREADS:
         p50 = interleaved_p50(flatbuffers, threads=threads, runs=100)
         result["int8_ratio"][f"{threads}t"] = p50[str(level.image_size)] / p50[str(config.image_size)]
-    result["command"] = f"python tools/channel_sweep.py --size-check --level {level.ratio:g} --tag {level.tag}"
+    result["command"] = f"{COMMAND} --size-check --level {level.ratio:g} --tag {level.tag}"
     write_json_atomic(level_run(runs, level) / SIZE_CHECK, result)
     return result
 
@@ -374,7 +377,7 @@ def render(result: dict) -> str:
                      f"{_pct(f['val']['coarse_top1'])} | {f['size_bytes'] / 1e6:.2f} MB | {_ratio(f, 1)} | "
                      f"{_ratio(f, 2)} |")
     chosen = result.get("chosen")
-    verdict = (f"Shipped: the {chosen} level as `models/grocery/{FAST.name}` (rule fixed before the sweep: the most "
+    verdict = (f"Shipped: the {chosen} level as `{FAST.relative_to(ROOT)}` (rule fixed before the sweep: the most "
                f"accurate level at <= {result['target_ratio']:.2f}x on both thread counts that loses <= "
                f"{100 * result['target_drop']:.1f} points, else the most accurate fast one)."
                if chosen else f"No level reached {result['target_ratio']:.2f}x on both thread counts: nothing shipped.")
@@ -422,7 +425,7 @@ def render(result: dict) -> str:
               f"{result.get('repeats', 1)} such sessions. {verdict} Command: `{result['command']}` "
               f"(one level: `--level 0.67`, a tagged rerun: `--level 0.7 --tag 2t`; measure and choose: "
               "`--measure --force`; raw: "
-              f"`models/grocery/{FIGURES.name}`, plot: `models/grocery/{PLOT.name}`)."]
+              f"`{FIGURES.relative_to(ROOT)}`, plot: `{PLOT.relative_to(ROOT)}`)."]
     return "\n".join(lines + uniform_lines())
 
 
@@ -500,7 +503,7 @@ def uniform_lines() -> list[str]:
     return ["", f"Tried first, the same fraction from every group ({result['fine_tune_epochs']} fine-tuning epochs, "
             f"BatchNorm frozen): {'; '.join(rows)} (int8 val top-1 at 1 / 2 threads; shipped "
             f"{_pct(result['models']['shipped']['val']['top1'])} in that run). Source: {result['command']} "
-            f"(raw: `models/grocery/{UNIFORM.name}`)."]
+            f"(raw: `{UNIFORM.relative_to(ROOT)}`)."]
 
 
 def plot(result: dict, path: Path) -> None:
@@ -658,7 +661,7 @@ def main() -> int:
     if base_metrics:
         seconds["base"] = round(sum(base_metrics.get("train_seconds_per_phase", {}).values()), 1)
     result.update(levels=list(BY_NAME), fine_tune_epochs=FINE_TUNE_EPOCHS, target_ratio=TARGET_RATIO,
-                  target_drop=TARGET_DROP, chosen=chosen, seconds=seconds, command="python tools/channel_sweep.py",
+                  target_drop=TARGET_DROP, chosen=chosen, seconds=seconds, command=COMMAND,
                   base_val_top1_float=base_metrics.get("val_top1_float") or (previous or {}).get("base_val_top1_float"))
     for f in figures.values():
         f.pop("shipped_as", None)
@@ -706,7 +709,7 @@ def earlier_levels(previous: dict | None, available: dict[str, Path], names: lis
 def publish(result: dict) -> None:
     """The README table and the model card from the sweep's figures."""
     replace_block("channels", render(result))
-    subprocess.run([sys.executable, str(ROOT / "tools" / "render_model_card.py")], check=True)
+    subprocess.run([sys.executable, str(STUDY / "render_model_card.py")], check=True)
 
 
 def _shipped_ms(shipped: dict) -> list[float]:

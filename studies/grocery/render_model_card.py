@@ -1,9 +1,10 @@
-"""Write models/grocery/README.md from the figures files that tools/grocery_recipe.py wrote.
+"""Write models/grocery/README.md from the figures files that studies/grocery/grocery_recipe.py wrote.
 
 The shipped model's card is edgeshop's model card (edgeshop/report/card.py, what
 `edgeshop-card` writes for any run) plus the Grocery-specific sections: the dataset, the
 published best, the seed_cnn baseline, recipe variants, reruns, soups and the hold-out.
-Every number comes from models/grocery/figures_<arch>.json and the files beside it (and
+Every number comes from models/grocery/figures_efficientnet_lite0.json, calibration.json and the
+study's figures in studies/grocery/figures/ (and
 bench/results.json for `make bench`'s latency ratio); rerun `make grocery` (and
 `make grocery-baseline`) to regenerate them. The README's summary of the shipped model
 (its <!-- grocery:... --> block) is written from the same file.
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-GROCERY = ROOT / "models" / "grocery"
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
+from study_paths import FIGURES, ROOT
+
+GROCERY = ROOT / "models" / "grocery"  # the shipped files, their figures and the short card
 
 from readme_block import replace_block  # noqa: E402
 
@@ -32,12 +33,12 @@ PUBLISHED_FINE, PUBLISHED_COARSE = 0.8604, 0.9199
 
 
 def load(arch: str) -> dict | None:
-    path = GROCERY / f"figures_{arch}.json"
+    path = (GROCERY if arch == "efficientnet_lite0" else FIGURES) / f"figures_{arch}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 FORMATS = ("float16", "int8")  # table order: the float reference, then the shipped int8 model
-VARIANTS = GROCERY / "variants"  # recipes tried after the shipped one and not shipped
+VARIANTS = FIGURES / "variants"  # recipes tried after the shipped one and not shipped
 
 
 def model_rows(name: str, f: dict) -> list[str]:
@@ -47,19 +48,19 @@ def model_rows(name: str, f: dict) -> list[str]:
 
 # Reruns of the round-1 recipe with another seed (`grocery_recipe.py --seed N`): how far the
 # val figures move when nothing but the random seed changes. Not candidates for shipping.
-RERUNS = GROCERY / "reruns"
+RERUNS = FIGURES / "reruns"
 
 # The round-1 recipe retrained without a random stratified hold-out of train
 # (`grocery_recipe.py --holdout F`), measured on it and on val: shows how much a random
 # split of burst photos leaks. Not a clean test set.
-HOLDOUT = GROCERY / "holdout"
+HOLDOUT = FIGURES / "holdout"
 
-# Uniform soups of the reruns (tools/seed_soup.py, then the recipe's QAT and export).
-SOUPS = GROCERY / "soups"
+# Uniform soups of the reruns (studies/grocery/seed_soup.py, then the recipe's QAT and export).
+SOUPS = FIGURES / "soups"
 
 # The model shipped before: its figures (round 1, configs/grocery_round1.json). Variants, reruns,
 # soups and hold-outs are of that recipe, so they are compared with it.
-ROUND1 = GROCERY / "history" / "figures_round1.json"
+ROUND1 = FIGURES / "history" / "figures_round1.json"
 
 
 def round1_commit() -> str:
@@ -70,22 +71,22 @@ def round1_commit() -> str:
     return found.group(1)
 
 
-# tools/split_leak.py: which way of holding out part of train scores like val (grouped splits).
+# studies/grocery/split_leak.py: which way of holding out part of train scores like val (grouped splits).
 SPLIT_LEAK = HOLDOUT / "split_leak.json"
 
 
-def variants_tried(grocery: Path = GROCERY, bench: Path = ROOT / "bench") -> dict[str, int]:
-    """Every run measured on val whose figures are kept under ``grocery`` or as ``bench/grocery_*.json``
-    (e.g. the distilled baseline): the card's ``variants_tried`` (runs whose figures were not kept
-    cannot be counted)."""
-    counts = {"shipped recipe": int((grocery / "figures_efficientnet_lite0.json").exists()),
-              "baseline": int((grocery / "figures_seed_cnn.json").exists()),
-              "teacher": int((grocery / "figures_efficientnet_lite1.json").exists())}  # make grocery-teacher
-    counts["earlier shipped"] = len(list((grocery / "history").glob("figures_*.json")))  # round 1
+def variants_tried(shipped: Path = GROCERY, figures: Path = FIGURES) -> dict[str, int]:
+    """Every run measured on val whose figures are kept: the shipped recipe's beside the model in
+    ``shipped``, the others under the study's ``figures`` (``bench/grocery_*.json``: e.g. the distilled
+    baseline). The card's ``variants_tried`` (runs whose figures were not kept cannot be counted)."""
+    counts = {"shipped recipe": int((shipped / "figures_efficientnet_lite0.json").exists()),
+              "baseline": int((figures / "figures_seed_cnn.json").exists()),
+              "teacher": int((figures / "figures_efficientnet_lite1.json").exists())}  # make grocery-teacher
+    counts["earlier shipped"] = len(list((figures / "history").glob("figures_*.json")))  # round 1
     for name in ("variants", "reruns", "soups", "holdout"):
-        counts[name] = len(list((grocery / name).glob("figures_*.json")))
-    counts["in bench/"] = len(list(bench.glob("grocery_*.json")))
-    counts["open-set variants"] = len(list((grocery / "open_set" / "variants").glob("figures_*.json")))
+        counts[name] = len(list((figures / name).glob("figures_*.json")))
+    counts["in bench/"] = len(list((figures / "bench").glob("grocery_*.json")))
+    counts["open-set variants"] = len(list((figures / "open_set" / "variants").glob("figures_*.json")))
     counts["total"] = sum(counts.values())
     return counts
 
@@ -156,10 +157,10 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "`figures_efficientnet_lite0.json` (baseline: `figures_seed_cnn.json`):",
         "",
         "```",
-        "make grocery            # python tools/grocery_recipe.py: train, export, evaluate, benchmark, this card",
+        "make grocery            # studies/grocery/grocery_recipe.py: train, export, evaluate, benchmark, this card",
         *(["                        # (after make grocery-teachers: its teachers, each made once)"]
           if recipe.get("teacher") else []),
-        "make grocery-baseline   # python tools/grocery_recipe.py --arch seed_cnn",
+        "make grocery-baseline   # python studies/grocery/grocery_recipe.py --arch seed_cnn",
         "```",
         "",
         "The card is edgeshop's model card (`edgeshop-card RUN_DIR` writes one for any run) with the",
@@ -232,8 +233,9 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
                   f"Recipes tried after the {base} one, on the same data and val split. None reached coarse",
                   "top-1 92%, and an int8 result more than 1 point from its float16 twin misses the int8-vs-float",
                   f"target, so the {base} model stayed. Figures: `variants/figures_<variant>.json`;",
-                  "rerun with `make grocery-round1 ARGS=\"--config configs/variants/grocery_<variant>.json --out",
-                  "runs/grocery_<variant> --models-dir runs/grocery_<variant>_models\"`.", "",
+                  "rerun with `make grocery-round1 ARGS=\"--config "
+                  "studies/grocery/configs/variants/grocery_<variant>.json",
+                  "--out runs/grocery_<variant> --models-dir runs/grocery_<variant>_models\"`.", "",
                   *variant_rows(earlier, variants, base=base)]
     if reruns:
         lines += ["", f"### Reruns of the {base} recipe with other seeds", "",
@@ -302,7 +304,7 @@ def load_all() -> tuple[dict, dict | None, dict, dict, dict, dict, dict | None, 
     if lite is None:
         raise SystemExit("no figures_efficientnet_lite0.json: run `make grocery` first")
     return (lite, seed, load_variants(), load_figures_dir(RERUNS), load_figures_dir(SOUPS),
-            load_figures_dir(HOLDOUT), _optional(ROOT / "bench" / "results.json"), _optional(GROCERY / "reexport.json"),
+            load_figures_dir(HOLDOUT), _optional(ROOT / "bench" / "results.json"), _optional(FIGURES / "reexport.json"),
             _optional(ROUND1))
 
 
@@ -316,7 +318,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
     on held-out photos with intervals, limitations, how it was made, history."""
     val, recipe = lite["int8"]["val"], lite["recipe"]
     calibration = _optional(GROCERY / "calibration.json")
-    channels = _optional(GROCERY / "channel_pruning.json")
+    channels = _optional(FIGURES / "channel_pruning.json")
     lines = [
         "# Grocery shelf classifier (EfficientNet-Lite0, int8)",
         "",
@@ -373,7 +375,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
         "## How it was made",
         "",
         "```",
-        "make grocery     # python tools/grocery_recipe.py: train, export, evaluate, benchmark, this card",
+        "make grocery     # python studies/grocery/grocery_recipe.py: train, export, evaluate, benchmark, this card",
         "```",
         "",
         *card.recipe_lines(recipe, lite["train_metrics"]),
@@ -456,7 +458,7 @@ def calibration_lines() -> list[str]:
 
 def open_set_lines() -> list[str]:
     """Unknown products and enrolment, measured on the open-set twin (open_set/open_set.json)."""
-    path = GROCERY / "open_set" / "open_set.json"
+    path = FIGURES / "open_set" / "open_set.json"
     if not path.exists():
         return []
     from open_set_benchmark import render, render_variants
@@ -470,8 +472,8 @@ def open_set_lines() -> list[str]:
 
 
 def channel_lines() -> list[str]:
-    """The channel-pruning sweep (channel_pruning.json, tools/channel_sweep.py)."""
-    path = GROCERY / "channel_pruning.json"
+    """The channel-pruning sweep (channel_pruning.json, studies/grocery/channel_sweep.py)."""
+    path = FIGURES / "channel_pruning.json"
     if not path.exists():
         return []
     from channel_sweep import PLOT, render
@@ -507,12 +509,13 @@ def _count(n: int, noun: str) -> str:
 
 def soup_lines(lite: dict, soup: dict, source: str, base: str = "shipped") -> list[str]:
     """A soup of reruns against the shipped run (figures on val)."""
-    runs = soup["soup_of"]  # grocery_recipe.py records it for runs made by tools/seed_soup.py
+    runs = soup["soup_of"]  # grocery_recipe.py records it for runs made by studies/grocery/seed_soup.py
     v, shipped = soup["int8"]["val"], lite["int8"]["val"]
     return [
         f"A uniform soup of the {len(runs)} runs above ({', '.join(f'`{r}`' for r in runs)}): their "
         "fine-tuned float weights averaged, then the recipe's QAT and export",
-        "(`python tools/seed_soup.py RUN ... --out runs/grocery_soup`, then `make grocery-round1 ARGS=\"--resume --out",
+        "(`python studies/grocery/seed_soup.py RUN ... --out runs/grocery_soup`, then `make grocery-round1 "
+        "ARGS=\"--resume --out",
         f"runs/grocery_soup --models-dir runs/grocery_soup_models\"`; figures: `{source}`). Float before QAT "
         f"{pct(soup['train_metrics']['val_top1_float'])},",
         f"int8 top-1 {pct(v['top1'])}, coarse top-1 {pct(v['coarse_top1'])} ({base}: {pct(shipped['top1'])}, "
@@ -603,7 +606,7 @@ def tried_lines(split_leak: dict | None) -> list[str]:
     counts = variants_tried()
     parts = ", ".join(f"{n} {name}" for name, n in counts.items() if name != "total" and n)
     lines = [f"- Variants tried (`variants_tried`): {counts['total']} runs measured on val with their figures kept "
-             f"in `models/grocery/` and `bench/grocery_*.json` ({parts})."]
+             f"in `models/grocery/` and `studies/grocery/figures/` ({parts})."]
     if split_leak:
         kept = split_leak["variants_in_this_file"]
         lines.append(f"  The grouped-split study tried {split_leak['variants_tried']} ways of splitting train: "
@@ -613,7 +616,7 @@ def tried_lines(split_leak: dict | None) -> list[str]:
 
 
 def split_leak_lines(f: dict) -> list[str]:
-    """tools/split_leak.py: hold-out vs val for each way of splitting train."""
+    """studies/grocery/split_leak.py: hold-out vs val for each way of splitting train."""
     rows = ["| split of train | groups | hold-out images | hold-out top-1 | val top-1 | gap (points) |",
             "|---|---|---|---|---|---|"]
     for name, v in f["variants"].items():
@@ -683,7 +686,7 @@ def readme_summary(lite: dict, seed: dict | None, round1: dict | None = None) ->
         + (f", distilled from {_count(len(teachers), 'teacher')}" if teachers else "")
         + ", int8 QAT, fully integer. On the official val split",
         f"({val['n']} images, never trained on; the test split was not used), from `make grocery`",
-        "(`tools/grocery_recipe.py` with `configs/grocery_efficientnet_lite0.json`, "
+        "(`studies/grocery/grocery_recipe.py` with `configs/grocery_efficientnet_lite0.json`, "
         f"{lite['wall_seconds_train_and_export'] / 60:.1f} min for",
         f"training + export on this {lite['machine']['cores']}-core machine):",
         "",

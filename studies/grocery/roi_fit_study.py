@@ -1,12 +1,12 @@
 """Which `fit` classifies shelf slots best: top-1 of each fit on tall, wide and camera-shaped cuts.
 
-    nice python tools/roi_fit_study.py --data ../shared/datasets/grocery_store
+    nice python studies/grocery/roi_fit_study.py --data ../shared/datasets/grocery_store
 
 Each Grocery Store val photo (square, 348x348) is cut into the largest centred region of
 each shape: a tall slot (1:2, width:height), a wide slot (2:1) and a camera frame (4:3);
 the whole photo (1:1) is the reference, where every fit sees the same pixels. Each cut is
 classified with every fit (crop, pad, stretch) by the shipped int8 model, one thread.
-Writes models/grocery/roi_fit_study.json (figures in docs/cameras.md); about 30 s of
+Writes studies/grocery/figures/roi_fit_study.json (figures in docs/cameras.md); about 30 s of
 CPU. Only this script reads the dataset: edgeshop itself never does at run time.
 """
 
@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.runtime.preprocess import FITS, read_image  # noqa: E402
@@ -77,7 +76,7 @@ def study(model: Path, data: Path, limit: int | None = None) -> dict:
         "top1": {shape: {fit: round(correct[shape][fit] / n, 4) for fit in FITS} for shape in SHAPES},
         "correct": correct,
         "cpu_seconds": round(time.process_time() - started, 1),
-        "command": "nice python tools/roi_fit_study.py --data ../shared/datasets/grocery_store",
+        "command": "nice python studies/grocery/roi_fit_study.py --data ../shared/datasets/grocery_store",
     }
 
 
@@ -85,7 +84,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the Grocery Store dataset folder (has val.txt)")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "grocery" / "grocery_int8.tflite")
-    parser.add_argument("--out", type=Path, default=ROOT / "models" / "grocery" / "roi_fit_study.json")
+    parser.add_argument("--out", type=Path, default=FIGURES / "roi_fit_study.json")
     parser.add_argument("--limit", type=int, help="only the first N photos (a quick check)")
     args = parser.parse_args()
     result = study(args.model.resolve(), args.data, args.limit)
