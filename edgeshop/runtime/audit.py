@@ -8,24 +8,29 @@ from typing import Any
 
 import numpy as np
 
-from edgeshop.runtime.backend import interpreter_class
+from edgeshop.runtime.backend import interpreter_class, load_failure
 from edgeshop.runtime.classifier import tensor_quantization
+from edgeshop.runtime.model_check import check_model
 
 INTEGER_DTYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
 # Ops that only move or reinterpret data; their float-ness follows their tensors.
 _DELEGATE_OPS = {"DELEGATE"}
 
 
-def _plain_interpreter(model_content: bytes, backend: str = "auto"):
+def _plain_interpreter(model_content: bytes, backend: str = "auto", source: str = "model"):
     """An interpreter without the default XNNPACK delegate, so ops are listed as written."""
+    check_model(model_content, source)  # before LiteRT, which crashes on some crafted files
     name, cls = interpreter_class(backend)
     module = importlib.import_module(cls.__module__)
     resolver = getattr(module, "OpResolverType", None)
     kwargs = {}
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = cls(model_content=model_content, **kwargs)
-    interpreter.allocate_tensors()
+    try:
+        interpreter = cls(model_content=model_content, **kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise load_failure(source, name, exc) from None
     return interpreter
 
 
@@ -35,9 +40,9 @@ def _io(details: dict) -> dict[str, Any]:
             "zero_point": q.zero_point}
 
 
-def audit_model(model_content: bytes, backend: str = "auto") -> dict[str, Any]:
+def audit_model(model_content: bytes, backend: str = "auto", source: str = "model") -> dict[str, Any]:
     """Input/output dtypes with scale/zero-point, float tensors and ops, op counts."""
-    interpreter = _plain_interpreter(model_content, backend)
+    interpreter = _plain_interpreter(model_content, backend, source)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
 
     def dtype_of(index: int) -> str:

@@ -14,11 +14,13 @@ import numpy as np
 
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
 from edgeshop.runtime.backend import make_interpreter
+from edgeshop.runtime.model_check import TFLITE_IDENTIFIER, check_model, check_outputs_fit_card
 from edgeshop.runtime.modelcard import InputSpec, ModelCard, check_labels, read_card
 from edgeshop.runtime.preprocess import preprocess, to_bgr
 
-TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
-MAX_MODEL_BYTES = 2 << 30
+# Edgeshop models are 3-7 MB and the largest mobile classifiers under 100 MB; the limit keeps
+# the runtime's memory (the file, the weights XNNPACK repacks) under 300 MB for any file.
+MAX_MODEL_BYTES = 100 << 20
 
 Roi = tuple[int, int, int, int]
 
@@ -65,9 +67,15 @@ class Classifier:
         unknown_threshold: float | None = None,
     ) -> None:
         self.path = Path(path)
-        content = _read_model_file(self.path)
-        card = read_card(content, source=str(self.path))
-        self.backend, self._interpreter = make_interpreter(content, num_threads, backend, source=str(self.path))
+        # The bytes the interpreter runs; everything else that reads the model (HeadProbe) reads
+        # these, never the path again, which may hold another file by then.
+        self.content = _read_model_file(self.path)
+        card = read_card(self.content, source=str(self.path))
+        graph = check_model(self.content, str(self.path))[0]
+        if card is not None:
+            check_outputs_fit_card(graph, card.quantization, str(self.path))
+        self.backend, self._interpreter = make_interpreter(self.content, num_threads, backend, source=str(self.path),
+                                                           checked=True)
         self.card = card or self._fallback_card()
         self.num_threads = num_threads
         self.top_k = top_k

@@ -30,7 +30,7 @@ class HeadProbe:
     def __init__(self, classifier: Classifier, softmax_beta: float | None = None) -> None:
         """``softmax_beta``: probe the model with this temperature instead of its own (1.0: uncalibrated)."""
         self.classifier = classifier
-        content = classifier.path.read_bytes()
+        content = classifier.content  # what the classifier runs, not whatever the path holds now
         if softmax_beta is not None:
             content = with_softmax_beta(content, softmax_beta, str(classifier.path))
         content, self.tensors = with_head_outputs(content, str(classifier.path))
