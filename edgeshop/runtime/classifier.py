@@ -73,7 +73,8 @@ class Classifier:
         card = read_card(self.content, source=str(self.path))
         graph = check_model(self.content, str(self.path))[0]
         if card is not None:
-            check_outputs_fit_card(graph, card.quantization, str(self.path))
+            export = card.extra.get("export")
+            check_outputs_fit_card(graph, export.get("format") if isinstance(export, dict) else None, str(self.path))
         self.backend, self._interpreter = make_interpreter(self.content, num_threads, backend, source=str(self.path),
                                                            checked=True)
         self.card = card or self._fallback_card()
@@ -216,12 +217,28 @@ class Classifier:
 
     def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for model-ready pixels: input-sized uint8, the model's colour order."""
-        tensor = self._to_input(pixels)
+        tensor = self._to_input(self._model_ready(pixels))
         with self._lock:
-            self._interpreter.set_tensor(self._in["index"], tensor)
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._out["index"])[0].copy()
+            try:
+                self._interpreter.set_tensor(self._in["index"], tensor)
+                self._interpreter.invoke()
+                raw = self._interpreter.get_tensor(self._out["index"])[0].copy()
+            except (ValueError, RuntimeError) as exc:  # the model failed, not the pixels (checked above)
+                raise ModelLoadError(f"{self.path}: {self.backend} failed to run the model "
+                                     f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
         return self._dequantize(raw)
+
+    def _model_ready(self, pixels: object) -> np.ndarray:
+        """``pixels`` if they are what the model takes (H x W x 3 uint8 of the card's size), else an
+        ImageInputError saying what is expected; LiteRT's own error would not name either."""
+        spec = self.card.input
+        expected = (spec.height, spec.width, 3)
+        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.shape != expected:
+            found = (f"{pixels.dtype} array of shape {pixels.shape}" if isinstance(pixels, np.ndarray)
+                     else type(pixels).__name__)
+            raise ImageInputError(f"model-ready pixels must be a uint8 array of shape {expected} (use "
+                                  f"Classifier.scores for camera frames of any size); got a {found}")
+        return pixels
 
     # -- tensors ---------------------------------------------------------------------
     def _to_input(self, pixels: np.ndarray) -> np.ndarray:

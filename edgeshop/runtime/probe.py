@@ -43,7 +43,7 @@ class HeadProbe:
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """One image: {"scores", "logits", "embedding"?} as float32 vectors."""
         # The classifier's own input conversion: the probe sees exactly what it feeds.
-        self._interpreter.set_tensor(self._input, self.classifier._to_input(pixels))
+        self._interpreter.set_tensor(self._input, self.classifier._to_input(self.classifier._model_ready(pixels)))
         self._interpreter.invoke()
         result = {}
         for name, detail in self._outputs.items():
