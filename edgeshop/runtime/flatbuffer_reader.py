@@ -126,10 +126,15 @@ class Table:
                 for i in range(count)]
 
     def string(self, index: int, what: str, limit: int = 256) -> str | None:
-        """A string field, cut to ``limit`` characters (names only end up in error messages)."""
+        """A string field, which must be UTF-8 (interpreters decode names strictly), cut to
+        ``limit`` characters (names only end up in error messages)."""
         vector = self._vector(index, 1, what)
         if vector is None:
             return None
         start, count = vector
-        self.reader.spend(min(count, limit))
-        return bytes(self.reader.data[start:start + min(count, limit)]).decode("utf-8", errors="replace")
+        self.reader.spend(count)
+        try:
+            text = bytes(self.reader.data[start:start + count]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FlatbufferError(f"{what} is not UTF-8 text") from None
+        return text[:limit]

@@ -129,12 +129,15 @@ class _Checker:
         if not subgraphs:
             raise self.refuse("has no subgraph (no graph to run)")
         for index, metadata in enumerate(root.tables(6, "metadata") or []):
+            metadata.string(0, f"metadata {index}'s name")
             self._index(metadata.scalar(1, "I", 0), len(buffers), f"metadata {index}'s buffer")
         graphs = tuple(self._graph(subgraph, s) for s, subgraph in enumerate(subgraphs))
         for index, signature in enumerate(root.tables(7, "signature") or []):
             graph = graphs[self._index(signature.scalar(4, "I", 0), len(graphs), f"signature {index}'s subgraph")]
+            signature.string(2, f"signature {index}'s key")
             for field in (0, 1):
                 for entry in signature.tables(field, f"signature {index}'s tensor") or []:
+                    entry.string(0, f"signature {index}'s tensor name")
                     self._index(entry.scalar(1, "I", 0), len(graph.tensors), f"signature {index}'s tensor")
         return graphs
 
@@ -315,28 +318,27 @@ class _Checker:
                                   f"(tensor {op.outputs[0]} '{tensors[op.outputs[0]].name}' and its inputs)")
 
 
-def check_outputs_fit_card(graph: Graph, quantization: str, source: str = "model") -> None:
-    """The graph's one output is what an edgeshop card of ``quantization`` promises: float32
-    probabilities for float models; for int8 models uint8/int8 whose quantization maps its
-    range onto [0, 1] (scale 1/256, zero point the type's minimum), as a softmax writes them.
-    A uint8 output re-typed int8 would otherwise halve every score without an error."""
+def check_outputs_fit_card(graph: Graph, export_format: str | None, source: str = "model") -> None:
+    """The graph's one output holds probabilities as an edgeshop card promises: float32, or
+    uint8/int8 whose quantization maps its range onto [0, 1] (scale 1/256, zero point the
+    type's minimum: what a softmax writes); and, when the card records the export format,
+    the type that format has (int8: uint8/int8; float formats: float32). A uint8 output
+    re-typed int8 would otherwise halve every score without an error."""
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ModelLoadError(f"{source}: expected one input and one output tensor, got {len(graph.inputs)} "
                              f"and {len(graph.outputs)}; {_FIX}")
     output = graph.tensors[graph.outputs[0]]
-    integer = quantization.endswith("int8")
-    expected = ("uint8", "int8") if integer else ("float32",) if quantization in ("float32", "float16",
-                                                                                "dynamic") else None
-    if expected is None:
-        return
-    if output.type_name not in expected:
-        raise ModelLoadError(f"{source}: its output tensor {graph.outputs[0]} ('{output.name}') is "
-                             f"{output.type_name}, but its card says a {quantization} model, whose output is "
-                             f"{' or '.join(expected)}; {_FIX}")
-    if integer:
+    what = f"its output tensor {graph.outputs[0]} ('{output.name}')"
+    expected = {"int8": ("uint8", "int8")}.get(export_format or "", ("float32",) if export_format else None)
+    if output.type_name not in (expected or ("float32", "uint8", "int8")):
+        raise ModelLoadError(f"{source}: {what} is {output.type_name}, but "
+                             + (f"its card says a {export_format} export, whose output is {' or '.join(expected)}"
+                                if expected else "a classifier's scores are float32, uint8 or int8") + f"; {_FIX}")
+    if output.type_name in ("uint8", "int8"):
         q = output.quantization
         low = _INTEGER_RANGE[output.type][0]
         if q is None or len(q.scales) != 1 or abs(q.scales[0] * 256 - 1) > 1e-3 or int(q.zero_points[0]) != low:
             found = "none" if q is None else f"scale {float(q.scales[0]):g}, zero point {int(q.zero_points[0])}"
-            raise ModelLoadError(f"{source}: its {output.type_name} output's quantization ({found}) does not map "
-                                 f"its values onto probabilities in [0, 1] (scale 1/256, zero point {low}); {_FIX}")
+            raise ModelLoadError(f"{source}: {what} has quantization {found}, which does not map its "
+                                 f"{output.type_name} values onto probabilities in [0, 1] (scale 1/256, zero point "
+                                 f"{low}); {_FIX}")
