@@ -237,6 +237,17 @@ CRAFTED: dict[str, tuple[Path, Callable, str]] = {
 }
 
 
+def larger_input(size: int) -> bytes:
+    """The tiny model with a ``size`` x ``size`` input, its card saying the same: the file
+    declares small layers, but the kernels size every layer from the input."""
+    from edgeshop.runtime.modelcard import CARD_ENTRY, attach_archive, split_archive
+
+    flatbuffer, members = split_archive(edited(TINY, lambda model: setattr(_input(model), "shape", [1, size, size, 3])))
+    card = json.loads(members[CARD_ENTRY])
+    card["input"]["height"] = card["input"]["width"] = size
+    return attach_archive(flatbuffer, {**members, CARD_ENTRY: json.dumps(card).encode()})
+
+
 # Wrong only against the model's card, which the head readers do not read (the Classifier
 # that enroll, calibrate and eval build next does).
 CARD_ONLY = {"grocery uint8 output read as int8", "float16 card with a uint8 output"}

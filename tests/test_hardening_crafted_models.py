@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import DATA, REPO
-from crafted_models import CARD_ONLY, CRAFTED, TINY, edited, run_models, shared_table_model
+from crafted_models import CARD_ONLY, CRAFTED, TINY, edited, larger_input, run_models, shared_table_model
 from test_hardening_model_files import craft_zip, member
 
 from edgeshop import Classifier
@@ -111,6 +111,29 @@ def test_a_flatbuffer_pointing_at_one_table_k_squared_times_is_refused_fast(tmp_
     result = _run_child(code, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) < 300
+
+
+def test_a_model_whose_layers_grow_with_a_larger_input_is_refused_under_300_mb(tmp_path):
+    """The tiny model re-declared for 4000 x 4000 frames (card included): XNNPACK sized every
+    layer from the input while loading, 830 MB before the first frame. The plain kernels
+    size them without touching the memory, and the total is a limit."""
+    model = tmp_path / "large_input.tflite"
+    model.write_bytes(larger_input(4000))
+    code = f"""
+        import resource
+        from edgeshop import Classifier
+        from edgeshop.errors import ModelLoadError
+        try:
+            Classifier(r"{model}")
+        except ModelLoadError as exc:
+            assert str(exc).startswith(r"{model}: running it needs") and "MB of tensors" in str(exc), exc
+        else:
+            raise AssertionError("loaded")
+        print("peak MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """
+    result = _run_child(code, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) < 300, result.stdout
 
 
 def _mutations(count: int, seed: int = 34) -> list[bytes]:

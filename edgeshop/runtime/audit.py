@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from edgeshop.runtime.backend import interpreter_class, load_failure
+from edgeshop.runtime.backend import plain_interpreter
 from edgeshop.runtime.classifier import tensor_quantization
-from edgeshop.runtime.model_check import check_model
 
 INTEGER_DTYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
 # Ops that only move or reinterpret data; their float-ness follows their tensors.
 _DELEGATE_OPS = {"DELEGATE"}
-
-
-def _plain_interpreter(model_content: bytes, backend: str = "auto", source: str = "model"):
-    """An interpreter without the default XNNPACK delegate, so ops are listed as written."""
-    check_model(model_content, source)  # before LiteRT, which crashes on some crafted files
-    name, cls = interpreter_class(backend)
-    module = importlib.import_module(cls.__module__)
-    resolver = getattr(module, "OpResolverType", None)
-    kwargs = {}
-    if resolver is not None:
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    try:
-        interpreter = cls(model_content=model_content, **kwargs)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise load_failure(source, name, exc) from None
-    return interpreter
 
 
 def _io(details: dict) -> dict[str, Any]:
@@ -42,7 +23,7 @@ def _io(details: dict) -> dict[str, Any]:
 
 def audit_model(model_content: bytes, backend: str = "auto", source: str = "model") -> dict[str, Any]:
     """Input/output dtypes with scale/zero-point, float tensors and ops, op counts."""
-    interpreter = _plain_interpreter(model_content, backend, source)
+    interpreter = plain_interpreter(model_content, backend, source)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
 
     def dtype_of(index: int) -> str:

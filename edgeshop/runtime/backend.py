@@ -7,11 +7,16 @@ tried when named or when nothing lighter is installed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import math
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from edgeshop.errors import EdgeshopError, ModelLoadError
-from edgeshop.runtime.model_check import check_model
+from edgeshop.runtime.model_check import MAX_ACTIVATION_BYTES, check_model
 
 BACKENDS = ("litert", "tflite_runtime", "tensorflow")
 _MODULES = {
@@ -53,6 +58,9 @@ def make_interpreter(model_content: bytes, num_threads: int | None, backend: str
                             f"interpreter's default; got {num_threads!r}")
     if not checked:
         check_model(model_content, source)
+    # XNNPACK plans and touches its memory while allocating (a 4000 x 4000 input: 670 MB before
+    # the first frame); the plain kernels compute the same tensor shapes without touching them.
+    check_tensor_memory(plain_interpreter(model_content, backend, source, checked=True), source)
     name, cls = interpreter_class(backend)
     try:
         interpreter = cls(model_content=model_content, num_threads=num_threads)
@@ -60,6 +68,48 @@ def make_interpreter(model_content: bytes, num_threads: int | None, backend: str
     except (ValueError, RuntimeError) as exc:
         raise load_failure(source, name, exc) from None
     return name, interpreter
+
+
+def plain_interpreter(model_content: bytes, backend: str = "auto", source: str = "model", *, checked: bool = False):
+    """An allocated interpreter without the default XNNPACK delegate (ops run as written)."""
+    if not checked:
+        check_model(model_content, source)  # before LiteRT, which crashes on some crafted files
+    name, cls = interpreter_class(backend)
+    module = importlib.import_module(cls.__module__)
+    resolver = getattr(module, "OpResolverType", None)
+    kwargs = {}
+    if resolver is not None:
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interpreter = cls(model_content=model_content, **kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise load_failure(source, name, exc) from None
+    return interpreter
+
+
+def check_tensor_memory(interpreter: Any, source: str) -> None:
+    """The tensors an allocated interpreter computes fit MAX_ACTIVATION_BYTES (their shapes are
+    the ones its kernels derived, not the ones the file declares)."""
+    total = 0
+    for details in interpreter.get_tensor_details():
+        total += math.prod(int(d) for d in details["shape"]) * np.dtype(details["dtype"]).itemsize
+    if total > MAX_ACTIVATION_BYTES:
+        raise ModelLoadError(f"{source}: running it needs {total >> 20} MB of tensors (at most "
+                             f"{MAX_ACTIVATION_BYTES >> 20} MB are allowed, to keep the runtime under 300 MB); "
+                             "export the model at a smaller input size")
+
+
+@contextlib.contextmanager
+def run_failures(source: str, backend: str) -> Iterator[None]:
+    """set_tensor/invoke/get_tensor failures of a loaded model (e.g. 'Input tensor 9 lacks data')
+    as one ModelLoadError naming the file; callers check their inputs before, so it is the model."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"{source}: {backend} failed to run the model ({first}); "
+                             "re-export it with edgeshop-export") from None
 
 
 def load_failure(source: str, backend: str, exc: Exception) -> ModelLoadError:

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
-from edgeshop.runtime.backend import make_interpreter
+from edgeshop.runtime.backend import make_interpreter, run_failures
 from edgeshop.runtime.model_check import TFLITE_IDENTIFIER, check_model, check_outputs_fit_card
 from edgeshop.runtime.modelcard import InputSpec, ModelCard, check_labels, read_card
 from edgeshop.runtime.preprocess import preprocess, to_bgr
 
-# Edgeshop models are 3-7 MB and the largest mobile classifiers under 100 MB; the limit keeps
+# Edgeshop models are 3-7 MB (mobile classifiers rarely pass 50 MB); with MAX_ACTIVATION_BYTES the limit keeps
 # the runtime's memory (the file, the weights XNNPACK repacks) under 300 MB for any file.
-MAX_MODEL_BYTES = 100 << 20
+MAX_MODEL_BYTES = 64 << 20
 
 Roi = tuple[int, int, int, int]
 
@@ -218,14 +218,10 @@ class Classifier:
     def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for model-ready pixels: input-sized uint8, the model's colour order."""
         tensor = self._to_input(self._model_ready(pixels))
-        with self._lock:
-            try:
-                self._interpreter.set_tensor(self._in["index"], tensor)
-                self._interpreter.invoke()
-                raw = self._interpreter.get_tensor(self._out["index"])[0].copy()
-            except (ValueError, RuntimeError) as exc:  # the model failed, not the pixels (checked above)
-                raise ModelLoadError(f"{self.path}: {self.backend} failed to run the model "
-                                     f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})") from None
+        with self._lock, run_failures(str(self.path), self.backend):
+            self._interpreter.set_tensor(self._in["index"], tensor)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._out["index"])[0].copy()
         return self._dequantize(raw)
 
     def _model_ready(self, pixels: object) -> np.ndarray:

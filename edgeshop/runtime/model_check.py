@@ -70,6 +70,7 @@ class Tensor:
     buffer: int
     quantization: Quantization | None
     constant: bool  # its buffer holds data
+    variable: bool = False  # state an operator keeps between runs (read before it is written)
 
     @property
     def type_name(self) -> str:
@@ -189,7 +190,7 @@ class _Checker:
         stored = self.buffer_bytes[buffer]
         quant_table = table.table(4, f"{what}'s quantization")
         quantization = None if quant_table is None else self._quantization(quant_table, kind, shape, what)
-        tensor = Tensor(name, kind, shape, buffer, quantization, stored > 0)
+        tensor = Tensor(name, kind, shape, buffer, quantization, stored > 0, bool(table.scalar(5, "?", False)))
         needed = self._bytes(tensor)
         if stored and needed is not None and stored != needed:
             raise self.refuse(f"{what} of shape {list(shape)} needs {needed} bytes but its buffer {buffer} "
@@ -277,6 +278,10 @@ class _Checker:
                 if t >= 0 and producer.get(t, -1) >= i:
                     raise self.refuse(f"operator {i} reads tensor {t} ('{tensors[t].name}'), which operator "
                                       f"{producer[t]} writes (only earlier operators' outputs can be read)")
+                if t >= 0 and t not in producer and t not in inputs and not tensors[t].constant \
+                        and not tensors[t].variable:
+                    raise self.refuse(f"operator {i} reads tensor {t} ('{tensors[t].name}'), which is neither an "
+                                      "input, a constant nor any operator's output")
         for t in outputs:
             if t not in producer and t not in inputs and not tensors[t].constant:
                 raise self.refuse(f"{where}'s output tensor {t} ('{tensors[t].name}') is computed by no operator")
