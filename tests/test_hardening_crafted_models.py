@@ -16,7 +16,16 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import DATA, REPO
-from crafted_models import CARD_ONLY, CRAFTED, TINY, edited, larger_input, run_models, shared_table_model
+from crafted_models import (
+    CARD_ONLY,
+    CRAFTED,
+    TINY,
+    edited,
+    larger_input,
+    quantization_edit,
+    run_models,
+    shared_table_model,
+)
 from test_hardening_model_files import craft_zip, member
 
 from edgeshop import Classifier
@@ -173,6 +182,21 @@ def test_random_mutations_of_a_model_load_or_fail_cleanly_never_crash(tmp_path):
         if result["outcome"] == "error":
             assert result["message"].startswith(str(path) + ": "), result
     assert outcomes.get("ok", 0) > 20 and outcomes.get("error", 0) > 20, outcomes  # both kinds exercised
+
+
+def test_random_quantization_edits_load_or_fail_cleanly_never_crash(tmp_path):
+    """150 tiny models with random scales (x 10^-12 .. 10^12), zero points and types: the
+    crafted inputs of the issue's kind. Before the check, 1 in 6 killed the process."""
+    rng = random.Random(40)
+    paths = []
+    for i in range(150):
+        paths.append(tmp_path / f"quantization_{i:03d}.tflite")
+        paths[-1].write_bytes(edited(TINY, quantization_edit(rng)))
+    results = run_models(paths, timeout=60)
+    outcomes = [results[str(path)]["outcome"] for path in paths]
+    bad = [results[str(path)] for path in paths if results[str(path)]["outcome"] not in ("ok", "error")]
+    assert not bad, bad[:3]
+    assert outcomes.count("ok") > 20 and outcomes.count("error") > 20, outcomes
 
 
 def _with_labels_txt(text: bytes) -> bytes:
