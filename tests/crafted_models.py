@@ -276,16 +276,17 @@ def quantization_edit(rng) -> Callable:
 CARD_ONLY = {"grocery uint8 output read as int8", "float16 card with a uint8 output"}
 
 
-def shared_table_model(count: int) -> bytes:
+def shared_table_model(count: int, rank: int | None = None) -> bytes:
     """A valid-looking flatbuffer whose one subgraph lists ``count`` tensors that are all the
-    same table, whose shape vector has ``count`` entries: ``count`` ** 2 elements to read
-    from ~8 x ``count`` bytes."""
+    same table, whose shape has ``rank`` (default ``count``) entries: ``count`` x ``rank``
+    elements to read from ~4 x (``count`` + ``rank``) bytes."""
     import flatbuffers
 
     schema = _schema()
-    builder = flatbuffers.Builder(16 * count + 1024)
-    schema.TensorStartShapeVector(builder, count)
-    for _ in range(count):
+    rank = count if rank is None else rank
+    builder = flatbuffers.Builder(8 * (count + rank) + 1024)
+    schema.TensorStartShapeVector(builder, rank)
+    for _ in range(rank):
         builder.PrependInt32(1)
     shape = builder.EndVector()
     schema.TensorStart(builder)

@@ -1,9 +1,10 @@
 """A bounded reader of flatbuffer tables and vectors, for bytes nobody has vouched for.
 
 Every offset is checked against the buffer before it is followed, and every table visited
-and vector element read is counted against a budget proportional to the file's size: a
-file whose tables all point at one shared table (K tables read K times each from a few
-KB) runs out of budget in microseconds instead of unpacking K^2 objects. Nothing is
+and vector element read is counted against a budget: the file's size (a file whose tables
+all point at one shared table, K tables read K times each from a few KB, runs out in
+microseconds instead of unpacking K^2 objects), and at most MAX_UNITS in all, since each
+unit may become a Python object (memory stays bounded for any file). Nothing is
 unpacked that the caller does not ask for; failures are ``FlatbufferError``.
 """
 
@@ -14,6 +15,8 @@ import struct
 import numpy as np
 
 _U16, _I32, _U32 = struct.Struct("<H"), struct.Struct("<i"), struct.Struct("<I")
+# Tables and elements read from one file; the shipped grocery models take under 30,000.
+MAX_UNITS = 1 << 20
 
 
 class FlatbufferError(ValueError):
@@ -26,7 +29,7 @@ class Reader:
     def __init__(self, data: bytes, budget: int) -> None:
         self.data = data
         self.size = len(data)
-        self.left = budget
+        self.left = min(budget, MAX_UNITS)
 
     def spend(self, units: int) -> None:
         self.left -= units
@@ -93,11 +96,14 @@ class Table:
         target = self._target(index, what)
         return None if target is None else self.reader.table(target, what)
 
-    def _vector(self, index: int, item_size: int, what: str) -> tuple[int, int] | None:
+    def _vector(self, index: int, item_size: int, what: str, limit: int | None = None) -> tuple[int, int] | None:
         target = self._target(index, what)
         if target is None:
             return None
         count = self.reader.u32(target, what)
+        if limit is not None and count > limit:
+            # Checked before anything is built for it: entries can all point at one small table.
+            raise FlatbufferError(f"{what} lists {count} entries (at most {limit} are read)")
         self.reader._check(target + 4, count * item_size, what)
         return target + 4, count
 
@@ -106,18 +112,20 @@ class Table:
         vector = self._vector(index, item_size, what)
         return None if vector is None else vector[1]
 
-    def numbers(self, index: int, dtype: str, what: str) -> np.ndarray | None:
-        """A vector of numbers (little-endian ``dtype``, e.g. "<i4") as a read-only array."""
+    def numbers(self, index: int, dtype: str, what: str, limit: int | None = None, *,
+                per_unit: int = 1) -> np.ndarray | None:
+        """A vector of numbers (little-endian ``dtype``, e.g. "<i4") as a read-only array;
+        ``per_unit``: elements per unit of budget (arrays the caller keeps as arrays are cheap)."""
         kind = np.dtype(dtype)
-        vector = self._vector(index, kind.itemsize, what)
+        vector = self._vector(index, kind.itemsize, what, limit)
         if vector is None:
             return None
         start, count = vector
-        self.reader.spend(count)
+        self.reader.spend(1 + count // per_unit)
         return np.frombuffer(self.reader.data, dtype=kind, count=count, offset=start)
 
-    def tables(self, index: int, what: str) -> list[Table] | None:
-        vector = self._vector(index, 4, what)
+    def tables(self, index: int, what: str, limit: int | None = None) -> list[Table] | None:
+        vector = self._vector(index, 4, what, limit)
         if vector is None:
             return None
         start, count = vector

@@ -36,6 +36,12 @@ MIN_SCALE, MAX_SCALE = 1e-20, 1e6
 # file size bounds): the runtime's promise is under 300 MB for any model.
 MAX_ACTIVATION_BYTES = 128 << 20
 MAX_SOFTMAX_BETA = 1e3
+# Counts far beyond any image classifier (edgeshop's: 169 tensors, 65 operators), checked before
+# anything is built for them: a file can list millions of entries that are all one small table.
+MAX_TENSORS = MAX_OPERATORS = 1 << 16
+MAX_SUBGRAPHS = MAX_BUFFERS = MAX_OPERATOR_CODES = 1 << 12
+MAX_OPERANDS = 1 << 12  # inputs or outputs of one operator or graph
+MAX_RANK = 16
 
 # tflite::BuiltinOperator codes that need rules of their own.
 ADD, AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MUL, SOFTMAX = 0, 1, 3, 4, 9, 18, 25
@@ -118,26 +124,26 @@ class _Checker:
 
     def model(self) -> tuple[Graph, ...]:
         root = self.reader.root()
-        self.builtins = [self._builtin(code) for code in root.tables(1, "operator code") or []]
-        buffers = root.tables(4, "buffer") or []
+        self.builtins = [self._builtin(code) for code in root.tables(1, "operator code", MAX_OPERATOR_CODES) or []]
+        buffers = root.tables(4, "buffer", MAX_BUFFERS) or []
         self.buffer_bytes = []
         for index, buffer in enumerate(buffers):
             if buffer.scalar(1, "Q", 0) or buffer.scalar(2, "Q", 0):
                 raise self.refuse(f"buffer {index} stores its data outside the flatbuffer (a >2 GB model layout); "
                                   "edgeshop reads models stored in one piece")
             self.buffer_bytes.append(buffer.vector_length(0, 1, f"buffer {index}") or 0)
-        subgraphs = root.tables(2, "subgraph") or []
+        subgraphs = root.tables(2, "subgraph", MAX_SUBGRAPHS) or []
         if not subgraphs:
             raise self.refuse("has no subgraph (no graph to run)")
-        for index, metadata in enumerate(root.tables(6, "metadata") or []):
+        for index, metadata in enumerate(root.tables(6, "metadata", MAX_BUFFERS) or []):
             metadata.string(0, f"metadata {index}'s name")
             self._index(metadata.scalar(1, "I", 0), len(buffers), f"metadata {index}'s buffer")
         graphs = tuple(self._graph(subgraph, s) for s, subgraph in enumerate(subgraphs))
-        for index, signature in enumerate(root.tables(7, "signature") or []):
+        for index, signature in enumerate(root.tables(7, "signature", MAX_SUBGRAPHS) or []):
             graph = graphs[self._index(signature.scalar(4, "I", 0), len(graphs), f"signature {index}'s subgraph")]
             signature.string(2, f"signature {index}'s key")
             for field in (0, 1):
-                for entry in signature.tables(field, f"signature {index}'s tensor") or []:
+                for entry in signature.tables(field, f"signature {index}'s tensor", MAX_OPERANDS) or []:
                     entry.string(0, f"signature {index}'s tensor name")
                     self._index(entry.scalar(1, "I", 0), len(graph.tensors), f"signature {index}'s tensor")
         return graphs
@@ -154,17 +160,18 @@ class _Checker:
 
     def _graph(self, subgraph: Table, s: int) -> Graph:
         where = f"subgraph {s}" if s else "the graph"
-        tensors = tuple(self._tensor(t, i) for i, t in enumerate(subgraph.tables(0, "tensor") or []))
+        tensors = tuple(self._tensor(t, i) for i, t in enumerate(subgraph.tables(0, "tensor", MAX_TENSORS) or []))
         activation_bytes = sum(self._bytes(t) or 0 for t in tensors if not t.constant)
         if activation_bytes > MAX_ACTIVATION_BYTES:
             raise self.refuse(f"{where}'s tensors need {activation_bytes} bytes of memory (at most "
                               f"{MAX_ACTIVATION_BYTES} are allowed)")
         ends = {}
         for field, name in ((1, "input"), (2, "output")):
-            values = subgraph.numbers(field, "<i4", f"{where}'s {name}s")
+            values = subgraph.numbers(field, "<i4", f"{where}'s {name}s", MAX_OPERANDS)
             ends[name] = tuple(self._index(v, len(tensors), f"{where}'s {name} tensor")
                                for v in (() if values is None else values))
-        operators = tuple(self._operator(op, i, tensors) for i, op in enumerate(subgraph.tables(3, "operator") or []))
+        operators = tuple(self._operator(op, i, tensors)
+                          for i, op in enumerate(subgraph.tables(3, "operator", MAX_OPERATORS) or []))
         self._order(operators, tensors, ends["input"], ends["output"], where)
         for index in ends["input"]:
             if tensors[index].constant:
@@ -180,7 +187,7 @@ class _Checker:
         kind = int(table.scalar(1, "b", 0))
         if kind not in _BITS:
             raise self.refuse(f"{what} has unknown type {kind}")
-        shape_values = table.numbers(0, "<i4", f"{what}'s shape")
+        shape_values = table.numbers(0, "<i4", f"{what}'s shape", MAX_RANK)
         shape = () if shape_values is None else tuple(int(d) for d in shape_values)
         if any(d < 0 for d in shape):
             raise self.refuse(f"{what} has a negative dimension in its shape {list(shape)}")
@@ -202,8 +209,8 @@ class _Checker:
         return None if bits is None else (math.prod(tensor.shape) * bits + 7) // 8
 
     def _quantization(self, table: Table, kind: int, shape: tuple[int, ...], what: str) -> Quantization | None:
-        scales = table.numbers(2, "<f4", f"{what}'s scales")
-        zero_points = table.numbers(3, "<i8", f"{what}'s zero points")
+        scales = table.numbers(2, "<f4", f"{what}'s scales", per_unit=64)
+        zero_points = table.numbers(3, "<i8", f"{what}'s zero points", per_unit=64)
         if scales is None or not len(scales):
             return None
         if zero_points is None or len(zero_points) != len(scales):
@@ -235,7 +242,7 @@ class _Checker:
         what = f"operator {index} (builtin {builtin})"
         values = {}
         for field, name in ((1, "inputs"), (2, "outputs"), (8, "intermediates")):
-            array = table.numbers(field, "<i4", f"{what}'s {name}")
+            array = table.numbers(field, "<i4", f"{what}'s {name}", MAX_OPERANDS)
             values[name] = () if array is None else tuple(int(v) for v in array)
         for position, tensor in enumerate(values["inputs"]):
             if tensor == -1 and (position in _OPTIONAL_INPUTS.get(builtin, ()) or
