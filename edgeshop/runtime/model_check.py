@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeshop.errors import ModelLoadError
 from edgeshop.runtime.flatbuffer_reader import FlatbufferError, Reader, Table
+from edgeshop.runtime.sparsity_check import stored_values
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
 # Bits per element of each tflite::TensorType; None: variable-size (strings, resources).
@@ -192,13 +193,16 @@ class _Checker:
         if any(d < 0 for d in shape):
             raise self.refuse(f"{what} has a negative dimension in its shape {list(shape)}")
         buffer = self._index(table.scalar(2, "I", 0), len(self.buffer_bytes), f"{what}'s buffer")
-        if table.table(6, f"{what}'s sparsity") is not None:
-            raise self.refuse(f"{what} is stored sparse; edgeshop's runtime reads dense models only")
         stored = self.buffer_bytes[buffer]
         quant_table = table.table(4, f"{what}'s quantization")
         quantization = None if quant_table is None else self._quantization(quant_table, kind, shape, what)
         tensor = Tensor(name, kind, shape, buffer, quantization, stored > 0, bool(table.scalar(5, "?", False)))
         needed = self._bytes(tensor)
+        sparsity = table.table(6, f"{what}'s sparsity")
+        if sparsity is not None:  # weights stored compressed (tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+            if not stored or needed is None:
+                raise self.refuse(f"{what} has sparse storage but no constant values of a fixed size")
+            needed = stored_values(sparsity, shape, what) * _BITS[kind] // 8
         if stored and needed is not None and stored != needed:
             raise self.refuse(f"{what} of shape {list(shape)} needs {needed} bytes but its buffer {buffer} "
                               f"holds {stored} bytes")
