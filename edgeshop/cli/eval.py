@@ -130,7 +130,7 @@ def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | 
     from edgeshop.runtime.tflite_head import softmax_beta
 
     try:
-        beta = softmax_beta(classifier.path.read_bytes(), str(classifier.path))
+        beta = softmax_beta(classifier.content, str(classifier.path))
     except ModelLoadError:
         if unknown_dir:
             raise

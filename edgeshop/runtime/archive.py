@@ -78,9 +78,18 @@ def open_archive(content: bytes, source: str) -> zipfile.ZipFile | None:
             f"{source}: the archive appended to the model declares {members} members in {size} bytes "
             f"(at most {MAX_MEMBERS} in {MAX_DIRECTORY_BYTES} are read); {_FIX}")
     try:
-        return zipfile.ZipFile(io.BytesIO(content))
+        archive = zipfile.ZipFile(io.BytesIO(content))
     except Exception as exc:  # zipfile's failures on hostile bytes: see _damaged
         raise _damaged(source, "the archive appended to the model", exc) from None
+    # The end record's count is what it claims; zipfile lists whatever the directory holds
+    # (up to MAX_DIRECTORY_BYTES of it), so the limit is checked on the listed members too.
+    listed = len(archive.infolist())
+    if listed > MAX_MEMBERS:
+        archive.close()
+        raise ModelCardError(
+            f"{source}: the archive appended to the model holds {listed} members (at most {MAX_MEMBERS} are read); "
+            f"{_FIX}")
+    return archive
 
 
 def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limit: int = MAX_MEMBER_BYTES) -> bytes:

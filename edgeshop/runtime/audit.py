@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from edgeshop.runtime.backend import interpreter_class
+from edgeshop.runtime.backend import plain_interpreter
 from edgeshop.runtime.classifier import tensor_quantization
 
 INTEGER_DTYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
 # Ops that only move or reinterpret data; their float-ness follows their tensors.
 _DELEGATE_OPS = {"DELEGATE"}
-
-
-def _plain_interpreter(model_content: bytes, backend: str = "auto"):
-    """An interpreter without the default XNNPACK delegate, so ops are listed as written."""
-    name, cls = interpreter_class(backend)
-    module = importlib.import_module(cls.__module__)
-    resolver = getattr(module, "OpResolverType", None)
-    kwargs = {}
-    if resolver is not None:
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = cls(model_content=model_content, **kwargs)
-    interpreter.allocate_tensors()
-    return interpreter
 
 
 def _io(details: dict) -> dict[str, Any]:
@@ -35,9 +21,9 @@ def _io(details: dict) -> dict[str, Any]:
             "zero_point": q.zero_point}
 
 
-def audit_model(model_content: bytes, backend: str = "auto") -> dict[str, Any]:
+def audit_model(model_content: bytes, backend: str = "auto", source: str = "model") -> dict[str, Any]:
     """Input/output dtypes with scale/zero-point, float tensors and ops, op counts."""
-    interpreter = _plain_interpreter(model_content, backend)
+    interpreter = plain_interpreter(model_content, backend, source)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
 
     def dtype_of(index: int) -> str:

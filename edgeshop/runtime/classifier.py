@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
-from edgeshop.runtime.backend import make_interpreter
+from edgeshop.runtime.backend import make_interpreter, run_failures
+from edgeshop.runtime.model_check import TFLITE_IDENTIFIER, check_model, check_outputs_fit_card
 from edgeshop.runtime.modelcard import InputSpec, ModelCard, check_labels, read_card
 from edgeshop.runtime.preprocess import FRAME_FIT, SLOT_FIT, check_fit, check_frame, fit_box, preprocess
 
-TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
-MAX_MODEL_BYTES = 2 << 30
+# Edgeshop models are 3-7 MB (mobile classifiers rarely pass 50 MB); with MAX_ACTIVATION_BYTES the limit keeps
+# the runtime's memory (the file, the weights XNNPACK repacks) under 300 MB for any file.
+MAX_MODEL_BYTES = 64 << 20
 
 Roi = tuple[int, int, int, int]
 MAX_WARNED_ROIS = 1024  # clipped regions remembered so each is warned about once
@@ -79,9 +81,16 @@ class Classifier:
         self.fit = None if fit is None else _checked_fit(fit)
         self._clipped_warned: set[tuple[Roi, tuple[int, int]]] = set()
         self.path = Path(path)
-        content = _read_model_file(self.path)
-        card = read_card(content, source=str(self.path))
-        self.backend, self._interpreter = make_interpreter(content, num_threads, backend, source=str(self.path))
+        # The bytes the interpreter runs; everything else that reads the model (HeadProbe) reads
+        # these, never the path again, which may hold another file by then.
+        self.content = _read_model_file(self.path)
+        card = read_card(self.content, source=str(self.path))
+        graph = check_model(self.content, str(self.path))[0]
+        if card is not None:
+            export = card.extra.get("export")
+            check_outputs_fit_card(graph, export.get("format") if isinstance(export, dict) else None, str(self.path))
+        self.backend, self._interpreter = make_interpreter(self.content, num_threads, backend, source=str(self.path),
+                                                           checked=True)
         self.card = card or self._fallback_card()
         self.num_threads = num_threads
         self.top_k = top_k
@@ -253,12 +262,24 @@ class Classifier:
 
     def scores_from_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities for model-ready pixels: input-sized uint8, the model's colour order."""
-        tensor = self._to_input(pixels)
-        with self._lock:
+        tensor = self._to_input(self._model_ready(pixels))
+        with self._lock, run_failures(str(self.path), self.backend):
             self._interpreter.set_tensor(self._in["index"], tensor)
             self._interpreter.invoke()
             raw = self._interpreter.get_tensor(self._out["index"])[0].copy()
         return self._dequantize(raw)
+
+    def _model_ready(self, pixels: object) -> np.ndarray:
+        """``pixels`` if they are what the model takes (H x W x 3 uint8 of the card's size), else an
+        ImageInputError saying what is expected; LiteRT's own error would not name either."""
+        spec = self.card.input
+        expected = (spec.height, spec.width, 3)
+        if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.shape != expected:
+            found = (f"{pixels.dtype} array of shape {pixels.shape}" if isinstance(pixels, np.ndarray)
+                     else type(pixels).__name__)
+            raise ImageInputError(f"model-ready pixels must be a uint8 array of shape {expected} (use "
+                                  f"Classifier.scores for camera frames of any size); got a {found}")
+        return pixels
 
     # -- tensors ---------------------------------------------------------------------
     def _to_input(self, pixels: np.ndarray) -> np.ndarray:

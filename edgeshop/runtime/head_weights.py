@@ -78,7 +78,30 @@ def _layer(model: Any, source: str):
         constants.append(_Constant(index, stored))
     if not has_bias:
         constants.append(None)
+    _check_shapes(subgraph, op, constants[0], constants[1], source)
     return head, subgraph, op, constants[0], constants[1]
+
+
+def _check_shapes(subgraph: Any, op: Any, w_const: _Constant, b_const: _Constant | None, source: str) -> None:
+    """W is N x D with one scale or one per row, b has N values with as many scales: what the
+    readers below index; check_model has already matched every buffer to its tensor's shape."""
+    weights = subgraph.tensors[w_const.stored]
+    shape = [int(d) for d in weights.shape]
+    if len(shape) != 2 or min(shape) < 1:
+        raise ModelLoadError(f"{source}: the dense layer's weights have shape {shape}, not classes x features; "
+                             "not an edgeshop export")
+    if _scales(weights) is not None and len(_scales(weights)) > 1 and weights.quantization.quantizedDimension != 0:
+        raise ModelLoadError(f"{source}: the dense layer's weights are quantized per feature, not per class; "
+                             "not an edgeshop export")
+    if b_const is not None:
+        bias = subgraph.tensors[b_const.stored]
+        b_shape = [int(d) for d in bias.shape]
+        scales = _scales(bias)
+        if b_shape != shape[:1] or (scales is not None and len(scales) not in (1, shape[0])):
+            raise ModelLoadError(f"{source}: the dense layer's bias has shape {b_shape} for {shape[0]} classes; "
+                                 "not an edgeshop export")
+    if weights.type == _INT8 and _scales(subgraph.tensors[int(op.inputs[0])]) is None:
+        raise ModelLoadError(f"{source}: the dense layer's int8 input has no quantization; not an edgeshop export")
 
 
 def _values(model: Any, subgraph: Any, constant: _Constant) -> np.ndarray:
@@ -191,12 +214,14 @@ def _class_axis_tensors(subgraph: Any, logits: int) -> list[int]:
     for candidate in subgraph.operators:
         for t in candidate.inputs:
             consumers.setdefault(int(t), []).append(candidate)
-    chain, frontier = [], [logits]
+    chain, frontier = [logits], [logits]
     while frontier:
         tensor = frontier.pop()
-        chain.append(tensor)
         for consumer in consumers.get(tensor, []):
-            frontier.extend(int(t) for t in consumer.outputs if int(t) not in chain)
+            for t in consumer.outputs:
+                if int(t) not in chain:
+                    chain.append(int(t))
+                    frontier.append(int(t))
     return chain
 
 

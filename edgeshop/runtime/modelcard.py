@@ -323,9 +323,37 @@ def read_card(model_bytes: bytes, source: str = "model") -> ModelCard | None:
     if archive is None:
         return None
     with archive:
+        names = [info.filename for info in archive.infolist()]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # readers differ on which copy they take: edgeshop the last, others the first
+            raise ModelCardError(f"{source}: the archive appended to the model holds {repeated[0]!r} more than "
+                                 "once; re-export the model with edgeshop-export")
         try:
             info = archive.getinfo(CARD_ENTRY)
         except KeyError:
             return None
         text = read_member(archive, info, source, MAX_CARD_BYTES)
-    return ModelCard.from_json(text, source=source)
+        listed = read_member(archive, archive.getinfo(LABELS_ENTRY), source) if LABELS_ENTRY in names else None
+    card = ModelCard.from_json(text, source=source)
+    if listed is not None:
+        _check_labels_file(listed, card.labels, source)
+    return card
+
+
+def _check_labels_file(data: bytes, labels: tuple[str, ...], source: str) -> None:
+    """labels.txt (what MediaPipe, the browser page and phones show) says what the card says
+    (what edgeshop shows); otherwise the same frame gets two different product names."""
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line.removesuffix("\r") for line in lines]
+    if tuple(lines) == tuple(labels):
+        return
+    if len(lines) != len(labels):
+        raise ModelCardError(f"{source}: its labels.txt lists {len(lines)} labels but its card {len(labels)}; "
+                             "standard clients and edgeshop would name classes differently; re-export the model "
+                             "with edgeshop-export")
+    row = next(i for i, (a, b) in enumerate(zip(lines, labels, strict=True)) if a != b)
+    raise ModelCardError(f"{source}: its labels.txt and its card disagree at class {row}: labels.txt says "
+                         f"{_shown(lines[row])}, the card says {_shown(labels[row])} (standard clients read "
+                         "labels.txt, edgeshop the card); re-export the model with edgeshop-export")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeshop.datasets import Sample, iter_decoded
-from edgeshop.runtime.backend import make_interpreter
+from edgeshop.runtime.backend import make_interpreter, run_failures
 from edgeshop.runtime.classifier import Classifier, tensor_quantization
 from edgeshop.runtime.modelcard import ModelCard, embed_card
 from edgeshop.runtime.tflite_head import with_head_outputs, with_softmax_beta
@@ -30,7 +30,7 @@ class HeadProbe:
     def __init__(self, classifier: Classifier, softmax_beta: float | None = None) -> None:
         """``softmax_beta``: probe the model with this temperature instead of its own (1.0: uncalibrated)."""
         self.classifier = classifier
-        content = classifier.path.read_bytes()
+        content = classifier.content  # what the classifier runs, not whatever the path holds now
         if softmax_beta is not None:
             content = with_softmax_beta(content, softmax_beta, str(classifier.path))
         content, self.tensors = with_head_outputs(content, str(classifier.path))
@@ -43,11 +43,14 @@ class HeadProbe:
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """One image: {"scores", "logits", "embedding"?} as float32 vectors."""
         # The classifier's own input conversion: the probe sees exactly what it feeds.
-        self._interpreter.set_tensor(self._input, self.classifier._to_input(pixels))
-        self._interpreter.invoke()
+        tensor = self.classifier._to_input(self.classifier._model_ready(pixels))
+        with run_failures(str(self.classifier.path), self.backend):
+            self._interpreter.set_tensor(self._input, tensor)
+            self._interpreter.invoke()
+            raws = {name: self._interpreter.get_tensor(detail["index"])[0] for name, detail in self._outputs.items()}
         result = {}
         for name, detail in self._outputs.items():
-            raw = self._interpreter.get_tensor(detail["index"])[0]
+            raw = raws[name]
             q = tensor_quantization(detail)
             result[name] = raw.astype(np.float32) if q.dtype == "float32" else \
                 ((raw.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)

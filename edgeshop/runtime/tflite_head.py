@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeshop.errors import ModelLoadError
+from edgeshop.runtime.model_check import check_model
 from edgeshop.runtime.modelcard import attach_archive, split_archive
 
 _SOFTMAX, _FULLY_CONNECTED, _QUANTIZE, _DEQUANTIZE = 25, 9, 114, 6  # tflite::BuiltinOperator
@@ -38,13 +39,14 @@ def _schema():
 def read_model(content: bytes, source: str = "model") -> Any:
     """The flatbuffer of a model file (archive ignored) as the schema's object tree (ModelT)."""
     schema = _schema()
-    flatbuffer = split_archive(content)[0]
+    flatbuffer = split_archive(content, source)[0]
+    # Checked first: the object API unpacks every table it is pointed at, however often
+    # (a 40 KB file took minutes and GBs), and a crafted graph can make the walks below loop.
+    check_model(flatbuffer, source)
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer raises anything from struct to IndexError
         raise ModelLoadError(f"{source}: not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
-    if any(getattr(buffer, "offset", 0) for buffer in model.buffers or []):
-        raise ModelLoadError(f"{source}: stores its weights outside the flatbuffer (a >2 GB model); not supported")
     return model
 
 
@@ -81,8 +83,10 @@ def find_head(model: Any, source: str = "model") -> Head:
     if len(subgraph.outputs) != 1:
         raise ModelLoadError(f"{source}: has {len(subgraph.outputs)} outputs; an edgeshop classifier has one")
     tensor = int(subgraph.outputs[0])
-    while tensor in producer:
+    visited = set()  # check_model orders operators, so this walk ends anyway; never loop on a graph
+    while tensor in producer and producer[tensor] not in visited:
         index = producer[tensor]
+        visited.add(index)
         op = subgraph.operators[index]
         builtin = _builtin(model, op)
         if builtin == _SOFTMAX:

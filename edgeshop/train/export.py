@@ -287,7 +287,7 @@ def reexport(
         raise EdgeshopError(f"{model}: has no edgeshop model card, so its labels and preprocessing are unknown; "
                             "export it again from its run directory with edgeshop-export RUN_DIR")
     flatbuffer = split_archive(original, str(model))[0]
-    before = audit_model(flatbuffer)
+    before = audit_model(flatbuffer, source=str(model))  # checks the file before anything parses it
     if before["fully_integer"] and io_type == "uint8" and before["input"]["dtype"] == "int8":
         flatbuffer = int8_io_to_uint8(flatbuffer)
     audit = audit_model(flatbuffer)
