@@ -259,3 +259,29 @@ def test_enrolment_runs_without_tensorflow(pipeline, new_bars, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert Classifier(out).labels == ["disc", "square", "bar"]
+
+
+def test_removing_a_middle_product_of_an_enrolled_model_drops_exactly_its_row(pipeline, synthetic_data, new_bars,
+                                                                              tmp_path):
+    """#40.8: an enrolled model's labels are not sorted (disc, square, bar, round-thing); --remove bar
+    must drop row 2, not the row 'bar' would have in sorted order (row 0, disc). Every other row is
+    kept bit for bit, and every test image's scores are the old ones without bar's, renormalised."""
+    first = tmp_path / "first.tflite"
+    assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--data", str(new_bars), "--out", str(first)]) == 0
+    more = tmp_path / "more"
+    make_dataset(more, per_class=3, seed=9, classes=("disc",))
+    (more / "disc").rename(more / "round-thing")
+    enrolled = tmp_path / "enrolled.tflite"
+    assert enroll_main([str(first), "--data", str(more), "--out", str(enrolled)]) == 0
+    assert Classifier(enrolled).labels == ["disc", "square", "bar", "round-thing"]
+    out = tmp_path / "without_bar.tflite"
+    assert enroll_main([str(enrolled), "--remove", "bar", "--out", str(out)]) == 0
+    assert Classifier(out).labels == ["disc", "square", "round-thing"]
+    before, after = read_head_weights(enrolled.read_bytes()), read_head_weights(out.read_bytes())
+    np.testing.assert_array_equal(after.weights, before.weights[[0, 1, 3]])
+    np.testing.assert_array_equal(after.bias, before.bias[[0, 1, 3]])
+    old, new = Classifier(enrolled), Classifier(out)
+    for label in ("disc", "square"):
+        for image in _images(synthetic_data["test"], label)[:6]:
+            kept = old.scores(image)[[0, 1, 3]]
+            np.testing.assert_allclose(new.scores(image), kept / kept.sum(), atol=3 / 256)
