@@ -63,7 +63,7 @@ from edgeshop.utils import write_bytes_atomic
 
 VIEWS = 8  # augmented views per photo (shot_views)
 REFIT_STEPS, REFIT_LEARNING_RATE = 300, 0.01  # softmax regression of the new rows (fit_new_rows)
-ENROL_VIEWS, REFIT_SCALE = VIEWS, 0.7  # chosen by tools/open_set_study.py (module docstring)
+ENROL_VIEWS, REFIT_SCALE = 1, 0.75  # chosen by tools/open_set_study.py (module docstring)
 CHECK_ROUNDS = 5  # leave-one-out rounds of the recognition check (recognition_check)
 MIN_RECOGNISED = 0.6  # below this share of its own photos recognised, a new product is named in a warning
 IMPRINT_GAIN = {"linear": 1.0, "cosine": 1.2}  # chosen as the module docstring says
@@ -180,13 +180,14 @@ def fit_new_rows(old_weights: np.ndarray, old_bias: np.ndarray, rows: np.ndarray
     embeddings (``labels`` index the new rows) and of one representative embedding per old class
     (``old_samples``, row i of class i), the two sets weighted equally so the new rows win their
     photos without taking the old classes'. Starts from the imprinted ``rows``."""
-    old_weights, old_bias = np.asarray(old_weights, np.float64), np.asarray(old_bias, np.float64)
-    w, b = np.array(rows, np.float64), np.array(row_bias, np.float64)
+    # float32: the embeddings are int8-derived and the rows are stored in int8, and half the time of float64
+    old_weights, old_bias = np.asarray(old_weights, np.float32), np.asarray(old_bias, np.float32)
+    w, b = np.array(rows, np.float32), np.array(row_bias, np.float32)
     n_old = len(old_weights)
-    x = np.vstack([np.asarray(embeddings, np.float64), np.asarray(old_samples, np.float64)])
+    x = np.vstack([np.asarray(embeddings, np.float32), np.asarray(old_samples, np.float32)])
     target = np.concatenate([n_old + np.asarray(labels), np.arange(len(old_samples))])
     weight = np.concatenate([np.full(len(embeddings), 0.5 / max(len(embeddings), 1)),
-                             np.full(len(old_samples), 0.5 / max(len(old_samples), 1))])
+                             np.full(len(old_samples), 0.5 / max(len(old_samples), 1))]).astype(np.float32)
     fixed = x @ old_weights.T + old_bias
     moments = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
     beta1, beta2 = 0.9, 0.999
@@ -208,10 +209,12 @@ def fit_new_rows(old_weights: np.ndarray, old_bias: np.ndarray, rows: np.ndarray
 
 def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequence[str],
                    remove: Sequence[str] = (), *, source: str = "model", data: str = "",
-                   skipped: Mapping[str, int] | None = None, gain: float | None = None) -> tuple[bytes, dict]:
+                   skipped: Mapping[str, int] | None = None, gain: float | None = None,
+                   refit: bool = True) -> tuple[bytes, dict]:
     """``content`` with the classes ``remove`` dropped and ``new_labels`` imprinted from ``photos``
     (labels index ``new_labels``; ``skipped``: unreadable photos per label, for the record);
-    ``gain`` multiplies the card's imprint length (None: IMPRINT_GAIN of the head's kind).
+    ``gain`` multiplies the card's imprint length (None: IMPRINT_GAIN of the head's kind); ``refit``:
+    refit the imprinted rows (`learn_rows`) when the card has the old classes' samples.
     Returns the new model and the enrolment record."""
     if gain is not None and not 0 < gain <= 10:
         raise DataError(f"--imprint-gain must be in (0, 10], e.g. 1.2; got {gain}")
@@ -232,7 +235,7 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
     if gain is None:
         gain = IMPRINT_GAIN["linear" if head.has_bias else "cosine"]
     added, check, samples = [], {}, _class_samples(card, len(labels), head.weights.shape[1], source)
-    refit = samples is not None and bool(new_labels)
+    refit = refit and samples is not None and bool(new_labels)
     if new_labels:
         centre, norm = _centre(card, source, head.weights.shape[1])
         with loaded(content) as classifier:
@@ -265,7 +268,8 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
     record = {"method": METHOD if head.has_bias else COSINE_METHOD, "added": added, "gain": gain,
               "views_per_photo": ENROL_VIEWS if new_labels else 0,
               "refit": ({"steps": REFIT_STEPS, "learning_rate": REFIT_LEARNING_RATE, "scale": REFIT_SCALE}
-                        if refit else "none: the card has no class samples (run edgeshop-calibrate)"),
+                        if refit else "none" if samples is not None else
+                "none: the card has no class samples (run edgeshop-calibrate)"),
               "warnings": [f"{a['label']}: only {a['recognised']:.0%} of its {a['photos']} photo(s) recognised "
                            f"({a['check']}); add photos from more sides" for a in added
                            if a["recognised"] < MIN_RECOGNISED],
@@ -345,7 +349,7 @@ def _class_samples(card: ModelCard, count: int, width: int, source: str) -> np.n
 
 
 def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = None, remove: Sequence[str] = (),
-                force: bool = False, gain: float | None = None) -> dict[str, Any]:
+                force: bool = False, gain: float | None = None, refit: bool = True) -> dict[str, Any]:
     """edgeshop-enroll: read ``model``, add the products under ``data`` and drop ``remove``, write ``out``."""
     model, out = Path(model), Path(out)
     if out.exists() and not force:
@@ -366,7 +370,8 @@ def enroll_file(model: str | Path, out: str | Path, data: str | Path | None = No
         label_of = {s.path: s.label for s in samples}
         skipped = Counter(label_of[path] for path, _ in photos.skipped)
     result, record = enroll_content(content, photos, new_labels, remove, source=str(model),
-                                    data=str(data) if data else "", skipped=skipped, gain=gain)
+                                    data=str(data) if data else "", skipped=skipped, gain=gain,
+                                    refit=refit)
     write_bytes_atomic(out, result)
     skipped_files = [{"file": str(p), "reason": r} for p, r in (photos.skipped if photos else [])]
     return {**record, "path": str(out), "size_bytes": len(result), "skipped_files": skipped_files}
