@@ -80,7 +80,7 @@ from edgeshop.runtime.head_weights import read_head_weights  # noqa: E402
 from edgeshop.runtime.probe import loaded  # noqa: E402
 from edgeshop.runtime.tflite_head import softmax_beta  # noqa: E402
 from edgeshop.runtime.unknown_score import class_prototypes, prototype_score  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
 
 FOLDS = 7
 SHOTS = 5
@@ -360,6 +360,15 @@ def choose_enrolment(rows: list[dict]) -> dict:
     return [chosen["views"], chosen["steps"], chosen["rows"]]
 
 
+def model_with_class_samples(d: dict, model: Path) -> bytes:
+    """The model with one representative embedding per known class (their training photos) in its card."""
+    old = list(d["old_labels"])
+    index = {name: i for i, name in enumerate(old)}
+    base = (d["view"] == 0) & (d["split"] == "train") & np.isin(d["label"], old)
+    return with_class_samples(model.read_bytes(), d["embedding"][base], np.array([index[n] for n in d["label"][base]]),
+                              source=str(model), data="the 71 classes' Grocery training photos")
+
+
 def product_path(d: dict, model: Path, dataset: Path) -> dict:
     """edgeshop-enroll's own code on the shipped model, through LiteRT: the ten products enrolled
     from 5 training photos each and from the iconic image; the enrolled model classifies their
@@ -368,10 +377,7 @@ def product_path(d: dict, model: Path, dataset: Path) -> dict:
     representative embeddings from their training photos first, `edgeshop.calibrate.with_class_samples`)."""
     old = list(d["old_labels"])
     index = {name: i for i, name in enumerate(old)}
-    base = (d["view"] == 0) & (d["split"] == "train") & np.isin(d["label"], old)
-    content = with_class_samples(model.read_bytes(), d["embedding"][base],
-                                 np.array([index[n] for n in d["label"][base]]), source=str(model),
-                                 data="the 71 classes' Grocery training photos (view 0)")
+    content = model_with_class_samples(d, model)
     new_names = sorted({n for n in d["label"] if n not in index})
     classifier = Classifier(model)
     spec = classifier.input_spec
@@ -421,6 +427,9 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "models" / "grocery" / "open_set" / "grocery71_int8.tflite"))
     parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "open_set" / "open_set_study.json"))
     parser.add_argument("--stage", choices=("choose", "all"), default="all")
+    parser.add_argument("--write-class-samples", action="store_true",
+                        help="only store the 71 classes' representative embeddings (from their training photos) in "
+                        "--model's card, so that edgeshop-enroll refits on it; the graph is unchanged")
     args = parser.parse_args()
     started = time.time()
     model = Path(args.model)
@@ -428,9 +437,14 @@ def main() -> int:
     beta = softmax_beta(content)
     head = read_head_weights(content)
     d = load(model, Path(args.dataset))
+    if args.write_class_samples:
+        write_bytes_atomic(model, model_with_class_samples(d, model))
+        print(f"wrote {model}: class samples from the 71 classes' training photos in its card")
+        return 0
     from edgeshop.runtime.modelcard import read_card
     norm = read_card(content).extra["embedding"]["imprint_norm"] * 1.2  # IMPRINT_GAIN["cosine"]
-    figures = {"model": str(model), "unknown_folds": unknown_study(d, beta),
+    figures = {"model": str(model.resolve().relative_to(ROOT)) if model.resolve().is_relative_to(ROOT) else str(model),
+               "unknown_folds": unknown_study(d, beta),
                "enrolment_folds": enrol_study(d, head.weights, norm)}
     choosing = unknown_unseen(d, beta, ("train",))
     figures["unknown_choosing"] = {**choosing, "chosen": choose_unknown(choosing["methods"])}
