@@ -26,6 +26,7 @@ from edgeshop.runtime.classifier import Classifier
 from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
 from edgeshop.runtime.modelcard import LABELS_ENTRY, read_card, split_archive
 from edgeshop.runtime.probe import loaded
+from edgeshop.runtime.unknown_score import decode_rows
 
 
 def _images(root: Path, label: str) -> list[np.ndarray]:
@@ -284,6 +285,12 @@ def test_removing_a_middle_product_of_an_enrolled_model_drops_exactly_its_row(pi
     before, after = read_head_weights(enrolled.read_bytes()), read_head_weights(out.read_bytes())
     np.testing.assert_array_equal(after.weights, before.weights[[0, 1, 3]])
     np.testing.assert_array_equal(after.bias, before.bias[[0, 1, 3]])
+    # the card's class samples (what the next enrolment's refit keeps the old classes with) follow the rows
+    samples = {path: read_card(path.read_bytes()) for path in (enrolled, out)}
+    width = before.weights.shape[1]
+    stored = {path: decode_rows(card.extra["embedding"]["class_samples"], (len(card.labels), width))
+              for path, card in samples.items()}
+    np.testing.assert_array_equal(stored[out], stored[enrolled][[0, 1, 3]])
     old, new = Classifier(enrolled), Classifier(out)
     for label in ("disc", "square"):
         for image in _images(synthetic_data["test"], label)[:6]:
