@@ -40,7 +40,7 @@ from edgeshop.runtime.head_weights import read_head_weights
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card
 from edgeshop.runtime.probe import HeadProbe, loaded, model_scores
 from edgeshop.runtime.tflite_head import with_softmax_beta
-from edgeshop.runtime.unknown_score import class_prototypes, encode_rows
+from edgeshop.runtime.unknown_score import class_prototypes, encode_rows, fits_card
 from edgeshop.utils import write_bytes_atomic
 
 MIN_IMAGES = 10  # fewer cannot be split in two halves that each say anything
@@ -115,7 +115,8 @@ def calibrate_content(content: bytes, images: LoadedImages, *, source: str = "mo
         if np.all(np.bincount(truth, minlength=len(card.labels)) > 0):  # enrolment's refit keeps these classes
             samples = class_prototypes(outputs["embedding"], truth, np.zeros(outputs["embedding"].shape[1]),
                                        unit=False, count=len(card.labels))
-            extra["embedding"]["class_samples"] = encode_rows(samples)
+            if fits_card(samples):
+                extra["embedding"]["class_samples"] = encode_rows(samples)
     return embed_card(calibrated, replace(card, extra=extra)), {"calibration": calibration, "unknown": unknown}
 
 
@@ -132,6 +133,8 @@ def with_class_samples(content: bytes, embeddings: np.ndarray, truth: np.ndarray
     if len(counts) != len(card.labels) or not np.all(counts > 0):
         raise DataError(f"{data or source}: every one of the model's {len(card.labels)} classes needs images")
     samples = class_prototypes(embeddings, truth, np.zeros(embeddings.shape[1]), unit=False, count=len(card.labels))
+    if not fits_card(samples):
+        raise DataError(f"{source}: {samples.shape[0]} classes x {samples.shape[1]} numbers do not fit in the card")
     extra = {**card.extra, "embedding": {**record, "class_samples": encode_rows(samples), "class_samples_data": data}}
     return embed_card(content, replace(card, extra=extra))
 

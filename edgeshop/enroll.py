@@ -70,7 +70,7 @@ from edgeshop.runtime.classifier import _read_model_file
 from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card, text_problem
 from edgeshop.runtime.probe import HeadProbe, loaded
-from edgeshop.runtime.unknown_score import class_prototypes, decode_rows, encode_rows
+from edgeshop.runtime.unknown_score import class_prototypes, decode_rows, encode_rows, fits_card
 from edgeshop.utils import write_bytes_atomic
 
 VIEWS = 8  # augmented views per photo (shot_views)
@@ -293,8 +293,10 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
     history = [*card.extra.get("enrolment", []), record]
     embedding_record = card.extra.get("embedding")
     extra = {**card.extra, "enrolment": history}
-    if samples is not None:
+    if samples is not None and fits_card(samples):
         extra["embedding"] = {**embedding_record, "class_samples": encode_rows(samples)}
+    elif samples is not None:  # too many classes for the card: later enrolments imprint only
+        extra["embedding"] = {key: value for key, value in embedding_record.items() if key != "class_samples"}
     new_card = replace(card, labels=new_labels_all, extra=extra)
     result = embed_card(with_head_weights(content, weights, bias, source), new_card)
     _check_written(result, photos, new_labels, new_labels_all, source)

@@ -9,7 +9,14 @@ import pytest
 
 from edgeshop.enroll import fit_new_rows, recognition_check, shot_views
 from edgeshop.errors import ModelCardError
-from edgeshop.runtime.unknown_score import class_prototypes, decode_rows, encode_rows, prototype_score
+from edgeshop.runtime.unknown_score import (
+    CLASS_SAMPLES_BUDGET,
+    class_prototypes,
+    decode_rows,
+    encode_rows,
+    fits_card,
+    prototype_score,
+)
 
 
 def test_prototypes_and_their_cosine_score_by_hand():
@@ -45,6 +52,9 @@ def test_card_rows_round_trip_in_float16_and_a_wrong_size_is_refused():
         decode_rows(encode_rows(rows), (3, 3), "m.tflite")
     with pytest.raises(ModelCardError, match="not base64"):
         decode_rows("not base64!", (2, 3), "m.tflite")
+    # the budget: 150 classes of 1,280 numbers fit (500 kB of text), 160 do not (546 kB)
+    assert fits_card(np.zeros((150, 1280))) and len(encode_rows(np.zeros((150, 1280)))) <= CLASS_SAMPLES_BUDGET
+    assert not fits_card(np.zeros((160, 1280))) and len(encode_rows(np.zeros((160, 1280)))) > CLASS_SAMPLES_BUDGET
 
 
 def test_the_first_refit_step_by_hand_and_the_refit_wins_the_new_photo_but_not_the_old():

@@ -54,6 +54,15 @@ def prototype_score(embedding: np.ndarray, prototypes: np.ndarray, centre: np.nd
     return (units @ np.asarray(prototypes, np.float64).T).max(axis=-1)
 
 
+CLASS_SAMPLES_BUDGET = 512 * 1024  # card text for the class samples; the whole card may hold 1 MiB
+
+
+def fits_card(rows: np.ndarray) -> bool:
+    """Whether ``rows`` fit the card's budget once encoded (~3.4 kB a class at 1,280 numbers; a model
+    of more than ~150 such classes keeps none, and enrolment then imprints only)."""
+    return 4 * -(-2 * np.asarray(rows).size // 3) <= CLASS_SAMPLES_BUDGET
+
+
 def encode_rows(rows: np.ndarray) -> str:
     """float16 rows as base64 text for the card (a 71 x 1280 table is ~240 kB of text)."""
     return base64.b64encode(np.asarray(rows, "<f2").tobytes()).decode("ascii")
