@@ -11,7 +11,9 @@ No training run and no TensorFlow: the images go through the model file itself.
    shipped is then fitted on all the images.
 4. What enrolment imprints new products with (`edgeshop.enroll.imprint_statistics`): the
    mean embedding of the images and the imprint norm (models whose head is not a dense
-   layer have none).
+   layer have none), and one representative embedding per class (its mean direction at
+   its images' median length; float16, base64) that keeps the old classes in enrolment's
+   refit of the new rows.
 5. The unknown threshold: the top score that keeps ``tpr`` (95%) of the known images,
    chosen on the calibrated model's scores; stored in the card, where `Classifier` reads it.
 The records go into the card (`extra["calibration"]`, `extra["unknown"]`, `extra["embedding"]`); the archive
@@ -39,6 +41,7 @@ from edgeshop.runtime.head_weights import read_head_weights
 from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card
 from edgeshop.runtime.probe import HeadProbe, loaded, model_scores
 from edgeshop.runtime.tflite_head import with_softmax_beta
+from edgeshop.runtime.unknown_score import class_prototypes, encode_rows, fits_card
 from edgeshop.utils import write_bytes_atomic
 
 MIN_IMAGES = 10  # fewer cannot be split in two halves that each say anything
@@ -110,7 +113,31 @@ def calibrate_content(content: bytes, images: LoadedImages, *, source: str = "mo
     if "embedding" in outputs:  # what new products are imprinted with (edgeshop.enroll)
         head = read_head_weights(content, source)
         extra["embedding"] = imprint_statistics(outputs["embedding"], truth, head.weights, head.bias, data)
+        if np.all(np.bincount(truth, minlength=len(card.labels)) > 0):  # enrolment's refit keeps these classes
+            samples = class_prototypes(outputs["embedding"], truth, np.zeros(outputs["embedding"].shape[1]),
+                                       unit=False, count=len(card.labels))
+            if fits_card(samples):
+                extra["embedding"]["class_samples"] = encode_rows(samples)
     return embed_card(calibrated, replace(card, extra=extra)), {"calibration": calibration, "unknown": unknown}
+
+
+def with_class_samples(content: bytes, embeddings: np.ndarray, truth: np.ndarray, *, source: str = "model",
+                       data: str = "") -> bytes:
+    """``content`` whose card keeps one representative embedding per class, computed from
+    ``embeddings`` of labelled images (``truth``: label indices), e.g. the training photos, so
+    that calibration images stay out of what enrolment is measured with."""
+    card = read_card(content, source=source)
+    record = card.extra.get("embedding") if card is not None else None
+    if not isinstance(record, dict):
+        raise EdgeshopError(f"{source}: its card has no embedding record; run edgeshop-calibrate first")
+    counts = np.bincount(truth, minlength=len(card.labels))
+    if len(counts) != len(card.labels) or not np.all(counts > 0):
+        raise DataError(f"{data or source}: every one of the model's {len(card.labels)} classes needs images")
+    samples = class_prototypes(embeddings, truth, np.zeros(embeddings.shape[1]), unit=False, count=len(card.labels))
+    if not fits_card(samples):
+        raise DataError(f"{source}: {samples.shape[0]} classes x {samples.shape[1]} numbers do not fit in the card")
+    extra = {**card.extra, "embedding": {**record, "class_samples": encode_rows(samples), "class_samples_data": data}}
+    return embed_card(content, replace(card, extra=extra))
 
 
 def load_labelled(data: str | Path, card: ModelCard, classes_csv: str | Path | None = None) -> LoadedImages:

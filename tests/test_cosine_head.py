@@ -95,7 +95,7 @@ def test_the_int8_logits_follow_the_float_model(cosine_export, synthetic_data):
 
 def test_enrolment_into_a_cosine_head_learns_the_product_and_keeps_the_others(cosine_export, synthetic_data,
                                                                               tmp_path):
-    """'bar' removed, then enrolled again from five new photos: the centred prototype at the length
+    """'bar' removed, then enrolled again from five new photos (imprint only): the centred prototype at the length
     calibration measured times the cosine head's gain, its bias folded into the row (the layer
     has none), and the old products keep their answers."""
     without = tmp_path / "without.tflite"
@@ -103,7 +103,7 @@ def test_enrolment_into_a_cosine_head_learns_the_product_and_keeps_the_others(co
     new = tmp_path / "new"
     make_dataset(new, per_class=5, seed=7, classes=("bar",))
     enrolled = tmp_path / "enrolled.tflite"
-    assert enroll_main([str(without), "--data", str(new), "--out", str(enrolled)]) == 0
+    assert enroll_main([str(without), "--data", str(new), "--out", str(enrolled), "--no-refit"]) == 0
     content = enrolled.read_bytes()
     card = read_card(content)
     assert card.labels[-1] == "bar" and card.extra["enrolment"][-1]["method"] == COSINE_METHOD
@@ -123,6 +123,13 @@ def test_enrolment_into_a_cosine_head_learns_the_product_and_keeps_the_others(co
     after = _accuracy(enrolled, synthetic_data["test"])
     assert after["bar"] >= 0.8, after
     # a sanity bound on 12 test images each (the geometry is pinned above)
+    assert after["disc"] >= before["disc"] - 0.2 and after["square"] >= before["square"] - 0.2, (before, after)
+    # the default also refits the imprinted row (edgeshop.enroll.learn_rows): the same bounds hold
+    refitted = tmp_path / "refitted.tflite"
+    assert enroll_main([str(without), "--data", str(new), "--out", str(refitted)]) == 0
+    assert isinstance(read_card(refitted.read_bytes()).extra["enrolment"][-1]["refit"], dict)
+    after = _accuracy(refitted, synthetic_data["test"])
+    assert after["bar"] >= 0.8, after
     assert after["disc"] >= before["disc"] - 0.2 and after["square"] >= before["square"] - 0.2, (before, after)
 
 

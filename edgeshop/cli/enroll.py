@@ -12,7 +12,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeshop-enroll",
         description="Add products to an edgeshop .tflite without retraining: each new product's row of the "
-        "classifier layer is imprinted from 1-20 photos (its centred, normalised mean embedding). The new model "
+        "classifier layer is imprinted from 1-20 photos (its centred, normalised mean embedding over flipped and "
+        "zoomed views of each photo), then refitted by softmax regression against the old classes' stored "
+        "samples; each product's photos are checked leave-one-out and a product recognised below 60% is named "
+        "in a warning. The new model "
         "keeps every old label (except --remove), stays fully integer if it was, keeps its standard metadata and "
         "card, and loads in MediaPipe Tasks like any export. Runtime only, no TensorFlow.",
     )
@@ -25,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imprint-gain", type=float, metavar="G",
                    help="multiply the new rows' measured length by G: larger wins more of the new products' images "
                    "and takes more of the old ones' (default: 1.2 for a cosine head, 1.0 for a linear one)")
+    p.add_argument("--no-refit", action="store_true",
+                   help="imprint only: skip the softmax refit of the new rows (the refit needs the old classes' "
+                   "samples that edgeshop-calibrate stores in the card)")
     p.add_argument("--out", required=True, help="the .tflite to write")
     p.add_argument("--force", action="store_true", help="replace --out and --json if they exist")
     p.add_argument("--json", help="also write the enrolment record to this file")
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.enroll import enroll_file
 
         return enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force,
-                           gain=args.imprint_gain)
+                           gain=args.imprint_gain, refit=not args.no_refit)
 
     return run_and_record("edgeshop-enroll", compute, format_record, args.json)
 
@@ -51,13 +57,17 @@ def format_record(record: dict) -> str:
     lines = [f"wrote {record['path']}: {record['classes_before']} -> {record['classes_after']} classes "
              f"({record['storage']} weights)"]
     if record["added"]:
-        lines.append(f"  imprinted at gain {record['gain']:g} (--imprint-gain)")
+        lines.append(f"  imprinted at gain {record['gain']:g} (--imprint-gain) from {record['views_per_photo']} "
+                     "view(s) of each photo" + ("; new rows refitted" if isinstance(record["refit"], dict) else
+                                                f"; refit: {record['refit']}"))
     for entry in record["added"]:
         skipped = f", {entry['skipped']} unreadable skipped" if entry["skipped"] else ""
-        lines.append(f"  added {entry['label']}: {entry['photos']} photo(s){skipped}")
+        lines.append(f"  added {entry['label']}: {entry['photos']} photo(s){skipped}; recognised "
+                     f"{entry['recognised']:.0%} of them ({entry['check']})")
     lines.extend(f"  removed {label}" for label in record["removed"])
     for item in record["skipped_files"]:
         lines.append(f"  skipped {item['reason']}")
+    lines.extend(f"warning: {warning}" for warning in record.get("warnings", []))
     return "\n".join(lines)
 
 
