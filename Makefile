@@ -136,9 +136,9 @@ open-set: $(STAMP)
 
 ## open-set-study: unknown-product scores and few-shot enrolment chosen on the ten unseen products' training
 ## photos and measured on the shipped open-set model (docs/unknown-products.md); caches the model's outputs in
-## runs/open_set/ first; figures: models/grocery/open_set/open_set_study.json
+## runs/open_set/ first; figures: studies/grocery/figures/open_set/open_set_study.json
 open-set-study: $(STAMP)
-	OPENBLAS_NUM_THREADS=1 nice -n 10 $(BIN)/python tools/open_set_study.py --dataset $(GROCERY)
+	OPENBLAS_NUM_THREADS=1 nice -n 10 $(BIN)/python studies/grocery/open_set_study.py --dataset $(GROCERY)
 
 ## open-set-linear: the same with the default linear head (the open-set model shipped before; a variant now:
 ## figures in studies/grocery/figures/open_set/variants/)

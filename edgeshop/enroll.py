@@ -41,7 +41,7 @@ Refit (`learn_rows`): the imprinted rows are then refitted by softmax regression
 class, which calibration writes into the card; the old rows fixed), and scaled by REFIT_SCALE.
 On the Grocery open-set benchmark this took 5-shot enrolment of ten unseen products from 73% to
 82% of their unseen photos for 0.8 point of the old classes (docs/unknown-products.md,
-tools/open_set_study.py, which chose the settings). `shot_views` (mirror and zooms of each
+studies/grocery/open_set_study.py, which chose the settings). `shot_views` (mirror and zooms of each
 photo) is measured there too; one view per photo is what the study kept.
 
 Self-check (`recognition_check`): each new product's photos are classified by rows learnt
@@ -79,7 +79,7 @@ from edgeshop.utils import write_bytes_atomic
 
 VIEWS = 8  # augmented views per photo (shot_views)
 REFIT_STEPS, REFIT_LEARNING_RATE = 300, 0.01  # softmax regression of the new rows (fit_new_rows)
-ENROL_VIEWS, REFIT_SCALE = 1, 0.75  # chosen by tools/open_set_study.py (module docstring)
+ENROL_VIEWS, REFIT_SCALE = 1, 0.75  # chosen by studies/grocery/open_set_study.py (module docstring)
 CHECK_ROUNDS = 5  # leave-one-out rounds of the recognition check (recognition_check)
 MIN_RECOGNISED = 0.6  # below this share of its own photos recognised, a new product is named in a warning
 IMPRINT_GAIN = {"linear": 1.0, "cosine": 1.2}  # chosen as the module docstring says
@@ -361,7 +361,7 @@ def learn_rows(embeddings: np.ndarray, labels: np.ndarray, count: int, weights: 
                old_samples: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The new classes' rows from their photos' (views') embeddings: imprinted, then (with the old
     classes' stored samples) refitted by softmax regression and scaled by REFIT_SCALE, the
-    setting tools/open_set_study.py chose (refitted rows grow long and take old classes' images)."""
+    setting studies/grocery/open_set_study.py chose (refitted rows grow long and take old classes' images)."""
     rows, row_bias = imprint_rows(embeddings, labels, count, weights, bias, centre, norm,
                                   fold_bias=not head.has_bias)
     if old_samples is None:

@@ -1,8 +1,8 @@
 """Unknown-product scores and few-shot enrolment, chosen on leave-classes-out folds, then
 measured once on the ten products the open-set model never saw.
 
-    nice -n 10 python tools/open_set_embeddings.py   # caches the model's outputs (runs/open_set/)
-    python tools/open_set_study.py                    # -> models/grocery/open_set/open_set_study.json
+    nice -n 10 python studies/grocery/open_set_embeddings.py   # caches the model's outputs (runs/open_set/)
+    python studies/grocery/open_set_study.py     # -> studies/grocery/figures/open_set/open_set_study.json
 (the second alone builds the cache first if it is missing; `make open-set-study` runs it)
 
 Everything runs on the cached outputs of the shipped open-set model
@@ -63,12 +63,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
-
 from open_set_benchmark import read_iconic  # noqa: E402
 from open_set_embeddings import build_cache, cache_path  # noqa: E402
+from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from edgeshop.calibrate import with_class_samples  # noqa: E402
 from edgeshop.datasets import Sample, discover, load_images, similarity_groups  # noqa: E402
@@ -425,7 +422,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     parser.add_argument("--model", default=str(ROOT / "models" / "grocery" / "open_set" / "grocery71_int8.tflite"))
-    parser.add_argument("--out", default=str(ROOT / "models" / "grocery" / "open_set" / "open_set_study.json"))
+    parser.add_argument("--out", default=str(FIGURES / "open_set" / "open_set_study.json"))
     parser.add_argument("--stage", choices=("choose", "all"), default="all")
     parser.add_argument("--write-class-samples", action="store_true",
                         help="only store the 71 classes' representative embeddings (from their training photos) in "

@@ -1,11 +1,11 @@
 """Cache the open-set model's outputs (scores, logits, embedding) for every Grocery photo.
 
-    nice -n 10 python tools/open_set_embeddings.py     # ~3,000 photos, a few minutes
+    nice -n 10 python studies/grocery/open_set_embeddings.py     # ~3,000 photos, a few minutes
 
 Every train and val photo of the 81 classes, every class's iconic catalogue image, and for
 the enrolment shots (the first 5 training photos of each class, sorted by name, and the
 iconic image) each augmented view edgeshop-enroll uses (`edgeshop.enroll.shot_views`).
-The study (tools/open_set_study.py) then chooses and measures on these arrays without
+The study (studies/grocery/open_set_study.py) then chooses and measures on these arrays without
 running the model again. Output: runs/open_set/embeddings_<model stem>.npz (never committed).
 """
 
@@ -16,11 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
-
 from open_set_benchmark import read_iconic  # noqa: E402
+from study_paths import ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from edgeshop.datasets import Sample, discover, iter_decoded  # noqa: E402
 from edgeshop.enroll import shot_views  # noqa: E402
