@@ -73,6 +73,16 @@ def fixture_model() -> Path:
     return DATA / "tiny_int8.tflite"
 
 
+def served_base(process) -> str:
+    """The http://host:port of an edgeshop-web started with --port 0, from its first line;
+    the test fails with the server's own words if it did not start."""
+    line = process.stdout.readline()
+    if "serving" not in line:
+        process.kill()
+        pytest.fail(f"edgeshop-web did not start: {line}{process.stderr.read()}")
+    return line.split(" at ")[1].split()[0]
+
+
 def frame_indices(source, count: int, seconds: float = 10.0) -> list[int]:
     """The indices of up to ``count`` frames read from a LiveSource within ``seconds``."""
     seen: list[int] = []

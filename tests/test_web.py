@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from chromium import Chromium, find_chromium
-from conftest import CLEAR_MARGIN, MAX_NEAR_TIES, REPO, require_client
+from conftest import CLEAR_MARGIN, MAX_NEAR_TIES, REPO, require_client, served_base
 
 from edgeshop import Classifier
 from edgeshop.cli import web
@@ -218,11 +218,7 @@ def test_serve_command_without_tensorflow_serves_only_its_files():
     process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        line = process.stdout.readline()
-        if "serving" not in line:
-            process.kill()
-            pytest.fail(f"edgeshop-web did not start: {line}{process.stderr.read()}")
-        base = line.split(" at ")[1].split()[0]
+        base = served_base(process)
         assert base.startswith("http://127.0.0.1:")
 
         def get(path: str) -> tuple[int, str, bytes]:

