@@ -39,7 +39,8 @@ def demo_block(demo: dict, other: dict | None) -> str:
         f"{i8['classify_p50_ms'] / f32['classify_p50_ms']:.2f}x: one run on a machine "
         + (f"whose load average was {demo['load_average_1_5_15min'][0]:g} on {demo['machine']['cores']} cores"
            if "load_average_1_5_15min" in demo else "shared with other jobs")
-        + ", so latency here is noise; `make bench` measures it properly (Performance, below).",
+        + ", so latency here is noise; `make bench` measures it properly "
+        "([Evaluation and benchmarks](evaluation.md#latency-on-your-device)).",
         f"It trained for {s['epochs']} epochs at {s['image_size']} px on {demo['train_images']} of the "
         f"{demo['train_images'] + demo['val_images']} training images (the other {demo['val_images']} are its "
         f"validation split) and classified the {demo['test_images']} held-out images (one image is "

@@ -62,7 +62,7 @@ def figures_block(bench: dict, channels: dict) -> str:
         "|---|---|---|---|---|",
         *(f"| {name} | {top1} | {size / 1e6:.2f} MB | {ms} | {source} |" for name, top1, size, ms, source in rows),
         "",
-        f"Val: the Grocery Store dataset's official val split ({n} photos of 81 products, never trained on).",
+        f"Val: the Grocery Store dataset's official val split ({n} photos, never trained on).",
         f"Latency: median bare invoke on a 2-core {cpu} (`make bench`; the fast model's ratio is measured",
         "against the shipped model in one process). Other CPUs differ: time yours with `edgeshop-bench`.",
         "The model card `models/grocery/README.md` has per-class figures and limitations.",

@@ -12,8 +12,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeshop-enroll",
         description="Add products to an edgeshop .tflite without retraining: each new product's row of the "
-        "classifier layer is imprinted from 1-20 photos (its centred, normalised mean embedding over flipped and "
-        "zoomed views of each photo), then refitted by softmax regression against the old classes' stored "
+        "classifier layer is imprinted from 1-20 photos (their centred, normalised mean embedding, one view per "
+        "photo), then refitted by softmax regression against the old classes' stored "
         "samples; each product's photos are checked leave-one-out and a product recognised below 60% is named "
         "in a warning. The new model "
         "keeps every old label (except --remove), stays fully integer if it was, keeps its standard metadata and "

@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also answer requests for this host name or address (e.g. the LAN address a phone uses "
                         "with --host 0.0.0.0); loopback and --host are always answered, any other Host gets 421")
     p.add_argument("--images", help="also serve this folder of photos under /images/ (for ?images=... on the page)")
-    p.add_argument("--root", help=f"the page's folder (default {DEFAULT_ROOT})")
+    p.add_argument("--root", help="the page's folder (default: the installed package's edgeshop/web)")
     p.add_argument("--runtime", metavar="DIR",
                    help="the folder npm installed @mediapipe/tasks-vision into (holding node_modules); default: "
                         "--root, a checkout's examples/web (make web), else $EDGESHOP_CACHE/web "
