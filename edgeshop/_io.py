@@ -36,7 +36,16 @@ _UMASK_LOCK = threading.Lock()
 
 
 def _umask() -> int:
-    with _UMASK_LOCK:  # reading the umask means setting it: keep other threads out meanwhile
+    """The process umask, read from /proc where possible: os.umask can only read it by setting
+    it, which would hand other threads' new files a wrong mode for a moment."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
         mask = os.umask(0o022)
         os.umask(mask)
     return mask

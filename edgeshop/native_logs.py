@@ -25,7 +25,8 @@ VERBOSE_ENV = "EDGESHOP_VERBOSE"  # "0": hide the chatter (the commands without 
 
 _ABSL = r"\d{4} [0-9:.]+ +\d+ [\w.-]+:\d+\] "  # absl's prefix: I0000 00:00:1796542995.567145  8547 port.cc:153]
 _CHATTER = re.compile(
-    rf"^(INFO: |WARNING: All log messages before absl::InitializeLog|[IW]{_ABSL}|fully_quantize: \d+, inference_type"
+    rf"^(INFO: (Created|Initialized) TensorFlow Lite|WARNING: All log messages before absl::InitializeLog"
+    rf"|[IW]{_ABSL}|fully_quantize: \d+, inference_type"
     rf"|E{_ABSL}.*(cuInit|cuDNN|cuFFT|cuBLAS|CUDA|TensorRT))"
 )
 
@@ -37,7 +38,7 @@ def set_verbose(verbose: bool) -> None:
     if verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own ERROR lines still show
     # the Python side: TensorFlow's converters and Keras warn about their own internals
     warnings.filterwarnings("ignore", module=r"(tensorflow|tf_keras|keras|tensorflow_model_optimization|absl)\b")
 
@@ -56,7 +57,12 @@ def hidden_chatter() -> Iterator[None]:
     if not chatter_hidden():
         yield
         return
-    with _FD2, tempfile.TemporaryFile() as capture:
+    try:
+        capture = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the with below)
+    except OSError:  # no room for the capture (a full temp folder): show everything rather than fail
+        yield
+        return
+    with _FD2, capture:
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(capture.fileno(), 2)

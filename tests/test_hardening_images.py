@@ -11,6 +11,7 @@ by a big pytest process would report its parent's size.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -283,3 +284,22 @@ def test_animated_pngs_are_charged_their_canvases(tmp_path):
     frames = [Image.new("RGB", (64, 32), (40 * i, 90, 0)) for i in range(2)]
     frames[0].save(tmp_path / "small.png", save_all=True, append_images=frames[1:])
     assert read_image(tmp_path / "small.png").shape == (32, 64, 3)
+
+
+def test_a_folder_given_as_an_image_is_one_clear_error_and_leaks_nothing(tmp_path):
+    """A folder where a photo is expected: ImageInputError naming it (not IsADirectoryError with a
+    descriptor number), the duplicate check skips it, and no file descriptor stays open."""
+    from edgeshop.datasets import Sample, find_duplicates
+    from edgeshop.errors import ImageInputError
+    from edgeshop.runtime.preprocess import read_image
+
+    folder = tmp_path / "Banana.jpg"
+    folder.mkdir()
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(os.urandom(4096))  # a folder's st_size is 4096 too: it passes the size filter
+    open_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(ImageInputError, match=rf"^{re.escape(str(folder))}: not a regular file"):
+            read_image(folder)
+        assert find_duplicates([Sample(folder, "a")], [Sample(photo, "a")]).pairs == []
+    assert len(os.listdir("/proc/self/fd")) == open_before

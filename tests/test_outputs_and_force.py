@@ -274,7 +274,8 @@ def test_hidden_chatter_drops_the_libraries_lines_and_keeps_real_errors():
              "I0000 00:00:1796542995.567145    8547 port.cc:153] oneDNN custom operations are on.",
              "E0000 00:00:1796543000.446025    8547 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
              "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
-             "E0000 00:00:1796543000.446025    8547 kernel.cc:12] a real failure", "a line of the model's own"]
+             "E0000 00:00:1796543000.446025    8547 kernel.cc:12] a real failure", "a line of the model's own",
+             "INFO: an application's own log line, written while the block runs"]
     code = ("import os, sys; from edgeshop.native_logs import hidden_chatter, set_verbose; "
             "set_verbose(sys.argv[1] == '1'); "
             "exec('with hidden_chatter():\\n    os.write(2, sys.argv[2].encode())')")
@@ -343,3 +344,14 @@ def test_train_out_that_is_a_file_or_below_one_is_one_line(synthetic_data, tmp_p
                                "--force"]) == 2
         _one_line_error(capsys, expected)
     assert notes.read_text() == "mine"
+
+
+def test_classify_names_its_options_in_setting_errors(tmp_path):
+    """--unknown-threshold outside [0, 1] is refused (2 marked every frame unknown, a negative value
+    turned the check off), and smoothing errors name the options, not the Python parameters."""
+    photo = REPO / "edgeshop" / "demo_data" / "test" / "Kiwi"
+    for argv, expected in ((["--unknown-threshold", "2"], "--unknown-threshold is a score in [0, 1]"),
+                           (["--smooth", "ema", "--alpha", "0"], "--alpha")):
+        done = subprocess.run([sys.executable, "-m", "edgeshop.cli.classify", str(DATA / "tiny_int8.tflite"),
+                               str(photo), *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert done.returncode == 2 and expected in done.stderr, done.stderr

@@ -190,3 +190,16 @@ def test_model_settings_follow_the_model_file(page_root, tmp_path):
         assert get(port, "/model.tflite")[1] == GROCERY.read_bytes()
         # A page that read the settings just before the swap still gets the model they describe.
         assert get(port, first["model"])[1] == TINY.read_bytes()
+
+
+def test_a_model_file_that_disappears_still_answers_every_request(page_root, tmp_path):
+    """While the model file is missing (replaced by a copy tool, half-written), a page that read
+    the settings still gets the model they describe; the current model is a 404, never a
+    dropped connection."""
+    model = tmp_path / "shop.tflite"
+    shutil.copyfile(TINY, model)
+    with running(model, page_root) as (_, port):
+        settings = json.loads(get(port, "/model.json")[1])
+        model.unlink()
+        assert get(port, settings["model"])[:2] == (200, TINY.read_bytes())
+        assert status_of(raw(port, b"GET /model.tflite HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")) == 404

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -198,11 +199,15 @@ def main(argv: list[str] | None = None) -> int:
 
         check_settings(args.smooth or "ema", args.alpha, args.window, args.enter, args.exit, args.settle)
     except ValueError as exc:
-        parser.error(f"smoothing: {exc}")
+        # the library names its parameters; the command's user knows them as options
+        parser.error("smoothing: " + re.sub(r"\b(alpha|window|enter|exit|settle)\b", r"--\1", str(exc)))
     if args.top_k < 1:
         parser.error(f"--top-k must be >= 1 (how many products to list per frame), got {args.top_k}")
     if not 0 <= args.threshold <= 1:
         parser.error(f"--threshold is a score in [0, 1], got {args.threshold:g}")
+    if args.unknown_threshold is not None and not 0 <= args.unknown_threshold <= 1:
+        parser.error(f"--unknown-threshold is a score in [0, 1] (0 turns the check off), "
+                     f"got {args.unknown_threshold:g}")
     if args.give_up_after <= 0:
         parser.error(f"--give-up-after must be > 0 seconds, got {args.give_up_after:g} (use --retry-forever)")
 

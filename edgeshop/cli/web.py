@@ -135,9 +135,14 @@ class ModelSnapshot:
             return self._settings
 
     def model(self, version: str | None) -> bytes | None:
-        """The current model's bytes, or those of ``version`` if it is still kept."""
+        """The current model's bytes, or those of ``version`` if it is still kept (also while the
+        file is missing or being rewritten); None when there is nothing to serve."""
         with self._lock:
-            self._refresh()
+            try:
+                self._refresh()
+            except EdgeshopError as exc:
+                print(f"edgeshop-web: {exc}", file=sys.stderr, flush=True)
+                return self._versions.get(version) if version else None
             return self._versions.get(version or self._current)
 
 

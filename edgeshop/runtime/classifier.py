@@ -363,7 +363,10 @@ def _read_model_file(path: Path) -> bytes:
         raise ModelLoadError(f"{path}: model file is empty (0 bytes); re-export or re-copy it")
     if size > MAX_MODEL_BYTES:
         raise ModelLoadError(f"{path}: {size} bytes is too large for a TFLite model")
-    content = path.read_bytes()
+    with open(path, "rb") as file:
+        content = file.read(MAX_MODEL_BYTES + 1)  # a file that grew since stat is still bounded
+    if len(content) > MAX_MODEL_BYTES:
+        raise ModelLoadError(f"{path}: more than {MAX_MODEL_BYTES} bytes is too large for a TFLite model")
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         raise ModelLoadError(
             f"{path}: not a TFLite model (no 'TFL3' identifier); pass a .tflite file written by edgeshop-export"

@@ -220,14 +220,15 @@ def _read_bounded(path: Path) -> np.ndarray:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read without end
+        os.close(fd)
+        raise ImageInputError(f"{path}: not a regular file (a device, pipe or folder); pass image files")
     with os.fdopen(fd, "rb", buffering=0) as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read without end
-            raise ImageInputError(f"{path}: not a regular file (a device, pipe or folder); pass image files")
         if info.st_size > MAX_FILE_BYTES:
             raise ImageInputError(
                 f"{path}: file of {info.st_size / 2**20:,.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB "
-                "edgeshop reads as one image (edgeshop.runtime.preprocess.MAX_FILE_BYTES); re-save it smaller"
+                "edgeshop reads as one image; re-save it smaller"
             )
         data = np.empty(info.st_size + 1, np.uint8)  # one byte more: a file that grew is noticed
         try:
