@@ -38,7 +38,9 @@ def set_verbose(verbose: bool) -> None:
     if verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own ERROR lines still show
+    # 3: also its ERROR level, where CPU-only machines get "failed call to cuInit"; -v shows all (a
+    # value the user set is kept)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # the Python side: TensorFlow's converters and Keras warn about their own internals
     warnings.filterwarnings("ignore", module=r"(tensorflow|tf_keras|keras|tensorflow_model_optimization|absl)\b")
 

@@ -355,3 +355,14 @@ def test_classify_names_its_options_in_setting_errors(tmp_path):
         done = subprocess.run([sys.executable, "-m", "edgeshop.cli.classify", str(DATA / "tiny_int8.tflite"),
                                str(photo), *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
         assert done.returncode == 2 and expected in done.stderr, done.stderr
+
+
+def test_a_training_without_v_prints_no_library_chatter(tmp_path):
+    """On a CPU machine TensorFlow logs 'failed call to cuInit' at its ERROR level and LiteRT its
+    XNNPACK line: a command without -v shows neither (nor anything else on stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "edgeshop.cli.train", "--data", PHOTOS, "--out", str(tmp_path / "run"),
+                           "--arch", "tiny", "--image-size", "64", "--epochs", "1"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == "", done.stderr[-2000:]
