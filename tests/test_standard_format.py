@@ -53,8 +53,13 @@ def test_one_stored_archive_holds_labels_and_card(pipeline, key):
 def _normalization_read_independently(flatbuffer: bytes) -> dict[str, list[float]]:
     """The input's NormalizationOptions and value range as a standard client finds them: the
     TFLITE_METADATA buffer located with the TFLite schema, read with the metadata schema's own
-    accessors (not edgeshop's read_metadata)."""
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
+    accessors (not edgeshop's read_metadata). MediaPipe's copy of those accessors where it is
+    installed (the developer venv no longer needs it), else edgeshop's vendored copy, which
+    test_the_vendored_schema_* shows writes byte for byte what MediaPipe's wrote."""
+    try:
+        from mediapipe.tasks.metadata import metadata_schema_py_generated as md
+    except ImportError:
+        from edgeshop._vendor import metadata_schema_py_generated as md
     from tensorflow.lite.python import schema_py_generated as tfl
 
     model = tfl.Model.GetRootAs(flatbuffer, 0)

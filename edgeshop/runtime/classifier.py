@@ -364,9 +364,11 @@ def _read_model_file(path: Path) -> bytes:
     if size > MAX_MODEL_BYTES:
         raise ModelLoadError(f"{path}: {size} bytes is too large for a TFLite model")
     with open(path, "rb") as file:
-        content = file.read(MAX_MODEL_BYTES + 1)  # a file that grew since stat is still bounded
-    if len(content) > MAX_MODEL_BYTES:
-        raise ModelLoadError(f"{path}: more than {MAX_MODEL_BYTES} bytes is too large for a TFLite model")
+        # at most the size stat gave, plus one byte to notice a file that grew since (read(n)
+        # allocates n bytes up front, so n is the file's size, not the limit)
+        content = file.read(size + 1)
+    if len(content) > size:
+        raise ModelLoadError(f"{path}: the file grew while it was read; read it again when it is complete")
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         raise ModelLoadError(
             f"{path}: not a TFLite model (no 'TFL3' identifier); pass a .tflite file written by edgeshop-export"
