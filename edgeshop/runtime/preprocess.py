@@ -139,6 +139,8 @@ def _resize_view(region: np.ndarray, width: int, height: int, interpolation: str
     An axis with stride 0 holds one value repeated: it is resized as a single row or
     column and broadcast back, which gives the pixels resizing a copy would give.
     """
+    if region.strides[0] != 0 and region.strides[1] != 0:  # an ordinary view: OpenCV reads it in place
+        return _resize(region, width, height, interpolation, (region.shape[1], region.shape[0]))
     rows = region[:1] if region.strides[0] == 0 and region.shape[0] > 1 else region
     rows = rows[:, :1] if region.strides[1] == 0 and region.shape[1] > 1 else rows
     resized = _resize(np.ascontiguousarray(rows), width, height, interpolation, (region.shape[1], region.shape[0]))
