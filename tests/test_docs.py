@@ -30,3 +30,20 @@ def test_every_doc_link_in_the_readme_points_at_a_file():
     targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
     missing = [t for t in targets if "://" not in t and not (REPO / t).exists()]
     assert targets and not missing, missing
+
+
+def test_readme_figures_are_what_the_committed_figures_files_render():
+    """Edit a figure in the README by hand, or commit new figures without re-rendering, and this
+    fails: rerun `python tools/render_docs.py`."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import render_docs
+        from readme_block import read_block
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    load = lambda path: json.loads(path.read_text())  # noqa: E731
+    assert read_block("figures") == render_docs.figures_block(load(render_docs.BENCH), load(render_docs.CHANNELS))
+    assert read_block("recipes") == render_docs.recipes_block(load(render_docs.DEMO), load(render_docs.GROCERY))
