@@ -220,14 +220,21 @@ def test_the_imprint_gain_scales_the_new_row_and_is_recorded(pipeline, new_bars,
     assert not refused.exists() and "--imprint-gain must be in (0, 10]" in capsys.readouterr().err
 
 
-def test_enrolling_twice_and_replacing_a_product(pipeline, new_bars, tmp_path):
+def _enrolled_twice(model: Path, new_bars: Path, tmp_path: Path, photos: int) -> Path:
+    """``model`` with bar replaced from new photos, then a new product 'round-thing' added: an
+    enrolled model whose labels are not sorted (disc, square, bar, round-thing)."""
     first = tmp_path / "first.tflite"
-    assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--data", str(new_bars), "--out", str(first)]) == 0
+    assert enroll_main([str(model), "--remove", "bar", "--data", str(new_bars), "--out", str(first)]) == 0
     more = tmp_path / "more"
-    make_dataset(more, per_class=2, seed=9, classes=("disc",))
+    make_dataset(more, per_class=photos, seed=9, classes=("disc",))
     (more / "disc").rename(more / "round-thing")
     second = tmp_path / "second.tflite"
     assert enroll_main([str(first), "--data", str(more), "--out", str(second)]) == 0
+    return second
+
+
+def test_enrolling_twice_and_replacing_a_product(pipeline, new_bars, tmp_path):
+    second = _enrolled_twice(pipeline["int8"], new_bars, tmp_path, photos=2)
     card = read_card(second.read_bytes())
     assert card.labels == ("disc", "square", "bar", "round-thing")
     assert len(card.extra["enrolment"]) == 2
@@ -323,13 +330,7 @@ def test_removing_a_middle_product_of_an_enrolled_model_drops_exactly_its_row(pi
     """#40.8: an enrolled model's labels are not sorted (disc, square, bar, round-thing); --remove bar
     must drop row 2, not the row 'bar' would have in sorted order (row 0, disc). Every other row is
     kept bit for bit, and every test image's scores are the old ones without bar's, renormalised."""
-    first = tmp_path / "first.tflite"
-    assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--data", str(new_bars), "--out", str(first)]) == 0
-    more = tmp_path / "more"
-    make_dataset(more, per_class=3, seed=9, classes=("disc",))
-    (more / "disc").rename(more / "round-thing")
-    enrolled = tmp_path / "enrolled.tflite"
-    assert enroll_main([str(first), "--data", str(more), "--out", str(enrolled)]) == 0
+    enrolled = _enrolled_twice(pipeline["int8"], new_bars, tmp_path, photos=3)
     assert Classifier(enrolled).labels == ["disc", "square", "bar", "round-thing"]
     out = tmp_path / "without_bar.tflite"
     assert enroll_main([str(enrolled), "--remove", "bar", "--out", str(out)]) == 0
