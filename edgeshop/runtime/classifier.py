@@ -334,12 +334,6 @@ def clip_roi(roi: Roi, width: int, height: int) -> Roi:
     return x0, y0, x1 - x0, y1 - y0
 
 
-def crop_roi(frame: np.ndarray, roi: Roi) -> np.ndarray:
-    """The (x, y, w, h) region of ``frame`` (a view), clipped to it; an empty region is an error."""
-    x, y, w, h = clip_roi(roi, frame.shape[1], frame.shape[0])
-    return frame[y : y + h, x : x + w]
-
-
 def _checked_fit(fit: str) -> str:
     try:
         return check_fit(fit)

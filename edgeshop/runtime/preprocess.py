@@ -74,19 +74,6 @@ def check_frame(image: object) -> np.ndarray:
     raise ImageInputError(f"image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
 
 
-def to_bgr(image: object) -> np.ndarray:
-    """Validate a frame (see ``check_frame``) and return it as contiguous HxWx3 uint8 BGR."""
-    image = check_frame(image)
-    if image.ndim == 2:
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
-    channels = image.shape[2]
-    if channels == 3:
-        return np.ascontiguousarray(image)
-    if channels == 1:
-        return cv2.cvtColor(np.ascontiguousarray(image[:, :, 0]), cv2.COLOR_GRAY2BGR)
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGRA2BGR)
-
-
 def crop_box(height: int, width: int, spec: InputSpec) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the region of a HxW frame that the model sees."""
     if spec.resize == "stretch":
