@@ -28,6 +28,25 @@ from typing import Any
 
 from edgeshop.errors import OutputError, OverwriteError
 
+# -- reading files that may be anything --------------------------------------------------
+
+
+def open_regular(path: str | os.PathLike[str]) -> tuple[Any, int] | None:
+    """``(binary file, size)`` for a regular file, None for anything else (a FIFO, device or
+    folder is never read). Opened non-blocking, so a FIFO cannot hang the caller, and checked
+    on the open descriptor, so a file swapped for a FIFO meanwhile is refused too. OSError when
+    it cannot be opened at all."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb", buffering=0), info.st_size
+
 PathLike = str | os.PathLike[str]
 
 # -- atomic writes ---------------------------------------------------------------------

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import re
-import stat
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeshop._io import open_regular
 from edgeshop.errors import DataError, ImageInputError
 from edgeshop.runtime.image_folders import FolderScan, scan_images
 from edgeshop.runtime.label_text import label_problem, lookalikes, normal_label
@@ -466,17 +466,12 @@ def _digest(path: Path) -> str | None:
     file: a FIFO or device is never read, and opening non-blocking keeps a FIFO from hanging)."""
     digest = hashlib.sha1()
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        opened = open_regular(path)
     except OSError:
         return None
-    try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        regular = False
-    if not regular:
-        os.close(fd)
+    if opened is None:
         return None
-    with os.fdopen(fd, "rb") as handle:
+    with opened[0] as handle:
         try:
             while chunk := handle.read(HASH_CHUNK):
                 digest.update(chunk)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from edgeshop._io import open_regular
 from edgeshop.cli._common import parse, run_command
 from edgeshop.errors import EdgeshopError
 from edgeshop.utils import cache_dir
@@ -190,19 +191,11 @@ def _host_name(header: str) -> str:
 
 
 def _open_regular(path: Path) -> tuple[BinaryIO, int] | None:
-    """An open regular file and its size, or None. Checked before opening and after: a FIFO or
-    device under --images is never read (opening a FIFO would block a thread)."""
+    """An open regular file and its size, or None (unreadable, or a FIFO or device under --images)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return open_regular(path)
     except (OSError, ValueError):
         return None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None
-    return os.fdopen(fd, "rb"), info.st_size
 
 
 class _BoundedServer(ThreadingHTTPServer):

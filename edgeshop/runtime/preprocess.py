@@ -16,12 +16,12 @@ How a frame (or a shelf slot) of another aspect ratio is fitted, ``fit``:
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgeshop._io import open_regular
 from edgeshop.errors import ImageInputError
 from edgeshop.runtime.image_header import FORMATS, HeaderRefused, ImageHeader, image_format, read_header
 from edgeshop.runtime.modelcard import InputSpec
@@ -205,28 +205,26 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def _read_bounded(path: Path) -> np.ndarray:
     """The bytes of a regular file of at most MAX_FILE_BYTES, or ImageInputError."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        opened = open_regular(path)
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read without end
-        os.close(fd)
+    if opened is None:  # /dev/zero or a pipe would be read without end
         raise ImageInputError(f"{path}: not a regular file (a device, pipe or folder); pass image files")
-    with os.fdopen(fd, "rb", buffering=0) as file:
-        if info.st_size > MAX_FILE_BYTES:
+    file, file_size = opened
+    with file:
+        if file_size > MAX_FILE_BYTES:
             raise ImageInputError(
-                f"{path}: file of {info.st_size / 2**20:,.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB "
+                f"{path}: file of {file_size / 2**20:,.0f} MiB, more than the {MAX_FILE_BYTES / 2**20:.0f} MiB "
                 "edgeshop reads as one image; re-save it smaller"
             )
-        data = np.empty(info.st_size + 1, np.uint8)  # one byte more: a file that grew is noticed
+        data = np.empty(file_size + 1, np.uint8)  # one byte more: a file that grew is noticed
         try:
             size = file.readinto(memoryview(data)) or 0
         except OSError as exc:
             raise ImageInputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     if size == 0:
         raise ImageInputError(f"{path}: file is empty (0 bytes)")
-    if size > info.st_size:
+    if size > file_size:
         raise ImageInputError(f"{path}: the file grew while it was read; read it again when it is complete")
     return data[:size]
 
