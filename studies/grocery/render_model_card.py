@@ -357,7 +357,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
     ]
     if seed:
         lines.append(f"- The from-scratch `seed_cnn` baseline on the same data: {pct(seed['int8']['val']['top1'])} "
-                     "int8 top-1.")
+                     "int8 top-1 (`make grocery-baseline`).")
     if calibration:
         int8 = calibration["models"]["int8"]
         c = int8["calibration"]
