@@ -35,8 +35,8 @@ def _schema():
 
 def edited(base: Path, edit: Callable) -> bytes:
     """``base`` with ``edit(model)`` applied to its flatbuffer object tree; archive kept."""
-    from edgeshop.runtime.modelcard import split_archive
-    from edgeshop.runtime.tflite_head import write_model
+    from edgeshop.tflite.modelcard import split_archive
+    from edgeshop.tflite.tflite_head import write_model
 
     content = base.read_bytes()
     model = _schema().ModelT.InitFromPackedBuf(bytearray(split_archive(content)[0]), 0)
@@ -240,7 +240,7 @@ CRAFTED: dict[str, tuple[Path, Callable, str]] = {
 def larger_input(size: int) -> bytes:
     """The tiny model with a ``size`` x ``size`` input, its card saying the same: the file
     declares small layers, but the kernels size every layer from the input."""
-    from edgeshop.runtime.modelcard import CARD_ENTRY, attach_archive, split_archive
+    from edgeshop.tflite.modelcard import CARD_ENTRY, attach_archive, split_archive
 
     flatbuffer, members = split_archive(edited(TINY, lambda model: setattr(_input(model), "shape", [1, size, size, 3])))
     card = json.loads(members[CARD_ENTRY])
@@ -313,10 +313,10 @@ def shared_table_model(count: int, rank: int | None = None) -> bytes:
     schema.ModelAddSubgraphs(builder, subgraphs)
     schema.ModelAddBuffers(builder, buffers)
     builder.Finish(schema.ModelEnd(builder), file_identifier=b"TFL3")
-    from edgeshop.runtime.modelcard import split_archive
+    from edgeshop.tflite.modelcard import split_archive
 
     members = split_archive(TINY.read_bytes())[1]
-    from edgeshop.runtime.modelcard import attach_archive
+    from edgeshop.tflite.modelcard import attach_archive
 
     return attach_archive(bytes(builder.Output()), members)
 
@@ -377,9 +377,9 @@ def _load_everything(path: str) -> dict:
         if not np.all(np.isfinite(scores)):
             return {"outcome": "bad scores", "scores": scores.tolist()}
         record = {"outcome": "ok", "top": float(scores.max())}
-        from edgeshop.runtime.head_weights import read_head_weights
-        from edgeshop.runtime.probe import HeadProbe
-        from edgeshop.runtime.tflite_head import softmax_beta
+        from edgeshop.adapt.probe import HeadProbe
+        from edgeshop.tflite.head_weights import read_head_weights
+        from edgeshop.tflite.tflite_head import softmax_beta
 
         content = Path(path).read_bytes()
         try:
@@ -398,8 +398,8 @@ def _load_everything(path: str) -> dict:
 def _read_head(path: str) -> dict:
     """What enroll, calibrate, eval and --reexport parse before any interpreter runs."""
     from edgeshop.errors import EdgeshopError
-    from edgeshop.runtime.head_weights import read_head_weights
-    from edgeshop.runtime.tflite_head import softmax_beta, with_head_outputs
+    from edgeshop.tflite.head_weights import read_head_weights
+    from edgeshop.tflite.tflite_head import softmax_beta, with_head_outputs
 
     content = Path(path).read_bytes()
     try:

@@ -16,8 +16,8 @@ from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.backend import make_interpreter
 from edgeshop.runtime.bench import time_interleaved
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.runtime.modelcard import split_archive
 from edgeshop.runtime.preprocess import preprocess, read_image
+from edgeshop.tflite.modelcard import split_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_magnitude_prune_zeroes_the_smallest_weights(pipeline, fmt):
 
 def test_onnx_runtime_baseline_matches_tflite(pipeline, synthetic_data, tmp_path):
     pytest.importorskip("onnxruntime", reason="the [bench] extra is not installed (make installs it)")
-    from edgeshop.report.evaluate import top_k_accuracy
+    from edgeshop.report.metrics import top_k_accuracy
     from edgeshop.report.onnx_baseline import OnnxModel, quantize_static_int8, tflite_to_onnx
 
     reference = Classifier(pipeline["float32"])

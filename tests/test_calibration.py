@@ -20,10 +20,11 @@ from conftest import DATA, REPO, TESTS
 from synthetic import make_dataset
 from test_clients import _client, _synthetic_images
 
+from edgeshop.adapt.probe import HeadProbe, loaded, model_scores
 from edgeshop.cli import calibrate as calibrate_cli
 from edgeshop.cli import eval as eval_cli
 from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
-from edgeshop.datasets import discover, load_images
+from edgeshop.data import discover, load_images
 from edgeshop.report.calibration import (
     BETA_RANGE,
     ece_of_a_calibrated_model,
@@ -34,9 +35,8 @@ from edgeshop.report.calibration import (
 )
 from edgeshop.report.metrics import expected_calibration_error, reliability_bins
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.runtime.modelcard import read_card, split_archive
-from edgeshop.runtime.probe import HeadProbe, loaded, model_scores
-from edgeshop.runtime.tflite_head import softmax_beta, with_softmax_beta
+from edgeshop.tflite.modelcard import read_card, split_archive
+from edgeshop.tflite.tflite_head import softmax_beta, with_softmax_beta
 
 client_python = test_clients.client_python  # the standard clients' environment (a fixture)
 OUTPUT_STEP = 1 / 256  # an int8/uint8 softmax output's quantisation step
@@ -153,7 +153,7 @@ def test_softmax_beta_gives_softmax_of_scaled_logits_and_keeps_archive_and_metad
 
 def test_a_model_without_a_softmax_head_is_refused_with_one_line(pipeline, tmp_path):
     from edgeshop.errors import ModelLoadError
-    from edgeshop.runtime.tflite_head import find_head, read_model, write_model
+    from edgeshop.tflite.tflite_head import find_head, read_model, write_model
 
     model = read_model(pipeline["float32"].read_bytes())
     model.subgraphs[0].outputs = [find_head(model).logits]  # the logits as the output: no softmax left

@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA
 
 from edgeshop import Classifier, EdgeshopError, ImageInputError, ModelCardError, ModelLoadError, Prediction
-from edgeshop.runtime.modelcard import read_card
+from edgeshop.tflite.modelcard import read_card
 
 
 @pytest.fixture(scope="module")

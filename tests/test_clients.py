@@ -108,7 +108,7 @@ def test_wrong_normalisation_metadata_would_give_wrong_answers(client_python, pi
     loads the model and answers, but the answers stop matching."""
     from dataclasses import replace
 
-    from edgeshop.runtime.modelcard import embed_card, read_card, split_archive
+    from edgeshop.tflite.modelcard import embed_card, read_card, split_archive
     from edgeshop.train.tflite_metadata import metadata_buffer, with_metadata
 
     data = pipeline["float32"].read_bytes()

@@ -39,7 +39,7 @@ def test_coarse_term_takes_soft_targets_and_keeps_label_smoothing():
 
 
 def test_hierarchy_must_cover_every_class_and_exist(tmp_path):
-    from edgeshop.datasets import coarse_index, read_hierarchy
+    from edgeshop.data import coarse_index, read_hierarchy
     from edgeshop.train.config import TrainConfig
 
     assert list(coarse_index(["b", "a", "c"], {"a": "X", "b": "Y", "c": "X"}, "h.csv")) == [1, 0, 0]
@@ -74,8 +74,8 @@ def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
     import csv
     import json
 
-    from edgeshop.datasets import coarse_index, load_images, read_hierarchy
-    from edgeshop.runtime.modelcard import ModelCard
+    from edgeshop.data import coarse_index, load_images, read_hierarchy
+    from edgeshop.tflite.modelcard import ModelCard
     from edgeshop.train.fit import split_samples
     from edgeshop.train.losses import make_loss
     from edgeshop.train.run_model import load_run_model

@@ -11,13 +11,13 @@ import pytest
 from synthetic import make_dataset
 from test_clients import _client, client_python  # noqa: F401 - the fixture, reused
 
+from edgeshop.adapt.enroll import COSINE_METHOD, IMPRINT_GAIN
 from edgeshop.cli.enroll import main as enroll_main
-from edgeshop.enroll import COSINE_METHOD, IMPRINT_GAIN
 from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.runtime.head_weights import read_head_weights
-from edgeshop.runtime.modelcard import read_card
+from edgeshop.tflite.head_weights import read_head_weights
+from edgeshop.tflite.modelcard import read_card
 
 SCALE = 12.0
 
@@ -79,8 +79,8 @@ def test_the_int8_export_is_fully_integer_normalises_and_classifies(cosine_expor
 def test_the_int8_logits_follow_the_float_model(cosine_export, synthetic_data):
     """The scale survives conversion: int8 logits track the float model's (rows clipped to the
     ranges QAT saw for unit rows gave logits 4x too small)."""
-    from edgeshop.datasets import discover, load_images
-    from edgeshop.runtime.probe import HeadProbe
+    from edgeshop.adapt.probe import HeadProbe
+    from edgeshop.data import discover, load_images
     from edgeshop.train._keras import keras
     from edgeshop.train.run_model import load_run_model
 
@@ -110,7 +110,7 @@ def test_enrolment_into_a_cosine_head_learns_the_product_and_keeps_the_others(co
     head = read_head_weights(content)
     centre = np.asarray(card.extra["embedding"]["mean"])
     gain = card.extra["enrolment"][-1]["gain"]
-    assert gain == IMPRINT_GAIN["cosine"] == 1.2  # a cosine head's default (edgeshop/enroll.py)
+    assert gain == IMPRINT_GAIN["cosine"] == 1.2  # a cosine head's default (edgeshop/adapt/enroll.py)
     length = card.extra["embedding"]["imprint_norm"] * gain
     row = head.weights[-1]
     across = row - (row @ centre) / (centre @ centre) * centre  # the prototype part, orthogonal to the centre
@@ -124,7 +124,7 @@ def test_enrolment_into_a_cosine_head_learns_the_product_and_keeps_the_others(co
     assert after["bar"] >= 0.8, after
     # a sanity bound on 12 test images each (the geometry is pinned above)
     assert after["disc"] >= before["disc"] - 0.2 and after["square"] >= before["square"] - 0.2, (before, after)
-    # the default also refits the imprinted row (edgeshop.enroll.learn_rows): the same bounds hold
+    # the default also refits the imprinted row (edgeshop.adapt.enroll.learn_rows): the same bounds hold
     refitted = tmp_path / "refitted.tflite"
     assert enroll_main([str(without), "--data", str(new), "--out", str(refitted)]) == 0
     assert isinstance(read_card(refitted.read_bytes()).extra["enrolment"][-1]["refit"], dict)

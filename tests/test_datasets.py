@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeshop.datasets import Sample, discover, duplicate_files, load_images, read_hierarchy, stratified_split
+from edgeshop.data import Sample, discover, duplicate_files, load_images, read_hierarchy, stratified_split
 from edgeshop.errors import DataError
-from edgeshop.runtime.modelcard import InputSpec
+from edgeshop.tflite.modelcard import InputSpec
 
 
 def _image(path, value=100):

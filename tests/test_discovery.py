@@ -15,10 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeshop import datasets
-from edgeshop.datasets import discover, find_duplicates, unlabelled_samples
+from edgeshop.data import discover, discovery, find_duplicates, splits, unlabelled_samples
+from edgeshop.data.image_folders import scan_images
 from edgeshop.errors import DataError
-from edgeshop.runtime.image_folders import scan_images
 from edgeshop.runtime.label_text import label_problem, lookalikes
 
 
@@ -53,7 +52,7 @@ def linked(tmp_path) -> Path:
 
 def test_linked_class_folders_and_files_are_followed_loops_cut_and_outside_folders_reported(linked, caplog):
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="edgeshop.datasets"):
+    with caplog.at_level(logging.WARNING, logger="edgeshop.data"):
         samples = discover(linked)
     assert time.monotonic() - started < 5
     assert _classes(samples) == {"Banana": ["b0.jpg", "b1.jpg", "b2.jpg"], "Carrots": ["c0.jpg", "c1.jpg", "c2.jpg"],
@@ -90,14 +89,14 @@ def test_a_link_loop_between_two_folders_ends(tmp_path):
 
 def test_depth_and_entry_bounds_keep_a_link_to_a_huge_tree_bounded(tmp_path, caplog):
     data = tmp_path / "data"
-    deep = data.joinpath(*[f"level{i}" for i in range(datasets.MAX_CLASS_DEPTH + 2)])
+    deep = data.joinpath(*[f"level{i}" for i in range(discovery.MAX_CLASS_DEPTH + 2)])
     _image(deep / "too_deep.jpg")
     _image(data / "level0" / "shallow.jpg")
     _image(data / "other" / "o.jpg")
-    with caplog.at_level(logging.WARNING, logger="edgeshop.datasets"):
+    with caplog.at_level(logging.WARNING, logger="edgeshop.data"):
         samples = discover(data)
     assert sorted(s.path.name for s in samples) == ["o.jpg", "shallow.jpg"]
-    assert f"more than {datasets.MAX_CLASS_DEPTH} levels deep were not searched" in caplog.text
+    assert f"more than {discovery.MAX_CLASS_DEPTH} levels deep were not searched" in caplog.text
     with pytest.raises(DataError, match="more than 5 files and folders within 6 levels.*link to /"):
         scan_images(data, max_depth=6, max_per_folder=10, max_entries=5)
 
@@ -107,7 +106,7 @@ def test_images_per_class_are_bounded(tmp_path, monkeypatch):
         _image(tmp_path / "data" / "big" / f"{i}.jpg")
     _image(tmp_path / "data" / "small" / "0.jpg")
     assert len(discover(tmp_path / "data")) == 5
-    monkeypatch.setattr(datasets, "MAX_IMAGES_PER_CLASS", 3)
+    monkeypatch.setattr(discovery, "MAX_IMAGES_PER_CLASS", 3)
     with pytest.raises(DataError, match=r"big: more than 3 images in one class folder"):
         discover(tmp_path / "data")
     (tmp_path / "m.csv").write_text("".join(f"data/big/{i}.jpg,big\n" for i in range(4)))
@@ -124,7 +123,7 @@ def test_a_flat_photo_folder_is_told_to_make_class_folders(tmp_path, caplog):
     assert "12 image(s) but no class folders" in message and f"{tmp_path / 'flat'}/<class>/" in message
     assert "no images found" not in message
     _image(tmp_path / "flat" / "Kiwi" / "k.jpg")  # mixed: the loose photos are left out, and said so
-    with caplog.at_level(logging.WARNING, logger="edgeshop.datasets"):
+    with caplog.at_level(logging.WARNING, logger="edgeshop.data"):
         assert [s.label for s in discover(tmp_path / "flat")] == ["Kiwi"]
     assert "12 image(s) directly in the dataset folder belong to no class" in caplog.text
 
@@ -211,26 +210,26 @@ def _sparse(path: Path, size: int, tail: bytes = b"end") -> Path:
 
 def test_duplicate_check_reads_in_chunks_and_skips_files_over_the_bound(tmp_path):
     big = 64 << 20
-    a = datasets.Sample(_sparse(tmp_path / "train" / "x" / "a.jpg", big), "x")
-    copy = datasets.Sample(_sparse(tmp_path / "val" / "x" / "copy.jpg", big), "x")
-    other = datasets.Sample(_sparse(tmp_path / "val" / "x" / "other.jpg", big, b"END"), "x")
+    a = discovery.Sample(_sparse(tmp_path / "train" / "x" / "a.jpg", big), "x")
+    copy = discovery.Sample(_sparse(tmp_path / "val" / "x" / "copy.jpg", big), "x")
+    other = discovery.Sample(_sparse(tmp_path / "val" / "x" / "other.jpg", big, b"END"), "x")
     tracemalloc.start()
     found = find_duplicates([a], [copy, other])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert found.pairs == [(a.path, copy.path)] and found.too_large == []
     assert peak < 8 << 20, f"{peak / 2**20:.0f} MB held while hashing two 64 MB files"
-    huge = datasets.Sample(_sparse(tmp_path / "val" / "x" / "huge.jpg", datasets.MAX_HASH_BYTES + 1), "x")
+    huge = discovery.Sample(_sparse(tmp_path / "val" / "x" / "huge.jpg", splits.MAX_HASH_BYTES + 1), "x")
     found = find_duplicates([a], [copy, huge])
     assert found.pairs == [(a.path, copy.path)] and found.too_large == [huge.path]
 
 
 def test_duplicate_check_hashes_only_files_whose_size_is_on_both_sides(tmp_path, monkeypatch):
-    a = datasets.Sample(_image(tmp_path / "t" / "x" / "1.png", 10), "x")
-    b = datasets.Sample(_sparse(tmp_path / "v" / "x" / "2.png", 5000), "x")
+    a = discovery.Sample(_image(tmp_path / "t" / "x" / "1.png", 10), "x")
+    b = discovery.Sample(_sparse(tmp_path / "v" / "x" / "2.png", 5000), "x")
     hashed = []
-    real = datasets._digest
-    monkeypatch.setattr(datasets, "_digest", lambda path: hashed.append(path) or real(path))
+    real = splits._digest
+    monkeypatch.setattr(splits, "_digest", lambda path: hashed.append(path) or real(path))
     assert find_duplicates([a], [b]).pairs == [] and hashed == []
 
 
@@ -243,7 +242,7 @@ def test_an_unreadable_folder_is_reported_not_fatal(tmp_path, caplog):
     locked.mkdir()
     locked.chmod(0)
     try:
-        with caplog.at_level(logging.WARNING, logger="edgeshop.datasets"):
+        with caplog.at_level(logging.WARNING, logger="edgeshop.data"):
             assert {s.label for s in discover(tmp_path / "data")} == {"a", "b"}
         assert "cannot be read" in caplog.text
     finally:
@@ -272,7 +271,7 @@ def test_a_product_folder_linked_to_the_root_of_the_file_system_lists_only_what_
 
 
 def test_product_folders_follow_links_and_take_only_their_own_photos(tmp_path, caplog):
-    from edgeshop.enroll import new_class_photos
+    from edgeshop.adapt.enroll import new_class_photos
 
     for i in range(3):
         _image(tmp_path / "shoot" / "kiwi_photos" / f"k{i}.jpg")
@@ -280,7 +279,7 @@ def test_product_folders_follow_links_and_take_only_their_own_photos(tmp_path, c
     _image(tmp_path / "new" / "Lime" / "old" / "nested.jpg")
     (tmp_path / "new" / "Kiwi").symlink_to(tmp_path / "shoot" / "kiwi_photos", target_is_directory=True)
     (tmp_path / "new" / "Lime" / "again").symlink_to(tmp_path / "new" / "Lime", target_is_directory=True)
-    with caplog.at_level(logging.WARNING, logger="edgeshop.enroll"):
+    with caplog.at_level(logging.WARNING, logger="edgeshop.adapt.enroll"):
         photos = new_class_photos(tmp_path / "new")
     assert _classes(photos) == {"Kiwi": ["k0.jpg", "k1.jpg", "k2.jpg"], "Lime": ["l0.jpg", "l1.jpg", "l2.jpg"]}
     assert "sub-folders of product folders are not searched" in caplog.text
@@ -288,7 +287,7 @@ def test_product_folders_follow_links_and_take_only_their_own_photos(tmp_path, c
 
 
 def test_more_than_twenty_photos_of_a_product_are_refused(tmp_path):
-    from edgeshop.enroll import MAX_PHOTOS_PER_PRODUCT, new_class_photos
+    from edgeshop.adapt.enroll import MAX_PHOTOS_PER_PRODUCT, new_class_photos
 
     for i in range(MAX_PHOTOS_PER_PRODUCT):
         _image(tmp_path / "new" / "Kiwi" / f"{i:02d}.jpg")
@@ -302,7 +301,7 @@ def test_more_than_twenty_photos_of_a_product_are_refused(tmp_path):
     ("Kiwi\u2028", "U+2028"), ("Kiwi\u200d", "U+200D"), ("Kiwi ", "white space"), ("\u202eiwiK", "U+202E"),
 ])
 def test_product_names_follow_the_label_rule(tmp_path, name, expected):
-    from edgeshop.enroll import new_class_photos
+    from edgeshop.adapt.enroll import new_class_photos
 
     _image(tmp_path / "new" / name / "1.jpg")
     with pytest.raises(DataError, match=f"the product name .*{re.escape(expected)}.*rename the folder") as raised:
@@ -313,7 +312,7 @@ def test_product_names_follow_the_label_rule(tmp_path, name, expected):
 @pytest.mark.parametrize("name", ["BAR", "Bar", "\uff42\uff41\uff52"])
 def test_a_product_named_like_a_label_of_the_model_is_refused_before_any_photo_is_read(tmp_path, capsys,
                                                                                        monkeypatch, name):
-    from edgeshop import enroll
+    from edgeshop.adapt import enroll
     from edgeshop.cli.enroll import main as enroll_main
 
     _image(tmp_path / "new" / name / "1.jpg")

@@ -8,7 +8,7 @@ from conftest import DATA
 
 from edgeshop.cli import export as export_cli
 from edgeshop.cli import web
-from edgeshop.runtime.modelcard import default_display_name, display_name, read_card
+from edgeshop.tflite.modelcard import default_display_name, display_name, read_card
 
 
 def test_export_names_the_model_after_its_data_folder(pipeline, synthetic_data):

@@ -45,8 +45,8 @@ def wrong_teacher(data):
 
 
 def _predictions(run, test_root):
-    from edgeshop.datasets import discover, load_images
-    from edgeshop.runtime.modelcard import ModelCard
+    from edgeshop.data import discover, load_images
+    from edgeshop.tflite.modelcard import ModelCard
     from edgeshop.train.run_model import load_run_model
 
     card = ModelCard.from_json((run / "card.json").read_text())
@@ -134,9 +134,9 @@ def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data,
     student's soft targets their mean, and the card names both."""
     import json
 
-    from edgeshop import datasets
-    from edgeshop.datasets import load_images
-    from edgeshop.runtime.modelcard import ModelCard
+    from edgeshop import data as datasets
+    from edgeshop.data import load_images
+    from edgeshop.tflite.modelcard import ModelCard
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.distill import cache_file
     from edgeshop.train.fit import TrainingRun, train
@@ -209,8 +209,8 @@ def _reordered_model(fixture_model, path, order, labels_follow: bool):
     enrolment); else they stay (a different classifier under the same names)."""
     from dataclasses import replace
 
-    from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
-    from edgeshop.runtime.modelcard import embed_card, read_card
+    from edgeshop.tflite.head_weights import read_head_weights, with_head_weights
+    from edgeshop.tflite.modelcard import embed_card, read_card
 
     content = fixture_model.read_bytes()
     head, card = read_head_weights(content), read_card(content)
@@ -224,7 +224,7 @@ def test_a_teacher_in_another_label_order_gives_the_same_top_label_by_name(data,
     """The committed tiny model with its labels (and rows) reordered to square, bar, disc: as a
     teacher of data whose classes are bar, disc, square it must name the same product as the
     original model does for every image."""
-    from edgeshop.datasets import discover, load_images
+    from edgeshop.data import discover, load_images
     from edgeshop.runtime.classifier import Classifier
     from edgeshop.train.distill import check_labels, load_teacher, teacher_logits
 
@@ -244,7 +244,7 @@ def test_a_teacher_in_another_label_order_gives_the_same_top_label_by_name(data,
 def test_another_teacher_never_reuses_a_teachers_cached_logits(data, fixture_model, tmp_path):
     """Two .tflite teachers with the same labels but different rows (so different answers), one
     after the other in the same run directory: the second gets its own logits, not the first's."""
-    from edgeshop.datasets import discover, load_images
+    from edgeshop.data import discover, load_images
     from edgeshop.train.distill import load_teacher, teacher_logits
 
     other = _reordered_model(fixture_model, tmp_path / "other.tflite", [1, 2, 0], labels_follow=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeshop.enroll import fit_new_rows, recognition_check, shot_views
+from edgeshop.adapt.enroll import fit_new_rows, recognition_check, shot_views
 from edgeshop.errors import ModelCardError
 from edgeshop.runtime.unknown_score import (
     CLASS_SAMPLES_BUDGET,

@@ -21,15 +21,15 @@ from conftest import DATA, REPO
 from synthetic import make_dataset
 from test_clients import _client, client_python  # noqa: F401 - the fixture, reused
 
+from edgeshop.adapt.probe import loaded
 from edgeshop.cli.calibrate import main as calibrate_main
 from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 from edgeshop.cli.enroll import main as enroll_main
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
-from edgeshop.runtime.modelcard import LABELS_ENTRY, embed_card, read_card, split_archive
-from edgeshop.runtime.probe import loaded
 from edgeshop.runtime.unknown_score import decode_rows
+from edgeshop.tflite.head_weights import read_head_weights, with_head_weights
+from edgeshop.tflite.modelcard import LABELS_ENTRY, embed_card, read_card, split_archive
 
 
 def _images(root: Path, label: str) -> list[np.ndarray]:
@@ -57,7 +57,7 @@ def test_one_far_off_photo_does_not_dominate_a_new_products_row(fold_bias):
     (4u + v) / 5 and the row points along (4u + v) / sqrt(17): cos with u = 4/sqrt(17) = 0.970,
     with v = 1/sqrt(17) = 0.243. Averaged raw, the far-off photo would set the direction alone
     (cos with u = 0.4 / sqrt(0.16 + 100**2) = 0.004)."""
-    from edgeshop.enroll import imprint_rows
+    from edgeshop.adapt.enroll import imprint_rows
 
     u, v, centre = np.eye(4)[0], np.eye(4)[1], np.array([0.0, 0.0, 2.0, 2.0])  # the centre is orthogonal to u, v
     photos = np.stack([centre + 0.1 * u] * 4 + [centre + 100.0 * v])
@@ -74,7 +74,7 @@ def test_own_class_statistics_leave_each_image_out():
     Leave-one-out, each image's cosine to the rest of its class is cos(a, b) = 0.5 (with itself
     in the mean it would be cos(a, a + b) = 1.5 / sqrt(3) = 0.866). Trained rows (2, 0, 0) and
     (-2, 0, 0) give own-class gains 2, 1, 2, 1: median 1.5. Imprint length = 1.5 / 0.5 = 3.0."""
-    from edgeshop.enroll import imprint_statistics
+    from edgeshop.adapt.enroll import imprint_statistics
 
     a, b = np.array([1.0, 0.0, 0.0]), np.array([0.5, np.sqrt(3) / 2, 0.0])
     embeddings = np.full(3, 3.0) + np.stack([a, b, -a, -b])
@@ -181,7 +181,7 @@ def test_the_cards_imprint_norm_sets_the_new_rows_length(pipeline, synthetic_dat
     of it the re-enrolled product's row is a hundredth as long and its photos get far lower scores."""
     from dataclasses import replace
 
-    from edgeshop.runtime.modelcard import embed_card
+    from edgeshop.tflite.modelcard import embed_card
     content = pipeline["int8"].read_bytes()
     card = read_card(content)
     stats = card.extra["embedding"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from synthetic import draw
 
-from edgeshop.datasets import Sample, discover, file_order_groups, grouped_split, similarity_groups
+from edgeshop.data import Sample, discover, file_order_groups, grouped_split, similarity_groups
 from edgeshop.errors import DataError, EdgeshopError
 
 BURSTS = {"disc": (4, 2, 5, 3, 4, 6), "square": (3, 5, 2, 4, 4, 3)}  # shots per burst, in file order

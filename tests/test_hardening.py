@@ -18,11 +18,11 @@ import pytest
 from conftest import DATA, REPO
 
 from edgeshop import Classifier
-from edgeshop.datasets import discover, load_images
+from edgeshop.data import discover, load_images
 from edgeshop.errors import DataError, EdgeshopError
-from edgeshop.runtime.modelcard import InputSpec
 from edgeshop.runtime.preprocess import read_image
 from edgeshop.runtime.stream import LiveSource, Reader, redact
+from edgeshop.tflite.modelcard import InputSpec
 from edgeshop.utils import write_bytes_atomic
 
 
@@ -61,7 +61,7 @@ def test_unicode_spaces_and_empty_class_folders(tmp_path, caplog):
     for i in (1, 2):
         cv2.imencode(".jpg", np.full((8, 8, 3), 50 * i, np.uint8))[1].tofile(folder / f"bild {i}.jpg")
     (tmp_path / "empty class").mkdir()
-    with caplog.at_level(logging.WARNING, logger="edgeshop.datasets"):
+    with caplog.at_level(logging.WARNING, logger="edgeshop.data"):
         samples = discover(tmp_path)
     assert {s.label for s in samples} == {"Äpple grön"} and len(samples) == 2
     assert "empty folder" in caplog.text

@@ -29,10 +29,10 @@ from crafted_models import (
 from test_hardening_model_files import craft_zip, member
 
 from edgeshop import Classifier
+from edgeshop.adapt.probe import HeadProbe
 from edgeshop.errors import EdgeshopError, ImageInputError, ModelCardError
-from edgeshop.runtime.archive import MAX_MEMBERS
-from edgeshop.runtime.modelcard import CARD_ENTRY, LABELS_ENTRY, attach_archive, read_card, split_archive
-from edgeshop.runtime.probe import HeadProbe
+from edgeshop.tflite.archive import MAX_MEMBERS
+from edgeshop.tflite.modelcard import CARD_ENTRY, LABELS_ENTRY, attach_archive, read_card, split_archive
 
 FLATBUFFER, MEMBERS = split_archive(TINY.read_bytes())
 
@@ -103,8 +103,8 @@ def test_a_flatbuffer_pointing_at_one_table_over_and_over_is_refused_fast(count,
     code = f"""
         import resource, time
         from edgeshop.errors import ModelLoadError
-        from edgeshop.runtime.tflite_head import softmax_beta
-        from edgeshop.runtime.head_weights import read_head_weights
+        from edgeshop.tflite.tflite_head import softmax_beta
+        from edgeshop.tflite.head_weights import read_head_weights
         from edgeshop import Classifier
         content = open(r"{model}", "rb").read()
         for call in (lambda: softmax_beta(content, r"{model}"), lambda: read_head_weights(content, r"{model}"),

@@ -254,7 +254,7 @@ def test_the_largest_admitted_images_decode_within_the_memory_bound(tmp_path):
 def test_duplicate_check_hashes_big_files_in_chunks(tmp_path):
     import tracemalloc
 
-    from edgeshop.datasets import Sample, duplicate_files
+    from edgeshop.data import Sample, duplicate_files
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -289,7 +289,7 @@ def test_animated_pngs_are_charged_their_canvases(tmp_path):
 def test_a_folder_given_as_an_image_is_one_clear_error_and_leaks_nothing(tmp_path):
     """A folder where a photo is expected: ImageInputError naming it (not IsADirectoryError with a
     descriptor number), the duplicate check skips it, and no file descriptor stays open."""
-    from edgeshop.datasets import Sample, find_duplicates
+    from edgeshop.data import Sample, find_duplicates
     from edgeshop.errors import ImageInputError
     from edgeshop.runtime.preprocess import read_image
 

@@ -19,10 +19,10 @@ from conftest import DATA
 from synthetic import make_dataset
 
 from edgeshop import Classifier
-from edgeshop.datasets import discover
+from edgeshop.data import discover
 from edgeshop.errors import DataError, ModelCardError
-from edgeshop.runtime.archive import MAX_ARCHIVE_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
-from edgeshop.runtime.modelcard import CARD_ENTRY, LABELS_ENTRY, attach_archive, read_card, split_archive
+from edgeshop.tflite.archive import MAX_ARCHIVE_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS
+from edgeshop.tflite.modelcard import CARD_ENTRY, LABELS_ENTRY, attach_archive, read_card, split_archive
 
 REAL = (DATA / "tiny_int8.tflite").read_bytes()
 FLATBUFFER, MEMBERS = split_archive(REAL)

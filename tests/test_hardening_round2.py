@@ -177,14 +177,14 @@ def test_manifest_listing_a_device_or_folder_is_refused_before_reading(tmp_path)
         manifest.write_text(f"path,label\na.png,x\n{listed},y\n")
         started = time.monotonic()
         with pytest.raises(DataError, match="is not a regular file"):
-            from edgeshop.datasets import discover
+            from edgeshop.data import discover
 
             discover(manifest)
         assert time.monotonic() - started < 5
 
 
 def test_class_folder_named_in_another_encoding_is_refused_before_loading(tmp_path):
-    from edgeshop.datasets import discover
+    from edgeshop.data import discover
 
     for name in (b"caf\xe9", b"tea"):  # latin-1 "café": not UTF-8
         folder = os.path.join(os.fsencode(tmp_path), name)

@@ -116,8 +116,8 @@ def _epoch(dataset) -> list[bytes]:
 
 @pytest.mark.parametrize("cached", [False, True])
 def test_two_streamed_epochs_are_different_orders_of_the_same_images(small_data, tmp_path, cached):
-    from edgeshop.datasets import discover
-    from edgeshop.runtime.modelcard import InputSpec
+    from edgeshop.data import discover
+    from edgeshop.tflite.modelcard import InputSpec
     from edgeshop.train.stream import SkipLog, stream_images
 
     samples = discover(small_data)

@@ -15,6 +15,7 @@ from conftest import REPO
 
 from edgeshop.cli import card as card_cli
 from edgeshop.report import card
+from edgeshop.train.config import recipe_config
 
 sys.path.insert(0, str(REPO / "tools"))
 from readme_block import read_block  # noqa: E402
@@ -39,16 +40,17 @@ def test_card_sentences_count_images_classes_and_ratios_from_the_figures():
     assert "200 images (about 100 per class): one image is 0.50 points, and 1 of the 3 classes" in limits
     # Wilson by hand: (0.875 + 1.96^2/400 -+ 1.96 * sqrt(0.875 * 0.125 / 200 + 1.96^2 / 160000)) / 1.0192
     assert "top-1 82.20%-91.39%" in limits
-    recipe = " ".join(card.recipe_lines(figures["recipe"], figures["train_metrics"]))
+    recipe = " ".join(card.recipe_lines(recipe_config(figures["recipe"]), figures["train_metrics"]))
     assert "`efficientnet_lite0` initialised from ImageNet, input 288x288" in recipe
     assert "The float phases train at 240x240" in recipe and "14 epochs training the whole network" in recipe
     assert "2 epoch(s) of int8 quantization-aware training (lr 2e-05)" in recipe  # the config's default qat_lr
     assert "Distilled" not in recipe
     taught = {**figures["recipe"], "teacher": ["runs/a", "b.tflite"], "distill_temperature": 2.0}
-    recipe = " ".join(card.recipe_lines(taught, figures["train_metrics"]))
+    recipe = " ".join(card.recipe_lines(recipe_config(taught), figures["train_metrics"]))
     assert ("Distilled from an ensemble of 2 teachers (mean of their softened probabilities): `runs/a`, "
             "`b.tflite`; temperature 2, soft-target weight 0.5.") in recipe
-    recipe = " ".join(card.recipe_lines({**figures["recipe"], "teacher": "runs/a"}, figures["train_metrics"]))
+    one_teacher = recipe_config({**figures["recipe"], "teacher": "runs/a"})
+    recipe = " ".join(card.recipe_lines(one_teacher, figures["train_metrics"]))
     assert "Distilled from the teacher `runs/a`; temperature 4" in recipe
 
 
@@ -60,7 +62,8 @@ def test_edgeshop_card_writes_the_card_of_a_run_from_its_own_figures(pipeline, s
     assert card_cli.main(args) == 0
     figures = json.loads((out.parent / "figures.json").read_text())
     text = out.read_text()
-    assert text == card.run_card(figures)  # the card is a rendering of the figures file, nothing else
+    # the card is a rendering of the figures file, nothing else
+    assert text == card.run_card(figures, recipe_config(figures["recipe"]))
     val = figures["model"]["val"]
     assert val["n"] == 36 and val["top1"] > 0.8
     assert figures["data_report"] == {"train_images": 96, "val_images": 24, "classes": 3}

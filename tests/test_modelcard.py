@@ -13,8 +13,8 @@ from conftest import DATA
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeshop.runtime.archive import directory_extent
-from edgeshop.runtime.modelcard import (
+from edgeshop.tflite.archive import directory_extent
+from edgeshop.tflite.modelcard import (
     CARD_ENTRY,
     LABELS_ENTRY,
     MAX_CARD_BYTES,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeshop import Classifier
-from edgeshop.datasets import discover
+from edgeshop.data import discover
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.preprocess import preprocess, read_image
 
@@ -59,8 +59,8 @@ def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
 def _check_metrics_file(run):
     """metrics.json against measurements made here: the validation accuracy of the saved float
     model and of the final (QAT) model on the run's validation images, and the int8 file's sparsity."""
-    from edgeshop.datasets import load_images
-    from edgeshop.runtime.modelcard import ModelCard
+    from edgeshop.data import load_images
+    from edgeshop.tflite.modelcard import ModelCard
     from edgeshop.train._keras import keras
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.fit import split_samples

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeshop.errors import ImageInputError
-from edgeshop.runtime.modelcard import InputSpec
 from edgeshop.runtime.preprocess import crop_box, preprocess, read_image
+from edgeshop.tflite.modelcard import InputSpec
 
 
 def test_center_crop_takes_the_middle_square_of_a_wide_frame():

@@ -14,7 +14,6 @@ from edgeshop.cli import bench as bench_cli
 from edgeshop.cli import compare as compare_cli
 from edgeshop.cli import eval as eval_cli
 from edgeshop.errors import DataError
-from edgeshop.report.evaluate import top_k_accuracy
 from edgeshop.report.metrics import (
     coarse_accuracy,
     confusion_matrix,
@@ -23,6 +22,7 @@ from edgeshop.report.metrics import (
     paired_difference_interval,
     per_class,
     summarize,
+    top_k_accuracy,
     wilson_interval,
 )
 

@@ -80,7 +80,7 @@ def test_streamed_batches_equal_in_memory_batches_with_augmentation(small_data, 
 
 
 def test_a_streamed_image_is_the_runtime_preprocessing(small_data, tmp_path):
-    from edgeshop.datasets import discover
+    from edgeshop.data import discover
     from edgeshop.runtime.preprocess import preprocess, read_image
     from edgeshop.train.stream import SkipLog, stream_images
 
@@ -129,7 +129,7 @@ def test_unreadable_files_are_skipped_and_counted_in_one_pass(small_data, tmp_pa
 
 
 def test_disk_cache_is_read_back_instead_of_decoding(small_data, tmp_path, monkeypatch):
-    from edgeshop.datasets import discover
+    from edgeshop.data import discover
     from edgeshop.train import stream
 
     run = _run(small_data, tmp_path / "run", "stream", cache_dir=str(tmp_path / "cache"))
@@ -232,8 +232,8 @@ def test_tf_config_errors_name_the_fix():
 # -- evaluation streams too ------------------------------------------------------------------------
 
 def test_iter_decoded_keeps_order_and_a_bounded_window(small_data):
-    from edgeshop.datasets import decode_sample, discover, iter_decoded
-    from edgeshop.runtime.modelcard import InputSpec
+    from edgeshop.data import decode_sample, discover, iter_decoded
+    from edgeshop.tflite.modelcard import InputSpec
 
     spec = InputSpec(height=24, width=24)
     samples = discover(small_data) * 10  # 360
@@ -255,7 +255,7 @@ def test_iter_decoded_keeps_order_and_a_bounded_window(small_data):
 
 def test_eval_streams_and_reports_images_per_second(fixture_model, tmp_path, capsys, monkeypatch):
     """edgeshop-eval, head figures and --unknown included, never decodes a whole image set into memory."""
-    from edgeshop import datasets
+    from edgeshop import data as datasets
     from edgeshop.cli import eval as eval_cli
 
     def refuse(*args, **kwargs):

@@ -13,8 +13,9 @@ from conftest import REPO
 
 from edgeshop import Classifier
 from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
-from edgeshop.datasets import discover
-from edgeshop.report.evaluate import predict, top_k_accuracy
+from edgeshop.data import discover
+from edgeshop.report.evaluate import predict
+from edgeshop.report.metrics import top_k_accuracy
 from edgeshop.runtime.audit import audit_model
 
 GROCERY = REPO / "models" / "grocery"

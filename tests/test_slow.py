@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from edgeshop.datasets import discover, read_hierarchy
+from edgeshop.data import discover, read_hierarchy
 from edgeshop.report.card import summary
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.bench import machine_info

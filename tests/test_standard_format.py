@@ -13,7 +13,7 @@ import pytest
 
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.runtime.modelcard import CARD_ENTRY, LABELS_ENTRY, embed_card, read_card, split_archive
+from edgeshop.tflite.modelcard import CARD_ENTRY, LABELS_ENTRY, embed_card, read_card, split_archive
 
 FORMATS = ("float32", "float16", "int8", "int8_io", "ptq_int8")
 TENSOR_AXIS_LABELS = 2  # tflite metadata AssociatedFileType

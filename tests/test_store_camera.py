@@ -14,8 +14,8 @@ from conftest import DATA, REPO
 from edgeshop.errors import ImageInputError
 from edgeshop.runtime.annotate import annotate
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.runtime.modelcard import InputSpec
 from edgeshop.runtime.preprocess import FITS, SLOT_FIT, preprocess
+from edgeshop.tflite.modelcard import InputSpec
 
 TINY = DATA / "tiny_int8.tflite"
 RED, WHITE, BLUE = (0, 0, 255), (255, 255, 255), (255, 0, 0)  # BGR

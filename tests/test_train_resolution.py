@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeshop import Classifier
-from edgeshop.datasets import discover
+from edgeshop.data import discover
 from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.preprocess import read_image
 

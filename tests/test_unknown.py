@@ -20,8 +20,8 @@ from edgeshop.cli import eval as eval_cli
 from edgeshop.errors import ModelCardError
 from edgeshop.report.openset import auroc, auroc_interval, fpr_at_tpr, known_scores, threshold_at_tpr
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.runtime.modelcard import embed_card, read_card
 from edgeshop.runtime.smoothing import Smoother
+from edgeshop.tflite.modelcard import embed_card, read_card
 
 
 # --- the measures, by hand -------------------------------------------------------------------

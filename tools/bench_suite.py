@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 from readme_block import replace_block  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA  # noqa: E402
-from edgeshop.datasets import discover  # noqa: E402
+from edgeshop.data import discover  # noqa: E402
 from edgeshop.runtime.bench import machine_info  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.runtime.modelcard import embed_card  # noqa: E402
 from edgeshop.runtime.preprocess import preprocess, read_image  # noqa: E402
+from edgeshop.tflite.modelcard import embed_card  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 GROCERY_VAL = ROOT.parent / "shared" / "datasets" / "grocery_store" / "val"
@@ -188,7 +188,7 @@ def file_sizes(path: Path) -> dict[str, int]:
 
 
 def accuracy(files: dict[str, Path], data: Path) -> dict[str, float]:
-    from edgeshop.report.evaluate import top_k_accuracy
+    from edgeshop.report.metrics import top_k_accuracy
     from edgeshop.report.onnx_baseline import OnnxModel
 
     reference = Classifier(files["int8"])

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     import edgeshop
-    from edgeshop.datasets import discover
+    from edgeshop.data import discover
     from edgeshop.runtime.bench import time_calls
 
     classifier = edgeshop.Classifier(args.model, num_threads=args.threads)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
         check_outputs([(args.out, "model", "--out"), (args.json, "json", "--json")], force=args.force,
                       inputs=[args.model, args.data, args.classes])
-        from edgeshop.calibrate import calibrate_file
+        from edgeshop.adapt.calibrate import calibrate_file
 
         return calibrate_file(args.model, args.data, args.out, classes_csv=args.classes, tpr=args.tpr,
                               force=args.force)

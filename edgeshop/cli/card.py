@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from edgeshop._io import check_outputs, write_bytes_atomic, write_json_atomic
-        from edgeshop.datasets import coarse_index, discover, read_hierarchy
+        from edgeshop.data import coarse_index, discover, read_hierarchy
         from edgeshop.errors import EdgeshopError
         from edgeshop.report.card import run_card, run_figures
         from edgeshop.runtime.classifier import Classifier
+        from edgeshop.train.config import recipe_config  # a plain dataclass: no TensorFlow
 
         run = Path(args.run)
         missing = [n for n in ("config.json", "metrics.json", "data_report.json") if not (run / n).is_file()]
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = run_figures(run, Path(args.model), reference, args.data, samples, hierarchy, command,
                               threads, args.runs)
         write_json_atomic(figures_file, figures)
-        write_bytes_atomic(out, run_card(figures).encode("utf-8"))
+        write_bytes_atomic(out, run_card(figures, recipe_config(figures["recipe"])).encode("utf-8"))
         print(f"wrote {out} and {figures_file}: top-1 {figures['model']['val']['top1']:.2%} "
               f"on {figures['model']['val']['n']} images")
         return 0

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from edgeshop._io import check_inputs, check_outputs
-        from edgeshop.datasets import discover
+        from edgeshop.data import discover
         from edgeshop.train.run_files import require_run_dir
 
         # all refused before TensorFlow is imported
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                        for ext, kind in (("md", "markdown"), ("html", "markdown"), ("json", "json"))],
                       force=args.force, inputs=inputs)
         discover(args.data, args.classes)
-        from edgeshop.report.compare import compare, markdown
+        from edgeshop.report.compare import markdown
+        from edgeshop.train.variants import compare
 
         result = compare([Path(r) for r in args.runs], args.data, Path(args.out), args.threads, args.runs_timed,
                          args.hierarchy, args.classes)

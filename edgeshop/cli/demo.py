@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         # refused before TensorFlow is imported (train() checks the folder again)
         check_output_folder(args.out, force=args.force, inputs=[args.data])
         check_outputs([(args.json, "json", "--json")], force=args.force, inputs=[args.data])
-        from edgeshop.datasets import discover
+        from edgeshop.data import discover
 
         discover(Path(args.data) / "train")
         discover(Path(args.data) / "test")
-        from edgeshop.report.evaluate import predict, top_k_accuracy
+        from edgeshop.report.evaluate import predict
+        from edgeshop.report.metrics import top_k_accuracy
         from edgeshop.runtime.bench import machine_info, time_calls
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.runtime.preprocess import read_image

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
         check_outputs([(args.out, "model", "--out"), (args.json, "json", "--json")], force=args.force,
                       inputs=[args.model, args.data])
-        from edgeshop.enroll import enroll_file
+        from edgeshop.adapt.enroll import enroll_file
 
         return enroll_file(args.model, args.out, data=args.data, remove=args.remove, force=args.force,
                            gain=args.imprint_gain, refit=not args.no_refit)

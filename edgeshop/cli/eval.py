@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         check_eval_outputs(args)
         import numpy as np
 
-        from edgeshop.datasets import coarse_index, discover, read_hierarchy
+        from edgeshop.data import coarse_index, discover, read_hierarchy
         from edgeshop.errors import EdgeshopError
         from edgeshop.report.evaluate import predict
         from edgeshop.report.markdown import evaluation_markdown, head_markdown
@@ -121,13 +121,13 @@ def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | 
     unknown-product figures to ``figures``; returns the reliability curves {name: (truth, scores)}."""
     import numpy as np
 
-    from edgeshop.datasets import unlabelled_samples
+    from edgeshop.adapt.probe import HeadProbe
+    from edgeshop.data import unlabelled_samples
     from edgeshop.errors import ModelLoadError
     from edgeshop.report.calibration import softmax
     from edgeshop.report.metrics import expected_calibration_error
     from edgeshop.report.openset import unknown_figures
-    from edgeshop.runtime.probe import HeadProbe
-    from edgeshop.runtime.tflite_head import softmax_beta
+    from edgeshop.tflite.tflite_head import softmax_beta
 
     try:
         beta = softmax_beta(classifier.content, str(classifier.path))

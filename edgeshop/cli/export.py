@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                      "--no-calibrate (edgeshop-calibrate changes a model's temperature)")
 
     if args.name is not None:
-        from edgeshop.runtime.modelcard import display_name_problem
+        from edgeshop.tflite.modelcard import display_name_problem
 
         problem = display_name_problem(args.name)
         if problem:

@@ -8,7 +8,7 @@ import os
 import sys
 
 from edgeshop.cli._common import parse, run_command
-from edgeshop.runtime.modelcard import INTERPOLATIONS
+from edgeshop.tflite.modelcard import INTERPOLATIONS
 from edgeshop.train.config import HEADS, INPUT_PIPELINES, STRATEGIES
 
 
@@ -146,7 +146,7 @@ def checked_config(args: argparse.Namespace):
     """The run's settings from flags and --config, refused here when they, the data or --out
     cannot work: TensorFlow takes seconds to import, a typo should not wait for it."""
     from edgeshop._io import check_output_folder
-    from edgeshop.datasets import discover
+    from edgeshop.data import discover
     from edgeshop.errors import EdgeshopError
     from edgeshop.train.config import TrainConfig, read_config_file
 

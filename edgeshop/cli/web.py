@@ -72,7 +72,7 @@ def page_config(model: Path, content: bytes | None = None) -> dict:
     ``content``: the model's bytes (read from ``model`` when not given).
     """
     from edgeshop.runtime.classifier import _read_model_file
-    from edgeshop.runtime.modelcard import display_name, read_card
+    from edgeshop.tflite.modelcard import display_name, read_card
 
     card = read_card(content if content is not None else _read_model_file(model), source=str(model))
     config: dict = {"model": "/model.tflite", "file": model.name, "name": display_name(card)}

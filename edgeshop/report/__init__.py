@@ -1,5 +1,4 @@
-"""Evaluation and reports.
+"""Measurement only: metrics, evaluation, Markdown/HTML reports and the model-card document.
 
-evaluate, metrics and markdown are runtime-side (numpy + the Classifier, no TensorFlow);
-compare exports variants from a training run and so needs the [train] extra.
+Above runtime/ and data/; nothing here trains, exports or imports TensorFlow.
 """

@@ -15,11 +15,12 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from edgeshop.datasets import Sample
+from edgeshop.data import Sample
 from edgeshop.report.evaluate import predict
 from edgeshop.report.metrics import interval_text, summarize
+from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.bench import benchmark_model, machine_info
 from edgeshop.runtime.classifier import Classifier
 
@@ -53,8 +54,6 @@ def measure_models(models: Mapping[str, Path], samples: Sequence[Sample], hierar
                    threads: Sequence[int] = BENCH_THREADS, runs: int = BENCH_RUNS) -> dict[str, Any]:
     """Per model: file, size, accuracy figures, audit, bare-invoke latency. All models are timed
     in this one process, alternating per thread count, so their latency ratio is a fair one."""
-    from edgeshop.runtime.audit import audit_model
-
     figures: dict[str, Any] = {}
     for name, path in models.items():
         audit = audit_model(path.read_bytes())
@@ -132,16 +131,17 @@ def data_sentence(val: dict) -> str:
             + (f"; the other {missing} have no evaluation images" if missing else "") + ")")
 
 
-def recipe_config(recipe: dict):
-    """A recipe (a run's or a figures file's saved settings) as a TrainConfig, defaults filled in."""
-    from edgeshop.train.config import TrainConfig  # plain dataclass: no TensorFlow
+class Recipe(Protocol):
+    """A run's training settings with defaults filled in: edgeshop.train.config.recipe_config's
+    TrainConfig (a protocol here, so the report layer does not import the training one)."""
 
-    return TrainConfig.from_saved({"data": "", "out": "", **recipe})
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def teachers(self) -> list[str]: ...
 
 
-def recipe_lines(recipe: dict, train_metrics: dict) -> list[str]:
-    """The training recipe in words, from the run's saved settings (defaults filled in)."""
-    config = recipe_config(recipe)
+def recipe_lines(config: Recipe, train_metrics: dict) -> list[str]:
+    """The training recipe in words, from the run's settings (``recipe_config(figures["recipe"])``)."""
     r = config.to_dict()
     phases = train_metrics.get("phases", [])
     size = r["image_size"]
@@ -243,9 +243,9 @@ def size_limitations(val: dict) -> list[str]:
     return lines
 
 
-def run_card(figures: dict) -> str:
+def run_card(figures: dict, recipe: Recipe) -> str:
     """The model card of a user's run (what edgeshop-card writes): the model and, when the
-    figures file has one, its float reference."""
+    figures file has one, its float reference. ``recipe``: ``recipe_config(figures["recipe"])``."""
     model, reference = "model", ("reference" if "reference" in figures else None)
     val = figures[model]["val"]
     data = figures.get("data_report", {})
@@ -273,7 +273,7 @@ def run_card(figures: dict) -> str:
         "",
         "## Recipe",
         "",
-        *recipe_lines(figures["recipe"], figures["train_metrics"]),
+        *recipe_lines(recipe, figures["train_metrics"]),
         "",
         "## Figures",
         "",

@@ -1,16 +1,12 @@
-"""Compare compression variants of trained runs on the same data and the same machine.
+"""The report of compared compression variants: one table (Markdown and HTML) and plots.
 
-For each run: float32, float16, dynamic-range and post-training int8 exports of its
-float model, plus its QAT int8 model when it has one ("pruned+QAT int8" after
-pruning). Each is evaluated on the same images and timed in the same process with
-the same threads. Writes comparison.json, comparison.md and a self-contained
-comparison.html (plots inlined as PNG data; no network needed to view it).
+The variants are made and measured by edgeshop.train.variants (it exports them from a
+training run); this module only renders the measurements.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 import html
 import io
 import json
@@ -19,58 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from edgeshop.datasets import discover, read_hierarchy
 from edgeshop.errors import MissingExtraError
-from edgeshop.report.evaluate import predict
-from edgeshop.report.metrics import summarize
-from edgeshop.runtime.bench import benchmark_model
-from edgeshop.runtime.classifier import Classifier
 from edgeshop.utils import write_bytes_atomic, write_json_atomic
 
 
-def variants_of(run_dir: Path) -> list[tuple[str, str, bool]]:
-    """(variant name, export format, ptq) for one run."""
-    from edgeshop.train.run_model import read_run
-
-    config, _, completed = read_run(run_dir)
-    out = [("float32", "float32", False), ("float16", "float16", False), ("dynamic-range", "dynamic", False),
-           ("PTQ int8", "int8", True)]
-    if "qat" in completed:
-        out.append(("pruned+QAT int8" if config.prune else "QAT int8", "int8", False))
-    return out
-
-
-def compare(runs: list[Path], data: str, out: Path, threads: int = 1, runs_timed: int = 50,
-            hierarchy: str | None = None, classes: str | None = None) -> dict[str, Any]:
-    from edgeshop.train.export import export
-
-    out.mkdir(parents=True, exist_ok=True)
-    samples = discover(data, classes)
-    tree = read_hierarchy(Path(hierarchy)) if hierarchy else None
-    rows = []
-    for run in runs:
-        for name, fmt, ptq in variants_of(run):
-            label = name if len(runs) == 1 else f"{run.name}: {name}"
-            model = out / "models" / f"{run.name}_{name.replace(' ', '_').replace('+', '_')}.tflite"
-            report = export(run, model, fmt, ptq=ptq, force=True, require_integer=False, check=False)
-            result = predict(Classifier(model), samples)  # streamed; progress bar and images/s on stderr
-            figures = summarize(result.truth, result.scores, result.labels, tree)
-            latency = benchmark_model(model, threads, runs=runs_timed, warmup=5)
-            content = model.read_bytes()
-            rows.append({
-                "variant": label, "file": str(model), "top1": figures["top1"], "top5": figures["top5"],
-                "coarse_top1": figures.get("coarse_top1"), "size_bytes": len(content),
-                "size_gzip_bytes": len(gzip.compress(content, 9)), "p50_ms": latency["p50_ms"],
-                "p90_ms": latency["p90_ms"], "fully_integer": report["audit"]["fully_integer"],
-                "weight_sparsity": report["audit"]["weight_sparsity"], "n": figures["n"],
-                "per_class": figures["per_class"], "confusion_matrix": figures["confusion_matrix"],
-                "labels": figures["labels"],
-            })
-    result = {"data": str(data), "threads": threads, "timed_runs": runs_timed, "variants": rows}
+def write_report(result: dict[str, Any], out: Path) -> None:
+    """comparison.json, comparison.md and comparison.html of ``result`` in the folder ``out``."""
     write_json_atomic(out / "comparison.json", result)
     write_bytes_atomic(out / "comparison.md", markdown(result).encode())
     write_bytes_atomic(out / "comparison.html", html_page(result).encode())
-    return result
 
 
 def _summary(result: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeshop.datasets import Sample, iter_decoded
+from edgeshop.data import Sample, iter_decoded
 from edgeshop.errors import DataError
 from edgeshop.runtime.classifier import Classifier
 from edgeshop.utils import progress_bar
@@ -56,11 +56,3 @@ def predict(classifier: Classifier, samples: Sequence[Sample], show_progress: bo
               f"({len(samples) / max(seconds, 1e-9):.1f} images/s)", file=sys.stderr)
     matrix = np.stack(scores) if scores else np.zeros((0, len(labels)), np.float32)
     return Predictions(labels, np.asarray(truth, dtype=np.int64), matrix, paths, skipped, seconds)
-
-
-def top_k_accuracy(truth: np.ndarray, scores: np.ndarray, k: int = 1) -> float:
-    """Fraction of rows whose true index is among the k highest scores (ties: lowest index first)."""
-    if len(truth) == 0:
-        return float("nan")
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(np.mean((order == truth[:, None]).any(axis=1)))

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeshop.data import coarse_index
+
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     """counts[i, j] = images of true class i predicted as class j."""
@@ -94,8 +96,6 @@ def coarse_accuracy(truth: np.ndarray, predicted: np.ndarray, labels: Sequence[s
                     hierarchy: Mapping[str, str]) -> float:
     """Top-1 at the coarse level: the fine prediction mapped through ``hierarchy``, which
     must name a coarse class for every label (else DataError)."""
-    from edgeshop.datasets import coarse_index
-
     coarse = coarse_index(labels, hierarchy, source="class hierarchy")
     return float(np.mean(coarse[truth] == coarse[predicted])) if len(truth) else float("nan")
 
@@ -146,11 +146,17 @@ def interval_text(accuracy: float, n: int) -> str:
     return f"{low:.2%}-{high:.2%}"
 
 
+def top_k_accuracy(truth: np.ndarray, scores: np.ndarray, k: int = 1) -> float:
+    """Fraction of rows whose true index is among the k highest scores (ties: lowest index first)."""
+    if len(truth) == 0:
+        return float("nan")
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean((order == truth[:, None]).any(axis=1)))
+
+
 def summarize(truth: np.ndarray, scores: np.ndarray, labels: Sequence[str],
               hierarchy: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Every figure edgeshop-eval reports, as plain JSON-able values."""
-    from edgeshop.report.evaluate import top_k_accuracy
-
     predicted = scores.argmax(axis=1) if len(truth) else np.zeros(0, dtype=np.int64)
     matrix = confusion_matrix(truth, predicted, len(labels))
     classes = per_class(matrix, labels)

@@ -8,7 +8,7 @@ serves all of them (accept when score >= threshold):
 - ``energy``: logsumexp of the logits, i.e. minus the free energy (Liu et al., NeurIPS 2020);
 - ``knn``: minus the distance of the L2-normalised embedding to its k-th nearest
   reference embedding of known images (Sun et al., ICML 2022).
-The logits and the embedding come from `edgeshop.runtime.probe`.
+The logits and the embedding come from `edgeshop.adapt.probe`.
 """
 
 from __future__ import annotations

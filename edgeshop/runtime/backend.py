@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeshop.errors import EdgeshopError, ModelLoadError
 from edgeshop.native_logs import hidden_chatter
-from edgeshop.runtime.model_check import MAX_ACTIVATION_BYTES, check_model
+from edgeshop.tflite.model_check import MAX_ACTIVATION_BYTES, check_model
 
 BACKENDS = ("litert", "tflite_runtime", "tensorflow")
 _MODULES = {

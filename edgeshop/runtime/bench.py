@@ -7,11 +7,21 @@ percentiles rather than means, thread count stated.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import os
+import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+from edgeshop.runtime.backend import make_interpreter
+from edgeshop.runtime.classifier import Classifier
+from edgeshop.runtime.preprocess import read_image
 
 
 @dataclass(frozen=True)
@@ -92,8 +102,6 @@ def time_models(models: dict[str, bytes], threads: int, runs: int = 50, warmup: 
     """Bare-invoke latency of every .tflite flatbuffer, each in its own interpreter with
     ``threads`` threads, interleaved (time_interleaved): call by call on one thread, in blocks
     of MULTI_THREAD_BLOCK on more unless ``block`` says otherwise."""
-    from edgeshop.runtime.backend import make_interpreter
-
     calls = {name: invoke_callable(make_interpreter(content, threads)[1]) for name, content in models.items()}
     if block is None:
         block = 1 if threads == 1 else MULTI_THREAD_BLOCK
@@ -130,8 +138,7 @@ def invoke_callable(interpreter) -> Callable[[], None]:
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux/macOS), in MB."""
-    import resource
-    import sys
+    import resource  # Unix only: imported here so the rest of this module loads on Windows
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -140,12 +147,6 @@ def peak_rss_mb() -> float:
 def benchmark_model(path, threads: int, runs: int = 100, warmup: int = 10, image=None,
                     backend: str = "auto") -> dict:
     """Bare-invoke latency of a model (and, with ``image``, Classifier.classify end to end)."""
-    import gzip
-    from pathlib import Path
-
-    from edgeshop.runtime.classifier import Classifier
-    from edgeshop.runtime.preprocess import read_image
-
     path = Path(path)
     classifier = Classifier(path, num_threads=threads, backend=backend)
     stats = time_calls(invoke_callable(classifier._interpreter), runs=runs, warmup=warmup)  # noqa: SLF001
@@ -167,11 +168,6 @@ def benchmark_model(path, threads: int, runs: int = 100, warmup: int = 10, image
 
 def machine_info() -> dict[str, object]:
     """CPU model, usable cores, Python and platform: stated next to every latency figure."""
-    import contextlib
-    import os
-    import platform
-    from pathlib import Path
-
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError, StopIteration):  # no /proc (macOS) or no model name line
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

@@ -15,9 +15,9 @@ import numpy as np
 
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
 from edgeshop.runtime.backend import make_interpreter, run_failures
-from edgeshop.runtime.model_check import TFLITE_IDENTIFIER, check_model, check_outputs_fit_card
-from edgeshop.runtime.modelcard import InputSpec, ModelCard, check_labels, read_card
 from edgeshop.runtime.preprocess import FRAME_FIT, SLOT_FIT, check_fit, check_frame, fit_box, preprocess
+from edgeshop.tflite.model_check import TFLITE_IDENTIFIER, check_model, check_outputs_fit_card
+from edgeshop.tflite.modelcard import InputSpec, ModelCard, check_labels, read_card
 
 # Edgeshop models are 3-7 MB (mobile classifiers rarely pass 50 MB); with MAX_ACTIVATION_BYTES the limit keeps
 # the runtime's memory (the file, the weights XNNPACK repacks) under 300 MB for any file.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-from edgeshop.runtime.modelcard import text_problem
+from edgeshop.tflite.modelcard import text_problem
 
 INVISIBLE_CATEGORIES = ("Cf", "Zl", "Zp")  # format characters, line and paragraph separators
 

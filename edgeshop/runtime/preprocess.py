@@ -24,7 +24,7 @@ import numpy as np
 from edgeshop._io import open_regular
 from edgeshop.errors import ImageInputError
 from edgeshop.runtime.image_header import FORMATS, HeaderRefused, ImageHeader, image_format, read_header
-from edgeshop.runtime.modelcard import InputSpec
+from edgeshop.tflite.modelcard import InputSpec
 
 # Decoding a 12000x9000 photo at full size costs ~324 MB. At most MAX_DECODE_PIXELS are
 # decoded (50 MB as BGR): larger JPEGs at 1/2, 1/4 or 1/8 scale straight from the DCT

@@ -104,11 +104,6 @@ def lite_block_configs(variant: str = "lite0") -> list[tuple[int, int, int, int,
     return blocks
 
 
-def lite0_block_configs() -> list[tuple[int, int, int, int, int]]:
-    """Flattened per-block (kernel, stride, expand, in, out), 16 blocks."""
-    return lite_block_configs("lite0")
-
-
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = True):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPS, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
@@ -135,11 +130,6 @@ def efficientnet_lite_features(x, variant: str = "lite0", drop_connect: float = 
                 x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=f"{prefix}_drop")(x)
             x = layers.Add(name=f"{prefix}_add")([x, inputs])
     return _conv_bn(x, 1280, 1, 1, "top")
-
-
-def efficientnet_lite0_features(x, drop_connect: float = 0.2):
-    """The Lite0 backbone on normalised input; returns the 1280-channel feature map."""
-    return efficientnet_lite_features(x, "lite0", drop_connect)
 
 
 def build_efficientnet_lite(variant: str, num_classes: int, image_size: int | None,

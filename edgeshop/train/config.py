@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edgeshop.datasets import VAL_GROUPINGS
+from edgeshop.data import VAL_GROUPINGS
 from edgeshop.errors import EdgeshopError
-from edgeshop.runtime.modelcard import INTERPOLATIONS
+from edgeshop.tflite.modelcard import INTERPOLATIONS
 
 HEADS = ("linear", "cosine")  # classifier heads (train/cosine_head.py)
 DEFAULT_COSINE_SCALE = 16.0  # logits span +-16: enough for a confident softmax over ~100 classes
@@ -36,7 +36,7 @@ class TrainConfig:
     # crops zoom in, so a net trained a little smaller sees objects at the exported size;
     # and each step is cheaper). QAT and export run at image_size. None = image_size.
     train_image_size: int | None = None
-    interpolation: str = "linear"  # resize rule written into the card (runtime/modelcard.py INTERPOLATIONS)
+    interpolation: str = "linear"  # resize rule written into the card (tflite/modelcard.py INTERPOLATIONS)
     pretrained: bool = True
     # ImageNet weights from this folder (the registry's file names, sha256-checked) or .npz file instead of
     # $EDGESHOP_WEIGHTS_DIR / the checkout's models/ / the user cache (train/weights.py): air-gapped machines.
@@ -254,3 +254,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise EdgeshopError(f"{path}: config file must hold a mapping of setting -> value")
     return data
+
+
+def recipe_config(recipe: dict[str, Any]) -> TrainConfig:
+    """A recipe (a run's or a figures file's saved settings) as a TrainConfig, defaults filled in."""
+    return TrainConfig.from_saved({"data": "", "out": "", **recipe})

@@ -2,7 +2,7 @@
 
 A plain head scores an image with w_k . e + b_k: rows of any length, embeddings of any
 length, all-positive ReLU features. A class added later from a few photos (weight
-imprinting, `edgeshop.enroll`) then has no principled length or bias. The cosine head
+imprinting, `edgeshop.adapt.enroll`) then has no principled length or bias. The cosine head
 (Qi, Brown & Lowe, CVPR 2018; Gidaris & Komodakis 2018) makes every score
 ``scale x cos(w_k, e)``:
 

@@ -34,10 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeshop import datasets
+from edgeshop import data as datasets
+from edgeshop.adapt.probe import HeadProbe
 from edgeshop.errors import EdgeshopError
-from edgeshop.runtime.modelcard import InputSpec, ModelCard
+from edgeshop.runtime.classifier import Classifier
+from edgeshop.tflite.modelcard import InputSpec, ModelCard
 from edgeshop.train._keras import keras, tf
+from edgeshop.train.run_model import load_run_model, read_run
 from edgeshop.utils import write_bytes_atomic
 
 CACHE_FILE = "teacher_logits.npz"
@@ -63,12 +66,7 @@ class Teacher:
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """Logits (N x classes, in ``labels`` order) of model-ready pixels at ``input``'s size."""
         if self.kind == "tflite":
-            from edgeshop.runtime.classifier import Classifier
-            from edgeshop.runtime.probe import HeadProbe
-
             return HeadProbe(Classifier(self.source)).run_many(pixels, "teacher logits")["logits"]
-        from edgeshop.train.run_model import load_run_model
-
         model = load_run_model(Path(self.source), final=True, as_float=True)
         head = keras.Model(model.input, model.get_layer("classifier").output)
         return head.predict(pixels.astype(np.float32), batch_size=64, verbose=0)
@@ -87,16 +85,12 @@ def load_teacher(source: str | Path) -> Teacher:
     if path.suffix == ".keras" and path.is_file():
         path = path.parent  # a run's float model: the run directory holds its labels and preprocessing
     if path.suffix == ".tflite" and path.is_file():
-        from edgeshop.runtime.classifier import Classifier
-
         card = Classifier(path).card
         return Teacher(str(path), "tflite", tuple(card.labels), card.input, _digest([path]))
     if path.is_dir() and not (path / "config.json").is_file():
         raise EdgeshopError(f"--teacher {source}: not an edgeshop run directory (no config.json); expected an "
                             "edgeshop run directory, its float_model.keras, or an edgeshop .tflite model")
     if path.is_dir():
-        from edgeshop.train.run_model import read_run
-
         _config, labels, completed = read_run(path)
         stages = sorted((path / "stages").glob("*.weights.npz"))
         if not completed or not stages:

@@ -19,11 +19,13 @@ import numpy as np
 
 from edgeshop import __version__
 from edgeshop._io import check_output_file
+from edgeshop.adapt.calibrate import MIN_IMAGES, calibrate_content
+from edgeshop.adapt.probe import model_scores
+from edgeshop.data import load_images
 from edgeshop.errors import EdgeshopError
-from edgeshop.native_logs import hidden_chatter
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.classifier import _read_model_file
-from edgeshop.runtime.modelcard import (
+from edgeshop.tflite.modelcard import (
     ModelCard,
     default_display_name,
     display_name_problem,
@@ -33,90 +35,20 @@ from edgeshop.runtime.modelcard import (
 )
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
+from edgeshop.train.convert import INTEGER_IO_TYPES, convert, full_range_image
+from edgeshop.train.fit import split_samples
 from edgeshop.train.run_files import require_run_dir
-from edgeshop.train.run_model import is_qat, load_run_model, read_channel_plan
+from edgeshop.train.run_model import read_channel_plan, read_run
 from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
+from edgeshop.train.tflite_rewrite import int8_io_to_uint8
 from edgeshop.train.verify_gate import require_agreement
 from edgeshop.utils import write_bytes_atomic
 
-FORMATS = ("float32", "float16", "dynamic", "int8")
-# I/O of full-integer models. uint8 is what MediaPipe Tasks and the Task Library accept;
-# int8 is for users of interpreters that want the graph's own type at the edges.
-INTEGER_IO_TYPES = ("uint8", "int8")
 VERIFY_IMAGES = 64
 
 
 class NotFullyIntegerError(EdgeshopError):
     pass
-
-
-def _full_range_image(height: int, width: int) -> np.ndarray:
-    """A smooth gradient spanning exactly 0..255 in every channel."""
-    ramp = np.linspace(0.0, 255.0, width, dtype=np.float32)
-    return np.repeat(np.broadcast_to(ramp, (height, width))[:, :, None], 3, axis=2)
-
-
-def representative_dataset(calibration: np.ndarray):
-    """The converter's calibration images: a full-range gradient first, then ``calibration``."""
-
-    def generate():
-        # First a full-range gradient: pins the int8 input to scale 1, zero point -128,
-        # so devices feed raw pixels with no arithmetic (see Classifier._to_input).
-        yield [_full_range_image(*calibration.shape[1:3])[None]]
-        for image in calibration:
-            yield [image[None].astype(np.float32)]
-
-    return generate
-
-
-def int8_converter(converter, calibration: np.ndarray, io_type: str = "uint8"):
-    """``converter`` set up for a fully integer model with ``io_type`` input and output."""
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    # Needed even for QAT models: the converter calibrates the in-graph
-    # normalisation and asks for it when the I/O types are integer.
-    converter.representative_dataset = representative_dataset(calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    # uint8 adds one QUANTIZE op at each end (uint8 <-> int8, same scale, zero point
-    # moved by 128); the interior stays int8.
-    converter.inference_input_type = converter.inference_output_type = tf.uint8 if io_type == "uint8" else tf.int8
-    return converter
-
-
-def convert(
-    run_dir: Path, fmt: str, ptq: bool = False, io_type: str = "uint8"
-) -> tuple[bytes, dict[str, Any], keras.Model]:
-    """The flatbuffer for ``fmt`` and a description of how it was made.
-
-    int8 converts the QAT model when the run has one (unless ``ptq``), else applies
-    post-training quantization to the float model, calibrated on training images.
-    Also returns the Keras model that was converted, for verification.
-    """
-    if fmt not in FORMATS:
-        raise EdgeshopError(f"format must be one of {FORMATS}, got {fmt!r}")
-    if io_type not in INTEGER_IO_TYPES:
-        raise EdgeshopError(f"integer I/O type must be one of {INTEGER_IO_TYPES}, got {io_type!r}")
-    run_dir = Path(run_dir)
-    # int8 converts the QAT model itself; float formats and PTQ take the same final
-    # weights in a plain float model, so a float reference is the int8 model's twin.
-    qat_int8 = fmt == "int8" and not ptq
-    model = load_run_model(run_dir, final=True, as_float=not qat_int8)
-    method = fmt
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if fmt == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif fmt == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif fmt == "int8":
-        method = "qat_int8" if is_qat(model) else "ptq_int8"
-        calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)
-        int8_converter(converter, calibration, io_type)
-    try:
-        with hidden_chatter():  # the converter's "fully_quantize: 0, inference_type: 6, ..." line
-            flatbuffer = converter.convert()
-    except Exception as exc:  # noqa: BLE001 - the converter raises many types; keep its message
-        raise EdgeshopError(f"{run_dir}: TFLite conversion to {fmt} failed: {exc}") from exc
-    return flatbuffer, {"format": fmt, "method": method}, model
 
 
 def verify(model_content: bytes, card: ModelCard, keras_model: keras.Model, pixels: np.ndarray) -> dict[str, float]:
@@ -136,8 +68,6 @@ def verify(model_content: bytes, card: ModelCard, keras_model: keras.Model, pixe
 
 def _tflite_scores(model_content: bytes, card: ModelCard, pixels: np.ndarray) -> np.ndarray:
     """Scores of ``model_content`` (card attached) through the runtime's Classifier, one row per image."""
-    from edgeshop.runtime.probe import model_scores
-
     return model_scores(model_content, pixels, card)
 
 
@@ -166,7 +96,7 @@ def export(
 
     ``io_type`` is the input/output type of full-integer models ("uint8" or "int8").
     ``calibrate``: fit the softmax temperature and the unknown threshold on the run's
-    validation images and build them into the model (`edgeshop.calibrate`).
+    validation images and build them into the model (`edgeshop.adapt.calibrate`).
     ``display_name``: the name people see (the browser page); default the training data
     folder's name (never the run folder's).
     """
@@ -217,11 +147,6 @@ def export(
 
 def _calibrate_on_validation(data: bytes, card: ModelCard, run_dir: Path, out: Path) -> tuple[bytes, Any]:
     """``data`` calibrated on the run's validation images, or unchanged with the reason when it cannot be."""
-    from edgeshop.calibrate import MIN_IMAGES, calibrate_content
-    from edgeshop.datasets import load_images
-    from edgeshop.train.fit import split_samples
-    from edgeshop.train.run_model import read_run
-
     config = read_run(run_dir)[0]
     val = split_samples(config)[1]
     images = load_images(val, card.labels, card.input)
@@ -238,7 +163,7 @@ REEXPORT_IMAGES = 16
 def _probe_images(height: int, width: int, count: int = REEXPORT_IMAGES) -> np.ndarray:
     """Deterministic images spanning 0..255 (gradients and noise), to compare two models' scores."""
     rng = np.random.default_rng(0)
-    images = [_full_range_image(height, width).astype(np.uint8)]
+    images = [full_range_image(height, width).astype(np.uint8)]
     images += [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count - 1)]
     return np.stack(images)
 
@@ -275,8 +200,6 @@ def reexport(
     file without an edgeshop card and any result whose scores differ from the original's.
     ``display_name`` replaces the card's (kept otherwise).
     """
-    from edgeshop.train.tflite_rewrite import int8_io_to_uint8
-
     model, out = Path(model), Path(out)
     if io_type not in INTEGER_IO_TYPES:
         raise EdgeshopError(f"integer I/O type must be one of {INTEGER_IO_TYPES}, got {io_type!r}")

@@ -38,12 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeshop import datasets
+from edgeshop import data as datasets
 from edgeshop._io import check_output_folder, clear_output_folder, mark_output_folder
 from edgeshop.errors import DataError, EdgeshopError
-from edgeshop.report.evaluate import top_k_accuracy
-from edgeshop.report.metrics import did_not_learn
-from edgeshop.runtime.modelcard import InputSpec, ModelCard
+from edgeshop.report.metrics import did_not_learn, top_k_accuracy
+from edgeshop.tflite.modelcard import InputSpec, ModelCard
 from edgeshop.train import channels, cluster, compress, distill
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import Architecture, find_pretrained_weights, get_architecture, load_weights_npz

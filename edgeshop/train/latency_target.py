@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from edgeshop.errors import EdgeshopError
+from edgeshop.runtime.bench import time_models
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import ChannelGroup, group_damage, kept_width
+from edgeshop.train.convert import int8_converter
 
 PROBE_FRACTIONS = (0.25, 0.5, 0.75)  # damage is measured at these
 SAVING_PROBE = 0.75  # each group's latency saving is measured with this fraction removed
@@ -46,8 +48,6 @@ TARGET_THREADS = (1, 2)  # the target must hold at each: a phone or a Pi runs on
 
 def int8_flatbuffer(model: keras.Model, images: np.ndarray) -> bytes:
     """``model`` as a fully integer .tflite (uint8 I/O), calibrated on ``images``."""
-    from edgeshop.train.export import int8_converter
-
     return int8_converter(tf.lite.TFLiteConverter.from_keras_model(model), images).convert()
 
 
@@ -59,8 +59,6 @@ def interleaved_p50(models: dict[str, bytes], threads: int = TIMING_THREADS,
     a loaded machine quiet: with two training jobs on this 2-core machine the same test
     read 0.35 by CPU time and 0.18 by wall time (caches and memory shared with the other
     jobs), so run the search on the machine alone, as a deployment check would."""
-    from edgeshop.runtime.bench import time_models
-
     clock = time.thread_time if threads == 1 else time.perf_counter
     return {name: s.p50_ms for name, s in time_models(models, threads, runs, clock=clock).items()}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeshop.errors import EdgeshopError
-from edgeshop.runtime.modelcard import ModelCard
+from edgeshop.tflite.modelcard import ModelCard
 from edgeshop.utils import write_bytes_atomic
 
 

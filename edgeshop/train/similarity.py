@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeshop.datasets import Sample, load_images
-from edgeshop.runtime.modelcard import InputSpec
+from edgeshop.data import Sample, load_images
+from edgeshop.tflite.modelcard import InputSpec
 
 # 0.75: the hold-out's mean gap to val was +0.30 points over 3 seeds (0.7: +6.56, 0.8: -8.62).
 EMBEDDING_DISTANCE = 0.75

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeshop.datasets import Sample, decode_sample
-from edgeshop.runtime.modelcard import InputSpec
+from edgeshop.data import Sample, decode_sample
+from edgeshop.tflite.modelcard import InputSpec
 from edgeshop.train._keras import tf
 
 # With --cache-dir the cached order is fixed, so each epoch reshuffles within a window of

@@ -12,7 +12,7 @@ module builds the same tables with the schema's generated Python (vendored in
 as its `image_classifier.MetadataWriter` would: name and description, an image input with
 `NormalizationOptions` and `ImageProperties(RGB)`, a classification output with the labels
 attached as `TENSOR_AXIS_LABELS`. The archive holding labels.txt is written by
-`edgeshop.runtime.modelcard`.
+`edgeshop.tflite.modelcard`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeshop import __version__
 from edgeshop.errors import EdgeshopError
-from edgeshop.runtime.modelcard import CARD_ENTRY, LABELS_ENTRY, ModelCard
+from edgeshop.tflite.modelcard import CARD_ENTRY, LABELS_ENTRY, ModelCard
 
 METADATA_NAME = "TFLITE_METADATA"  # the Model.metadata entry standard readers look up
 METADATA_IDENTIFIER = b"M001"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeshop.runtime.modelcard import attach_archive, split_archive
+from edgeshop.tflite.modelcard import attach_archive, split_archive
 
 _FLOAT32, _FLOAT16, _UINT8, _INT8 = 0, 1, 3, 9  # tflite::TensorType
 _DEQUANTIZE, _CONV_2D, _FULLY_CONNECTED, _QUANTIZE = 6, 3, 9, 114  # tflite::BuiltinOperator

@@ -2,7 +2,7 @@
 
     python studies/grocery/calibrate_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 300]
 
-For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.calibrate.calibrate_file` on the
+For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.adapt.calibrate.calibrate_file` on the
 official val split (no training run needed; labels, metadata and card kept). Which images
 say what: the val split is halved (stratified, fixed seed); each half is scored by the model
 with the temperature fitted on the other half, and that cross-fitted ECE is the honest
@@ -33,11 +33,11 @@ import study_paths  # (also puts the repository root and tools/ on sys.path)
 from readme_block import replace_block  # noqa: E402
 from study_paths import ROOT, STUDY
 
-from edgeshop.calibrate import calibrate_content, load_labelled  # noqa: E402
+from edgeshop.adapt.calibrate import calibrate_content, load_labelled  # noqa: E402
+from edgeshop.adapt.probe import model_scores  # noqa: E402
 from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402
-from edgeshop.runtime.modelcard import read_card  # noqa: E402
-from edgeshop.runtime.probe import model_scores  # noqa: E402
-from edgeshop.runtime.tflite_head import with_softmax_beta  # noqa: E402
+from edgeshop.tflite.modelcard import read_card  # noqa: E402
+from edgeshop.tflite.tflite_head import with_softmax_beta  # noqa: E402
 from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
 
 MODELS = study_paths.SHIPPED

@@ -50,7 +50,7 @@ from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES as STUDY_FIGURES
 from study_paths import ROOT, STUDY
 
-from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
+from edgeshop.data import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.card import summary_and_hits  # noqa: E402
 from edgeshop.report.metrics import BOOTSTRAP_RESAMPLES, paired_difference_interval  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
@@ -190,8 +190,8 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     starts fine-tuning from: the same weights, plan, calibration images and seed)."""
     import numpy as np
 
-    from edgeshop.datasets import load_images
-    from edgeshop.runtime.modelcard import InputSpec
+    from edgeshop.data import load_images
+    from edgeshop.tflite.modelcard import InputSpec
     from edgeshop.train import channels
     from edgeshop.train.fit import RECONSTRUCTION_IMAGES
     from edgeshop.train.run_model import load_run_model, read_channel_plan, read_run
@@ -229,8 +229,8 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     import cv2
     import numpy as np
 
-    from edgeshop.datasets import load_images
-    from edgeshop.runtime.modelcard import InputSpec
+    from edgeshop.data import load_images
+    from edgeshop.tflite.modelcard import InputSpec
     from edgeshop.train.latency_target import int8_flatbuffer, interleaved_p50
     from edgeshop.train.model_io import load_weights
     from edgeshop.train.run_model import build_model, read_run
@@ -264,7 +264,7 @@ def _float_top1(model: Any, val: Any) -> float:
     evaluation's own rule (edgeshop-eval, training's metrics)."""
     import numpy as np
 
-    from edgeshop.report.evaluate import top_k_accuracy
+    from edgeshop.report.metrics import top_k_accuracy
 
     return top_k_accuracy(val.labels, model.predict(val.pixels.astype(np.float32), batch_size=32, verbose=0), 1)
 
@@ -291,7 +291,7 @@ def measure(models: dict[str, Path], samples, hierarchy, reference: str,
     import statistics
 
     from edgeshop.runtime.bench import machine_info
-    from edgeshop.runtime.modelcard import read_card
+    from edgeshop.tflite.modelcard import read_card
 
     figures, hits = {}, {}
     for name, path in models.items():

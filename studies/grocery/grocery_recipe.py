@@ -29,7 +29,7 @@ from pathlib import Path
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT, SHIPPED, STUDY
 
-from edgeshop.datasets import discover, read_class_names, read_hierarchy  # noqa: E402
+from edgeshop.data import discover, read_class_names, read_hierarchy  # noqa: E402
 from edgeshop.report.card import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
 from edgeshop.runtime.bench import machine_info  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402

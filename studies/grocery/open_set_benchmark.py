@@ -14,7 +14,7 @@ The model (`models/grocery/open_set/grocery71_int8.tflite`, `studies/grocery/gro
    over each class's sorted file list, since the files are bursts of near-identical shots
    and a user photographs a product from a few sides, not ten times from one); then the
    new classes' val accuracy among all 81 and the 71 old classes' top-1 before and after,
-   at the head's imprint gain (edgeshop.enroll.IMPRINT_GAIN);
+   at the head's imprint gain (edgeshop.adapt.enroll.IMPRINT_GAIN);
 3. The gain study that chose that gain, on data the enrolment figures do not report: for
    gains 1.0-2.0, enrolment from 5 photos each, the old classes' top-1 on their calibration
    images (the 71 classes' val images, which calibration already fits the temperature on)
@@ -37,11 +37,11 @@ import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.pa
 from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT
 
-from edgeshop.datasets import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
-from edgeshop.enroll import enroll_content  # noqa: E402
+from edgeshop.adapt.enroll import enroll_content  # noqa: E402
+from edgeshop.adapt.probe import HeadProbe, loaded  # noqa: E402
+from edgeshop.data import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
 from edgeshop.report.openset import auroc, unknown_figures  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.runtime.probe import HeadProbe, loaded  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 SHOTS = (1, 5, 10)
@@ -115,7 +115,7 @@ def main() -> int:
         photos = load_images(shots, new_names, classifier.input_spec)
         enrolled, record = enroll_content(content, photos, new_names, source=str(model),
                                           data=f"{k} photo(s) per class")
-        figures["gain"] = record["gain"]  # the head's default (edgeshop.enroll.IMPRINT_GAIN)
+        figures["gain"] = record["gain"]  # the head's default (edgeshop.adapt.enroll.IMPRINT_GAIN)
         predicted = _predictions(enrolled, images)  # indices into old_names + new_names
         correct = predicted == images.labels
         per_class = {name: float(np.mean(correct[images.labels == len(old_names) + i]))
@@ -136,7 +136,7 @@ def main() -> int:
     chosen = figures["gain_study"]["chosen"]
     if chosen != figures["gain"]:
         print(f"note: the gain study chose {chosen:g} on this model; enrolment's default for its head is "
-              f"{figures['gain']:g} (edgeshop.enroll.IMPRINT_GAIN, chosen on the shipped open-set models)")
+              f"{figures['gain']:g} (edgeshop.adapt.enroll.IMPRINT_GAIN, chosen on the shipped open-set models)")
     figures["seconds"] = round(time.time() - started, 1)
     previous = Path(args.out).with_name(PREVIOUS)
     if previous.is_file():  # the model this one replaced, for the comparison line

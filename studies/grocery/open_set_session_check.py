@@ -30,7 +30,7 @@ from pathlib import Path
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT
 
-from edgeshop.datasets import discover  # noqa: E402
+from edgeshop.data import discover  # noqa: E402
 from edgeshop.report.openset import auroc, known_scores  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 

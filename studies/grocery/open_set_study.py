@@ -51,7 +51,7 @@ val photos (never used for choosing) and on all their other photos (train, used 
 choosing, and val); the 71 classes' val top-1 before and after.
 
 Intervals: 95% percentile bootstrap, resampling bursts (the project's look-alike groups,
-`edgeshop.datasets.similarity_groups`, per class), not photos: a burst of near-identical
+`edgeshop.data.similarity_groups`, per class), not photos: a burst of near-identical
 shots counts once.
 """
 
@@ -67,16 +67,16 @@ from open_set_benchmark import read_iconic  # noqa: E402
 from open_set_embeddings import build_cache, cache_path  # noqa: E402
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from edgeshop.calibrate import with_class_samples  # noqa: E402
-from edgeshop.datasets import Sample, discover, load_images, similarity_groups  # noqa: E402
-from edgeshop.enroll import REFIT_STEPS, VIEWS, enroll_content, fit_new_rows, imprint_rows  # noqa: E402
+from edgeshop.adapt.calibrate import with_class_samples  # noqa: E402
+from edgeshop.adapt.enroll import REFIT_STEPS, VIEWS, enroll_content, fit_new_rows, imprint_rows  # noqa: E402
+from edgeshop.adapt.probe import loaded  # noqa: E402
+from edgeshop.data import Sample, discover, load_images, similarity_groups  # noqa: E402
 from edgeshop.report.metrics import percentile_interval  # noqa: E402
 from edgeshop.report.openset import auroc, fpr_at_tpr, known_scores  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.runtime.head_weights import read_head_weights  # noqa: E402
-from edgeshop.runtime.probe import loaded  # noqa: E402
-from edgeshop.runtime.tflite_head import softmax_beta  # noqa: E402
 from edgeshop.runtime.unknown_score import class_prototypes, prototype_score  # noqa: E402
+from edgeshop.tflite.head_weights import read_head_weights  # noqa: E402
+from edgeshop.tflite.tflite_head import softmax_beta  # noqa: E402
 from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
 
 FOLDS = 7
@@ -371,7 +371,7 @@ def product_path(d: dict, model: Path, dataset: Path) -> dict:
     from 5 training photos each and from the iconic image; the enrolled model classifies their
     other photos and the 71 classes' val photos; wall time of the enrolment (photos already
     decoded, as in the CLI after reading the folder; the model's card gets the 71 classes'
-    representative embeddings from their training photos first, `edgeshop.calibrate.with_class_samples`)."""
+    representative embeddings from their training photos first, `edgeshop.adapt.calibrate.with_class_samples`)."""
     old = list(d["old_labels"])
     index = {name: i for i, name in enumerate(old)}
     content = model_with_class_samples(d, model)
@@ -438,7 +438,7 @@ def main() -> int:
         write_bytes_atomic(model, model_with_class_samples(d, model))
         print(f"wrote {model}: class samples from the 71 classes' training photos in its card")
         return 0
-    from edgeshop.runtime.modelcard import read_card
+    from edgeshop.tflite.modelcard import read_card
     norm = read_card(content).extra["embedding"]["imprint_norm"] * 1.2  # IMPRINT_GAIN["cosine"]
     figures = {"model": str(model.resolve().relative_to(ROOT)) if model.resolve().is_relative_to(ROOT) else str(model),
                "unknown_folds": unknown_study(d, beta),

@@ -26,7 +26,7 @@ import numpy as np
 import study_paths  # (also puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT, STUDY
 
-from edgeshop.datasets import discover  # noqa: E402
+from edgeshop.data import discover  # noqa: E402
 from edgeshop.report.evaluate import predict  # noqa: E402
 from edgeshop.runtime.audit import audit_model  # noqa: E402
 from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402

@@ -26,7 +26,7 @@ from readme_block import replace_block  # noqa: E402
 from edgeshop.report import card  # noqa: E402
 from edgeshop.report.card import pct  # noqa: E402
 from edgeshop.report.metrics import interval_text  # noqa: E402
-from edgeshop.train.config import TrainConfig  # noqa: E402  (a plain dataclass: no TensorFlow)
+from edgeshop.train.config import TrainConfig, recipe_config  # noqa: E402  (a plain dataclass: no TensorFlow)
 
 # The best published figures on this dataset (Antioquia, PCSC 2021; test split).
 PUBLISHED_FINE, PUBLISHED_COARSE = 0.8604, 0.9199
@@ -191,14 +191,14 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "",
         "## Recipe",
         "",
-        *card.recipe_lines(recipe, lite["train_metrics"]),
+        *card.recipe_lines(recipe_config(recipe), lite["train_metrics"]),
         "ImageNet weights: `models/efficientnet_lite0_imagenet.npz`. Then full-integer conversion.",
         *([] if recipe.get("prune") else ["Pruning (`--prune`) was not used for the shipped model: the int8 file "
                                           "meets the 5 MB budget without it."]),
         "",
         *(["Baseline (`seed_cnn`, the original design: four 3x3 convolutions of 32/64/128/128 filters with",
            "2x2 max-pooling, Dense 512, softmax), same data:",
-           *card.recipe_lines(seed["recipe"], seed["train_metrics"]),
+           *card.recipe_lines(recipe_config(seed["recipe"]), seed["train_metrics"]),
            f"Train + export: {seed['wall_seconds_train_and_export'] / 60:.1f} min.", ""] if seed else []),
         "Measured wall time of training + export on this machine: "
         f"**{lite['wall_seconds_train_and_export'] / 60:.1f} min** ({lite['machine']['cores']} cores, "
@@ -379,7 +379,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
         "make grocery     # python studies/grocery/grocery_recipe.py: train, export, evaluate, benchmark, this card",
         "```",
         "",
-        *card.recipe_lines(recipe, lite["train_metrics"]),
+        *card.recipe_lines(recipe_config(recipe), lite["train_metrics"]),
         f"Training + export: {lite['wall_seconds_train_and_export'] / 60:.1f} min on {lite['machine']['cores']} cores.",
         "",
         "## Limitations",
@@ -668,7 +668,7 @@ def spread_lines(lite: dict, reruns: dict[str, dict], base: str = "shipped") -> 
 def readme_summary(lite: dict, seed: dict | None, round1: dict | None = None) -> str:
     """The README's paragraph and table on the shipped model (and the one shipped before it)."""
     recipe, val = lite["recipe"], lite["int8"]["val"]
-    teachers = card.recipe_config(recipe).teachers()
+    teachers = recipe_config(recipe).teachers()
     size = recipe["image_size"]
     train_size = recipe.get("train_image_size") or size
     trained_at = f"{size} px" if train_size == size else f"{train_size} px and QAT at {size} px"

@@ -25,7 +25,7 @@ from grocery_recipe import recipe_config  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT
 
-from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
+from edgeshop.data import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.evaluate import predict  # noqa: E402
 from edgeshop.report.metrics import summarize  # noqa: E402
 from edgeshop.runtime.bench import benchmark_model  # noqa: E402

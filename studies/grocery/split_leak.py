@@ -25,7 +25,7 @@ import numpy as np
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT
 
-from edgeshop.datasets import (  # noqa: E402
+from edgeshop.data import (  # noqa: E402
     BURST_DISTANCE,
     discover,
     file_order_groups,

@@ -10,7 +10,7 @@ class count, so every client (MediaPipe included) sees N scores.
 
 Storage kept as found:
 - int8: W int8 with its scale (per-tensor: the existing scale, new rows clipped to +-127,
-  which `edgeshop.enroll` keeps inside by matching the trained rows' norms; per-channel:
+  which `edgeshop.adapt.enroll` keeps inside by matching the trained rows' norms; per-channel:
   one scale per row), b int32 with scale = input scale x W scale, zero points 0;
 - float16: W and b are FLOAT16 constants feeding DEQUANTIZE ops; both tensors change;
 - float32: plain constants.
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeshop.errors import ModelLoadError
-from edgeshop.runtime.tflite_head import _schema, find_head, read_model, write_model
+from edgeshop.tflite.tflite_head import _schema, find_head, read_model, write_model
 
 _FLOAT32, _FLOAT16, _INT32, _INT8 = 0, 1, 2, 9  # tflite::TensorType
 _DEQUANTIZE = 6

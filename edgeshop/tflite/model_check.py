@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeshop.errors import ModelLoadError
-from edgeshop.runtime.flatbuffer_reader import FlatbufferError, Reader, Table
-from edgeshop.runtime.sparsity_check import stored_values
+from edgeshop.tflite.flatbuffer_reader import FlatbufferError, Reader, Table
+from edgeshop.tflite.sparsity_check import stored_values
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
 # Bits per element of each tflite::TensorType; None: variable-size (strings, resources).

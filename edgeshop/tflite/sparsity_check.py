@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from edgeshop.runtime.flatbuffer_reader import FlatbufferError, Table
+from edgeshop.tflite.flatbuffer_reader import FlatbufferError, Table
 
 _DENSE, _SPARSE_CSR = 0, 1  # tflite::DimensionType
 _INDEX_TYPES = {1: "<i4", 2: "<u2", 3: "<u1"}  # tflite::SparseIndexVector: Int32Vector, Uint16Vector, Uint8Vector

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeshop.errors import ModelLoadError
-from edgeshop.runtime.model_check import check_model
-from edgeshop.runtime.modelcard import attach_archive, split_archive
+from edgeshop.tflite.model_check import check_model
+from edgeshop.tflite.modelcard import attach_archive, split_archive
 
 _SOFTMAX, _FULLY_CONNECTED, _QUANTIZE, _DEQUANTIZE = 25, 9, 114, 6  # tflite::BuiltinOperator
 _PASS_THROUGH = (_QUANTIZE, _DEQUANTIZE)  # type changes between the softmax and the model output

@@ -14,7 +14,7 @@ row comparable with the trained ones:
   (The trained rows' own norm is several times too long: a trained row is only partly
   aligned with its class's images, a prototype fully, so the new class takes old images;
   `imprint_statistics` measures the right length instead.) The rows are written into the model
-itself (`edgeshop.runtime.head_weights`), so the result is an ordinary export: fully
+itself (`edgeshop.tflite.head_weights`), so the result is an ordinary export: fully
 integer if the original was, standard metadata and card kept, new labels in labels.txt,
 readable by MediaPipe Tasks like any other.
 
@@ -66,15 +66,16 @@ import cv2
 import numpy as np
 
 from edgeshop._io import check_output_file
-from edgeshop.datasets import IMAGE_SUFFIXES, LoadedImages, Sample, load_images
+from edgeshop.adapt.probe import HeadProbe, loaded
+from edgeshop.data import LoadedImages, Sample, load_images
+from edgeshop.data.image_folders import FolderScan, scan_images
 from edgeshop.errors import DataError, EdgeshopError
 from edgeshop.runtime.classifier import _read_model_file
-from edgeshop.runtime.head_weights import read_head_weights, with_head_weights
-from edgeshop.runtime.image_folders import FolderScan, scan_images
 from edgeshop.runtime.label_text import label_problem, lookalikes, normal_label
-from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card
-from edgeshop.runtime.probe import HeadProbe, loaded
+from edgeshop.runtime.preprocess import IMAGE_SUFFIXES
 from edgeshop.runtime.unknown_score import class_prototypes, decode_rows, encode_rows, fits_card
+from edgeshop.tflite.head_weights import read_head_weights, with_head_weights
+from edgeshop.tflite.modelcard import ModelCard, embed_card, read_card
 from edgeshop.utils import write_bytes_atomic
 
 VIEWS = 8  # augmented views per photo (shot_views)
@@ -88,12 +89,12 @@ COSINE_METHOD = ("imprinting into a cosine head: centred, L2-normalised mean emb
                  "median trained norm, the median logit at the centre folded in along it")
 MAX_PHOTOS_PER_PRODUCT = 20  # enrolment's bound (docs/datasets.md): imprinting averages a few photos
 
-log = logging.getLogger("edgeshop.enroll")
+log = logging.getLogger("edgeshop.adapt.enroll")
 
 
 def new_class_photos(data: str | Path) -> list[Sample]:
     """``data``/<product>/<photo>: one folder per new product with 1-MAX_PHOTOS_PER_PRODUCT
-    photos directly in it, found by the datasets' walk (runtime/image_folders.py: links
+    photos directly in it, found by the datasets' walk (data/image_folders.py: links
     followed, loops cut) one level deep, so a product folder that links to ``/`` lists the
     images directly in ``/`` only."""
     root = Path(data)

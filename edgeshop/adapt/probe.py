@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeshop.datasets import Sample, iter_decoded
+from edgeshop.data import Sample, iter_decoded
 from edgeshop.runtime.backend import make_interpreter, run_failures
 from edgeshop.runtime.classifier import Classifier, tensor_quantization
-from edgeshop.runtime.modelcard import ModelCard, embed_card
-from edgeshop.runtime.tflite_head import with_head_outputs, with_softmax_beta
+from edgeshop.tflite.modelcard import ModelCard, embed_card
+from edgeshop.tflite.tflite_head import with_head_outputs, with_softmax_beta
 from edgeshop.utils import progress_bar
 
 

@@ -1,15 +1,15 @@
 """Calibrate a finished model on labelled images: its softmax temperature and its unknown threshold.
 
 No training run and no TensorFlow: the images go through the model file itself.
-1. The logits of every image (a probe of the model, `edgeshop.runtime.probe`).
+1. The logits of every image (a probe of the model, `edgeshop.adapt.probe`).
 2. beta = 1 / T minimising the NLL (`edgeshop.report.calibration.fit_beta`), written into
-   the model's SOFTMAX (`edgeshop.runtime.tflite_head`): every client then gets
+   the model's SOFTMAX (`edgeshop.tflite.tflite_head`): every client then gets
    calibrated probabilities, and top-1 cannot change (one positive factor on all logits).
 3. Honest figures: the images are split in two halves (stratified, fixed seed); each half
    is scored by a copy of the model whose temperature was fitted on the other half, so
    the "after" ECE is measured on images its temperature never saw. The temperature
    shipped is then fitted on all the images.
-4. What enrolment imprints new products with (`edgeshop.enroll.imprint_statistics`): the
+4. What enrolment imprints new products with (`edgeshop.adapt.enroll.imprint_statistics`): the
    mean embedding of the images and the imprint norm (models whose head is not a dense
    layer have none), and one representative embedding per class (its mean direction at
    its images' median length; float16, base64) that keeps the old classes in enrolment's
@@ -30,18 +30,18 @@ from typing import Any
 import numpy as np
 
 from edgeshop._io import check_output_file
-from edgeshop.datasets import LoadedImages, discover, load_images
-from edgeshop.enroll import imprint_statistics
+from edgeshop.adapt.enroll import imprint_statistics
+from edgeshop.adapt.probe import HeadProbe, loaded, model_scores
+from edgeshop.data import LoadedImages, discover, load_images
 from edgeshop.errors import DataError, EdgeshopError
 from edgeshop.report.calibration import BETA_RANGE, ece_of_a_calibrated_model, fit_beta, negative_log_likelihood
 from edgeshop.report.metrics import expected_calibration_error
 from edgeshop.report.openset import DEFAULT_TPR, threshold_at_tpr
 from edgeshop.runtime.classifier import _read_model_file
-from edgeshop.runtime.head_weights import read_head_weights
-from edgeshop.runtime.modelcard import ModelCard, embed_card, read_card
-from edgeshop.runtime.probe import HeadProbe, loaded, model_scores
-from edgeshop.runtime.tflite_head import with_softmax_beta
 from edgeshop.runtime.unknown_score import class_prototypes, encode_rows, fits_card
+from edgeshop.tflite.head_weights import read_head_weights
+from edgeshop.tflite.modelcard import ModelCard, embed_card, read_card
+from edgeshop.tflite.tflite_head import with_softmax_beta
 from edgeshop.utils import write_bytes_atomic
 
 MIN_IMAGES = 10  # fewer cannot be split in two halves that each say anything
@@ -110,7 +110,7 @@ def calibrate_content(content: bytes, images: LoadedImages, *, source: str = "mo
     unknown = {"method": "max_score", "threshold": threshold, "known_tpr": tpr, "data": data,
                "images": int(len(truth)), "known_kept_other_half": float(np.mean(kept)) if kept else float("nan")}
     extra = {**card.extra, "calibration": calibration, "unknown": unknown}
-    if "embedding" in outputs:  # what new products are imprinted with (edgeshop.enroll)
+    if "embedding" in outputs:  # what new products are imprinted with (edgeshop.adapt.enroll)
         head = read_head_weights(content, source)
         extra["embedding"] = imprint_statistics(outputs["embedding"], truth, head.weights, head.bias, data)
         if np.all(np.bincount(truth, minlength=len(card.labels)) > 0):  # enrolment's refit keeps these classes

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeshop.errors import ModelCardError
-from edgeshop.runtime.archive import MAX_ARCHIVE_BYTES, MAX_MEMBER_BYTES, open_archive, read_member
+from edgeshop.tflite.archive import MAX_ARCHIVE_BYTES, MAX_MEMBER_BYTES, open_archive, read_member
 
 CARD_ENTRY = "edgeshop/modelcard.json"
 LABELS_ENTRY = "labels.txt"
@@ -264,7 +264,7 @@ def _nesting(value: object) -> int:
 def split_archive(content: bytes, source: str = "model") -> tuple[bytes, dict[str, bytes]]:
     """The flatbuffer of a model file and the members of the archive appended to it ({} when none).
 
-    Every member is read with the limits of `edgeshop.runtime.archive`; a damaged or
+    Every member is read with the limits of `edgeshop.tflite.archive`; a damaged or
     oversized archive is a ``ModelCardError`` naming ``source``.
     """
     archive = open_archive(content, source)
