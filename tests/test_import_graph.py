@@ -224,3 +224,20 @@ def test_each_layer_imports_with_the_higher_ones_blocked(layer: int):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "ok", (
         f"layer {LAYERS[layer][0]} does not import without {blocked}:\n{result.stderr[-3000:]}")
+
+
+@pytest.mark.parametrize("folder", ["tools", "studies/grocery"])
+def test_no_import_cycle_between_scripts(folder: str):
+    """The scripts of tools/ and of the study import each other as top-level modules (their folder
+    is on sys.path): no cycle there either."""
+    scripts = {p.stem: p for p in sorted((REPO / folder).glob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in scripts.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                targets.add(node.module.split(".")[0])
+        graph[name] = {t for t in targets if t in scripts and t != name}
+    assert not cycles(graph), f"import cycles between the scripts of {folder}: {cycles(graph)}"

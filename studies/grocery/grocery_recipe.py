@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
-from study_paths import FIGURES, ROOT, SHIPPED, STUDY
+from study_paths import FIGURES, ROOT, SHIPPED, STUDY, variants_tried
 
 from edgeshop.data import discover, read_class_names, read_hierarchy  # noqa: E402
 from edgeshop.report.card import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
@@ -136,8 +136,6 @@ def main() -> int:
         for fmt, target in targets.items():
             figures[fmt]["holdout"] = summary(target, holdout, hierarchy)
     figures["machine"] = machine_info()
-    from render_model_card import variants_tried
-
     figures_file = figures_dir(models_dir, shipped_dir, ship, bool(excluded)) / (
         f"figures_{stem}.json" if excluded else f"figures_{args.arch}.json")
     # every run measured on val with its figures kept in models/grocery/ or the study's figures/, this one included

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
-from study_paths import FIGURES, ROOT
+from study_paths import FIGURES, ROOT, variants_tried
 
 GROCERY = ROOT / "models" / "grocery"  # the shipped files, their figures and the short card
 
@@ -78,22 +78,6 @@ def round1_commit() -> str:
 
 # studies/grocery/split_leak.py: which way of holding out part of train scores like val (grouped splits).
 SPLIT_LEAK = HOLDOUT / "split_leak.json"
-
-
-def variants_tried(shipped: Path = GROCERY, figures: Path = FIGURES) -> dict[str, int]:
-    """Every run measured on val whose figures are kept: the shipped recipe's beside the model in
-    ``shipped``, the others under the study's ``figures`` (``bench/grocery_*.json``: e.g. the distilled
-    baseline). The card's ``variants_tried`` (runs whose figures were not kept cannot be counted)."""
-    counts = {"shipped recipe": int((shipped / "figures_efficientnet_lite0.json").exists()),
-              "baseline": int((figures / "figures_seed_cnn.json").exists()),
-              "teacher": int((figures / "figures_efficientnet_lite1.json").exists())}  # make grocery-teacher
-    counts["earlier shipped"] = len(list((figures / "history").glob("figures_*.json")))  # round 1
-    for name in ("variants", "reruns", "soups", "holdout"):
-        counts[name] = len(list((figures / name).glob("figures_*.json")))
-    counts["in bench/"] = len(list((figures / "bench").glob("grocery_*.json")))
-    counts["open-set variants"] = len(list((figures / "open_set" / "variants").glob("figures_*.json")))
-    counts["total"] = sum(counts.values())
-    return counts
 
 
 def load_figures_dir(folder: Path) -> dict[str, dict]:

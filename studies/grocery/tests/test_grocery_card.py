@@ -135,7 +135,8 @@ def test_soup_lines_name_the_runs_and_compare_with_the_shipped_run():
 
 
 def test_variants_tried_counts_every_kept_figures_file_and_the_split_study(tmp_path):
-    from render_model_card import tried_lines, variants_tried
+    from render_model_card import tried_lines
+    from study_paths import variants_tried
 
     shipped, figures = tmp_path / "models" / "grocery", tmp_path / "figures"
     for name in ("figures_efficientnet_lite1.json", "variants/figures_a.json", "variants/figures_b.json",
