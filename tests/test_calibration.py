@@ -21,18 +21,12 @@ from synthetic import make_dataset
 from test_clients import _client, _synthetic_images
 
 from edgeshop.adapt.probe import HeadProbe, loaded, model_scores
+from edgeshop.adapt.temperature import BETA_RANGE, fit_beta, negative_log_likelihood, softmax
 from edgeshop.cli import calibrate as calibrate_cli
 from edgeshop.cli import eval as eval_cli
 from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA
 from edgeshop.data import discover, load_images
-from edgeshop.report.calibration import (
-    BETA_RANGE,
-    ece_of_a_calibrated_model,
-    fit_beta,
-    negative_log_likelihood,
-    reliability_diagram,
-    softmax,
-)
+from edgeshop.report.calibration import ece_of_a_calibrated_model, reliability_diagram
 from edgeshop.report.metrics import expected_calibration_error, reliability_bins
 from edgeshop.runtime.classifier import Classifier
 from edgeshop.tflite.modelcard import read_card, split_archive

@@ -2,7 +2,7 @@
 
 No training run and no TensorFlow: the images go through the model file itself.
 1. The logits of every image (a probe of the model, `edgeshop.adapt.probe`).
-2. beta = 1 / T minimising the NLL (`edgeshop.report.calibration.fit_beta`), written into
+2. beta = 1 / T minimising the NLL (`edgeshop.adapt.temperature.fit_beta`), written into
    the model's SOFTMAX (`edgeshop.tflite.tflite_head`): every client then gets
    calibrated probabilities, and top-1 cannot change (one positive factor on all logits).
 3. Honest figures: the images are split in two halves (stratified, fixed seed); each half
@@ -32,9 +32,10 @@ import numpy as np
 from edgeshop._io import check_output_file
 from edgeshop.adapt.enroll import imprint_statistics
 from edgeshop.adapt.probe import HeadProbe, loaded, model_scores
+from edgeshop.adapt.temperature import BETA_RANGE, fit_beta, negative_log_likelihood
 from edgeshop.data import LoadedImages, discover, load_images
 from edgeshop.errors import DataError, EdgeshopError
-from edgeshop.report.calibration import BETA_RANGE, ece_of_a_calibrated_model, fit_beta, negative_log_likelihood
+from edgeshop.report.calibration import ece_of_a_calibrated_model
 from edgeshop.report.metrics import expected_calibration_error
 from edgeshop.report.openset import DEFAULT_TPR, threshold_at_tpr
 from edgeshop.runtime.classifier import _read_model_file

@@ -122,9 +122,9 @@ def head_figures(classifier, samples, result, figures: dict, unknown_dir: str | 
     import numpy as np
 
     from edgeshop.adapt.probe import HeadProbe
+    from edgeshop.adapt.temperature import softmax
     from edgeshop.data import unlabelled_samples
     from edgeshop.errors import ModelLoadError
-    from edgeshop.report.calibration import softmax
     from edgeshop.report.metrics import expected_calibration_error
     from edgeshop.report.openset import unknown_figures
     from edgeshop.tflite.tflite_head import softmax_beta

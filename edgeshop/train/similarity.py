@@ -26,6 +26,7 @@ EMBEDDING_SIZE = 192  # input side: a cheap pass (about 1 min for Grocery's 2640
 def imagenet_features(samples: Sequence[Sample], image_size: int = EMBEDDING_SIZE,
                       workers: int = 4) -> tuple[np.ndarray, list[Path]]:
     """Pooled 1280-d ImageNet Lite0 features of the readable samples, and their paths."""
+    # Deferred: TensorFlow loads only when features are computed (the threshold is read without it).
     from edgeshop.train._keras import keras
     from edgeshop.train.architectures import (
         LITE0_MEAN,

@@ -45,6 +45,7 @@ class Provenance:
 
 
 def _metadata_schema():
+    # Deferred: the generated schema is 3,000+ lines, needed only when metadata is written or read.
     from edgeshop._vendor import metadata_schema_py_generated
 
     return metadata_schema_py_generated
