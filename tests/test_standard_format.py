@@ -194,7 +194,7 @@ def test_reexport_refuses_a_rewrite_that_changes_scores(pipeline, tmp_path, monk
         subgraph.tensors[subgraph.inputs[0]].quantization.zeroPoint[0] += 40
         return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
-    monkeypatch.setattr(tflite_rewrite, "int8_io_to_uint8", shifted)
+    monkeypatch.setattr(export_module, "int8_io_to_uint8", shifted)  # the name reexport calls
     with pytest.raises(EdgeshopError, match="differ"):
         export_module.reexport(old, tmp_path / "bad.tflite")
     assert not (tmp_path / "bad.tflite").exists()
