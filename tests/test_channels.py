@@ -150,15 +150,15 @@ def test_a_graph_without_removable_channels_is_refused_with_the_reason(synthetic
     from edgeshop.train.fit import train
 
     run = tmp_path / "run"
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), arch="seed_cnn", image_size=48,
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), arch="seed_cnn", image_size=48,
                          epochs=1, prune_channels=0.3)
     with pytest.raises(EdgeshopError, match="seed_cnn has no channels that can be removed.*--prune"):
         train(config, log=lambda *_: None)
     assert not run.exists()  # refused before the run folder was made
     with pytest.raises(EdgeshopError, match="fraction of channels in \\(0, 1\\)"):
-        TrainConfig(data="d", out="o", prune_channels=1.0).validate()
+        TrainConfig.from_flat(data="d", out="o", prune_channels=1.0).validate()
     with pytest.raises(EdgeshopError, match="--reconstruct-channels refits what channel pruning leaves"):
-        TrainConfig(data="d", out="o", reconstruct_channels=True).validate()
+        TrainConfig.from_flat(data="d", out="o", reconstruct_channels=True).validate()
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def pruned_run(synthetic_data, tmp_path_factory):
     runs = {}
     for name, fraction in (("full", 0.0), ("pruned", 0.5)):
         run = root / name
-        config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
+        config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
                              epochs=6, batch_size=16, lr=3e-3, prune_channels=fraction, prune_channels_epochs=2,
                              qat=True, qat_epochs=1, qat_lr=1e-4)
         metrics = train(config, log=lambda *_: None)
@@ -332,7 +332,7 @@ def test_a_latency_target_is_met_on_this_machine():
     with pytest.raises(EdgeshopError, match="drop --prune-channels"):
         from edgeshop.train.config import TrainConfig
 
-        TrainConfig(data="d", out="o", prune_channels=0.3, target_latency_ratio=0.7).validate()
+        TrainConfig.from_flat(data="d", out="o", prune_channels=0.3, target_latency_ratio=0.7).validate()
 
 
 def test_the_search_clock_gives_the_wall_clock_ratio():

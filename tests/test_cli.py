@@ -204,6 +204,6 @@ def test_runs_saved_before_a_setting_keep_their_old_behaviour():
     from edgeshop.train.config import TrainConfig
 
     old = TrainConfig.from_saved({"data": "d", "out": "o"})  # config.json from before `interpolation`
-    assert old.interpolation == "area"
-    assert TrainConfig(data="d", out="o").interpolation == "linear"  # new runs: the fast rule
+    assert old.model.interpolation == "area"
+    assert TrainConfig.from_flat(data="d", out="o").interpolation == "linear"  # new runs: the fast rule
     assert TrainConfig.from_saved({"data": "d", "out": "o", "interpolation": "linear"}).interpolation == "linear"

@@ -48,7 +48,7 @@ def test_hierarchy_must_cover_every_class_and_exist(tmp_path):
     with pytest.raises(DataError, match="missing.csv: cannot read"):
         read_hierarchy(tmp_path / "missing.csv")
     with pytest.raises(EdgeshopError, match="needs --hierarchy"):
-        TrainConfig(data="x", out="y", coarse_loss_weight=1.0).validate()
+        TrainConfig.from_flat(data="x", out="y", coarse_loss_weight=1.0).validate()
 
 
 def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
@@ -60,7 +60,7 @@ def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
     hierarchy.write_text("name,id,coarse\n" + "".join(f"{c},{i},{k}\n" for i, (c, k) in
                                                      enumerate(zip(CLASSES, coarse, strict=True))))
     lines: list[str] = []
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), val_fraction=0.2,
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), val_fraction=0.2,
                          arch="tiny", image_size=32, epochs=4, batch_size=16, lr=3e-3, qat=True, qat_epochs=1,
                          qat_lr=1e-4, hierarchy=str(hierarchy), coarse_loss_weight=1.0)
     metrics = train(config, log=lambda line: lines.append(str(line)))

@@ -205,8 +205,9 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     full = load_run_model(runs / level.base, final=False)  # the main phase the level branched from
     groups = channels.find_groups(full)
     images = np.load(run / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
-    size = level.image_size or config.image_size  # the size the level's calibration images have
-    val = load_images(discover(dataset / "val"), labels, InputSpec(size, size, interpolation=config.interpolation))
+    size = level.image_size or config.model.image_size  # the size the level's calibration images have
+    val = load_images(discover(dataset / "val"), labels,
+                      InputSpec(size, size, interpolation=config.model.interpolation))
     removed = channels.mask_channels(full, groups, plan)
     refitted, _ = channels.refitted_copy(full, groups, plan, images)
 
@@ -241,19 +242,19 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     config, labels, _ = read_run(base)
     calibration = np.load(base / "calibration.npy", allow_pickle=False)[:32]
     samples = discover(dataset / "val")
-    result: dict[str, Any] = {"sizes": [config.image_size, level.image_size], "val_top1_float": {}}
+    result: dict[str, Any] = {"sizes": [config.model.image_size, level.image_size], "val_top1_float": {}}
     flatbuffers = {}
-    for size in (config.image_size, level.image_size):
+    for size in (config.model.image_size, level.image_size):
         model = build_model(dataclasses.replace(config, image_size=size), len(labels))
         load_weights(model, base / "stages" / "train.weights.npz")  # the main phase every level branches from
-        val = load_images(samples, labels, InputSpec(size, size, interpolation=config.interpolation))
+        val = load_images(samples, labels, InputSpec(size, size, interpolation=config.model.interpolation))
         result["val_top1_float"][str(size)] = _float_top1(model, val)
         images = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in calibration])
         flatbuffers[str(size)] = int8_flatbuffer(model, images.astype(np.float32))
     result["int8_ratio"] = {}
     for threads in THREADS:
         p50 = interleaved_p50(flatbuffers, threads=threads, runs=100)
-        result["int8_ratio"][f"{threads}t"] = p50[str(level.image_size)] / p50[str(config.image_size)]
+        result["int8_ratio"][f"{threads}t"] = p50[str(level.image_size)] / p50[str(config.model.image_size)]
     result["command"] = f"{COMMAND} --size-check --level {level.ratio:g} --tag {level.tag}"
     write_json_atomic(level_run(runs, level) / SIZE_CHECK, result)
     return result

@@ -118,7 +118,7 @@ def bench_ratio_sentence(bench: dict | None) -> str | None:
 
 def recipe_changes(shipped: dict, variant: dict) -> str:
     """What a variant's recipe changes from the shipped one, e.g. `epochs 14 -> 16`."""
-    defaults = TrainConfig(data="", out="").to_dict()  # a value set to its default is no change
+    defaults = TrainConfig.from_flat(data="", out="").to_dict()  # a value set to its default is no change
     keys = sorted(set(shipped) | set(variant))
     return ", ".join(f"`{k}` {shipped.get(k, 'default')} -> {variant.get(k, 'default')}"
                      for k in keys if shipped.get(k, defaults.get(k)) != variant.get(k, defaults.get(k)))

@@ -118,7 +118,7 @@ def same_recipe(run: Path, wanted: dict) -> bool:
     from edgeshop.train.config import TrainConfig
 
     saved = TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_dict()
-    defaults = TrainConfig(data="", out="").to_dict()
+    defaults = TrainConfig.from_flat(data="", out="").to_dict()
     return all(saved.get(key) == wanted.get(key, defaults[key]) for key in defaults if key in wanted)
 
 
