@@ -157,7 +157,7 @@ def test_a_graph_without_removable_channels_is_refused_with_the_reason(synthetic
     assert not run.exists()  # refused before the run folder was made
     with pytest.raises(EdgeshopError, match="fraction of channels in \\(0, 1\\)"):
         TrainConfig.from_flat(data="d", out="o", prune_channels=1.0).validate()
-    with pytest.raises(EdgeshopError, match="--reconstruct-channels refits what channel pruning leaves"):
+    with pytest.raises(EdgeshopError, match="experimental.reconstruct_channels refits what channel pruning leaves"):
         TrainConfig.from_flat(data="d", out="o", reconstruct_channels=True).validate()
 
 
@@ -224,7 +224,7 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
     capsys.readouterr()
     assert train_cli.main(["--out", str(run), "--resume"]) == 0
     assert "[prune_channels] least squares" not in capsys.readouterr().out  # the checkpoint has the refitted weights
-    assert json.loads((run / "config.json").read_text())["reconstruct_channels"] is True
+    assert json.loads((run / "config.json").read_text())["experimental"]["reconstruct_channels"] is True
     assert json.loads((run / "card.json").read_text())["extra"]["training"]["reconstruct_channels"] is True
     epochs = [int(r["epoch"]) for r in _log_rows(run) if r["phase"] == "prune_channels"]
     assert epochs[logged:] == list(range(checkpointed + 1, 4)), epochs  # continued, not restarted
@@ -329,7 +329,7 @@ def test_a_latency_target_is_met_on_this_machine():
         assert latency_target.latency_ratio(pruned, reference, threads, runs=100) <= 0.7 + 0.08
     with pytest.raises(EdgeshopError, match="ask for a larger ratio"):
         latency_target.allocate_for_latency(build, model, groups[:1], 0.3, images, log=lambda *_: None)
-    with pytest.raises(EdgeshopError, match="drop --prune-channels"):
+    with pytest.raises(EdgeshopError, match="drop compression.prune_channels"):
         from edgeshop.train.config import TrainConfig
 
         TrainConfig.from_flat(data="d", out="o", prune_channels=0.3, target_latency_ratio=0.7).validate()

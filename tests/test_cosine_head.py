@@ -169,7 +169,7 @@ def test_seed_cnn_has_no_cosine_head():
 def test_the_head_setting_is_checked():
     from edgeshop.train.config import TrainConfig
 
-    with pytest.raises(EdgeshopError, match="--head must be"):
+    with pytest.raises(EdgeshopError, match="model.head must be"):
         TrainConfig.from_flat(data="d", out="o", head="arcface").validate()
-    with pytest.raises(EdgeshopError, match="--cosine-scale"):
+    with pytest.raises(EdgeshopError, match="model.cosine_scale"):
         TrainConfig.from_flat(data="d", out="o", head="cosine", cosine_scale=0).validate()

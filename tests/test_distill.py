@@ -183,8 +183,8 @@ def test_the_cli_saves_one_teacher_as_before_and_several_as_a_list(data, wrong_t
     assert train_cli.main([*common, "--out", str(one), "--teacher", str(teacher)]) == 0
     assert train_cli.main([*common, "--out", str(two), "--teacher", str(teacher), "--teacher", str(one)]) == 0
     capsys.readouterr()
-    assert json.loads((one / "config.json").read_text())["teacher"] == str(teacher)
-    assert json.loads((two / "config.json").read_text())["teacher"] == [str(teacher), str(one)]
+    assert json.loads((one / "config.json").read_text())["distillation"]["teacher"] == str(teacher)
+    assert json.loads((two / "config.json").read_text())["distillation"]["teacher"] == [str(teacher), str(one)]
     assert (two / cache_file(0)).is_file() and (two / cache_file(1)).is_file()
 
 
@@ -266,6 +266,6 @@ def test_a_teacher_with_the_streamed_pipeline_is_refused_before_any_work(tmp_pat
 
     config = TrainConfig.from_flat(data=str(tmp_path), out=str(tmp_path / "run"), teacher=str(tmp_path / "teacher"),
                          input_pipeline="stream")
-    with pytest.raises(EdgeshopError, match="--teacher needs --input-pipeline memory"):
+    with pytest.raises(EdgeshopError, match="distillation.teacher needs runtime.input_pipeline memory"):
         config.validate()
     assert not (tmp_path / "run").exists()

@@ -51,12 +51,12 @@ def test_available_memory_is_read_from_the_system():
 def test_pipeline_settings_are_checked():
     from edgeshop.train.config import TrainConfig
 
-    assert TrainConfig.from_flat(data="d", out="o").input_pipeline == "auto"
-    with pytest.raises(EdgeshopError, match="--memory-budget must be a positive number"):
+    assert TrainConfig.from_flat(data="d", out="o").runtime.input_pipeline == "auto"
+    with pytest.raises(EdgeshopError, match="runtime.memory_budget_mb must be a positive number"):
         TrainConfig.from_flat(data="d", out="o", memory_budget_mb=0).validate()
-    with pytest.raises(EdgeshopError, match="drop it with --input-pipeline memory"):
+    with pytest.raises(EdgeshopError, match="drop it with runtime.input_pipeline memory"):
         TrainConfig.from_flat(data="d", out="o", memory_budget_mb=100, input_pipeline="memory").validate()
-    with pytest.raises(EdgeshopError, match="--input-pipeline stream"):
+    with pytest.raises(EdgeshopError, match="runtime.input_pipeline stream"):
         TrainConfig.from_flat(data="d", out="o", cache_dir="c", input_pipeline="memory").validate()
     TrainConfig.from_flat(data="d", out="o", cache_dir="c").validate()  # auto: --cache-dir makes it stream
 

@@ -153,7 +153,7 @@ def test_cache_dir_needs_the_streamed_pipeline(tmp_path):
     from edgeshop.errors import EdgeshopError
     from edgeshop.train.config import TrainConfig
 
-    with pytest.raises(EdgeshopError, match="--input-pipeline stream"):
+    with pytest.raises(EdgeshopError, match="runtime.input_pipeline stream"):
         TrainConfig.from_flat(data="d", out="o", cache_dir=str(tmp_path), input_pipeline="memory").validate()
 
 

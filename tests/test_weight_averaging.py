@@ -46,7 +46,7 @@ def test_settings_are_checked():
 
     with pytest.raises(EdgeshopError, match="--keep-last-epoch"):
         TrainConfig.from_flat(data="x", out="y", average_last_epochs=2).validate()
-    with pytest.raises(EdgeshopError, match="between 0 and --epochs"):
+    with pytest.raises(EdgeshopError, match="between 0 and schedule.epochs"):
         TrainConfig.from_flat(data="x", out="y", epochs=3, average_last_epochs=4, select_best_epoch=False).validate()
 
 
@@ -81,9 +81,9 @@ def _assert_stage_is_the_mean(run, phase: str, count: int, last_epoch: int) -> N
 def test_channel_fine_tune_settings_are_checked():
     from edgeshop.train.config import TrainConfig
 
-    with pytest.raises(EdgeshopError, match="add --prune-channels FRACTION"):
+    with pytest.raises(EdgeshopError, match="set compression.prune_channels"):
         TrainConfig.from_flat(data="x", out="y", prune_channels_average_last_epochs=2).validate()
-    with pytest.raises(EdgeshopError, match="between 0 and --prune-channels-epochs \\(4\\)"):
+    with pytest.raises(EdgeshopError, match="between 0 and compression.prune_channels_epochs \\(4\\)"):
         TrainConfig.from_flat(data="x", out="y", prune_channels=0.5, prune_channels_average_last_epochs=5).validate()
 
 
