@@ -152,7 +152,7 @@ def test_a_graph_without_removable_channels_is_refused_with_the_reason(synthetic
     run = tmp_path / "run"
     config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), arch="seed_cnn", image_size=48,
                          epochs=1, prune_channels=0.3)
-    with pytest.raises(EdgeshopError, match="seed_cnn has no channels that can be removed.*--prune"):
+    with pytest.raises(EdgeshopError, match="seed_cnn has no channels that can be removed.*--sparsity"):
         train(config, log=lambda *_: None)
     assert not run.exists()  # refused before the run folder was made
     with pytest.raises(EdgeshopError, match="fraction of channels in \\(0, 1\\)"):

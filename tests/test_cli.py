@@ -126,7 +126,7 @@ def _kill_when(cmd, run, phase, epochs):
 def test_sigkilled_run_resumes_during_prune_and_during_qat(synthetic_data, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
-           "--arch", "tiny", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--prune", "0.5",
+           "--arch", "tiny", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--sparsity", "0.5",
            "--prune-epochs", "3", "--qat", "--qat-epochs", "3"]
     resume = [sys.executable, "-m", "edgeshop.cli.train", "--out", str(run), "--resume"]
     killed = {"prune": _kill_when(cmd, run, "prune", 3)}

@@ -100,7 +100,7 @@ def test_train_refuses_bad_settings_in_seconds_without_tensorflow(synthetic_data
             "print(round(time.perf_counter() - t, 3), 'tensorflow' in sys.modules, codes)")
     cases = [["--data", data, "--arch", "tiny"],  # no --out
              ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")],
-             ["--data", data, "--out", str(tmp_path / "r"), "--prune", "1.5"],
+             ["--data", data, "--out", str(tmp_path / "r"), "--sparsity", "1.5"],
              ["--data", data, "--out", str(tmp_path / "r"), "--teacher", str(tmp_path / "none")],
              ["--data", data, "--out", data, "--force"]]
     started = time.perf_counter()

@@ -107,7 +107,7 @@ class DistillationConfig:
     teacher: str | list[str] | None = setting(None, "teacher run directory or .tflite model, or a list of them; "
                                                     "None: no distillation")
     distill_temperature: float = setting(4.0, "softening temperature T of teacher and student")
-    distill_weight: float = setting(0.5, "loss = (1 - w) x CE(labels) + w x T^2 x KL(teacher || student)")
+    distill_weight: float = setting(0.5, "loss = (1 - w) x CE(labels) + w x T^2 x KL(teacher, student)")
 
 
 @dataclass
