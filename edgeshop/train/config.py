@@ -212,8 +212,11 @@ class TrainConfig:
 
     @classmethod
     def from_flat(cls, **values: Any) -> TrainConfig:
-        """Keyword form of from_dict: ``TrainConfig.from_flat(data="photos", out="run", epochs=3)``."""
-        return cls.from_dict(values)
+        """Keyword form of from_dict for code that sets a run up: ``TrainConfig.from_flat(data="photos",
+        out="run", epochs=3)``; experimental settings are warned about, as from the command line."""
+        config = cls.from_dict(values)
+        config.warn_experimental()
+        return config
 
     @classmethod
     def from_sources(cls, file_values: Mapping[str, Any], overrides: Mapping[str, Any],

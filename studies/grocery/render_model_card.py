@@ -195,8 +195,9 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "",
         *card.recipe_lines(recipe, lite["train_metrics"]),
         "ImageNet weights: `models/efficientnet_lite0_imagenet.npz`. Then full-integer conversion.",
-        *([] if recipe.get("prune") else ["Pruning (`--prune`) was not used for the shipped model: the int8 file "
-                                          "meets the 5 MB budget without it."]),
+        *([] if card.recipe_config(recipe).experimental.sparsity else [
+            "Magnitude pruning (`--sparsity`) was not used for the shipped model: the int8 file "
+            "meets the 5 MB budget without it."]),
         "",
         *(["Baseline (`seed_cnn`, the original design: four 3x3 convolutions of 32/64/128/128 filters with",
            "2x2 max-pooling, Dense 512, softmax), same data:",
