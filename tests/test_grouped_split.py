@@ -117,5 +117,5 @@ def test_edgeshop_train_groups_look_alikes_by_imagenet_embedding(tmp_path):
     train, val = split_samples(config)
     assert val and not _split_bursts(train, val)
     assert {s.label for s in train} == set(BURSTS)
-    with pytest.raises(EdgeshopError, match="drop it when --val is given"):
+    with pytest.raises(EdgeshopError, match="drop it when data.val is given"):
         TrainConfig.from_flat(data=str(data), out="x", val=str(data), val_grouping="file_order").validate()

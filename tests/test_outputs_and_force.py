@@ -110,7 +110,7 @@ def test_train_refuses_bad_settings_in_seconds_without_tensorflow(synthetic_data
     seconds, tensorflow, codes = result.stdout.split(maxsplit=2)
     assert (tensorflow, codes.strip()) == ("False", "[2, 2, 2, 2, 2]"), result.stderr
     assert wall < 2.0, f"five refused commands took {wall:.1f} s"
-    assert "missing required setting(s) ['out']" in result.stderr and "Traceback" not in result.stderr
+    assert "missing required setting(s): runtime.out (--out)" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()
 
 

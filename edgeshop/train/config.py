@@ -224,9 +224,11 @@ class TrainConfig:
         """Defaults < config file < command-line flags that were actually given."""
         values = {**flatten(file_values, source),
                   **flatten({k: v for k, v in overrides.items() if v is not None}, "command line")}
-        missing = [k for k in ("data.path", "runtime.out") if not values.get(k)]
+        missing = [f"{key} ({flag})" for key, flag in (("data.path", "--data"), ("runtime.out", "--out"))
+                   if not values.get(key)]
         if missing:
-            raise EdgeshopError(f"missing required setting(s) {missing} (flags --data/--out or the config file)")
+            raise EdgeshopError(f"missing required setting(s): {', '.join(missing)}; give the flag or set the key "
+                                "in the config file")
         config = cls.from_dict(values)
         config.warn_experimental()
         return config
