@@ -49,7 +49,7 @@ def pipeline(synthetic_data, tmp_path_factory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("pipeline")
     run = out / "run"
-    config = TrainConfig(
+    config = TrainConfig.from_flat(
         data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny", epochs=8,
         batch_size=16, lr=3e-3, prune=0.5, prune_epochs=2, prune_lr=3e-4, qat=True, qat_epochs=2, qat_lr=1e-4,
     )

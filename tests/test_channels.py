@@ -150,15 +150,15 @@ def test_a_graph_without_removable_channels_is_refused_with_the_reason(synthetic
     from edgeshop.train.fit import train
 
     run = tmp_path / "run"
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), arch="seed_cnn", image_size=48,
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), arch="seed_cnn", image_size=48,
                          epochs=1, prune_channels=0.3)
-    with pytest.raises(EdgeshopError, match="seed_cnn has no channels that can be removed.*--prune"):
+    with pytest.raises(EdgeshopError, match="seed_cnn has no channels that can be removed.*--sparsity"):
         train(config, log=lambda *_: None)
     assert not run.exists()  # refused before the run folder was made
     with pytest.raises(EdgeshopError, match="fraction of channels in \\(0, 1\\)"):
-        TrainConfig(data="d", out="o", prune_channels=1.0).validate()
-    with pytest.raises(EdgeshopError, match="--reconstruct-channels refits what channel pruning leaves"):
-        TrainConfig(data="d", out="o", reconstruct_channels=True).validate()
+        TrainConfig.from_flat(data="d", out="o", prune_channels=1.0).validate()
+    with pytest.raises(EdgeshopError, match="experimental.reconstruct_channels refits what channel pruning leaves"):
+        TrainConfig.from_flat(data="d", out="o", reconstruct_channels=True).validate()
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def pruned_run(synthetic_data, tmp_path_factory):
     runs = {}
     for name, fraction in (("full", 0.0), ("pruned", 0.5)):
         run = root / name
-        config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
+        config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
                              epochs=6, batch_size=16, lr=3e-3, prune_channels=fraction, prune_channels_epochs=2,
                              qat=True, qat_epochs=1, qat_lr=1e-4)
         metrics = train(config, log=lambda *_: None)
@@ -224,7 +224,7 @@ def test_run_killed_inside_prune_channels_resumes_there(synthetic_data, tmp_path
     capsys.readouterr()
     assert train_cli.main(["--out", str(run), "--resume"]) == 0
     assert "[prune_channels] least squares" not in capsys.readouterr().out  # the checkpoint has the refitted weights
-    assert json.loads((run / "config.json").read_text())["reconstruct_channels"] is True
+    assert json.loads((run / "config.json").read_text())["experimental"]["reconstruct_channels"] is True
     assert json.loads((run / "card.json").read_text())["extra"]["training"]["reconstruct_channels"] is True
     epochs = [int(r["epoch"]) for r in _log_rows(run) if r["phase"] == "prune_channels"]
     assert epochs[logged:] == list(range(checkpointed + 1, 4)), epochs  # continued, not restarted
@@ -329,10 +329,10 @@ def test_a_latency_target_is_met_on_this_machine():
         assert latency_target.latency_ratio(pruned, reference, threads, runs=100) <= 0.7 + 0.08
     with pytest.raises(EdgeshopError, match="ask for a larger ratio"):
         latency_target.allocate_for_latency(build, model, groups[:1], 0.3, images, log=lambda *_: None)
-    with pytest.raises(EdgeshopError, match="drop --prune-channels"):
+    with pytest.raises(EdgeshopError, match="drop compression.prune_channels"):
         from edgeshop.train.config import TrainConfig
 
-        TrainConfig(data="d", out="o", prune_channels=0.3, target_latency_ratio=0.7).validate()
+        TrainConfig.from_flat(data="d", out="o", prune_channels=0.3, target_latency_ratio=0.7).validate()
 
 
 def test_the_search_clock_gives_the_wall_clock_ratio():

@@ -57,15 +57,15 @@ def test_train_refuses_an_existing_run_and_reads_a_config_file(synthetic_data, t
     config.write_text(json.dumps({"arch": "tiny", "epochs": 1, "batch_size": 32, "augment": False}))
     args = ["--config", str(config), "--data", str(synthetic_data["train"]), "--out", str(out)]
     assert train_cli.main(args) == 0
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["arch"] == "tiny" and saved["augment"] is False and saved["epochs"] == 1
+    saved = json.loads((out / "config.json").read_text())  # saved nested, by group
+    assert saved["model"]["arch"] == "tiny" and saved["data"]["augment"] is False and saved["schedule"]["epochs"] == 1
     assert train_cli.main(args) == 2
     assert "--resume" in capsys.readouterr().err
     assert train_cli.main([*args, "--epochs", "2", "--force"]) == 0
-    assert json.loads((out / "config.json").read_text())["epochs"] == 2  # flag beats file
+    assert json.loads((out / "config.json").read_text())["schedule"]["epochs"] == 2  # flag beats file
     config.write_text(json.dumps({"arch": "tiny", "epochz": 1}))
     assert train_cli.main(args) == 2
-    assert "unknown keys ['epochz']" in capsys.readouterr().err
+    assert f"{config}: unknown key 'epochz'; did you mean 'epochs'?" in capsys.readouterr().err
 
 
 def _log_rows(run):
@@ -126,7 +126,7 @@ def _kill_when(cmd, run, phase, epochs):
 def test_sigkilled_run_resumes_during_prune_and_during_qat(synthetic_data, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
-           "--arch", "tiny", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--prune", "0.5",
+           "--arch", "tiny", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--sparsity", "0.5",
            "--prune-epochs", "3", "--qat", "--qat-epochs", "3"]
     resume = [sys.executable, "-m", "edgeshop.cli.train", "--out", str(run), "--resume"]
     killed = {"prune": _kill_when(cmd, run, "prune", 3)}
@@ -157,8 +157,8 @@ def test_val_folder_and_yaml_config(synthetic_data, tmp_path, capsys):
     assert train_cli.main(args) == 0
     printed = capsys.readouterr().out
     saved = json.loads((out / "config.json").read_text())
-    assert (saved["arch"], saved["epochs"], saved["augment"]) == ("tiny", 2, False)
-    assert saved["val"] == str(synthetic_data["test"])
+    assert (saved["model"]["arch"], saved["schedule"]["epochs"], saved["data"]["augment"]) == ("tiny", 2, False)
+    assert saved["data"]["val"] == str(synthetic_data["test"])
     report = json.loads((out / "data_report.json").read_text())
     # --val: every training image trains, the val folder validates; no random split, no warning about one
     assert (report["train_images"], report["val_images"]) == (120, 36)
@@ -173,7 +173,7 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_data, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgeshop.cli.train", "--data", str(synthetic_data["train"]), "--out", str(run),
            "--arch", "tiny", "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--strategy", "mirrored",
-           "--cpu-devices", "2", "--prune", "0.5", "--prune-epochs", "1", "--qat", "--qat-epochs", "1"]
+           "--cpu-devices", "2", "--sparsity", "0.5", "--prune-epochs", "1", "--qat", "--qat-epochs", "1"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -182,9 +182,9 @@ def test_mirrored_strategy_on_two_logical_cpus(synthetic_data, tmp_path):
 
 
 @pytest.mark.parametrize(("flag", "message"), [
-    ("--prune=1.5", "--prune must be a sparsity in (0, 1), e.g. 0.5; got 1.5"),
+    ("--sparsity=1.5", "experimental.sparsity (--sparsity) must be in (0, 1), e.g. 0.5; got 1.5"),
     ("--strategy=bogus", "--strategy: invalid choice: 'bogus'"),
-    ("--distill-weight=1.5", "--distill-weight is a weight in [0, 1]; got 1.5"),
+    ("--distill-weight=1.5", "distillation.distill_weight is a weight in [0, 1]; got 1.5"),
     ("--teacher=/nonexistent/run", "--teacher /nonexistent/run: expected an edgeshop run directory"),
     ("--val-grouping=bursts", "--val-grouping: invalid choice: 'bursts'"),
 ])
@@ -204,6 +204,6 @@ def test_runs_saved_before_a_setting_keep_their_old_behaviour():
     from edgeshop.train.config import TrainConfig
 
     old = TrainConfig.from_saved({"data": "d", "out": "o"})  # config.json from before `interpolation`
-    assert old.interpolation == "area"
-    assert TrainConfig(data="d", out="o").interpolation == "linear"  # new runs: the fast rule
-    assert TrainConfig.from_saved({"data": "d", "out": "o", "interpolation": "linear"}).interpolation == "linear"
+    assert old.model.interpolation == "area"
+    assert TrainConfig.from_flat(data="d", out="o").model.interpolation == "linear"  # new runs: the fast rule
+    assert TrainConfig.from_saved({"data": "d", "out": "o", "interpolation": "linear"}).model.interpolation == "linear"

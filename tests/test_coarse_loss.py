@@ -47,8 +47,8 @@ def test_hierarchy_must_cover_every_class_and_exist(tmp_path):
         coarse_index(["a", "c"], {"a": "X"}, "h.csv")
     with pytest.raises(DataError, match="missing.csv: cannot read"):
         read_hierarchy(tmp_path / "missing.csv")
-    with pytest.raises(EdgeshopError, match="needs --hierarchy"):
-        TrainConfig(data="x", out="y", coarse_loss_weight=1.0).validate()
+    with pytest.raises(EdgeshopError, match="needs data.hierarchy"):
+        TrainConfig.from_flat(data="x", out="y", coarse_loss_weight=1.0).validate()
 
 
 def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
@@ -60,7 +60,7 @@ def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
     hierarchy.write_text("name,id,coarse\n" + "".join(f"{c},{i},{k}\n" for i, (c, k) in
                                                      enumerate(zip(CLASSES, coarse, strict=True))))
     lines: list[str] = []
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), val_fraction=0.2,
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), val_fraction=0.2,
                          arch="tiny", image_size=32, epochs=4, batch_size=16, lr=3e-3, qat=True, qat_epochs=1,
                          qat_lr=1e-4, hierarchy=str(hierarchy), coarse_loss_weight=1.0)
     metrics = train(config, log=lambda line: lines.append(str(line)))
@@ -88,7 +88,7 @@ def test_training_with_a_coarse_loss_through_qat(synthetic_data, tmp_path):
     val = load_images(split_samples(config)[1], names, spec)
     truth = np.eye(len(names))[val.labels]
     predicted = load_run_model(run, final=True).predict(val.pixels.astype(np.float32), verbose=0)
-    smoothing = json.loads((run / "config.json").read_text())["label_smoothing"]
+    smoothing = json.loads((run / "config.json").read_text())["schedule"]["label_smoothing"]
     coarse_of = coarse_index(names, read_hierarchy(hierarchy), hierarchy)
     plain = float(make_loss(smoothing)(truth, predicted))
     combined = float(make_loss(smoothing, coarse_of, 1.0)(truth, predicted))

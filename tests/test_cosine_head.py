@@ -31,7 +31,8 @@ def cosine_export(synthetic_data, tmp_path_factory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("cosine")
     run = out / "run"
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny", epochs=8,
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
+                                   epochs=8,
                          batch_size=16, lr=3e-3, head="cosine", cosine_scale=SCALE, qat=True, qat_epochs=2,
                          qat_lr=1e-4)
     train(config)
@@ -150,7 +151,8 @@ def test_freeze_bn_leaves_the_cosine_heads_own_batchnorm_learning(synthetic_data
     from edgeshop.train.fit import train
     from edgeshop.train.run_model import load_run_model
 
-    train(TrainConfig(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), val_fraction=0.2, arch="tiny",
+    train(TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(tmp_path / "run"),
+                                val_fraction=0.2, arch="tiny",
                       epochs=1, batch_size=16, lr=3e-3, head="cosine", freeze_bn=True))
     model = load_run_model(tmp_path / "run")
     assert np.any(model.get_layer("embedding_bn").moving_mean.numpy() != 0)
@@ -167,7 +169,7 @@ def test_seed_cnn_has_no_cosine_head():
 def test_the_head_setting_is_checked():
     from edgeshop.train.config import TrainConfig
 
-    with pytest.raises(EdgeshopError, match="--head must be"):
-        TrainConfig(data="d", out="o", head="arcface").validate()
-    with pytest.raises(EdgeshopError, match="--cosine-scale"):
-        TrainConfig(data="d", out="o", head="cosine", cosine_scale=0).validate()
+    with pytest.raises(EdgeshopError, match="model.head must be"):
+        TrainConfig.from_flat(data="d", out="o", head="arcface").validate()
+    with pytest.raises(EdgeshopError, match="model.cosine_scale"):
+        TrainConfig.from_flat(data="d", out="o", head="cosine", cosine_scale=0).validate()

@@ -14,7 +14,7 @@ from edgeshop.train.fit import train
 
 data, out = sys.argv[1], sys.argv[2]
 for run in ("a", "b"):
-    train(TrainConfig(data=data, out=f"{out}/{run}", val_fraction=0.2, arch="tiny", image_size=48, epochs=3,
+    train(TrainConfig.from_flat(data=data, out=f"{out}/{run}", val_fraction=0.2, arch="tiny", image_size=48, epochs=3,
                       batch_size=16, lr=3e-3, mix=0.5, deterministic=True), log=lambda line: None)
 with np.load(f"{out}/a/stages/train.weights.npz") as a, np.load(f"{out}/b/stages/train.weights.npz") as b:
     assert a.files == b.files and len(a.files) > 2

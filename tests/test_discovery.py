@@ -192,7 +192,7 @@ def test_a_training_class_named_with_a_line_separator_fails_before_the_run_start
             _image(tmp_path / "data" / label / f"{i}.jpg", 40 * i)
     started = time.monotonic()
     with pytest.raises(DataError, match="U\\+2028"):
-        train(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), arch="tiny", epochs=1),
+        train(TrainConfig.from_flat(data=str(tmp_path / "data"), out=str(tmp_path / "run"), arch="tiny", epochs=1),
               log=lambda *_: None)
     assert time.monotonic() - started < 30 and not (tmp_path / "run").exists()
 

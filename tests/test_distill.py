@@ -40,7 +40,7 @@ def wrong_teacher(data):
     shift = dict(zip(CLASSES, CLASSES[1:] + CLASSES[:1], strict=True))
     swapped = _relabelled(data["root"] / "swapped", data["train"], shift)
     run = data["root"] / "teacher"
-    train(TrainConfig(data=str(swapped), out=str(run), epochs=8, **TINY), log=lambda *_: None)
+    train(TrainConfig.from_flat(data=str(swapped), out=str(run), epochs=8, **TINY), log=lambda *_: None)
     return run, shift
 
 
@@ -93,7 +93,7 @@ def test_a_student_follows_its_teachers_soft_targets_and_the_logits_are_cached(d
     followed = {}
     for weight in (1.0, 0.0):
         run = tmp_path / f"student_w{weight:g}"
-        train(TrainConfig(data=str(data["train"]), out=str(run), epochs=8, teacher=str(teacher),
+        train(TrainConfig.from_flat(data=str(data["train"]), out=str(run), epochs=8, teacher=str(teacher),
                           distill_temperature=2.0, distill_weight=weight, **TINY), log=lambda *_: None)
         predicted, truth = _predictions(run, data["test"])
         followed[weight] = np.mean([p == shift[t] for p, t in zip(predicted, truth, strict=True)])
@@ -143,17 +143,17 @@ def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data,
     from edgeshop.train.run_model import load_run_model
 
     right = tmp_path / "right"
-    train(TrainConfig(data=str(data["train"]), out=str(right), epochs=4, **TINY), log=lambda *_: None)
+    train(TrainConfig.from_flat(data=str(data["train"]), out=str(right), epochs=4, **TINY), log=lambda *_: None)
     wrong, _shift = wrong_teacher
     run = tmp_path / "student"
-    config = TrainConfig(data=str(data["train"]), out=str(run), epochs=1, teacher=[str(wrong), str(right)],
+    config = TrainConfig.from_flat(data=str(data["train"]), out=str(run), epochs=1, teacher=[str(wrong), str(right)],
                          distill_temperature=2.0, **TINY)
     train(config, log=lambda *_: None)
     assert (run / cache_file(0)).is_file() and (run / cache_file(1)).is_file()
     record = json.loads((run / "card.json").read_text())["extra"]["training"]["distillation"]
     assert record["teacher"] == ["teacher", "right"], record
 
-    trainer = TrainingRun(TrainConfig(data="", out=str(run)), resume=True, log=lambda *_: None)
+    trainer = TrainingRun(TrainConfig.from_flat(data="", out=str(run)), resume=True, log=lambda *_: None)
     trainer._load_data()
     # Each teacher's probabilities from its own Keras model, softened by hand:
     # softmax(logits / T) = softmax(log(p) / T), with T = 2; the target is their mean.
@@ -183,8 +183,8 @@ def test_the_cli_saves_one_teacher_as_before_and_several_as_a_list(data, wrong_t
     assert train_cli.main([*common, "--out", str(one), "--teacher", str(teacher)]) == 0
     assert train_cli.main([*common, "--out", str(two), "--teacher", str(teacher), "--teacher", str(one)]) == 0
     capsys.readouterr()
-    assert json.loads((one / "config.json").read_text())["teacher"] == str(teacher)
-    assert json.loads((two / "config.json").read_text())["teacher"] == [str(teacher), str(one)]
+    assert json.loads((one / "config.json").read_text())["distillation"]["teacher"] == str(teacher)
+    assert json.loads((two / "config.json").read_text())["distillation"]["teacher"] == [str(teacher), str(one)]
     assert (two / cache_file(0)).is_file() and (two / cache_file(1)).is_file()
 
 
@@ -194,13 +194,13 @@ def test_a_teacher_with_other_classes_is_refused_before_anything_is_written(data
 
     two = make_dataset(tmp_path / "two", per_class=6, size=32, classes=("disc", "square"))
     teacher = tmp_path / "teacher2"
-    train(TrainConfig(data=str(two), out=str(teacher), epochs=1, **TINY), log=lambda *_: None)
+    train(TrainConfig.from_flat(data=str(two), out=str(teacher), epochs=1, **TINY), log=lambda *_: None)
     student = tmp_path / "student"
     with pytest.raises(EdgeshopError, match=r"labels differ.*only the data has \['bar'\]"):
-        train(TrainConfig(data=str(data["train"]), out=str(student), epochs=1, teacher=str(teacher), **TINY))
+        train(TrainConfig.from_flat(data=str(data["train"]), out=str(student), epochs=1, teacher=str(teacher), **TINY))
     assert not student.exists()
     with pytest.raises(EdgeshopError, match="expected an edgeshop run directory"):
-        train(TrainConfig(data=str(data["train"]), out=str(student), epochs=1, teacher=str(two), **TINY))
+        train(TrainConfig.from_flat(data=str(data["train"]), out=str(student), epochs=1, teacher=str(two), **TINY))
 
 
 def _reordered_model(fixture_model, path, order, labels_follow: bool):
@@ -264,8 +264,8 @@ def test_another_teacher_never_reuses_a_teachers_cached_logits(data, fixture_mod
 def test_a_teacher_with_the_streamed_pipeline_is_refused_before_any_work(tmp_path):
     from edgeshop.train.config import TrainConfig
 
-    config = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), teacher=str(tmp_path / "teacher"),
+    config = TrainConfig.from_flat(data=str(tmp_path), out=str(tmp_path / "run"), teacher=str(tmp_path / "teacher"),
                          input_pipeline="stream")
-    with pytest.raises(EdgeshopError, match="--teacher needs --input-pipeline memory"):
+    with pytest.raises(EdgeshopError, match="distillation.teacher needs runtime.input_pipeline memory"):
         config.validate()
     assert not (tmp_path / "run").exists()

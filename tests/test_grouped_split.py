@@ -112,9 +112,10 @@ def test_edgeshop_train_groups_look_alikes_by_imagenet_embedding(tmp_path):
     from edgeshop.train.fit import split_samples
 
     data = _bursts(tmp_path / "data", interleave=True)
-    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), val_fraction=0.25, val_grouping="similarity")
+    config = TrainConfig.from_flat(data=str(data), out=str(tmp_path / "run"), val_fraction=0.25,
+                                   val_grouping="similarity")
     train, val = split_samples(config)
     assert val and not _split_bursts(train, val)
     assert {s.label for s in train} == set(BURSTS)
-    with pytest.raises(EdgeshopError, match="drop it when --val is given"):
-        TrainConfig(data=str(data), out="x", val=str(data), val_grouping="file_order").validate()
+    with pytest.raises(EdgeshopError, match="drop it when data.val is given"):
+        TrainConfig.from_flat(data=str(data), out="x", val=str(data), val_grouping="file_order").validate()

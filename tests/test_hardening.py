@@ -78,7 +78,7 @@ def test_single_class_dataset_is_refused_before_training(tmp_path):
     for i in range(3):
         cv2.imwrite(str(folder / f"{i}.png"), np.full((8, 8, 3), i * 40, np.uint8))
     with pytest.raises(DataError, match="single class"):
-        train(TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), arch="tiny", epochs=1))
+        train(TrainConfig.from_flat(data=str(tmp_path / "data"), out=str(tmp_path / "run"), arch="tiny", epochs=1))
 
 
 def test_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
@@ -144,6 +144,6 @@ def test_model_file_is_never_unpickled_or_executed(tmp_path):
 
     evil = tmp_path / "evil.weights.npz"
     np.savez(evil, np.array([pickle.dumps(object())], dtype=object))
-    model = build_model(TrainConfig(data="x", out="y", arch="tiny"), 3)
+    model = build_model(TrainConfig.from_flat(data="x", out="y", arch="tiny"), 3)
     with pytest.raises(ModelLoadError, match="cannot read weights"):
         load_weights(model, evil)

@@ -218,7 +218,8 @@ def test_run_metadata_survives_a_full_disk(synthetic_data, tmp_path):
         from edgeshop.train.config import TrainConfig
         from edgeshop.errors import EdgeshopError
         from edgeshop.train.fit import TrainingRun
-        run = TrainingRun(TrainConfig(data=r"{data}", out=r"{tmp_path / 'run'}", arch="tiny", val_fraction=0.25))
+        run = TrainingRun(TrainConfig.from_flat(data=r"{data}", out=r"{tmp_path / 'run'}", arch="tiny",
+                                                val_fraction=0.25))
         run._load_data()
         names = ("card.json", "labels.txt", "calibration.npy")
         for name in names:

@@ -51,14 +51,14 @@ def test_available_memory_is_read_from_the_system():
 def test_pipeline_settings_are_checked():
     from edgeshop.train.config import TrainConfig
 
-    assert TrainConfig(data="d", out="o").input_pipeline == "auto"
-    with pytest.raises(EdgeshopError, match="--memory-budget must be a positive number"):
-        TrainConfig(data="d", out="o", memory_budget_mb=0).validate()
-    with pytest.raises(EdgeshopError, match="drop it with --input-pipeline memory"):
-        TrainConfig(data="d", out="o", memory_budget_mb=100, input_pipeline="memory").validate()
-    with pytest.raises(EdgeshopError, match="--input-pipeline stream"):
-        TrainConfig(data="d", out="o", cache_dir="c", input_pipeline="memory").validate()
-    TrainConfig(data="d", out="o", cache_dir="c").validate()  # auto: --cache-dir makes it stream
+    assert TrainConfig.from_flat(data="d", out="o").runtime.input_pipeline == "auto"
+    with pytest.raises(EdgeshopError, match="runtime.memory_budget_mb must be a positive number"):
+        TrainConfig.from_flat(data="d", out="o", memory_budget_mb=0).validate()
+    with pytest.raises(EdgeshopError, match="drop it with runtime.input_pipeline memory"):
+        TrainConfig.from_flat(data="d", out="o", memory_budget_mb=100, input_pipeline="memory").validate()
+    with pytest.raises(EdgeshopError, match="runtime.input_pipeline stream"):
+        TrainConfig.from_flat(data="d", out="o", cache_dir="c", input_pipeline="memory").validate()
+    TrainConfig.from_flat(data="d", out="o", cache_dir="c").validate()  # auto: --cache-dir makes it stream
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def _train(data: Path, out: Path, **settings) -> list[str]:
     from edgeshop.train.fit import train
 
     lines: list[str] = []
-    config = TrainConfig(data=str(data), out=str(out), arch="tiny", image_size=32, epochs=1, head_epochs=0,
+    config = TrainConfig.from_flat(data=str(data), out=str(out), arch="tiny", image_size=32, epochs=1, head_epochs=0,
                          batch_size=8, val_fraction=0.25, calibration_images=4, **settings)
     train(config, log=lambda *parts: lines.append(" ".join(map(str, parts))))
     return lines

@@ -100,7 +100,7 @@ def test_train_refuses_bad_settings_in_seconds_without_tensorflow(synthetic_data
             "print(round(time.perf_counter() - t, 3), 'tensorflow' in sys.modules, codes)")
     cases = [["--data", data, "--arch", "tiny"],  # no --out
              ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")],
-             ["--data", data, "--out", str(tmp_path / "r"), "--prune", "1.5"],
+             ["--data", data, "--out", str(tmp_path / "r"), "--sparsity", "1.5"],
              ["--data", data, "--out", str(tmp_path / "r"), "--teacher", str(tmp_path / "none")],
              ["--data", data, "--out", data, "--force"]]
     started = time.perf_counter()
@@ -110,7 +110,7 @@ def test_train_refuses_bad_settings_in_seconds_without_tensorflow(synthetic_data
     seconds, tensorflow, codes = result.stdout.split(maxsplit=2)
     assert (tensorflow, codes.strip()) == ("False", "[2, 2, 2, 2, 2]"), result.stderr
     assert wall < 2.0, f"five refused commands took {wall:.1f} s"
-    assert "missing required setting(s) ['out']" in result.stderr and "Traceback" not in result.stderr
+    assert "missing required setting(s): runtime.out (--out)" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()
 
 

@@ -34,7 +34,8 @@ def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
                  "stages/qat.weights.npz", "calibration.npy"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
-    assert (config["prune"], config["qat_epochs"], config["data"]) == (0.5, 2, str(synthetic_data["train"]))
+    assert (config["experimental"]["sparsity"], config["compression"]["qat_epochs"], config["data"]["path"]) == (
+        0.5, 2, str(synthetic_data["train"]))
     assert (run / "labels.txt").read_text().split() == ["bar", "disc", "square"]
     assert json.loads((run / "card.json").read_text())["labels"] == ["bar", "disc", "square"]
     _check_metrics_file(run)

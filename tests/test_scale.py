@@ -22,7 +22,8 @@ def _run(data: Path, out: Path, pipeline: str, **settings):
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.fit import TrainingRun
 
-    config = TrainConfig(data=str(data), out=str(out), arch="tiny", image_size=32, batch_size=8, val_fraction=0.2,
+    config = TrainConfig.from_flat(data=str(data), out=str(out), arch="tiny", image_size=32, batch_size=8,
+                                   val_fraction=0.2,
                          input_pipeline=pipeline, **settings)
     run = TrainingRun(config, log=lambda *_: None)
     run._load_data()
@@ -113,7 +114,7 @@ def test_unreadable_files_are_skipped_and_counted_in_one_pass(small_data, tmp_pa
         return real(path, spec)
 
     monkeypatch.setattr(stream, "decode_sample", counting)
-    config = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch="tiny", image_size=32, epochs=1,
+    config = TrainConfig.from_flat(data=str(data), out=str(tmp_path / "run"), arch="tiny", image_size=32, epochs=1,
                          batch_size=8, val_fraction=0.2, input_pipeline="stream",
                          calibration_images=4)  # few: the stream itself must find the broken files
     train(config, log=lambda *_: None)
@@ -152,8 +153,8 @@ def test_cache_dir_needs_the_streamed_pipeline(tmp_path):
     from edgeshop.errors import EdgeshopError
     from edgeshop.train.config import TrainConfig
 
-    with pytest.raises(EdgeshopError, match="--input-pipeline stream"):
-        TrainConfig(data="d", out="o", cache_dir=str(tmp_path), input_pipeline="memory").validate()
+    with pytest.raises(EdgeshopError, match="runtime.input_pipeline stream"):
+        TrainConfig.from_flat(data="d", out="o", cache_dir=str(tmp_path), input_pipeline="memory").validate()
 
 
 # -- several machines (here: two processes on 127.0.0.1) ------------------------------------------

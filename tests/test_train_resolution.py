@@ -30,8 +30,8 @@ def test_fixed_schedule_disables_epoch_selection_and_early_stopping():
     from edgeshop.train.fit import plan_phases
 
     arch = get_architecture("efficientnet_lite0")
-    chosen = plan_phases(TrainConfig(data="x", out="y"), arch)
-    fixed = plan_phases(TrainConfig(data="x", out="y", select_best_epoch=False), arch)
+    chosen = plan_phases(TrainConfig.from_flat(data="x", out="y"), arch)
+    fixed = plan_phases(TrainConfig.from_flat(data="x", out="y", select_best_epoch=False), arch)
     assert [(p.keep_best, p.patience) for p in chosen] == [(True, None), (True, 4)]
     assert [(p.keep_best, p.patience) for p in fixed] == [(False, None), (False, None)]
 
@@ -40,7 +40,7 @@ def test_fixed_size_architecture_refuses_a_training_size(synthetic_data, tmp_pat
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.fit import TrainingRun
 
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), arch="seed_cnn",
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), arch="seed_cnn",
                          image_size=48, train_image_size=32)
     with pytest.raises(EdgeshopError, match="train-image-size"):
         TrainingRun(config)
@@ -53,7 +53,7 @@ def test_train_small_then_qat_and_export_at_full_size(synthetic_data, tmp_path):
 
     run = tmp_path / "run"
     lines: list[str] = []
-    config = TrainConfig(
+    config = TrainConfig.from_flat(
         data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny", image_size=48,
         train_image_size=32, select_best_epoch=False, epochs=6, batch_size=16, lr=3e-3, qat=True,
         qat_epochs=1, qat_lr=1e-4,

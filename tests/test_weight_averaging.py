@@ -45,9 +45,9 @@ def test_settings_are_checked():
     from edgeshop.train.config import TrainConfig
 
     with pytest.raises(EdgeshopError, match="--keep-last-epoch"):
-        TrainConfig(data="x", out="y", average_last_epochs=2).validate()
-    with pytest.raises(EdgeshopError, match="between 0 and --epochs"):
-        TrainConfig(data="x", out="y", epochs=3, average_last_epochs=4, select_best_epoch=False).validate()
+        TrainConfig.from_flat(data="x", out="y", average_last_epochs=2).validate()
+    with pytest.raises(EdgeshopError, match="between 0 and schedule.epochs"):
+        TrainConfig.from_flat(data="x", out="y", epochs=3, average_last_epochs=4, select_best_epoch=False).validate()
 
 
 def test_training_keeps_the_mean_of_the_last_epochs(synthetic_data, tmp_path):
@@ -57,7 +57,7 @@ def test_training_keeps_the_mean_of_the_last_epochs(synthetic_data, tmp_path):
     run = tmp_path / "run"
     lines: list[str] = []
     # Six epochs: after four, the mean of epochs 3-4 scored 58-75% on val between runs (flaky).
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
                          image_size=32, epochs=6, batch_size=16, lr=3e-3, select_best_epoch=False,
                          average_last_epochs=2)
     metrics = train(config, log=lambda line: lines.append(str(line)))
@@ -81,10 +81,10 @@ def _assert_stage_is_the_mean(run, phase: str, count: int, last_epoch: int) -> N
 def test_channel_fine_tune_settings_are_checked():
     from edgeshop.train.config import TrainConfig
 
-    with pytest.raises(EdgeshopError, match="add --prune-channels FRACTION"):
-        TrainConfig(data="x", out="y", prune_channels_average_last_epochs=2).validate()
-    with pytest.raises(EdgeshopError, match="between 0 and --prune-channels-epochs \\(4\\)"):
-        TrainConfig(data="x", out="y", prune_channels=0.5, prune_channels_average_last_epochs=5).validate()
+    with pytest.raises(EdgeshopError, match="set compression.prune_channels"):
+        TrainConfig.from_flat(data="x", out="y", prune_channels_average_last_epochs=2).validate()
+    with pytest.raises(EdgeshopError, match="between 0 and compression.prune_channels_epochs \\(4\\)"):
+        TrainConfig.from_flat(data="x", out="y", prune_channels=0.5, prune_channels_average_last_epochs=5).validate()
 
 
 def test_channel_fine_tune_keeps_the_mean_of_its_last_epochs(synthetic_data, tmp_path):
@@ -95,7 +95,7 @@ def test_channel_fine_tune_keeps_the_mean_of_its_last_epochs(synthetic_data, tmp
 
     run = tmp_path / "run"
     lines: list[str] = []
-    config = TrainConfig(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
+    config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(run), val_fraction=0.2, arch="tiny",
                          image_size=32, epochs=2, batch_size=16, lr=3e-3, prune_channels=0.5,
                          prune_channels_epochs=3, prune_channels_average_last_epochs=2)
     metrics = train(config, log=lambda line: lines.append(str(line)))

@@ -152,7 +152,7 @@ def sparse_inference_probe(card, work: Path) -> tuple[Path, Path]:
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.run_model import build_model
 
-    model = build_model(TrainConfig(data="-", out="-", arch=card.arch, image_size=card.input.height),
+    model = build_model(TrainConfig.from_flat(data="-", out="-", arch=card.arch, image_size=card.input.height),
                         len(card.labels))
     for layer in model.layers:
         if type(layer).__name__ == "Conv2D" and layer.kernel_size == (1, 1):
@@ -277,7 +277,7 @@ def _keras_calls(int8: Classifier, threads: int, pixels: np.ndarray) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     card = int8.card
-    config = TrainConfig(data="-", out="-", arch=card.arch, image_size=card.input.height)
+    config = TrainConfig.from_flat(data="-", out="-", arch=card.arch, image_size=card.input.height)
     model = build_model(config, len(card.labels))
     batch = pixels[None]
     return {"keras_predict": lambda: model.predict(batch, verbose=0),

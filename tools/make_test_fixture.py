@@ -36,7 +36,8 @@ def main() -> None:
         data = make_dataset(work / "data", per_class=40, seed=0)
         probes = make_dataset(OUT / "synthetic", per_class=2, seed=7)
         run = work / "run"
-        train(TrainConfig(data=str(data), out=str(run), arch="tiny", epochs=8, batch_size=16, lr=3e-3, qat=True))
+        train(TrainConfig.from_flat(data=str(data), out=str(run), arch="tiny", epochs=8, batch_size=16, lr=3e-3,
+                                    qat=True))
         model = OUT / "tiny_int8.tflite"
         export(run, model, "int8", force=True)
         classifier = Classifier(model)

@@ -69,13 +69,13 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.time()
         data, out = Path(args.data), Path(args.out)
-        config = TrainConfig(
+        config = TrainConfig.from_flat(
             data=str(data / "train"), out=str(out), val_fraction=0.2, arch="efficientnet_lite0",
             image_size=args.image_size, epochs=args.epochs, head_epochs=2, batch_size=16,
             prune=0.5, prune_epochs=2, qat=True, qat_epochs=2, seed=0,
             deterministic=args.deterministic,  # default: the same figures every time on one machine
         )
-        print(f"== 1/3 train + prune 50% + int8 QAT on {config.data} ({args.image_size}px)")
+        print(f"== 1/3 train + prune 50% + int8 QAT on {config.data.path} ({args.image_size}px)")
         metrics = train(config, force=args.force)
         trained = time.time() - started
         print("== 2/3 export float32 and int8 .tflite")

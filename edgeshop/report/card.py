@@ -135,53 +135,59 @@ class Recipe(Protocol):
     """A run's training settings with defaults filled in: edgeshop.train.config.recipe_config's
     TrainConfig (a protocol here, so the report layer does not import the training one)."""
 
-    def to_dict(self) -> dict[str, Any]: ...
+    data: Any
+    model: Any
+    schedule: Any
+    compression: Any
+    distillation: Any
+    experimental: Any
 
     def teachers(self) -> list[str]: ...
 
 
 def recipe_lines(config: Recipe, train_metrics: dict) -> list[str]:
     """The training recipe in words, from the run's settings (``recipe_config(figures["recipe"])``)."""
-    r = config.to_dict()
+    d, m, s, x, kd, c = (config.data, config.model, config.schedule, config.experimental, config.distillation,
+                         config.compression)
     phases = train_metrics.get("phases", [])
-    size = r["image_size"]
-    train_size = r.get("train_image_size") or size
-    select_best = r["select_best_epoch"]
-    regularisers = [f"label smoothing {r['label_smoothing']:g}"]
-    if r.get("dropout") is not None:
-        regularisers.append(f"dropout {r['dropout']:g}")
-    if r["freeze_bn"]:
+    size = m.image_size
+    train_size = m.train_image_size or size
+    select_best = s.select_best_epoch
+    regularisers = [f"label smoothing {s.label_smoothing:g}"]
+    if m.dropout is not None:
+        regularisers.append(f"dropout {m.dropout:g}")
+    if s.freeze_bn:
         regularisers.append("BatchNorm statistics frozen")
-    if r["mix"]:
-        regularisers.append(f"CutMix or MixUp on {r['mix']:.0%} of batches")
-    if r["coarse_loss_weight"]:
-        regularisers.append(f"plus {r['coarse_loss_weight']:g} x the coarse-class cross-entropy")
-    if r["augment"]:
+    if d.mix:
+        regularisers.append(f"CutMix or MixUp on {d.mix:.0%} of batches")
+    if x.coarse_loss_weight:
+        regularisers.append(f"plus {x.coarse_loss_weight:g} x the coarse-class cross-entropy")
+    if d.augment:
         regularisers.append("augmentation: random resized crop, flip, rotation, colour, blur")
     kept = ("best val epoch kept" if select_best else
-            f"mean weights of the last {r['average_last_epochs']} epochs kept (stochastic weight averaging)"
-            if r["average_last_epochs"] else "last epoch kept")
-    lines = [f"`{r['arch']}`" + (" initialised from ImageNet" if "head" in phases else " trained from scratch")
-             + f", input {size}x{size} (centre crop, resize rule `{r['interpolation']}`).",
+            f"mean weights of the last {x.average_last_epochs} epochs kept (stochastic weight averaging)"
+            if x.average_last_epochs else "last epoch kept")
+    lines = [f"`{m.arch}`" + (" initialised from ImageNet" if "head" in phases else " trained from scratch")
+             + f", input {size}x{size} (centre crop, resize rule `{m.interpolation}`).",
              *([f"The float phases train at {train_size}x{train_size} (FixRes); QAT and export at {size}."]
                if train_size != size else [])]
     if "head" in phases:
-        lines.append(f"{r['head_epochs']} epochs training the new head alone (lr {r['lr']:g}), then")
-    main_lr = r["fine_tune_lr"] if "head" in phases else r["lr"]
+        lines.append(f"{s.head_epochs} epochs training the new head alone (lr {s.lr:g}), then")
+    main_lr = s.fine_tune_lr if "head" in phases else s.lr
     lines.append(("Up to " if select_best and "head" not in phases else "up to " if select_best else "")
-                 + f"{r['epochs']} epochs training the whole network (AdamW, "
+                 + f"{s.epochs} epochs training the whole network (AdamW, "
                  f"lr {main_lr:g}, cosine; {'; '.join(regularisers)}), {kept}.")
     teachers = config.teachers()
     if teachers:
         names = ", ".join(f"`{t}`" for t in teachers)
         lines.append(("Distilled from the teacher " if len(teachers) == 1 else
                       f"Distilled from an ensemble of {len(teachers)} teachers (mean of their softened "
-                      "probabilities): ") + f"{names}; temperature {r['distill_temperature']:g}, "
-                     f"soft-target weight {r['distill_weight']:g}.")
+                      "probabilities): ") + f"{names}; temperature {kd.distill_temperature:g}, "
+                     f"soft-target weight {kd.distill_weight:g}.")
     if "prune" in phases:
-        lines.append(f"{r['prune_epochs']} epochs of magnitude pruning to {r['prune']:.0%} sparsity.")
+        lines.append(f"{x.sparsity_epochs} epochs of magnitude pruning to {x.sparsity:.0%} sparsity.")
     if "qat" in phases:
-        lines.append(f"{r['qat_epochs']} epoch(s) of int8 quantization-aware training (lr {r['qat_lr']:g}).")
+        lines.append(f"{c.qat_epochs} epoch(s) of int8 quantization-aware training (lr {c.qat_lr:g}).")
     return lines
 
 

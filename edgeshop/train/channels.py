@@ -116,7 +116,7 @@ def require_groups(model: keras.Model, arch_name: str) -> list[ChannelGroup]:
             f"--prune-channels: {arch_name} has no channels that can be removed exactly: it needs a convolution "
             "whose channels pass through a depthwise convolution into one other convolution and nowhere else "
             f"(EfficientNet-Lite's expansion channels); this graph has {convs} convolution(s) and {depthwise} "
-            "depthwise one(s) and no such chain. Use --prune (magnitude pruning) for this architecture")
+            "depthwise one(s) and no such chain. Use --sparsity (magnitude pruning) for this architecture")
     return groups
 
 

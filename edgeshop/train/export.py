@@ -35,6 +35,7 @@ from edgeshop.tflite.modelcard import (
 )
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
+from edgeshop.train.config import TrainConfig
 from edgeshop.train.convert import INTEGER_IO_TYPES, convert, full_range_image
 from edgeshop.train.fit import split_samples
 from edgeshop.train.run_files import require_run_dir
@@ -152,7 +153,8 @@ def _calibrate_on_validation(data: bytes, card: ModelCard, run_dir: Path, out: P
     images = load_images(val, card.labels, card.input)
     if len(images.labels) < MIN_IMAGES:
         return data, f"not calibrated: the run has {len(images.labels)} validation images, fewer than {MIN_IMAGES}"
-    source = config.val or f"{config.data} (validation fraction {config.val_fraction:g}, seed {config.seed})"
+    source = config.data.val or (f"{config.data.path} (validation fraction {config.data.val_fraction:g}, "
+                                 f"seed {config.runtime.seed})")
     calibrated, record = calibrate_content(data, images, source=str(out), data=str(source))
     return calibrated, record
 
@@ -178,8 +180,8 @@ def _checked_display_name(name: str) -> str:
 def _data_folder_name(run_dir: Path) -> str | None:
     """The default display name: the name of the data folder the run was trained on."""
     try:
-        data = json.loads((run_dir / "config.json").read_text()).get("data")
-    except (OSError, ValueError, AttributeError):
+        data = TrainConfig.from_saved(json.loads((run_dir / "config.json").read_text())).data.path
+    except (OSError, ValueError, AttributeError, TypeError, EdgeshopError):
         return None
     return default_display_name(data) if isinstance(data, str) and data else None
 

@@ -80,22 +80,25 @@ class Phase:
 
 
 def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
-    pretrained = bool(arch.pretrained_weights and config.pretrained)
+    pretrained = bool(arch.pretrained_weights and config.model.pretrained)
     phases = []
-    select = config.select_best_epoch
-    if pretrained and config.head_epochs > 0:
-        phases.append(Phase("head", config.head_epochs, config.lr, keep_best=select))
-    if config.epochs > 0:
-        lr = config.fine_tune_lr if pretrained else config.lr
-        phases.append(Phase("train", config.epochs, lr, keep_best=select, patience=config.patience if select else None,
-                            average_last=config.average_last_epochs))
-    if config.prune_channels or config.target_latency_ratio:
-        phases.append(Phase("prune_channels", config.prune_channels_epochs, config.prune_channels_lr,
-                            keep_best=False, average_last=config.prune_channels_average_last_epochs))
-    if config.prune:
-        phases.append(Phase("prune", config.prune_epochs, config.prune_lr, keep_best=False))
-    if config.qat:
-        phases.append(Phase("qat", config.qat_epochs, config.qat_lr, keep_best=False))
+    select = config.schedule.select_best_epoch
+    if pretrained and config.schedule.head_epochs > 0:
+        phases.append(Phase("head", config.schedule.head_epochs, config.schedule.lr, keep_best=select))
+    if config.schedule.epochs > 0:
+        lr = config.schedule.fine_tune_lr if pretrained else config.schedule.lr
+        phases.append(Phase("train", config.schedule.epochs, lr, keep_best=select,
+                            patience=config.schedule.patience if select else None,
+                            average_last=config.experimental.average_last_epochs))
+    if config.compression.prune_channels or config.compression.target_latency_ratio:
+        phases.append(Phase("prune_channels", config.compression.prune_channels_epochs,
+                            config.compression.prune_channels_lr,
+                            keep_best=False, average_last=config.experimental.prune_channels_average_last_epochs))
+    if config.experimental.sparsity:
+        phases.append(Phase("prune", config.experimental.sparsity_epochs, config.experimental.sparsity_lr,
+                            keep_best=False))
+    if config.compression.qat:
+        phases.append(Phase("qat", config.compression.qat_epochs, config.compression.qat_lr, keep_best=False))
     if not phases:
         raise EdgeshopError("nothing to train: every phase has 0 epochs")
     return phases
@@ -103,14 +106,14 @@ def plan_phases(config: TrainConfig, arch: Architecture) -> list[Phase]:
 
 class TrainingRun:
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, log=print) -> None:
-        self.out = Path(config.out)
+        self.out = Path(config.runtime.out)
         self.log = log
         # multi_worker: this task's place in TF_CONFIG; a non-chief task writes its own folder.
-        self.role, self.run_dir = _task_folder(self.out, None if resume else config.strategy)
+        self.role, self.run_dir = _task_folder(self.out, None if resume else config.runtime.strategy)
         if resume:
             log(f"resuming {self.run_dir} with its saved configuration")
             config = saved_config(self.run_dir)
-            if config.strategy != "multi_worker":
+            if config.runtime.strategy != "multi_worker":
                 self.role, self.run_dir = None, self.out
             elif self.role is None:
                 self.role = cluster.read_tf_config()
@@ -123,24 +126,25 @@ class TrainingRun:
         # a refused command must leave nothing behind that blocks the corrected one.
         config.validate()
         self.config = config
-        self.arch = get_architecture(self.config.arch)
-        self.image_size = self.config.image_size or self.arch.default_image_size
-        self.train_image_size = self.config.train_image_size or self.image_size
+        self.arch = get_architecture(self.config.model.arch)
+        self.image_size = self.config.model.image_size or self.arch.default_image_size
+        self.train_image_size = self.config.model.train_image_size or self.image_size
         if self.train_image_size != self.image_size and not self.arch.any_resolution:
             raise EdgeshopError(f"--train-image-size needs an architecture that runs at any input size; "
                                 f"{self.arch.name} has a fixed-size layer (drop --train-image-size)")
         self.phases = plan_phases(self.config, self.arch)
         self.pipeline = None  # memory or stream: chosen when the data is loaded
-        if self.config.prune_channels or self.config.target_latency_ratio:  # refused up front if impossible
+        # refused up front if impossible
+        if self.config.compression.prune_channels or self.config.compression.target_latency_ratio:
             channels.require_groups(build_model(self.config, 2), self.arch.name)
         self._find_samples()
-        if self.config.target_latency_ratio and not resume:
+        if self.config.compression.target_latency_ratio and not resume:
             self._require_reachable_latency()
         self.teachers = [distill.load_teacher(source) for source in self.config.teachers()]
         for teacher in self.teachers:
             distill.check_labels(teacher, self.class_names)
         if self.role is not None:  # before the run folder exists: an unreachable task leaves nothing behind
-            cluster.wait_for_cluster(self.role, self.config.connect_timeout, log)
+            cluster.wait_for_cluster(self.role, self.config.runtime.connect_timeout, log)
         if not resume:
             self._create_run_dir()
         self.state = self._read_state()
@@ -165,7 +169,7 @@ class TrainingRun:
         return InputSpec(
             height=self.image_size,
             width=self.image_size,
-            interpolation=self.config.interpolation,
+            interpolation=self.config.model.interpolation,
             mean=self.arch.mean,
             std=self.arch.std,
             normalization_in_graph=True,
@@ -176,34 +180,37 @@ class TrainingRun:
         cfg = self.config
         self.train_samples, self.val_samples = split_samples(cfg)
         self.class_names = datasets.class_names_of(self.train_samples)
-        if cfg.val:
-            self.log(datasets.describe(self.train_samples, cfg.data))
-            self.log(datasets.describe(self.val_samples, cfg.val))
+        if cfg.data.val:
+            self.log(datasets.describe(self.train_samples, cfg.data.path))
+            self.log(datasets.describe(self.val_samples, cfg.data.val))
         else:
-            self.log(datasets.describe(self.train_samples + self.val_samples, cfg.data))
+            self.log(datasets.describe(self.train_samples + self.val_samples, cfg.data.path))
         if len(self.class_names) < 2:
-            raise DataError(f"{cfg.data}: found a single class {self.class_names}; a classifier needs at least two")
+            raise DataError(f"{cfg.data.path}: found a single class {self.class_names}; "
+                            "a classifier needs at least two")
         self.coarse_of = None
-        if cfg.coarse_loss_weight > 0:  # the hierarchy is only read when the loss uses it
-            hierarchy = datasets.read_hierarchy(Path(cfg.hierarchy))
-            self.coarse_of = datasets.coarse_index(self.class_names, hierarchy, cfg.hierarchy)
+        if cfg.experimental.coarse_loss_weight > 0:  # the hierarchy is only read when the loss uses it
+            hierarchy = datasets.read_hierarchy(Path(cfg.data.hierarchy))
+            self.coarse_of = datasets.coarse_index(self.class_names, hierarchy, cfg.data.hierarchy)
         unknown = sorted({s.label for s in self.val_samples} - set(self.class_names))
         if unknown:
-            raise DataError(f"{cfg.val}: validation classes absent from training data: {unknown[:5]}")
+            raise DataError(f"{cfg.data.val}: validation classes absent from training data: {unknown[:5]}")
 
     def _load_data(self) -> None:
         cfg = self.config
         train_samples, val_samples = self.train_samples, self.val_samples
-        if not cfg.val and cfg.val_grouping != "none":
-            self.log(f"validation: {cfg.val_fraction:g} of each class of {cfg.data} in whole groups of consecutive "
-                     f"files ({cfg.val_grouping}), so a burst of one shelf stays on one side")
-        elif not cfg.val:
-            self.log(f"validation: a random {cfg.val_fraction:g} of each class of {cfg.data}; photos taken in bursts "
+        if not cfg.data.val and cfg.data.val_grouping != "none":
+            self.log(f"validation: {cfg.data.val_fraction:g} of each class of {cfg.data.path} "
+                     "in whole groups of consecutive "
+                     f"files ({cfg.data.val_grouping}), so a burst of one shelf stays on one side")
+        elif not cfg.data.val:
+            self.log(f"validation: a random {cfg.data.val_fraction:g} of each class of {cfg.data.path}; "
+                     "photos taken in bursts "
                      "of one shelf leak across such a split (figures come out optimistic): pass --val with "
                      "photos from other days or stores for honest ones")
         if self.coarse_of is not None:
             self.log(f"class hierarchy: {len(self.class_names)} fine -> {self.coarse_of.max() + 1} coarse classes, "
-                     f"coarse loss weight {cfg.coarse_loss_weight}")
+                     f"coarse loss weight {cfg.experimental.coarse_loss_weight}")
         found = datasets.find_duplicates(train_samples, val_samples)
         duplicates = found.pairs
         if duplicates:
@@ -213,10 +220,10 @@ class TrainingRun:
             self.log(f"duplicate check: {len(found.too_large)} file(s) over {datasets.MAX_HASH_BYTES // 2**20} MB "
                      f"not compared, e.g. {found.too_large[0]}")
         self.duplicates, self.too_large_to_compare = duplicates, found.too_large
-        choice = choose_pipeline(cfg.input_pipeline, len(train_samples) + len(val_samples), self.image_size,
-                                 self.image_size, cfg.memory_budget_mb,
+        choice = choose_pipeline(cfg.runtime.input_pipeline, len(train_samples) + len(val_samples), self.image_size,
+                                 self.image_size, cfg.runtime.memory_budget_mb,
                                  needs_memory="--teacher" if self.teachers else "",
-                                 needs_stream="--cache-dir" if cfg.cache_dir else "")
+                                 needs_stream="--cache-dir" if cfg.runtime.cache_dir else "")
         self.pipeline, self.pipeline_reason = choice.pipeline, choice.reason
         self.log(f"input pipeline: {choice.reason}")
         if self._streamed():
@@ -230,13 +237,13 @@ class TrainingRun:
             return
         spec = self._input_spec()
         with progress_bar(len(train_samples) + len(val_samples), "loading images") as bar:
-            self.train = datasets.load_images(train_samples, self.class_names, spec, cfg.workers, bar.update)
-            self.val = datasets.load_images(val_samples, self.class_names, spec, cfg.workers, bar.update)
+            self.train = datasets.load_images(train_samples, self.class_names, spec, cfg.runtime.workers, bar.update)
+            self.val = datasets.load_images(val_samples, self.class_names, spec, cfg.runtime.workers, bar.update)
         skipped = self.train.skipped + self.val.skipped
         if skipped:
             self.log(f"skipped {len(skipped)} unreadable file(s) (listed in data_report.json), e.g. {skipped[0][1]}")
         if len(self.train.labels) == 0:
-            raise DataError(f"{cfg.data}: no readable training images")
+            raise DataError(f"{cfg.data.path}: no readable training images")
         self._refuse_unreadable_classes(datasets.classes_without_images(train_samples, self.train, self.class_names))
         self.n_train = len(self.train.labels)
         report = {
@@ -262,12 +269,13 @@ class TrainingRun:
         soft = {}
         for name, images in (("train", self.train), ("val", self.val)):
             logits = [distill.teacher_logits(teacher, self.run_dir, images.paths, self.class_names, images.pixels,
-                                             spec, cfg.workers, self.log, distill.cache_file(i))
+                                             spec, cfg.runtime.workers, self.log, distill.cache_file(i))
                       for i, teacher in enumerate(self.teachers)]
-            soft[name] = distill.ensemble_soft_targets(logits, cfg.distill_temperature)
+            soft[name] = distill.ensemble_soft_targets(logits, cfg.distillation.distill_temperature)
         agree = float(np.mean(np.argmax(soft["train"], axis=1) == self.train.labels)) if len(self.train.labels) else 0
         who = "the teacher's" if len(self.teachers) == 1 else f"the {len(self.teachers)} teachers' mean"
-        self.log(f"distillation: T {cfg.distill_temperature:g}, weight {cfg.distill_weight:g}; {who} top-1 "
+        self.log(f"distillation: T {cfg.distillation.distill_temperature:g}, "
+                 f"weight {cfg.distillation.distill_weight:g}; {who} top-1 "
                  f"agrees with {agree:.1%} of the training labels")
         self.train_soft, self.val_soft = soft["train"], soft["val"]
 
@@ -299,7 +307,7 @@ class TrainingRun:
         if unreadable:
             name, reason = unreadable[0]
             others = f" (and {len(unreadable) - 1} more class(es))" if len(unreadable) > 1 else ""
-            raise DataError(f"{self.config.data}: the class {name!r}{others} has no readable training image, e.g. "
+            raise DataError(f"{self.config.data.path}: the class {name!r}{others} has no readable training image, e.g. "
                             f"{reason}; add readable photos of it or remove its folder")
 
     def _streamed(self) -> bool:
@@ -308,18 +316,18 @@ class TrainingRun:
 
     def _calibration_pixels(self) -> np.ndarray:
         """Up to calibration_images training images at image_size (int8 calibration, QAT ranges)."""
-        rng = np.random.default_rng(self.config.seed)
+        rng = np.random.default_rng(self.config.runtime.seed)
         if not self._streamed():
-            take = rng.permutation(len(self.train.labels))[: self.config.calibration_images]
+            take = rng.permutation(len(self.train.labels))[: self.config.compression.calibration_images]
             return self.train.pixels[np.sort(take)]
         # Streamed: decode only the chosen files (a skipped one is counted like any other).
-        take = np.sort(rng.permutation(len(self.train_samples))[: self.config.calibration_images])
+        take = np.sort(rng.permutation(len(self.train_samples))[: self.config.compression.calibration_images])
         chosen = datasets.load_images([self.train_samples[i] for i in take], self.class_names, self._input_spec(),
-                                      self.config.workers)
+                                      self.config.runtime.workers)
         for path, reason in chosen.skipped:
             self.skips.add(path, reason)
         if not len(chosen.labels):
-            raise DataError(f"{self.config.data}: none of {len(take)} training images sampled for calibration "
+            raise DataError(f"{self.config.data.path}: none of {len(take)} training images sampled for calibration "
                             f"is readable, e.g. {chosen.skipped[0][1]}")
         return chosen.pixels
 
@@ -329,13 +337,13 @@ class TrainingRun:
             input=self._input_spec(),
             name=self.out.name,
             arch=self.arch.name,
-            extra={"training": {"phases": [p.name for p in self.phases], "prune": self.config.prune,
-                                "prune_channels": self.config.prune_channels,
-                                "target_latency_ratio": self.config.target_latency_ratio,
-                                "reconstruct_channels": self.config.reconstruct_channels,
+            extra={"training": {"phases": [p.name for p in self.phases], "prune": self.config.experimental.sparsity,
+                                "prune_channels": self.config.compression.prune_channels,
+                                "target_latency_ratio": self.config.compression.target_latency_ratio,
+                                "reconstruct_channels": self.config.experimental.reconstruct_channels,
                                 "prune_channels_average_last_epochs":
-                                    self.config.prune_channels_average_last_epochs,
-                                "qat": self.config.qat, "train_images": int(self.n_train),
+                                    self.config.experimental.prune_channels_average_last_epochs,
+                                "qat": self.config.compression.qat, "train_images": int(self.n_train),
                                 "head": self._head_record(),
                                 "train_image_size": self.train_image_size,
                                 **self._distillation_record()}},
@@ -346,8 +354,8 @@ class TrainingRun:
 
     def _head_record(self) -> dict[str, Any]:
         """The classifier head, recorded in the card for the reader (enrolment reads the layer itself)."""
-        if self.config.head == "cosine":
-            return {"kind": "cosine", "scale": self.config.cosine_scale}
+        if self.config.model.head == "cosine":
+            return {"kind": "cosine", "scale": self.config.model.cosine_scale}
         return {"kind": "linear"}
 
     def _distillation_record(self) -> dict[str, Any]:
@@ -357,8 +365,8 @@ class TrainingRun:
         kinds = [t.kind for t in self.teachers]
         return {"distillation": {"teacher": names[0] if len(names) == 1 else names,
                                  "teacher_kind": kinds[0] if len(kinds) == 1 else kinds,
-                                 "temperature": self.config.distill_temperature,
-                                 "weight": self.config.distill_weight}}
+                                 "temperature": self.config.distillation.distill_temperature,
+                                 "weight": self.config.distillation.distill_weight}}
 
     def _phase_image_size(self, phase: Phase) -> int:
         return self.image_size if phase.name == "qat" else self.train_image_size
@@ -367,7 +375,8 @@ class TrainingRun:
         """Augmented training batches at ``size`` (the cached pixels are at image_size)."""
         n_classes = len(self.class_names)
         resize_to = None if size == self.image_size else size
-        augment = make_augmenter(AugmentConfig(), self.config.seed, resize_to) if self.config.augment else None
+        augment = (make_augmenter(AugmentConfig(), self.config.runtime.seed, resize_to)
+                   if self.config.data.augment else None)
 
         def to_inputs(pixels, labels, seed=None, soft=None):
             images, targets = _as_inputs(pixels, labels, n_classes)
@@ -375,8 +384,8 @@ class TrainingRun:
                 targets = tf.concat([targets, soft], axis=-1)
             if augment is not None and seed is not None:
                 images = augment(images, seed)
-                if self.config.mix > 0:
-                    images, targets = mix_batch(images, targets, seed, self.config.mix)
+                if self.config.data.mix > 0:
+                    images, targets = mix_batch(images, targets, seed, self.config.data.mix)
             elif resize_to is not None:
                 images = tf.image.resize(images, (resize_to, resize_to), antialias=True)
             return images, targets
@@ -387,9 +396,9 @@ class TrainingRun:
             # epochs of `steps` batches gives every task the same number of steps, so their
             # collectives stay in step (a task that ran out first would stall the others).
             train = train.repeat()
-        train = train.batch(self.config.batch_size)
+        train = train.batch(self.config.schedule.batch_size)
         if augment is not None:
-            seeds = tf.data.Dataset.random(seed=self.config.seed, rerandomize_each_iteration=True).batch(2)
+            seeds = tf.data.Dataset.random(seed=self.config.runtime.seed, rerandomize_each_iteration=True).batch(2)
             train = tf.data.Dataset.zip((train, seeds)).map(
                 lambda batch, seed: to_inputs(batch[0], batch[1], seed, *batch[2:]),
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -405,12 +414,12 @@ class TrainingRun:
         shard = self._shard()
         if self._streamed():
             return stream_images(self.train_samples, self.class_names, self._input_spec(), self.skips,
-                                 seed=self.config.seed, shard=shard, cache_dir=self.config.cache_dir)
+                                 seed=self.config.runtime.seed, shard=shard, cache_dir=self.config.runtime.cache_dir)
         columns = (self.train.pixels, self.train.labels)
         if self.teachers:
             columns += (self.train_soft,)
         train = tf.data.Dataset.from_tensor_slices(columns)
-        train = train.shuffle(len(self.train.labels), seed=self.config.seed, reshuffle_each_iteration=True)
+        train = train.shuffle(len(self.train.labels), seed=self.config.runtime.seed, reshuffle_each_iteration=True)
         return train.shard(*shard) if shard else train
 
     def _shard(self) -> tuple[int, int] | None:
@@ -439,8 +448,8 @@ class TrainingRun:
                 return None
             # Not cached in memory (it would grow with the data); --cache-dir caches it on disk.
             val = stream_images(self.val_samples, self.class_names, self._input_spec(), self.skips,
-                                cache_dir=self.config.cache_dir)
-            return self._with_sharding(val.batch(self.config.batch_size).map(
+                                cache_dir=self.config.runtime.cache_dir)
+            return self._with_sharding(val.batch(self.config.schedule.batch_size).map(
                 lambda p, y: _as_inputs(p, y, n_classes), num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
         if not len(self.val.labels):
             return None
@@ -452,9 +461,10 @@ class TrainingRun:
                 images, targets = _as_inputs(p, y, n_classes)
                 return images, tf.concat([targets, soft], axis=-1)
 
-            return self._with_sharding(val.batch(self.config.batch_size).map(to_inputs).cache())
+            return self._with_sharding(val.batch(self.config.schedule.batch_size).map(to_inputs).cache())
         val = tf.data.Dataset.from_tensor_slices((self.val.pixels, self.val.labels))
-        return self._with_sharding(val.batch(self.config.batch_size).map(lambda p, y: _as_inputs(p, y, n_classes))
+        return self._with_sharding(val.batch(self.config.schedule.batch_size)
+                                   .map(lambda p, y: _as_inputs(p, y, n_classes))
                                    .cache())
 
     # -- models ------------------------------------------------------------------------
@@ -477,8 +487,8 @@ class TrainingRun:
         previous = self._last_float_stage(phase.name)
         if previous is not None:
             load_weights(model, previous)
-        elif self.arch.pretrained_weights and self.config.pretrained:
-            source = find_pretrained_weights(self.arch, self.config.pretrained_weights)
+        elif self.arch.pretrained_weights and self.config.model.pretrained:
+            source = find_pretrained_weights(self.arch, self.config.model.pretrained_weights)
             fresh = load_weights_npz(model, source)
             self.log(f"initialised from ImageNet weights ({source}); new layers: {', '.join(fresh)}")
         if phase.name == "prune_channels":
@@ -486,7 +496,7 @@ class TrainingRun:
         if phase.name == "head":
             for layer in model.layers:
                 layer.trainable = layer.name in NEW_HEAD_LAYERS
-        elif self.config.freeze_bn:
+        elif self.config.schedule.freeze_bn:
             # Keras 2: a BatchNormalization with trainable=False runs in inference mode,
             # keeping the pretrained statistics (and tfmot keeps the flag through QAT).
             for layer in model.layers:  # the cosine head's own BatchNorm is new: it keeps learning
@@ -499,10 +509,10 @@ class TrainingRun:
         if phase.name == "prune":
             total = phase.epochs * steps_per_epoch
             # reach the target at 2/3 of the phase; the last third recovers at full sparsity
-            model = compress.apply_pruning(model, self.config.prune, 0, max(1, int(total * 2 / 3)))
+            model = compress.apply_pruning(model, self.config.experimental.sparsity, 0, max(1, int(total * 2 / 3)))
         elif phase.name == "qat":
             float_model = model
-            model = compress.apply_qat(float_model, preserve_sparsity=bool(self.config.prune))
+            model = compress.apply_qat(float_model, preserve_sparsity=bool(self.config.experimental.sparsity))
             sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)
             count = compress.init_quantization_ranges(model, float_model, sample)
             self.log(f"[qat] {count} activation ranges initialised from {len(sample)} training images")
@@ -516,8 +526,8 @@ class TrainingRun:
         plan = read_channel_plan(self.run_dir)
         if plan is None:
             sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)[:CHANNEL_SCORE_IMAGES]
-            fraction, search = self.config.prune_channels, None
-            if self.config.target_latency_ratio:
+            fraction, search = self.config.compression.prune_channels, None
+            if self.config.compression.target_latency_ratio:
                 fraction, search = self._allocate_for_latency(model, groups, sample)
             plan = channels.make_plan(model, groups, fraction, sample)
             if search is not None:
@@ -526,7 +536,7 @@ class TrainingRun:
         source = model
         # a resumed phase restores its checkpoint over these weights: no refit needed then
         resuming = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints" / "prune_channels")) is not None
-        if self.config.reconstruct_channels and not resuming:
+        if self.config.experimental.reconstruct_channels and not resuming:
             sample = np.load(self.run_dir / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
             self.log(f"[prune_channels] refitting the projections on their kept channels ({len(sample)} images)")
             source, errors = channels.refitted_copy(model, groups, plan, sample)
@@ -549,15 +559,16 @@ class TrainingRun:
 
         pixels = np.random.default_rng(0).uniform(0, 255, (4, self.image_size, self.image_size, 3)).astype(np.float32)
         floor = latency_target.require_reachable(self._build_at, channels.find_groups(self._build_at(None)),
-                                                 self.config.target_latency_ratio, pixels)
-        self.log(f"--target-latency-ratio {self.config.target_latency_ratio:g}: reachable here (the narrowest "
+                                                 self.config.compression.target_latency_ratio, pixels)
+        self.log(f"--target-latency-ratio {self.config.compression.target_latency_ratio:g}: "
+                 "reachable here (the narrowest "
                  f"allowed network runs at {floor:.2f}x)")
 
     def _allocate_for_latency(self, model: keras.Model, groups,
                               images: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
         from edgeshop.train import latency_target
 
-        target = self.config.target_latency_ratio
+        target = self.config.compression.target_latency_ratio
         self.log(f"[prune_channels] choosing per-group fractions for {target:g}x the int8 latency")
         return latency_target.allocate_for_latency(self._build_at, model, groups, target, images, self.log)
 
@@ -575,13 +586,15 @@ class TrainingRun:
             warmup_target=phase.lr if warmup else None,
             warmup_steps=warmup,
         )
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=self.config.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=self.config.schedule.weight_decay)
         n_classes = len(self.class_names)
         k = min(5, n_classes)
-        loss = make_loss(self.config.label_smoothing, self.coarse_of, self.config.coarse_loss_weight)
+        loss = make_loss(self.config.schedule.label_smoothing, self.coarse_of,
+                         self.config.experimental.coarse_loss_weight)
         metrics = ["accuracy", keras.metrics.TopKCategoricalAccuracy(k=k, name="top5")]
         if self.teachers:
-            loss = distill.DistillationLoss(n_classes, self.config.distill_temperature, self.config.distill_weight,
+            loss = distill.DistillationLoss(n_classes, self.config.distillation.distill_temperature,
+                                            self.config.distillation.distill_weight,
                                             loss)
             metrics = [distill.HardAccuracy(n_classes), distill.HardTopK(n_classes, k)]
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
@@ -659,14 +672,15 @@ class TrainingRun:
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = time.time()
-        strategy = make_strategy(self.config.strategy, self.config.cpu_devices, self.log, self.role)
-        keras.utils.set_random_seed(self.config.seed)
-        if self.config.deterministic:
+        strategy = make_strategy(self.config.runtime.strategy, self.config.runtime.cpu_devices, self.log, self.role)
+        keras.utils.set_random_seed(self.config.runtime.seed)
+        if self.config.runtime.deterministic:
             tf.config.experimental.enable_op_determinism()
         self._load_data()
         self._write_metadata()
         val_ds = self._val_dataset()
-        steps = math.ceil(self.n_train / self.config.batch_size)  # streamed: files listed minus those known unreadable
+        # streamed: files listed minus those known unreadable
+        steps = math.ceil(self.n_train / self.config.schedule.batch_size)
         for phase in self.phases:
             if phase.name in self.state["completed"]:
                 self.log(f"[{phase.name}] already done, skipping")
@@ -703,7 +717,7 @@ class TrainingRun:
             if _averaged_key(phase_name) in self.state:
                 metrics[metric] = self.state[_averaged_key(phase_name)]
         if val_ds is not None:
-            final = load_run_model(self.run_dir, final=True) if self.config.qat else float_model
+            final = load_run_model(self.run_dir, final=True) if self.config.compression.qat else float_model
             for name, model in (("float", float_model), ("final", final)):
                 truth, probs = self._val_predictions(model, val_ds)
                 # the evaluation's own top-k (ties: lowest index first), so training and edgeshop-eval agree
@@ -779,21 +793,21 @@ def _averaged_key(phase: str) -> str:
 
 
 def split_samples(config: TrainConfig) -> tuple[list[datasets.Sample], list[datasets.Sample]]:
-    """The run's training and validation images: ``config.val``, or else a stratified
+    """The run's training and validation images: ``config.data.val``, or else a stratified
     ``val_fraction`` of the training data (in whole bursts with ``val_grouping``) held out
     with the run's seed (deterministic, so
     tools can list the held-out images of a finished run)."""
-    samples = datasets.discover(config.data, config.classes)
-    if config.val:
-        return samples, datasets.discover(config.val, config.classes)
+    samples = datasets.discover(config.data.path, config.data.classes)
+    if config.data.val:
+        return samples, datasets.discover(config.data.val, config.data.classes)
     similar = {}
-    if config.val_grouping == "similarity":  # look-alikes by ImageNet embedding (train/similarity.py)
+    if config.data.val_grouping == "similarity":  # look-alikes by ImageNet embedding (train/similarity.py)
         from edgeshop.train.similarity import EMBEDDING_DISTANCE, imagenet_descriptors
 
-        descriptors = imagenet_descriptors(samples, workers=config.workers)
+        descriptors = imagenet_descriptors(samples, workers=config.runtime.workers)
         similar = {"threshold": EMBEDDING_DISTANCE, "descriptors": descriptors}
-    return datasets.grouped_split(samples, config.val_fraction, config.seed, config.val_grouping,
-                                  config.val_group_size, **similar)
+    return datasets.grouped_split(samples, config.data.val_fraction, config.runtime.seed, config.data.val_grouping,
+                                  config.experimental.val_group_size, **similar)
 
 
 def _as_inputs(pixels, labels, n_classes: int):
@@ -865,7 +879,8 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, log=pr
 def resume(run_dir: str | Path, log=print) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint, with its saved settings (a
     non-chief multi_worker task: from its own folder, RUN_DIR/workers/TASK)."""
-    return train(TrainConfig(data="", out=str(run_dir)), resume=True, log=log)  # the saved config replaces this
+    # the saved config replaces this one
+    return train(TrainConfig.from_flat(data="", out=str(run_dir)), resume=True, log=log)
 
 
 def _task_folder(out: Path, strategy: str | None) -> tuple[cluster.Role | None, Path]:

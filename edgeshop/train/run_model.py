@@ -27,15 +27,15 @@ def build_model(config: TrainConfig, num_classes: int, qat: bool = False, any_si
     """The run's architecture at its export size or, with ``any_size``, with free height
     and width (training at train_image_size while validating at image_size); with
     ``widths`` (a channel plan's, train/channels.py), its narrower pruned form."""
-    arch = get_architecture(config.arch)
-    kwargs = {} if config.dropout is None else {"dropout": config.dropout}
-    if config.head != "linear":  # only then: seed_cnn refuses the keyword's other values
-        kwargs.update(head=config.head, cosine_scale=config.cosine_scale)
-    size = None if any_size else config.image_size or arch.default_image_size
+    arch = get_architecture(config.model.arch)
+    kwargs = {} if config.model.dropout is None else {"dropout": config.model.dropout}
+    if config.model.head != "linear":  # only then: seed_cnn refuses the keyword's other values
+        kwargs.update(head=config.model.head, cosine_scale=config.model.cosine_scale)
+    size = None if any_size else config.model.image_size or arch.default_image_size
     model = arch.build(num_classes, size, **kwargs)
     if widths:
         model = channels.narrow_architecture(model, widths)
-    return compress.apply_qat(model, preserve_sparsity=bool(config.prune)) if qat else model
+    return compress.apply_qat(model, preserve_sparsity=bool(config.experimental.sparsity)) if qat else model
 
 
 def read_channel_plan(run_dir: Path) -> dict | None:

@@ -17,7 +17,7 @@ scores are unchanged. It upgrades models exported before uint8 became the defaul
 `magnitude_prune`: zero the smallest weights of every CONV_2D and FULLY_CONNECTED
 kernel, to measure what a sparse model of this network costs at run time (size after
 gzip, latency). It is not a training method: accuracy needs pruning during training
-(`edgeshop-train --prune`), which gives the same storage and the same sparsity.
+(`edgeshop-train --sparsity`), which gives the same storage and the same sparsity.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def variants_of(run_dir: Path) -> list[tuple[str, str, bool]]:
     out = [("float32", "float32", False), ("float16", "float16", False), ("dynamic-range", "dynamic", False),
            ("PTQ int8", "int8", True)]
     if "qat" in completed:
-        out.append(("pruned+QAT int8" if config.prune else "QAT int8", "int8", False))
+        out.append(("pruned+QAT int8" if config.experimental.sparsity else "QAT int8", "int8", False))
     return out
 
 

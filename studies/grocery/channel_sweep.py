@@ -157,26 +157,30 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     state["completed"] = [stage for stage in state["completed"] if stage in ("head", "train")]  # not its QAT
     for stage in state["completed"]:
         shutil.copy2(base / "stages" / f"{stage}.weights.npz", run / "stages" / f"{stage}.weights.npz")
-    config = json.loads((base / "config.json").read_text())
+    config = TrainConfig.from_saved(json.loads((base / "config.json").read_text()))
     # an ensemble-taught level keeps the teachers its base was distilled from (their caches are the base's)
-    teacher = config["teacher"] if level.ensemble_teacher else str(base)
-    config.update(out=str(run), prune_channels=0.0, target_latency_ratio=level.ratio,
-                  prune_channels_epochs=level.epochs, qat=recipe["qat"], teacher=teacher,
-                  reconstruct_channels=level.reconstruct, prune_channels_average_last_epochs=level.average_last)
+    teacher = config.distillation.teacher if level.ensemble_teacher else str(base)
+    config.runtime.out = str(run)
+    config.compression.prune_channels, config.compression.target_latency_ratio = 0.0, level.ratio
+    config.compression.prune_channels_epochs, config.compression.qat = level.epochs, recipe["qat"]
+    config.distillation.teacher = teacher
+    config.experimental.reconstruct_channels = level.reconstruct
+    config.experimental.prune_channels_average_last_epochs = level.average_last
     if level.image_size:  # the resumed run decodes its images, calibration and card at this size
-        config["image_size"] = level.image_size
+        config.model.image_size = level.image_size
     if plan is not None:  # the fit reads a plan already in the run directory instead of searching
         shutil.copy2(plan, run / CHANNEL_PLAN)
     if level.ensemble_teacher:  # the base was distilled from the same teachers on the same images
-        caches = [base / cache_file(i) for i in range(len(TrainConfig.from_saved(config).teachers()))]
+        caches = [base / cache_file(i) for i in range(len(config.teachers()))]
     else:  # a sibling level taught by the same base
         caches = [next((p / cache_file(0) for p in sorted(base.parent.glob("grocery_channels_*"))
                         if (p / cache_file(0)).is_file() and (p / "config.json").is_file()
-                        and json.loads((p / "config.json").read_text()).get("teacher") == str(base)), None)]
+                        and TrainConfig.from_saved(json.loads((p / "config.json").read_text())).distillation.teacher
+                        == str(base)), None)]
     for i, cache in enumerate(caches):
         if cache is not None and cache.is_file():  # the same teacher on the same images: reuse its logits
             shutil.copy2(cache, run / cache_file(i))
-    write_json_atomic(run / "config.json", config)
+    write_json_atomic(run / "config.json", config.to_dict())
     state.update(phase=None, best=None, best_epoch=None, wait=0)
     write_json_atomic(run / "state.json", state)
 
@@ -205,8 +209,9 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     full = load_run_model(runs / level.base, final=False)  # the main phase the level branched from
     groups = channels.find_groups(full)
     images = np.load(run / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
-    size = level.image_size or config.image_size  # the size the level's calibration images have
-    val = load_images(discover(dataset / "val"), labels, InputSpec(size, size, interpolation=config.interpolation))
+    size = level.image_size or config.model.image_size  # the size the level's calibration images have
+    val = load_images(discover(dataset / "val"), labels,
+                      InputSpec(size, size, interpolation=config.model.interpolation))
     removed = channels.mask_channels(full, groups, plan)
     refitted, _ = channels.refitted_copy(full, groups, plan, images)
 
@@ -241,19 +246,20 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     config, labels, _ = read_run(base)
     calibration = np.load(base / "calibration.npy", allow_pickle=False)[:32]
     samples = discover(dataset / "val")
-    result: dict[str, Any] = {"sizes": [config.image_size, level.image_size], "val_top1_float": {}}
+    result: dict[str, Any] = {"sizes": [config.model.image_size, level.image_size], "val_top1_float": {}}
     flatbuffers = {}
-    for size in (config.image_size, level.image_size):
-        model = build_model(dataclasses.replace(config, image_size=size), len(labels))
+    for size in (config.model.image_size, level.image_size):
+        model = build_model(dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=size)),
+                            len(labels))
         load_weights(model, base / "stages" / "train.weights.npz")  # the main phase every level branches from
-        val = load_images(samples, labels, InputSpec(size, size, interpolation=config.interpolation))
+        val = load_images(samples, labels, InputSpec(size, size, interpolation=config.model.interpolation))
         result["val_top1_float"][str(size)] = _float_top1(model, val)
         images = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in calibration])
         flatbuffers[str(size)] = int8_flatbuffer(model, images.astype(np.float32))
     result["int8_ratio"] = {}
     for threads in THREADS:
         p50 = interleaved_p50(flatbuffers, threads=threads, runs=100)
-        result["int8_ratio"][f"{threads}t"] = p50[str(level.image_size)] / p50[str(config.image_size)]
+        result["int8_ratio"][f"{threads}t"] = p50[str(level.image_size)] / p50[str(config.model.image_size)]
     result["command"] = f"{COMMAND} --size-check --level {level.ratio:g} --tag {level.tag}"
     write_json_atomic(level_run(runs, level) / SIZE_CHECK, result)
     return result

@@ -117,7 +117,7 @@ def main() -> int:
 
     # the official val split (a manifest of it without excluded classes); with --holdout the
     # run validated on its hold-out instead, and val is still reported
-    samples = discover(config.val or dataset / "val")
+    samples = discover(config.data.val or dataset / "val")
     hierarchy = read_hierarchy(dataset / "classes.csv")
     figures = {"arch": args.arch, "recipe": recipe, "train_metrics": metrics,
                "wall_seconds_train_and_export": round(wall, 1), "resumed": args.resume, "reexported": args.reexport}
@@ -178,7 +178,7 @@ def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None 
         train = write_manifest(discover(train), names, run.with_name(run.name + "_train.csv"))
         val_source = write_manifest(discover(val_source), names, run.with_name(run.name + "_val.csv"))
     val = {"val": None, "val_fraction": holdout, "val_grouping": grouping} if holdout else {"val": str(val_source)}
-    return TrainConfig(data=str(train), out=str(run), hierarchy=str(dataset / "classes.csv"), **val, **recipe)
+    return TrainConfig.from_flat(data=str(train), out=str(run), hierarchy=str(dataset / "classes.csv"), **val, **recipe)
 
 
 def parse_class_ids(text: str, classes_csv: Path) -> list[dict]:

@@ -161,7 +161,8 @@ def grocery(args: argparse.Namespace) -> None:
     dataset = Path(args.dataset)
     recipe = json.loads((ROOT / "configs" / "grocery_round1.json").read_text())
     config = recipe_config(dataset, Path(args.work) / "grocery_run", recipe)
-    config.head_epochs, config.epochs, config.qat = 0, 1, False  # the main phase alone (val is not run)
+    # the main phase alone (val is not run)
+    config.schedule.head_epochs, config.schedule.epochs, config.compression.qat = 0, 1, False
     run = TrainingRun(config, force=True, log=lambda *_: None)
     phase = next(p for p in run.phases if p.name == "train")
     size = run._phase_image_size(phase)
@@ -173,8 +174,8 @@ def grocery(args: argparse.Namespace) -> None:
     epochs = []
     for pipeline in order:
         # "cache": the streamed pipeline with --cache-dir, its cache written by an untimed pass first
-        run.config.input_pipeline = "memory" if pipeline == "memory" else "stream"
-        run.config.cache_dir = str(cache) if pipeline == "cache" else None
+        run.config.runtime.input_pipeline = "memory" if pipeline == "memory" else "stream"
+        run.config.runtime.cache_dir = str(cache) if pipeline == "cache" else None
         load_average = os.getloadavg()
         started = time.perf_counter()
         run._load_data()
@@ -182,7 +183,7 @@ def grocery(args: argparse.Namespace) -> None:
             for _ in run._train_images():
                 pass
         load_seconds = time.perf_counter() - started
-        steps = math.ceil(run.n_train / config.batch_size)
+        steps = math.ceil(run.n_train / config.schedule.batch_size)
         model = run._phase_model(phase, steps)
         run._compile(model, phase, steps)
         timer = _StepTimes()
@@ -190,7 +191,7 @@ def grocery(args: argparse.Namespace) -> None:
         model.fit(run._train_dataset(size), epochs=1, verbose=0, callbacks=[timer])
         epoch_seconds = time.perf_counter() - started
         skip = min(5, len(timer.times) - 2)
-        steady = (len(timer.times) - 1 - skip) * config.batch_size / (timer.times[-1] - timer.times[skip])
+        steady = (len(timer.times) - 1 - skip) * config.schedule.batch_size / (timer.times[-1] - timer.times[skip])
         result = {"pipeline": pipeline, "train_images": run.n_train, "steps": len(timer.times),
                   "epoch_seconds": round(epoch_seconds, 1), "steady_images_per_second": round(steady, 2),
                   "before_training_seconds": round(load_seconds, 1),  # listing, duplicate check (+ decode)
@@ -206,7 +207,7 @@ def grocery(args: argparse.Namespace) -> None:
                "stream_over_memory": round(mean["stream"] / mean["memory"], 3) if "stream" in mean else None,
                **({"cache_over_memory": round(mean["cache"] / mean["memory"], 3)} if "cache" in mean else {}),
                "image_size": size,
-               "batch_size": config.batch_size, "machine": _machine(),
+               "batch_size": config.schedule.batch_size, "machine": _machine(),
                "command": f"python studies/grocery/pipeline_bench.py grocery --rounds {args.rounds} --pipelines "
                           f"{' '.join(pipelines)}",
                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started_session))}

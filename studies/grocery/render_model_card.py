@@ -26,7 +26,7 @@ from readme_block import replace_block  # noqa: E402
 from edgeshop.report import card  # noqa: E402
 from edgeshop.report.card import pct  # noqa: E402
 from edgeshop.report.metrics import interval_text  # noqa: E402
-from edgeshop.train.config import TrainConfig, recipe_config  # noqa: E402  (a plain dataclass: no TensorFlow)
+from edgeshop.train.config import TrainConfig, flatten, recipe_config  # noqa: E402  (a plain dataclass: no TensorFlow)
 
 # The best published figures on this dataset (Antioquia, PCSC 2021; test split).
 PUBLISHED_FINE, PUBLISHED_COARSE = 0.8604, 0.9199
@@ -102,10 +102,12 @@ def bench_ratio_sentence(bench: dict | None) -> str | None:
 
 def recipe_changes(shipped: dict, variant: dict) -> str:
     """What a variant's recipe changes from the shipped one, e.g. `epochs 14 -> 16`."""
-    defaults = TrainConfig(data="", out="").to_dict()  # a value set to its default is no change
-    keys = sorted(set(shipped) | set(variant))
-    return ", ".join(f"`{k}` {shipped.get(k, 'default')} -> {variant.get(k, 'default')}"
-                     for k in keys if shipped.get(k, defaults.get(k)) != variant.get(k, defaults.get(k)))
+    defaults = TrainConfig().to_keys()  # a value set to its default is no change
+    shipped, variant = flatten(shipped, "shipped recipe"), flatten(variant, "variant recipe")
+    keys = sorted(set(shipped) | set(variant), key=lambda k: k.split(".", 1)[1])
+    # named by the field alone, as the recipes' files write them
+    return ", ".join(f"`{k.split('.', 1)[1]}` {shipped.get(k, 'default')} -> {variant.get(k, 'default')}"
+                     for k in keys if shipped.get(k, defaults[k]) != variant.get(k, defaults[k]))
 
 
 def variant_rows(lite: dict, variants: dict[str, dict], kind: str = "variant", base: str = "shipped") -> list[str]:
@@ -177,8 +179,9 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "",
         *card.recipe_lines(recipe_config(recipe), lite["train_metrics"]),
         "ImageNet weights: `models/efficientnet_lite0_imagenet.npz`. Then full-integer conversion.",
-        *([] if recipe.get("prune") else ["Pruning (`--prune`) was not used for the shipped model: the int8 file "
-                                          "meets the 5 MB budget without it."]),
+        *([] if recipe_config(recipe).experimental.sparsity else [
+            "Magnitude pruning (`--sparsity`) was not used for the shipped model: the int8 file "
+            "meets the 5 MB budget without it."]),
         "",
         *(["Baseline (`seed_cnn`, the original design: four 3x3 convolutions of 32/64/128/128 filters with",
            "2x2 max-pooling, Dense 512, softmax), same data:",

@@ -115,11 +115,10 @@ def sweep_recipe(recipe: dict, size: int) -> dict:
 
 
 def same_recipe(run: Path, wanted: dict) -> bool:
-    from edgeshop.train.config import TrainConfig
+    from edgeshop.train.config import TrainConfig, flatten
 
-    saved = TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_dict()
-    defaults = TrainConfig(data="", out="").to_dict()
-    return all(saved.get(key) == wanted.get(key, defaults[key]) for key in defaults if key in wanted)
+    saved = TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_keys()
+    return all(saved[key] == value for key, value in flatten(wanted).items())
 
 
 def render_table(results: dict) -> str:

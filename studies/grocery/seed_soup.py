@@ -33,16 +33,16 @@ COPIED = ("calibration.npy", "card.json", "data_report.json", "labels.txt", "tra
 def _config(run: Path) -> dict:
     """The run's settings with today's defaults filled in (runs saved before a setting existed)."""
     try:
-        return TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_dict()
+        return TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_keys()
     except (OSError, ValueError, TypeError) as exc:
         raise EdgeshopError(f"{run}: not a finished training run ({exc})") from None
 
 
 def _differences(a: dict, b: dict) -> list[str]:
     """Settings that differ between two runs, beyond the seed and the run directory."""
-    ignored = {"seed", "out"}
-    if not a["coarse_loss_weight"] and not b["coarse_loss_weight"]:
-        ignored.add("hierarchy")  # read only by the coarse loss
+    ignored = {"runtime.seed", "runtime.out"}
+    if not a["experimental.coarse_loss_weight"] and not b["experimental.coarse_loss_weight"]:
+        ignored.add("data.hierarchy")  # read only by the coarse loss
     return sorted(k for k in a.keys() | b.keys() if k not in ignored and a.get(k) != b.get(k))
 
 
@@ -75,8 +75,9 @@ def make_soup(runs: list[Path], out: Path) -> int:
     (out / "stages").mkdir(parents=True)
     for name in COPIED:
         shutil.copy(runs[0] / name, out / name)
-    config = json.loads((runs[0] / "config.json").read_text())
-    write_json_atomic(out / "config.json", {**config, "out": str(out)})
+    config = TrainConfig.from_saved(json.loads((runs[0] / "config.json").read_text()))
+    config.runtime.out = str(out)
+    write_json_atomic(out / "config.json", config.to_dict())
     for phase in done[:-1]:  # e.g. the head phase, which the soup's QAT does not read but resume expects
         shutil.copy(runs[0] / "stages" / f"{phase}.weights.npz", out / "stages" / f"{phase}.weights.npz")
     write_arrays(out / "stages" / f"{FLOAT_STAGE}.weights.npz", soup)

@@ -50,6 +50,12 @@ def test_measuring_keeps_the_recorded_figures_of_levels_trained_in_earlier_sessi
     assert sweep.earlier_levels(None, {}, ["0.80x"]) == {}
 
 
+def _saved(run: Path):
+    from edgeshop.train.config import TrainConfig
+
+    return TrainConfig.from_saved(json.loads((run / "config.json").read_text()))
+
+
 def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path):
     """A level copies its base's head and train stages (never the base's own QAT), and is
     distilled from the base itself or, for an ensemble-taught level, from the recipe's
@@ -72,14 +78,15 @@ def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path)
     sweep.branch(base, sweep.Level(0.7, "kd", base=base.name, ensemble_teacher=True), run, recipe)
     assert sorted(p.name for p in (run / "stages").iterdir()) == ["head.weights.npz", "train.weights.npz"]
     assert json.loads((run / "state.json").read_text())["completed"] == ["head", "train"]
-    config = json.loads((run / "config.json").read_text())
-    assert config["teacher"] == ["a", "b"] and config["target_latency_ratio"] == 0.7 and config["out"] == str(run)
+    config = _saved(run)
+    assert (config.distillation.teacher == ["a", "b"] and config.compression.target_latency_ratio == 0.7
+            and config.runtime.out == str(run))
     for name in ("teacher_logits.npz", "teacher_logits_1.npz"):
         assert (run / name).read_bytes() == name.encode()
 
     plain = tmp_path / "plain"
     sweep.branch(base, sweep.Level(0.7), plain, recipe)
-    assert json.loads((plain / "config.json").read_text())["teacher"] == str(base)
+    assert _saved(plain).distillation.teacher == str(base)
     assert not (plain / "teacher_logits.npz").exists()  # the kd level's cache is of other teachers
     sibling = tmp_path / "grocery_channels_t80_e10"
     sibling.mkdir()
@@ -96,20 +103,20 @@ def test_a_level_branches_after_its_bases_main_phase_with_its_teachers(tmp_path)
     again = tmp_path / "longer"
     sweep.branch(base, longer, again, recipe)
     assert (again / "channels.json").read_text() == (run / "channels.json").read_text()
-    assert json.loads((again / "config.json").read_text())["prune_channels_epochs"] == longer.epochs == 20
+    assert _saved(again).compression.prune_channels_epochs == longer.epochs == 20
     assert sweep.level_run(tmp_path, longer).name == "grocery_channels_t70_e20_kd20"
     refit = sweep.DISTILLED_REFIT  # the same network again, its projections refitted before fine-tuning
     again = tmp_path / "refit"
     sweep.branch(base, refit, again, recipe)
     assert (again / "channels.json").read_text() == (run / "channels.json").read_text()
-    config = json.loads((again / "config.json").read_text())
-    assert config["reconstruct_channels"] is True and config["prune_channels_epochs"] == 10
-    assert json.loads((run / "config.json").read_text())["reconstruct_channels"] is False
+    config = _saved(again)
+    assert config.experimental.reconstruct_channels is True and config.compression.prune_channels_epochs == 10
+    assert _saved(run).experimental.reconstruct_channels is False
     smaller = sweep.DISTILLED_256  # resolution and width together: validated and exported at 256 px
     again = tmp_path / "smaller"
     sweep.branch(base, smaller, again, recipe)
-    assert json.loads((again / "config.json").read_text())["image_size"] == smaller.image_size == 256
-    assert json.loads((run / "config.json").read_text()).get("image_size") == \
+    assert _saved(again).model.image_size == smaller.image_size == 256
+    assert _saved(run).model.image_size == \
         json.loads((base / "config.json").read_text()).get("image_size")  # the others keep the base's
 
 

@@ -48,7 +48,7 @@ def test_seed_soup_averages_runs_of_one_recipe_and_resumes_into_qat(pipeline, tm
         make_soup([a, b], tmp_path / "soup")
     assert json.loads((tmp_path / "soup" / "state.json").read_text())["seconds"] == {}  # not run a's times
     (b / "config.json").write_text(json.dumps({**config, "epochs": 99}))
-    with pytest.raises(EdgeshopError, match=r"differs .* beyond the seed \(epochs\)"):
+    with pytest.raises(EdgeshopError, match=r"differs .* beyond the seed \(schedule.epochs\)"):
         make_soup([a, b], tmp_path / "other")
 
     # the soup run continues with the recipe's later phases (prune, QAT) from the average
