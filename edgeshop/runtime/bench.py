@@ -147,7 +147,7 @@ def benchmark_model(path, threads: int, runs: int = 100, warmup: int = 10, image
     from edgeshop.runtime.preprocess import read_image
 
     path = Path(path)
-    classifier = Classifier(path, num_threads=threads, backend=backend)
+    classifier = Classifier(path, threads, backend=backend)
     stats = time_calls(invoke_callable(classifier._interpreter), runs=runs, warmup=warmup)  # noqa: SLF001
     content = path.read_bytes()
     result = {
