@@ -59,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from edgeshop.cli import _common
 
-    _common.invoked_as = "edgeshop"  # the command's --help and --version say "edgeshop <command>"
-    return importlib.import_module(module_name(argv[0])).main(argv[1:])
+    previous, _common.invoked_as = _common.invoked_as, "edgeshop"  # its --help says "edgeshop <command>"
+    try:
+        return importlib.import_module(module_name(argv[0])).main(argv[1:])
+    finally:
+        _common.invoked_as = previous
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resize rule (training and device): linear (default, fast) or area (exact box filter)")
     p.add_argument("--epochs", type=int, help="epochs of the main phase (default 10)")
     p.add_argument("--head-epochs", type=int, help="epochs training only the new head first (default 2)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="images per training step (default 32)")
     p.add_argument("--lr", type=float, help="learning rate of the head phase / from-scratch training")
     p.add_argument("--fine-tune-lr", type=float, help="learning rate of the whole-network fine-tune")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (main phase)")
@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ImageNet weights from this folder (holding the release files, checked by sha256) or .npz "
                         "file; default: $EDGESHOP_WEIGHTS_DIR, a checkout's models/, else downloaded once into "
                         "$EDGESHOP_CACHE (~/.cache/edgeshop)")
-    p.add_argument("--no-augment", dest="augment", action="store_const", const=False)
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
+                   help="train on the images as they are: no random crops, flips or colour changes")
     p.add_argument("--mix", type=float, metavar="P",
                    help="probability per batch of CutMix or MixUp, e.g. 0.5 (default 0: off)")
     p.add_argument("--freeze-bn", action="store_const", const=True,
@@ -91,10 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the mean weights of the channel fine-tune's last N epochs instead of its last "
                         "epoch's (stochastic weight averaging; N <= --prune-channels-epochs; default 0: off)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity, e.g. 0.5")
-    p.add_argument("--prune-epochs", type=int)
+    p.add_argument("--prune-epochs", type=int, help="epochs of the --prune phase (default 2)")
     p.add_argument("--qat", action="store_const", const=True, help="int8 quantization-aware training (last phase)")
-    p.add_argument("--qat-epochs", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--qat-epochs", type=int, help="epochs of the --qat phase (default 2)")
+    p.add_argument("--seed", type=int, help="seed of the split, the shuffling and the initial weights (default 0)")
     p.add_argument("--deterministic", action="store_const", const=True,
                    help="deterministic kernels: a rerun on this machine gives identical weights (slower)")
     p.add_argument("--strategy", choices=STRATEGIES,

@@ -186,15 +186,15 @@ class Classifier:
         return list(self.card.labels)
 
     @property
+    def input_spec(self) -> InputSpec:
+        return self.card.input
+
     @property
     def num_threads(self) -> int | None:
         """Deprecated name of ``threads``."""
         warnings.warn("Classifier.num_threads is deprecated and will be removed; use Classifier.threads",
                       DeprecationWarning, stacklevel=2)
         return self.threads
-
-    def input_spec(self) -> InputSpec:
-        return self.card.input
 
     @property
     def info(self) -> dict[str, Any]:
