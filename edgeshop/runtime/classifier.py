@@ -53,6 +53,10 @@ class Classifier:
     from the card inside the file. One instance may be shared by several threads: the
     interpreter call is serialised, preprocessing runs in parallel.
 
+    ``threads``: interpreter threads (None: the interpreter's choice); ``top_k`` and
+    ``score_threshold``: how many predictions, scoring at least what. The commands' options
+    use the same words (``--threads``, ``--top-k``, ``--score-threshold``).
+
     ``unknown_threshold``: a frame whose top score is below it is "not one of my products"
     and its predictions are marked ``unknown``. None takes the threshold edgeshop-calibrate
     stored in the card (chosen to keep 95% of known validation images), 0 turns it off.
