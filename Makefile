@@ -34,7 +34,7 @@ clients: $(CLIENTS_STAMP)
 
 ## web: the browser page's MediaPipe Tasks Vision (npm ci in examples/web; the page itself is package data in
 ## edgeshop/web) and, as root, Debian's chromium for its test. Serve the page with:
-## .venv/bin/edgeshop-web --model models/grocery/grocery_int8.tflite
+## .venv/bin/edgeshop-web models/grocery/grocery_int8.tflite
 WEB_STAMP := examples/web/node_modules/.installed-stamp
 $(WEB_STAMP): examples/web/package.json examples/web/package-lock.json
 	@command -v npm >/dev/null || { echo "make web: npm not found; install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }

@@ -69,13 +69,13 @@ def test_onnx_runtime_baseline_matches_tflite(pipeline, synthetic_data, tmp_path
     pixels = [preprocess(read_image(p), spec) for p in test]
     truth = [reference.labels.index(p.parent.name) for p in test]
 
-    onnx_float = OnnxModel(float_onnx, num_threads=1)
+    onnx_float = OnnxModel(float_onnx, threads=1)
     for p in pixels[:8]:
         np.testing.assert_allclose(onnx_float.scores(p.astype(np.float32)), reference.scores_from_pixels(p),
                                    atol=1e-4)
     calibration = np.stack([preprocess(read_image(p), spec) for p in _images(synthetic_data["train"])])
     int8_onnx = quantize_static_int8(float_onnx, tmp_path / "int8.onnx", calibration.astype(np.float32))
-    onnx_int8 = OnnxModel(int8_onnx, num_threads=1)
+    onnx_int8 = OnnxModel(int8_onnx, threads=1)
     float_top1 = top_k_accuracy(np.array(truth), np.stack([onnx_float.scores(p.astype(np.float32)) for p in pixels]))
     int8_top1 = top_k_accuracy(np.array(truth), np.stack([onnx_int8.scores(p.astype(np.float32)) for p in pixels]))
     assert float_top1 > 0.8 and int8_top1 >= float_top1 - 0.1

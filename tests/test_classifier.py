@@ -17,7 +17,7 @@ from edgeshop.tflite.modelcard import read_card
 
 @pytest.fixture(scope="module")
 def classifier() -> Classifier:
-    return Classifier(DATA / "tiny_int8.tflite", num_threads=1)
+    return Classifier(DATA / "tiny_int8.tflite", threads=1)
 
 
 def _frames():

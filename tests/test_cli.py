@@ -16,8 +16,7 @@ from conftest import REPO
 
 from edgeshop.cli import export as export_cli
 from edgeshop.cli import train as train_cli
-
-COMMANDS = ("train", "export", "eval", "bench", "classify", "compare", "demo", "card")
+from edgeshop.cli.dispatch import COMMANDS
 
 
 def test_help_is_instant_and_does_not_import_tensorflow():

@@ -104,7 +104,7 @@ def _rss_mb() -> float:
 
 
 def test_twenty_thousand_classifications_do_not_grow_memory():
-    classifier = Classifier(DATA / "tiny_int8.tflite", num_threads=1)
+    classifier = Classifier(DATA / "tiny_int8.tflite", threads=1)
     frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     for _ in range(500):
         classifier.classify(frame)

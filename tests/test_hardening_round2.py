@@ -417,8 +417,8 @@ def test_bad_classify_settings_are_one_line_errors(flags, capsys):
 def test_zero_threads_is_a_settings_error_not_a_broken_model():
     from edgeshop import Classifier
 
-    with pytest.raises(EdgeshopError, match=r"num_threads \(--threads\) must be a whole number >= 1"):
-        Classifier(MODEL, num_threads=0)
+    with pytest.raises(EdgeshopError, match=r"threads \(--threads\) must be a whole number >= 1"):
+        Classifier(MODEL, threads=0)
 
 
 def test_save_video_into_a_missing_folder_fails(tmp_path, capsys):

@@ -57,7 +57,7 @@ def test_card_sentences_count_images_classes_and_ratios_from_the_figures():
 def test_edgeshop_card_writes_the_card_of_a_run_from_its_own_figures(pipeline, synthetic_data, tmp_path, capsys):
     out = tmp_path / "card" / "MODEL_CARD.md"
     out.parent.mkdir()
-    args = [str(pipeline["run"]), "--model", str(pipeline["int8"]), "--reference", str(pipeline["float16"]),
+    args = [str(pipeline["run"]), str(pipeline["int8"]), "--reference", str(pipeline["float16"]),
             "--data", str(synthetic_data["test"]), "--threads", "1", "--runs", "5", "--out", str(out)]
     assert card_cli.main(args) == 0
     figures = json.loads((out.parent / "figures.json").read_text())
@@ -76,7 +76,7 @@ def test_edgeshop_card_writes_the_card_of_a_run_from_its_own_figures(pipeline, s
     assert capsys.readouterr().out.startswith(f"wrote {out}")
     assert card_cli.main(args) == 2  # a second run does not overwrite the card without --force
     assert "already exists; pass --force" in capsys.readouterr().err
-    assert card_cli.main([str(tmp_path), "--model", str(pipeline["int8"]), "--data", str(synthetic_data["test"])]) == 2
+    assert card_cli.main([str(tmp_path), str(pipeline["int8"]), "--data", str(synthetic_data["test"])]) == 2
     assert "not a finished edgeshop run directory" in capsys.readouterr().err
 
 

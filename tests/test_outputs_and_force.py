@@ -246,9 +246,10 @@ def test_runtime_commands_are_quiet_unless_verbose(tmp_path):
     assert "Created TensorFlow Lite XNNPACK delegate" in loud.stderr  # hidden, not gone
 
 
-@pytest.mark.parametrize(("flag", "expected"), [(["--top-k", "0"], "--top-k must be >= 1"),
-                                                (["--top-k", "9"], "knows 3 products"),
-                                                (["--threshold", "1.5"], "--threshold is a score in [0, 1]")])
+@pytest.mark.parametrize(("flag", "expected"), [
+    (["--top-k", "0"], "--top-k must be >= 1"),
+    (["--top-k", "9"], "knows 3 products"),
+    (["--score-threshold", "1.5"], "--score-threshold is a score in [0, 1]")])
 def test_classify_refuses_top_k_and_threshold_it_cannot_honour(flag, expected, capsys):
     from edgeshop.cli import classify as classify_cli
 
@@ -294,7 +295,7 @@ def test_every_command_refuses_bad_paths_before_importing_tensorflow(tmp_path):
              ("calibrate", [missing, "--data", PHOTOS, "--out", str(tmp_path / "m.tflite")], "model file not found"),
              ("enroll", [MODEL, "--out", str(tmp_path / "m.tflite")], "nothing to do"),
              ("eval", [MODEL, "--data", missing], "dataset path does not exist"),
-             ("card", [missing, "--model", MODEL, "--data", PHOTOS], "not a finished edgeshop run directory")]
+             ("card", [missing, MODEL, "--data", PHOTOS], "not a finished edgeshop run directory")]
     code = ("import contextlib, io, sys, time, importlib; t = time.perf_counter(); results = []\n"
             "for name, args, _ in CASES:\n"
             "    err = io.StringIO()\n"

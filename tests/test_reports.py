@@ -152,7 +152,7 @@ def test_bench_cli_reports_the_agreed_fields(tmp_path):
     assert result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"]
     assert result["size_gzip_bytes"] < result["size_bytes"] and result["backend"] == "litert"
     assert result["end_to_end"]["p50_ms"] >= result["p50_ms"] * 0.5
-    assert bench_cli.main([str(DATA / "tiny_int8.tflite"), "--threads", "1,2", "--runs", "5",
+    assert bench_cli.main([str(DATA / "tiny_int8.tflite"), "--threads-sweep", "1,2", "--runs", "5",
                            "--json", str(out), "--force"]) == 0  # replacing the first result needs --force
     assert [r["threads"] for r in json.loads(out.read_text())["sweep"]] == [1, 2]
 

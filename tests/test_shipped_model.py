@@ -42,7 +42,7 @@ SHIPPED_MODELS = ["grocery_int8.tflite", "grocery_fp16.tflite", "grocery_int8_fa
 
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_shipped_model_carries_its_labels_and_card(name, figures):
-    classifier = Classifier(GROCERY / name, num_threads=1)
+    classifier = Classifier(GROCERY / name, threads=1)
     assert len(classifier.labels) == 81 == len(set(classifier.labels))
     assert {s.label for s in discover(DEMO_TEST)} <= set(classifier.labels)  # the demo's classes, same spelling
     assert classifier.card.arch == figures["arch"] == "efficientnet_lite0"
@@ -87,7 +87,7 @@ def test_the_fast_model_is_the_channel_pruned_one_and_runs_faster():
 def test_shipped_model_top1_on_the_bundled_demo_images(name):
     samples = discover(DEMO_TEST)
     assert len(samples) == 52
-    result = predict(Classifier(GROCERY / name, num_threads=2), samples, show_progress=False)
+    result = predict(Classifier(GROCERY / name, threads=2), samples, show_progress=False)
     assert not result.skipped
     assert top_k_accuracy(result.truth, result.scores, 1) >= TOP1_FLOOR
     assert top_k_accuracy(result.truth, result.scores, 5) >= 0.98

@@ -68,7 +68,7 @@ def test_train_small_then_qat_and_export_at_full_size(synthetic_data, tmp_path):
     assert card["extra"]["training"]["train_image_size"] == 32
     model = tmp_path / "int8.tflite"
     export(run, model, "int8")
-    classifier = Classifier(model, num_threads=1)
+    classifier = Classifier(model, threads=1)
     assert (classifier.card.input.height, classifier.card.input.width) == (48, 48)
     assert classifier.info["input_shape"] == [1, 48, 48, 3]
     # the exported 48 px model classifies the held-out images, not only returns some label

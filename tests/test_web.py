@@ -165,7 +165,7 @@ def write_camera_frame(path: Path) -> dict:
 
 
 def test_missing_model_is_a_one_line_error(tmp_path, capsys):
-    assert web.main(["--model", str(tmp_path / "nope.tflite"), "--port", "0"]) == 2
+    assert web.main([str(tmp_path / "nope.tflite"), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nope.tflite" in err and "not found" in err, err
 
@@ -174,7 +174,7 @@ def test_missing_npm_package_says_make_web(tmp_path, capsys):
     for name in web.PAGE_FILES:
         (tmp_path / name).write_bytes((WEB / name).read_bytes())
     model = MODELS / "grocery_int8.tflite"
-    assert web.main(["--model", str(model), "--port", "0", "--root", str(tmp_path), "--runtime", str(tmp_path)]) == 2
+    assert web.main([str(model), "--port", "0", "--root", str(tmp_path), "--runtime", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "make web" in err and "npm install --prefix" in err, err
 
@@ -182,7 +182,7 @@ def test_missing_npm_package_says_make_web(tmp_path, capsys):
 def test_without_any_runtime_the_error_names_every_place_looked_and_the_npm_command(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(web, "CHECKOUT_RUNTIME", tmp_path / "no-checkout")
     monkeypatch.setenv("EDGESHOP_CACHE", str(tmp_path / "cache"))
-    assert web.main(["--model", str(MODELS / "grocery_int8.tflite"), "--port", "0"]) == 2
+    assert web.main([str(MODELS / "grocery_int8.tflite"), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(web.DEFAULT_ROOT) in err and str(tmp_path / "cache" / "web") in err, err
     assert f"npm install --prefix {tmp_path / 'cache' / 'web'} {web.MEDIAPIPE_NPM}" in err, err
@@ -214,7 +214,7 @@ def test_serve_command_without_tensorflow_serves_only_its_files():
     script = ("import sys\n"
               "for name in ('tensorflow', 'tf_keras', 'keras'): sys.modules[name] = None\n"
               "from edgeshop.cli.web import main\n"
-              f"sys.exit(main(['--model', {str(model)!r}, '--port', '0', '--quiet', '--images', {str(DEMO)!r}]))\n")
+              f"sys.exit(main([{str(model)!r}, '--port', '0', '--quiet', '--images', {str(DEMO)!r}]))\n")
     process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:

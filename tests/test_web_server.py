@@ -118,7 +118,7 @@ def test_a_fifo_named_like_a_photo_is_never_opened(page_root, photos):
 
 
 def _server_process(model: Path, root: Path, images: Path) -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen([sys.executable, "-m", "edgeshop.cli.web", "--model", str(model), "--port", "0",
+    process = subprocess.Popen([sys.executable, "-m", "edgeshop.cli.web", str(model), "--port", "0",
                                 "--quiet", "--root", str(root), "--images", str(images)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()

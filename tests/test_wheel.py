@@ -97,7 +97,7 @@ def test_classify_a_demo_photo_from_the_installed_package(installed):
 def test_edgeshop_web_serves_the_page_and_the_model(installed):
     runtime = NODE_RUNTIME / "node_modules" / "@mediapipe" / "tasks-vision" / "vision_bundle.mjs"
     require_client(runtime.is_file(), "@mediapipe/tasks-vision is not installed in examples/web: run `make web`")
-    process = subprocess.Popen([str(installed["bin"] / "edgeshop-web"), "--model", str(SHIPPED), "--port", "0",
+    process = subprocess.Popen([str(installed["bin"] / "edgeshop-web"), str(SHIPPED), "--port", "0",
                                 "--quiet", "--runtime", str(NODE_RUNTIME)], cwd=installed["work"],
                                env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -216,7 +216,7 @@ def measure(work: Path, threads: int, runs: int) -> dict:
     from edgeshop.runtime.bench import invoke_callable, time_interleaved
 
     files = {name: Path(path) for name, path in json.loads((work / "files.json").read_text()).items()}
-    classifiers = {name: Classifier(files[name], num_threads=threads)
+    classifiers = {name: Classifier(files[name], threads=threads)
                    for name in ("int8", "float16", "float32", "int8_pruned", "float32_pruned")}
 
     int8 = classifiers["int8"]
@@ -228,7 +228,7 @@ def measure(work: Path, threads: int, runs: int) -> dict:
     calls = {f"litert_{name}": invoke_callable(c._interpreter) for name, c in classifiers.items()}  # noqa: SLF001
     for name in ("float32_dense_probe", "float32_sparse_probe"):  # random weights, no card: bare interpreters
         calls[f"litert_{name}"] = invoke_callable(make_interpreter(files[name].read_bytes(), threads)[1])
-    other_rule = Classifier(files["int8_linear"], num_threads=threads)
+    other_rule = Classifier(files["int8_linear"], threads=threads)
     calls["preprocess_640x480"] = lambda: preprocess(frame, int8.input_spec)  # where the end-to-end extra goes
     for name in ("onnx_float32", "onnx_int8"):  # spinning off: idle workers would take the next call's cores
         calls[name] = OnnxModel(files[name], threads, spinning=False).invoke_callable(pixels)
@@ -288,7 +288,7 @@ def camera_loop(video: Path, model: Path, threads: int, repeats: int = 3) -> dic
     """Frames per second of decode + classify over every frame of the clip (median of repeats)."""
     from edgeshop.runtime.stream import open_source
 
-    classifier = Classifier(model, num_threads=threads)
+    classifier = Classifier(model, threads=threads)
     decode, full = [], []
     for _ in range(repeats):
         for timings, work in ((decode, None), (full, classifier)):

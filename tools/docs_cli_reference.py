@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import importlib
 import os
-from importlib.metadata import entry_points
+import sys
+from pathlib import Path
 
 MARKER = "<!-- cli-reference -->"
-
-
-def commands() -> list[tuple[str, str]]:
-    """(command name, module) for every installed edgeshop console script, by name."""
-    scripts = entry_points(group="console_scripts")
-    return sorted((ep.name, ep.module) for ep in scripts if ep.module.startswith("edgeshop.cli"))
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def reference() -> str:
+    """`edgeshop --help`, then `edgeshop <command> --help` for every command, as the user sees them."""
+    if ROOT not in sys.path:  # the checkout being built, not whichever edgeshop the environment installed
+        sys.path.insert(0, ROOT)
+    from edgeshop.cli import _common, dispatch
+
     os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal; fix it for the page
-    sections = []
-    for name, module in commands():
-        parser = importlib.import_module(module).build_parser()
-        sections.append(f"## {name}\n\n```text\n{parser.format_help().rstrip()}\n```\n")
+    sections = [f"## edgeshop\n\n```text\n{dispatch.build_parser().format_help().rstrip()}\n```\n"]
+    previous, _common.invoked_as = _common.invoked_as, "edgeshop"
+    try:
+        for name in dispatch.COMMANDS:
+            parser = _common.complete(importlib.import_module(dispatch.module_name(name)).build_parser())
+            sections.append(f"## edgeshop {name}\n\n```text\n{parser.format_help().rstrip()}\n```\n")
+    finally:
+        _common.invoked_as = previous
     return "\n".join(sections)
 
 

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeshop.data import discover
     from edgeshop.runtime.bench import time_calls
 
-    classifier = edgeshop.Classifier(args.model, num_threads=args.threads)
+    classifier = edgeshop.Classifier(args.model, threads=args.threads)
     root = Path(args.images)
     predictions, frames = {}, []
     for sample in discover(root):

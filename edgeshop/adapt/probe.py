@@ -34,7 +34,7 @@ class HeadProbe:
         if softmax_beta is not None:
             content = with_softmax_beta(content, softmax_beta, str(classifier.path))
         content, self.tensors = with_head_outputs(content, str(classifier.path))
-        self.backend, self._interpreter = make_interpreter(content, classifier.num_threads, classifier.backend,
+        self.backend, self._interpreter = make_interpreter(content, classifier.threads, classifier.backend,
                                                            source=str(classifier.path))
         details = {d["index"]: d for d in self._interpreter.get_output_details()}
         self._outputs = {name: details[index] for name, index in self.tensors.items()}

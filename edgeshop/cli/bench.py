@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeshop.cli._common import parse, run_command
+from edgeshop.cli._common import add_threads, parse, positive_int, run_command, timed_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeshop-bench", description=__doc__.splitlines()[0])
     p.add_argument("model", help=".tflite model")
-    p.add_argument("--threads", default="1", help="interpreter threads, or a sweep like 1,2,4 (default 1)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
+    add_threads(p, sweep_default=(1,))
+    p.add_argument("--runs", type=positive_int, default=100, help="timed runs (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs after the cold first one (default 10)")
     p.add_argument("--end-to-end", metavar="IMAGE", help="also time Classifier.classify on this image")
     p.add_argument("--backend", default="auto", help="auto | litert | tflite_runtime | tensorflow")
@@ -26,19 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(build_parser(), argv)
+    parser = build_parser()
+    args = parse(parser, argv)
+    threads = timed_threads(parser, args)
 
     def body() -> int:
         from edgeshop._io import check_outputs, write_json_atomic
-        from edgeshop.errors import EdgeshopError
 
         check_outputs([(args.json, "json", "--json")], force=args.force, inputs=[args.model, args.end_to_end])
         from edgeshop.runtime.bench import benchmark_model
 
-        try:
-            threads = [int(t) for t in str(args.threads).split(",") if t.strip()]
-        except ValueError:
-            raise EdgeshopError(f"--threads must be integers like 1 or 1,2,4; got {args.threads!r}") from None
         results = [
             benchmark_model(args.model, t, runs=args.runs, warmup=args.warmup, image=args.end_to_end,
                             backend=args.backend)

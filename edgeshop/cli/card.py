@@ -1,6 +1,6 @@
 """edgeshop-card: the model card of a training run, measured on your own labelled images.
 
-    edgeshop-card RUN_DIR --model model_int8.tflite --reference model_fp16.tflite --data VAL
+    edgeshop card RUN_DIR model_int8.tflite --reference model_fp16.tflite --data VAL
 
 Evaluates the exported model (and its float reference) on VAL with edgeshop-eval's code,
 times both in one process with edgeshop-bench's code, and writes RUN_DIR/figures.json and
@@ -14,27 +14,29 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import parse, run_command
+from edgeshop.cli._common import add_model, add_threads, parse, positive_int, run_command, timed_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeshop-card", description=__doc__.splitlines()[0])
     p.add_argument("run", help="the training run directory (edgeshop-train --out)")
-    p.add_argument("--model", required=True, help="the exported .tflite the card describes (e.g. the int8 model)")
+    add_model(p, "the exported .tflite the card describes (e.g. the int8 model)")
     p.add_argument("--reference", help="its float reference (e.g. edgeshop-export --float16): compared row by row")
     p.add_argument("--data", required=True, help="labelled images the run did not train on (class folders, "
                    "split file or CSV manifest)")
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
     p.add_argument("--hierarchy", help="Grocery-style classes.csv (fine name, id, coarse name): adds coarse top-1")
-    p.add_argument("--threads", default="1,2", help="thread counts to time, e.g. 1,2")
-    p.add_argument("--runs", type=int, default=200, help="timed invokes per model and thread count")
+    add_threads(p, sweep_default=(1, 2))
+    p.add_argument("--runs", type=positive_int, default=200, help="timed invokes per model and thread count")
     p.add_argument("--out", help="the card (default RUN_DIR/MODEL_CARD.md); the figures go beside it as figures.json")
     p.add_argument("--force", action="store_true", help="replace an existing card and figures file")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(build_parser(), argv)
+    parser = build_parser()
+    args = parse(parser, argv)
+    threads = timed_threads(parser, args)
     command = shlex.join(["edgeshop-card", *(sys.argv[1:] if argv is None else argv)])
 
     def body() -> int:
@@ -54,10 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         figures_file = out.with_name("figures.json")
         check_outputs([(out, "markdown", "--out"), (figures_file, "json", "figures.json")], force=args.force,
                       inputs=[args.model, args.reference, args.data, args.classes, args.hierarchy])
-        try:
-            threads = [int(t) for t in args.threads.split(",")]
-        except ValueError:
-            raise EdgeshopError(f"--threads must be comma-separated integers, got {args.threads!r}") from None
         samples = discover(args.data, args.classes)
         hierarchy = None
         if args.hierarchy:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeshop.cli._common import parse, positive_int, run_command, show_warnings
+from edgeshop.cli._common import add_deprecated_alias, add_threads, parse, positive_int, run_command, show_warnings
 from edgeshop.runtime.preprocess import FITS, FRAME_FIT, SLOT_FIT
 from edgeshop.runtime.smoothing import SETTLE_SECONDS
 
@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeshop-classify", description=__doc__.splitlines()[0])
     p.add_argument("model", help=".tflite model")
     p.add_argument("source", help="image, folder, video file, camera index, RTSP/HTTP URL or picamera2")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--threshold", type=float, default=0.0, help="drop predictions scoring below this")
+    p.add_argument("--top-k", type=int, default=3, help="products listed per frame or region (default 3)")
+    p.add_argument("--score-threshold", type=float, default=0.0, metavar="SCORE",
+                   help="drop predictions scoring below this (default 0: keep all --top-k)")
+    add_deprecated_alias(p, "--threshold", "--score-threshold")
     p.add_argument("--unknown-threshold", type=float, default=None, metavar="SCORE",
                    help="a frame whose top score is below this is 'unknown' (none of the model's products); "
                         "default: the threshold edgeshop-calibrate stored in the model, 0 turns it off")
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a slot must have no stable label this long before 'product -> null' is an event; "
                         f"a swap within it is one event 'A -> B' (default {SETTLE_SECONDS:g}; image folders "
                         "count one second per image)")
-    p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (>= 1)")
+    add_threads(p)
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     p.add_argument("--give-up-after", type=float, default=GIVE_UP_AFTER, metavar="SECONDS",
                    help=f"a camera or stream that delivers no frame for this long ends the run with an error "
@@ -203,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("smoothing: " + re.sub(r"\b(alpha|window|enter|exit|settle)\b", r"--\1", str(exc)))
     if args.top_k < 1:
         parser.error(f"--top-k must be >= 1 (how many products to list per frame), got {args.top_k}")
-    if not 0 <= args.threshold <= 1:
-        parser.error(f"--threshold is a score in [0, 1], got {args.threshold:g}")
+    if not 0 <= args.score_threshold <= 1:
+        parser.error(f"--score-threshold is a score in [0, 1], got {args.score_threshold:g}")
     if args.unknown_threshold is not None and not 0 <= args.unknown_threshold <= 1:
         parser.error(f"--unknown-threshold is a score in [0, 1] (0 turns the check off), "
                      f"got {args.unknown_threshold:g}")
@@ -222,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.source.lower().startswith(URL_SCHEMES) and not args.retry_forever:
             resolve_stream_host(args.source)  # before the model loads: a wrong name is answered at once
         show_warnings("edgeshop-classify")
-        classifier = Classifier(args.model, num_threads=args.threads, top_k=args.top_k,
-                                score_threshold=args.threshold, unknown_threshold=args.unknown_threshold,
+        classifier = Classifier(args.model, threads=args.threads, top_k=args.top_k,
+                                score_threshold=args.score_threshold, unknown_threshold=args.unknown_threshold,
                                 fit=args.fit)
         if args.top_k > len(classifier.labels):
             raise EdgeshopError(f"--top-k {args.top_k}: {args.model} knows {len(classifier.labels)} products; "

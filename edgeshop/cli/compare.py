@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import parse, run_command
+from edgeshop.cli._common import parse, positive_int, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,8 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the report and the exported variants")
     p.add_argument("--classes", help="classes.csv for split files")
     p.add_argument("--hierarchy", help="Grocery-style classes.csv: adds coarse accuracy")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs-timed", type=int, default=50, help="timed invokes per variant")
+    p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads for the timings (default 1)")
+    p.add_argument("--runs-timed", type=positive_int, default=50, help="timed invokes per variant (default 50)")
     p.add_argument("--force", action="store_true", help="replace the report and models of an earlier comparison "
                    "in --out")
     return p

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeshop-demo", description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with train/ and test/ class folders")
     p.add_argument("--out", default="runs/demo", help="run directory (models are written inside)")
-    p.add_argument("--image-size", type=int, default=160)
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--image-size", type=int, default=160, help="input side in pixels (default 160)")
+    p.add_argument("--epochs", type=int, default=6, help="epochs of the main training phase (default 6)")
     p.add_argument("--threads", type=positive_int, default=2, help="interpreter threads for the latency figures")
     p.add_argument("--no-deterministic", dest="deterministic", action="store_false",
                    help="TensorFlow's default (faster, not bit-reproducible) kernels")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = read_image(samples[0].path)
         rows = []
         for fmt, path in paths.items():
-            classifier = Classifier(path, num_threads=args.threads)
+            classifier = Classifier(path, threads=args.threads)
             result = predict(classifier, samples)
             latency = time_calls(lambda c=classifier: c.classify(frame), runs=50, warmup=5)
             rows.append((fmt, top_k_accuracy(result.truth, result.scores, 1), path.stat().st_size, latency.p50_ms))
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nint8 / float32: size {i8[2] / f32[2]:.2f}x, latency {i8[3] / f32[3]:.2f}x")
         shipped_top1 = None
         if SHIPPED_MODEL.is_file():
-            shipped = predict(Classifier(SHIPPED_MODEL, num_threads=args.threads), samples, show_progress=False)
+            shipped = predict(Classifier(SHIPPED_MODEL, threads=args.threads), samples, show_progress=False)
             shipped_top1 = top_k_accuracy(shipped.truth, shipped.scores, 1)
             print(f"The shipped 81-class model ({SHIPPED_MODEL.relative_to(REPO)}) on the same images: "
                   f"top-1 {shipped_top1:.1%} (not trained on them, but they "

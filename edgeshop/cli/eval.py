@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeshop.cli._common import parse, positive_int, run_command
+from edgeshop.cli._common import add_threads, parse, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="classes.csv for split files (default: beside the split file)")
     p.add_argument("--hierarchy", help="Grocery-style classes.csv (fine name, id, coarse name): adds coarse_top1")
     p.add_argument("--compare", help="another .tflite (e.g. the float model): top-1 agreement and accuracy delta")
-    p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")
+    add_threads(p)
     p.add_argument("--unknown", metavar="DIR", help="images of products the model does not know (any layout): "
                    "unknown_auroc, FPR at 95%% TPR and known-class accuracy at the model's unknown threshold, for "
                    "max score, max logit and energy")
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.utils import write_bytes_atomic, write_json_atomic
 
         samples = discover(args.data, args.classes)
-        classifier = Classifier(args.model, num_threads=args.threads)
+        classifier = Classifier(args.model, threads=args.threads)
         hierarchy = None
         if args.hierarchy:
             hierarchy = read_hierarchy(Path(args.hierarchy))
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         figures.update(model=str(args.model), data=str(args.data), skipped=len(result.skipped),
                        skipped_files=[{"file": str(p), "reason": r} for p, r in result.skipped])
         if args.compare:
-            other = predict(Classifier(args.compare, num_threads=args.threads), samples)
+            other = predict(Classifier(args.compare, threads=args.threads), samples)
             if other.labels != result.labels or other.paths != result.paths:
                 raise EdgeshopError(f"{args.compare}: its labels differ from {args.model}'s; nothing to compare")
             other_figures = summarize(other.truth, other.scores, other.labels, hierarchy)

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from edgeshop._io import open_regular
-from edgeshop.cli._common import parse, run_command
+from edgeshop.cli._common import add_model, parse, run_command
 from edgeshop.errors import EdgeshopError
 from edgeshop.utils import cache_dir
 
@@ -355,8 +355,8 @@ def _settings_or_error(snapshot: ModelSnapshot) -> bytes:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeshop-web", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help=".tflite model written by edgeshop-export")
-    p.add_argument("--port", type=int, default=8000)
+    add_model(p, ".tflite model written by edgeshop-export")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; phones reach it through adb reverse or an HTTPS proxy)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",

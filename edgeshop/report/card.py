@@ -1,7 +1,7 @@
 """Model cards: measure a run's exported models on labelled images, keep the figures in a
 JSON file, and write the Markdown card from that file alone.
 
-`edgeshop-card RUN_DIR --model M.tflite --data VAL` does it for any run; the shipped grocery
+`edgeshop-card RUN_DIR M.tflite --data VAL` does it for any run; the shipped grocery
 card (studies/grocery/render_model_card.py) is the same card with the Grocery-specific sections
 added. Every number in a card is read from the figures file or computed from it here:
 rerunning the measurement and the rendering reproduces the card.

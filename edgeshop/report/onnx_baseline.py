@@ -70,12 +70,12 @@ def quantize_static_int8(float_onnx: Path, int8_onnx: Path, calibration_pixels: 
 class OnnxModel:
     """An ONNX Runtime session on the CPU with a fixed thread count, fed NHWC pixels."""
 
-    def __init__(self, path: Path, num_threads: int, spinning: bool = True) -> None:
+    def __init__(self, path: Path, threads: int, spinning: bool = True) -> None:
         """``spinning=False`` stops idle workers busy-waiting for the next run: needed when
         other runtimes are timed in the same process, whose cores they would take."""
         onnxruntime, _ = _require_onnx()
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = num_threads
+        options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -46,17 +46,16 @@ def interpreter_class(backend: str = "auto") -> tuple[str, Any]:
     )
 
 
-def make_interpreter(model_content: bytes, num_threads: int | None, backend: str = "auto", source: str = "model",
+def make_interpreter(model_content: bytes, threads: int | None, backend: str = "auto", source: str = "model",
                      *, checked: bool = False):
     """An allocated interpreter for ``model_content``; loader failures become ModelLoadError.
 
     The file is checked first (`model_check`) unless the caller has just done so (``checked``):
     LiteRT crashes the process on some crafted files instead of raising."""
     # Checked here: the interpreter's own ValueError would read as a broken model file.
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                    or num_threads < 1):
-        raise EdgeshopError(f"num_threads (--threads) must be a whole number >= 1, or None for the "
-                            f"interpreter's default; got {num_threads!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise EdgeshopError(f"threads (--threads) must be a whole number >= 1, or None for the "
+                            f"interpreter's default; got {threads!r}")
     if not checked:
         check_model(model_content, source)
     # XNNPACK plans and touches its memory while allocating (a 4000 x 4000 input: 670 MB before
@@ -65,7 +64,7 @@ def make_interpreter(model_content: bytes, num_threads: int | None, backend: str
     name, cls = interpreter_class(backend)
     try:
         with hidden_chatter():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" INFO line
-            interpreter = cls(model_content=model_content, num_threads=num_threads)
+            interpreter = cls(model_content=model_content, num_threads=threads)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise load_failure(source, name, exc) from None

@@ -148,7 +148,7 @@ def benchmark_model(path, threads: int, runs: int = 100, warmup: int = 10, image
                     backend: str = "auto") -> dict:
     """Bare-invoke latency of a model (and, with ``image``, Classifier.classify end to end)."""
     path = Path(path)
-    classifier = Classifier(path, num_threads=threads, backend=backend)
+    classifier = Classifier(path, threads, backend=backend)
     stats = time_calls(invoke_callable(classifier._interpreter), runs=runs, warmup=warmup)  # noqa: SLF001
     content = path.read_bytes()
     result = {

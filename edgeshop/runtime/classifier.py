@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeshop._deprecation import UNSET, renamed_keyword
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
 from edgeshop.runtime.backend import make_interpreter, run_failures
 from edgeshop.runtime.preprocess import FRAME_FIT, SLOT_FIT, check_fit, check_frame, fit_box, preprocess
@@ -52,6 +53,10 @@ class Classifier:
     from the card inside the file. One instance may be shared by several threads: the
     interpreter call is serialised, preprocessing runs in parallel.
 
+    ``threads``: interpreter threads (None: the interpreter's choice); ``top_k`` and
+    ``score_threshold``: how many predictions, scoring at least what. The commands' options
+    use the same words (``--threads``, ``--top-k``, ``--score-threshold``).
+
     ``unknown_threshold``: a frame whose top score is below it is "not one of my products"
     and its predictions are marked ``unknown``. None takes the threshold edgeshop-calibrate
     stored in the card (chosen to keep 95% of known validation images), 0 turns it off.
@@ -68,7 +73,7 @@ class Classifier:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        num_threads: int | None = None,
+        threads: int | None = None,
         *,
         top_k: int = 5,
         score_threshold: float = 0.0,
@@ -77,7 +82,9 @@ class Classifier:
         backend: str = "auto",
         unknown_threshold: float | None = None,
         fit: str | None = None,
+        num_threads: int | None = UNSET,
     ) -> None:
+        threads = renamed_keyword("Classifier", "num_threads", "threads", num_threads, threads)
         self.fit = None if fit is None else _checked_fit(fit)
         self._clipped_warned: set[tuple[Roi, tuple[int, int]]] = set()
         self.path = Path(path)
@@ -89,10 +96,10 @@ class Classifier:
         if card is not None:
             export = card.extra.get("export")
             check_outputs_fit_card(graph, export.get("format") if isinstance(export, dict) else None, str(self.path))
-        self.backend, self._interpreter = make_interpreter(self.content, num_threads, backend, source=str(self.path),
+        self.backend, self._interpreter = make_interpreter(self.content, threads, backend, source=str(self.path),
                                                            checked=True)
         self.card = card or self._fallback_card()
-        self.num_threads = num_threads
+        self.threads = threads
         self.top_k = top_k
         self.score_threshold = score_threshold
         self._lock = threading.Lock()
@@ -187,12 +194,19 @@ class Classifier:
         return self.card.input
 
     @property
+    def num_threads(self) -> int | None:
+        """Deprecated name of ``threads``."""
+        warnings.warn("Classifier.num_threads is deprecated and will be removed; use Classifier.threads",
+                      DeprecationWarning, stacklevel=2)
+        return self.threads
+
+    @property
     def info(self) -> dict[str, Any]:
         """What this classifier is running: backend, input, quantization, labels, card."""
         return {
             "path": str(self.path),
             "backend": self.backend,
-            "num_threads": self.num_threads,
+            "threads": self.threads,
             "input_shape": [int(s) for s in self._in["shape"]],
             "input_dtype": self._in_q.dtype,
             "input_quantization": {"scale": self._in_q.scale, "zero_point": self._in_q.zero_point},
@@ -307,11 +321,14 @@ class Classifier:
         """True when no label (allowed or not) reaches ``unknown_threshold``: not one of the products."""
         return bool(len(scores)) and float(np.max(scores)) < self.unknown_threshold
 
-    def rank(self, scores: np.ndarray, top_k: int | None = None, threshold: float | None = None) -> list[Prediction]:
-        """Predictions from a score vector, with this classifier's top_k/threshold/allow/deny rules;
-        all of them are marked ``unknown`` when the frame is (`is_unknown`)."""
+    def rank(self, scores: np.ndarray, top_k: int | None = None, score_threshold: float | None = None, *,
+             threshold: float | None = UNSET) -> list[Prediction]:
+        """Predictions from a score vector, with this classifier's top_k/score_threshold/allow/deny
+        rules; all of them are marked ``unknown`` when the frame is (`is_unknown`)."""
+        score_threshold = renamed_keyword("Classifier.rank", "threshold", "score_threshold", threshold,
+                                          score_threshold)
         k = self.top_k if top_k is None else top_k
-        threshold = self.score_threshold if threshold is None else threshold
+        threshold = self.score_threshold if score_threshold is None else score_threshold
         candidates = np.flatnonzero(self._mask & (scores >= threshold))
         order = candidates[np.argsort(-scores[candidates], kind="stable")]
         if k is not None and k >= 0:

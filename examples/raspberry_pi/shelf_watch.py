@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     config = load_config(Path(args.config))
 
-    classifier = Classifier(config["model"], num_threads=config["threads"], score_threshold=config["threshold"],
+    classifier = Classifier(config["model"], threads=config["threads"], score_threshold=config["threshold"],
                             unknown_threshold=config["unknown_threshold"], fit=config["fit"])
     slots = [(slot["name"], tuple(slot["roi"])) for slot in config["slots"]]
     rois = [roi for _, roi in slots]

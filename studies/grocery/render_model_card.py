@@ -160,8 +160,8 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "```",
         "edgeshop-eval models/grocery/grocery_int8.tflite --data $G/val --hierarchy $G/classes.csv \\",
         "    --compare models/grocery/grocery_fp16.tflite --report report/",
-        "edgeshop-bench models/grocery/grocery_int8.tflite --threads 1,2 --runs 200",
-        "edgeshop-bench models/grocery/grocery_fp16.tflite --threads 1,2 --runs 200",
+        "edgeshop-bench models/grocery/grocery_int8.tflite --threads-sweep 1,2 --runs 200",
+        "edgeshop-bench models/grocery/grocery_fp16.tflite --threads-sweep 1,2 --runs 200",
         "```",
         "",
         "## Data",
@@ -340,7 +340,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
           for name, m in (("`grocery_int8.tflite`", lite["int8"]), ("`grocery_fp16.tflite`", lite["float16"]))),
         "",
         "- Latency depends on the CPU: the README's figures table gives it per device with its command",
-        "  (`make bench`); measure yours with `edgeshop-bench models/grocery/grocery_int8.tflite --threads 1,2`.",
+        "  (`make bench`); measure yours with `edgeshop-bench models/grocery/grocery_int8.tflite --threads-sweep 1,2`.",
     ]
     if seed:
         lines.append(f"- The from-scratch `seed_cnn` baseline on the same data: {pct(seed['int8']['val']['top1'])} "

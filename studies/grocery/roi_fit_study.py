@@ -51,7 +51,7 @@ def val_photos(data: Path) -> list[tuple[Path, str]]:
 
 
 def study(model: Path, data: Path, limit: int | None = None) -> dict:
-    classifier = Classifier(model, num_threads=1)
+    classifier = Classifier(model, threads=1)
     photos = val_photos(data)[:limit]
     missing = sorted({name for _, name in photos} - set(classifier.labels))
     if missing:
