@@ -30,7 +30,7 @@ from open_set_study import enrol_from_rows, load, model_with_class_samples, rest
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
 import edgeshop.enroll as enroll  # noqa: E402  (the study sets its ENROL_VIEWS for the timed product path)
-from edgeshop.datasets import Sample, load_images  # noqa: E402
+from edgeshop.datasets import Sample, load_images, similarity_groups  # noqa: E402
 from edgeshop.enroll import IMPRINT_GAIN, REFIT_SCALE, REFIT_STEPS, fit_new_rows  # noqa: E402
 from edgeshop.report.metrics import percentile_interval  # noqa: E402
 from edgeshop.report.openset import auroc, fpr_at_tpr, known_scores  # noqa: E402
@@ -40,6 +40,7 @@ from edgeshop.runtime.modelcard import read_card  # noqa: E402
 from edgeshop.runtime.probe import loaded  # noqa: E402
 from edgeshop.runtime.tflite_head import softmax_beta  # noqa: E402
 from edgeshop.runtime.unknown_score import class_prototypes, prototype_score  # noqa: E402
+from edgeshop.train.similarity import EMBEDDING_SIZE  # noqa: E402  (a constant; TensorFlow loads only when features are computed)
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 FOLDS = 8
@@ -132,22 +133,27 @@ def fold_estimate(d: dict, features: np.ndarray, outputs, label: str) -> dict:
         ref = r["known_train"] & known_class
         known = r["known_val"] & known_class
         unknown = r["base"] & (r["truth"] >= 0) & ~known_class & np.isin(d["split"], ("train", "val"))
+        unknown_val = unknown & (d["split"] == "val")
         scores, logits = outputs(keep, ref)
         kept_truth = np.cumsum(keep) - 1
         for m in METHODS:
             s = method_scores(m, scores, logits, features, features[ref], kept_truth[r["truth"][ref]])
             per_fold[m].append({"auroc": round(auroc(s[known], s[unknown]), 4),
-                                "fpr_at_95tpr": round(fpr_at_tpr(s[known], s[unknown]), 4)})
+                                "fpr_at_95tpr": round(fpr_at_tpr(s[known], s[unknown]), 4),
+                                "auroc_unknown_val_only": round(auroc(s[known], s[unknown_val]), 4)})
     return {"features": label, "folds": FOLDS,
             "methods": {m: {"mean_auroc": round(float(np.mean([x["auroc"] for x in rows])), 4),
                             "mean_fpr_at_95tpr": round(float(np.mean([x["fpr_at_95tpr"] for x in rows])), 4),
-                            "per_fold_auroc": [x["auroc"] for x in rows]} for m, rows in per_fold.items()}}
+                            "per_fold_auroc": [x["auroc"] for x in rows],
+                            "mean_auroc_unknown_val_only": round(float(np.mean([x["auroc_unknown_val_only"]
+                                                                                for x in rows])), 4)}
+                        for m, rows in per_fold.items()}}
 
 
-def imagenet_rows(d: dict, dataset: Path, model: Path) -> np.ndarray:
-    """Frozen ImageNet Lite0 features (pooled, IMAGENET_SIZE px) of every cached train/val photo, NaN
+def imagenet_rows(d: dict, dataset: Path, model: Path, size: int = IMAGENET_SIZE) -> np.ndarray:
+    """Frozen ImageNet Lite0 features (pooled, ``size`` px) of every cached train/val photo, NaN
     elsewhere; cached beside the model's outputs."""
-    path = cache_path(model).with_name(f"{cache_path(model).stem}_imagenet_lite0_{IMAGENET_SIZE}.npy")
+    path = cache_path(model).with_name(f"{cache_path(model).stem}_imagenet_lite0_{size}.npy")
     if path.is_file():
         return np.load(path)
     from edgeshop.train.similarity import imagenet_features  # TensorFlow: the study only, never the runtime
@@ -156,13 +162,40 @@ def imagenet_rows(d: dict, dataset: Path, model: Path) -> np.ndarray:
     features = np.full((len(d["path"]), 1280), np.nan, np.float32)
     for start in range(0, len(rows), 256):  # chunks: the float pixels of every photo at once take ~2 GB
         chunk = rows[start:start + 256]
-        values, paths = imagenet_features([Sample(dataset / d["path"][i], "") for i in chunk], IMAGENET_SIZE, 1)
+        values, paths = imagenet_features([Sample(dataset / d["path"][i], "") for i in chunk], size, 1)
         found = {str(p): v for p, v in zip(paths, values, strict=True)}
         for i in chunk:
             features[i] = found.get(str(dataset / d["path"][i]), np.nan)
         print(f"ImageNet features {min(start + 256, len(rows))}/{len(rows)}", flush=True)
     np.save(path, features)
     return features
+
+
+def lookalike_groups(d: dict, features: np.ndarray) -> np.ndarray:
+    """A group id per cached row: the look-alike clusters of `--val-grouping similarity` (ImageNet
+    descriptors at EMBEDDING_SIZE px, average linkage below EMBEDDING_DISTANCE) per class and split, the
+    grouping whose hold-out scored like val in the split-leak study; views share their photo's group,
+    iconic images are groups of their own."""
+    from edgeshop.train.similarity import EMBEDDING_DISTANCE, as_descriptors
+
+    group = np.full(len(d["path"]), -1)
+    base, next_id = d["view"] == 0, 0
+    for split in ("train", "val"):
+        for label in np.unique(d["label"]):
+            rows = np.flatnonzero(base & (d["split"] == split) & (d["label"] == label) & ~np.isnan(features[:, 0]))
+            if not len(rows):
+                continue
+            paths = [Path(d["path"][i]) for i in rows]
+            samples = [Sample(p, label) for p in paths]
+            members = similarity_groups(samples, EMBEDDING_DISTANCE, as_descriptors(features[rows], paths))
+            index = {p: i for p, i in zip(paths, rows, strict=True)}
+            for cluster in members:
+                group[[index[s.path] for s in cluster]] = next_id
+                next_id += 1
+    for i in np.flatnonzero(base & (group < 0)):
+        group[i], next_id = next_id, next_id + 1
+    by_path = {(d["split"][i], d["path"][i]): group[i] for i in np.flatnonzero(base)}
+    return np.array([by_path[(sp, p)] for sp, p in zip(d["split"], d["path"], strict=True)])
 
 
 def probe_outputs(d: dict, features: np.ndarray):
@@ -322,9 +355,12 @@ def main() -> int:
     beta, weights = softmax_beta(content), read_head_weights(content).weights
     norm = read_card(content).extra["embedding"]["imprint_norm"] * IMPRINT_GAIN["cosine"]
     d = load(model, dataset)
+    d["group"] = lookalike_groups(d, imagenet_rows(d, dataset, model, EMBEDDING_SIZE))
     figures = {"model": str(model.resolve().relative_to(ROOT)) if model.resolve().is_relative_to(ROOT) else str(model),
                "protocol": "studies/grocery/README.md, 'The protocol for choosing an unknown score and the "
-                           "enrolment settings'", "command": "make open-set-protocol", "resamples": RESAMPLES}
+                           "enrolment settings'", "command": "make open-set-protocol", "resamples": RESAMPLES,
+               "bursts": "look-alike clusters of ImageNet Lite0 descriptors (edgeshop.train.similarity, "
+                         f"{EMBEDDING_SIZE} px, average linkage below 0.75) per class and split"}
     figures.update(shipped_estimates(d, beta))
     unit, outputs = probe_outputs(d, imagenet_rows(d, dataset, model))
     figures["B_folds_imagenet_features"] = fold_estimate(
