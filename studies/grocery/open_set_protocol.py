@@ -20,13 +20,16 @@ photos (reported only). Intervals resample bursts (`edgeshop.datasets.similarity
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from open_set_embeddings import cache_path  # noqa: E402
 from open_set_study import enrol_from_rows, load, model_with_class_samples, restricted_softmax, shot_rows  # noqa: E402
+from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
 import edgeshop.enroll as enroll  # noqa: E402  (the study sets its ENROL_VIEWS for the timed product path)
@@ -343,12 +346,132 @@ def choose_enrolment(five: list[dict], timed: dict[tuple[int, bool], float]) -> 
     return {"chosen": {"views": chosen["views"], "iconic_extra_shot": chosen["iconic_extra_shot"]}}
 
 
+NAMES = {"max_score": "max calibrated score (the runtime's)", "max_logit": "max logit", "energy": "energy",
+         "prototype": "cosine to class prototype (centred)", "knn1": "kNN, k = 1 (Sun et al. 2022)",
+         "knn5": "kNN, k = 5", "knn20": "kNN, k = 20"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _span(pair: list[float], percent: bool = False) -> str:
+    return f"{_pct(pair[0])}-{_pct(pair[1])}" if percent else f"{pair[0]:.3f}-{pair[1]:.3f}"
+
+
+def render_study(f: dict) -> str:
+    """The study README's block: every figure of protocol.json."""
+    a, dv, b, c = (f["A_unseen_training_photos"], f["D_unseen_val_photos"], f["B_folds_imagenet_features"],
+                   f["C_folds_shipped_features"])
+    lines = [f"`{f['command']}` (figures: `studies/grocery/figures/open_set/protocol.json`; {f['resamples']:,} burst "
+             f"resamples; bursts: {f['bursts']}). Estimate A: {a['known_photos']} known val photos "
+             f"({a['known_bursts']} bursts) against the ten unseen products' {a['unknown_photos']} training photos "
+             f"({a['unknown_bursts']} bursts); D: the same known photos against their {dv['unknown_photos']} val "
+             f"photos ({dv['unknown_bursts']} bursts); B and C: {b['folds']} folds, means over folds.", "",
+             "| unknown score | A: AUROC | A: FPR at 95% TPR | A: AUROC minus max score's (paired) | B: fold AUROC "
+             "(val-only unknowns) | C: fold AUROC (leaky) | D: AUROC |", "|---|---|---|---|---|---|---|"]
+    for m in METHODS:
+        ra, rd = a["methods"][m], dv["methods"][m]
+        rb, rc = b["methods"][m], c["methods"][m]
+        lines.append(f"| {NAMES[m]} | {ra['auroc']:.3f} ({_span(ra['auroc_interval'])}) | "
+                     f"{_pct(ra['fpr_at_95tpr'])} ({_span(ra['fpr_at_95tpr_interval'], True)}) | "
+                     f"{ra['auroc_minus_max_score']:+.3f} ({ra['auroc_minus_max_score_interval'][0]:+.3f} to "
+                     f"{ra['auroc_minus_max_score_interval'][1]:+.3f}) | {rb['mean_auroc']:.3f} "
+                     f"({rb['mean_auroc_unknown_val_only']:.3f}) | {rc['mean_auroc']:.3f} | {rd['auroc']:.3f} "
+                     f"({_span(rd['auroc_interval'])}) |")
+    choice = f["unknown_choice"]
+    lines += ["", f"The rule passes {', '.join(NAMES[m] for m in choice['passing']) or 'no candidate'}: the "
+              f"product keeps **{NAMES[choice['chosen']]}**."]
+    e = f["enrolment"]
+    test = "train_outside_shot_bursts"
+    first = e["five_shot"][0]
+    lines += ["", f"Enrolment of the ten from the first {SHOTS} training photos each (cached outputs, float head; "
+              f"old classes' val top-1 before {_pct(e['old_top1_before'])}). Test photos for choosing: "
+              f"{first[test]['photos']} training photos outside the shots' bursts ({first[test]['bursts']} bursts); "
+              f"the earlier estimate, every other training photo: {first['train_all_others']['photos']}; val: "
+              f"{first['val']['photos']} photos ({first['val']['bursts']} bursts).", "",
+              "| views per shot | + iconic image | new: outside the shots' bursts | new: every other training photo "
+              "| new: val photos | old classes lose | seconds for ten (product path) |",
+              "|---|---|---|---|---|---|---|"]
+    for row in e["five_shot"]:
+        key = f"{row['views']} views{' + iconic' if row['iconic_extra_shot'] else ''}"
+        chosen = e["choice"]["chosen"] == {"views": row["views"], "iconic_extra_shot": row["iconic_extra_shot"]}
+        mark = "**" if chosen else ""
+        lines.append(f"| {mark}{row['views']}{mark} | {'yes' if row['iconic_extra_shot'] else 'no'} | "
+                     f"{mark}{_pct(row[test]['new_top1'])}{mark} ({_span(row[test]['interval'], True)}) | "
+                     f"{_pct(row['train_all_others']['new_top1'])} | {_pct(row['val']['new_top1'])} "
+                     f"({_span(row['val']['interval'], True)}) | {100 * row['old_loss']:.2f} points | "
+                     f"{e['seconds_for_ten'][key]:.1f} |")
+    for row in e["one_shot"]:
+        lines.append(f"| {row['views']} | the iconic image alone (1 shot) | - | {_pct(row['train']['new_top1'])} "
+                     f"({_span(row['train']['interval'], True)}) | {_pct(row['val']['new_top1'])} | "
+                     f"{100 * row['old_loss']:.2f} points | - |")
+    chosen = e["choice"]["chosen"]
+    lines += ["", "Seconds: measured through `edgeshop-enroll`'s code (embeddings, refit, self-check, writing the "
+              "model; photos decoded) where the product path ran, the others scaled by model runs; this 2-core "
+              "machine was shared with other jobs (load average near 10). The rule chooses "
+              + (f"**{chosen['views']} view(s) per shot{', with' if chosen['iconic_extra_shot'] else ', without'} "
+                 "the iconic image**." if chosen else "nothing (no candidate passes).")]
+    lines += ["", "Product path (int8 model through LiteRT, `edgeshop.enroll.enroll_content`):", "",
+              "| views per shot | + iconic | seconds | new: outside the shots' bursts | new: val photos | old classes "
+              "after |", "|---|---|---|---|---|---|"]
+    for row in e["product_path"]:
+        lines.append(f"| {row['views']} | {'yes' if row['iconic_extra_shot'] else 'no'} | {row['enrol_seconds']:.1f} | "
+                     f"{_pct(row['new_top1_train_outside_shot_bursts'])} | {_pct(row['new_top1_val'])} | "
+                     f"{_pct(row['old_top1_after'])} |")
+    return "\n".join(lines)
+
+
+def render_docs(f: dict) -> str:
+    """The user-facing block of docs/unknown-products.md."""
+    a, dv = f["A_unseen_training_photos"]["methods"]["max_score"], f["D_unseen_val_photos"]["methods"]["max_score"]
+    e = f["enrolment"]
+    chosen = e["choice"]["chosen"]
+    pick = next(r for r in e["five_shot"] if {"views": r["views"], "iconic_extra_shot": r["iconic_extra_shot"]}
+                == chosen) if chosen else e["five_shot"][0]
+    one = next(r for r in e["one_shot"] if r["views"] == pick["views"]) if any(
+        r["views"] == pick["views"] for r in e["one_shot"]) else e["one_shot"][0]
+    path = next((r for r in e["product_path"] if r["views"] == pick["views"]
+                 and r["iconic_extra_shot"] == pick["iconic_extra_shot"]), None)
+    test = "train_outside_shot_bursts"
+    lines = ["| what | estimate on unseen-class training photos | estimate on unseen val photos | target |",
+             "|---|---|---|---|",
+             f"| unknown products: AUROC (max calibrated score) | {a['auroc']:.3f} ({_span(a['auroc_interval'])}) | "
+             f"{dv['auroc']:.3f} ({_span(dv['auroc_interval'])}) | >= 0.90 |",
+             f"| unknown products: FPR at 95% TPR | {_pct(a['fpr_at_95tpr'])} "
+             f"({_span(a['fpr_at_95tpr_interval'], True)}) | {_pct(dv['fpr_at_95tpr'])} "
+             f"({_span(dv['fpr_at_95tpr_interval'], True)}) | <= 40% |",
+             f"| enrolment from 5 photos ({pick['views']} view(s) each): new products recognised | "
+             f"{_pct(pick[test]['new_top1'])} ({_span(pick[test]['interval'], True)}), photos outside the shots' "
+             f"bursts | {_pct(pick['val']['new_top1'])} ({_span(pick['val']['interval'], True)}) | >= 80% |",
+             f"| enrolment from the catalogue image alone: new products recognised | "
+             f"{_pct(one['train']['new_top1'])} ({_span(one['train']['interval'], True)}) | "
+             f"{_pct(one['val']['new_top1'])} | reported |",
+             f"| old products lost by the 5-photo enrolment (val top-1) | - | {100 * pick['old_loss']:.2f} points | "
+             "<= 1 point |"]
+    if path:
+        lines.append(f"| time to enrol ten products (this 2-core machine, shared) | - | {path['enrol_seconds']:.1f} s "
+                     "| < 10 s |")
+    lines += ["", "95% intervals resample bursts of look-alike photos, not single photos. Reproduce: "
+              f"`{f['command']}` (figures: `studies/grocery/figures/open_set/protocol.json`)."]
+    return "\n".join(lines)
+
+
+def render_blocks(figures: dict) -> None:
+    replace_block("open-set-protocol", render_study(figures))
+    replace_block("unknown-enrolment-figures", render_docs(figures))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     parser.add_argument("--model", default=str(ROOT / "models" / "grocery" / "open_set" / "grocery71_int8.tflite"))
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--render-only", action="store_true", help="only rewrite the README and docs blocks")
     args = parser.parse_args()
+    if args.render_only:
+        render_blocks(json.loads(OUT.read_text()))
+        return 0
     started = time.time()
     model, dataset = Path(args.model), Path(args.dataset)
     content = model.read_bytes()
@@ -388,6 +511,8 @@ def main() -> int:
     figures["seconds"] = round(time.time() - started, 1)
     write_json_atomic(args.out, figures)
     print(f"wrote {args.out}")
+    if Path(args.out).resolve() == OUT.resolve():
+        render_blocks(figures)
     return 0
 
 
