@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: docs metadata-schema grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-study open-set-linear channel-sweep bench resolution-sweep web pi-check
+.PHONY: docs metadata-schema grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-study open-set-protocol open-set-linear channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe Tasks, the phone developers' client: only in .venv-clients (export writes standard
 # TFLite Metadata with edgeshop's own copy of the schema, edgeshop/_vendor/).
@@ -139,6 +139,15 @@ open-set: $(STAMP)
 ## runs/open_set/ first; figures: studies/grocery/figures/open_set/open_set_study.json
 open-set-study: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 nice -n 10 $(BIN)/python studies/grocery/open_set_study.py --dataset $(GROCERY)
+
+## open-set-protocol: every figure of the unknown-score and enrolment protocol (studies/grocery/README.md): estimate
+## A (unseen training photos), leave-classes-out folds (B ImageNet features, C the model's), unseen val photos,
+## enrolment candidates and the product path, with burst intervals; caches in $(OPEN_SET_CACHE) (~15 min here);
+## figures: studies/grocery/figures/open_set/protocol.json, then the README and docs blocks
+OPEN_SET_CACHE ?= runs/open_set
+open-set-protocol: $(STAMP)
+	OPEN_SET_CACHE=$(OPEN_SET_CACHE) OPENBLAS_NUM_THREADS=1 nice -n 5 $(BIN)/python studies/grocery/open_set_protocol.py \
+		--dataset $(GROCERY)
 
 ## open-set-linear: the same with the default linear head (the open-set model shipped before; a variant now:
 ## figures in studies/grocery/figures/open_set/variants/)

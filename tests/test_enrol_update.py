@@ -107,3 +107,38 @@ def test_shot_views_are_the_photo_its_mirror_and_zooms():
     # the centre 80% zoom cuts 4 of the band's 10 columns and stretches the other 6 by 1.25
     assert views[2][:, :7].min() == 255 and views[2][:, 9:].max() == 0
     assert views[4][:, :11].min() == 255  # the top-left 85% zoom keeps the band at the left edge
+
+
+def test_knn_score_is_minus_the_distance_to_the_kth_nearest_reference_by_hand():
+    """Three references at 0, 90 and 180 degrees (lengths 5, 0.5 and 2: only directions count), a
+    query at 30 degrees (length 3). Unit vectors at angle t are 2 sin(t/2) apart: 2 sin 15 = 0.5176
+    to the first, 2 sin 30 = 1 to the second, 2 sin 75 = 1.9319 to the third. So k = 1, 2, 3
+    give minus those, and a k beyond the three references takes the farthest."""
+    from edgeshop.report.openset import known_scores
+
+    reference = np.array([[5.0, 0.0], [0.0, 0.5], [-2.0, 0.0]])
+    query = {"embedding": 3.0 * np.array([[np.cos(np.pi / 6), np.sin(np.pi / 6)], [0.0, -1.0]])}
+    # the second query (270 degrees) is 90, 180 and 90 degrees away: sorted 1.4142, 1.4142, 2
+    expected = {1: [0.5176, 1.4142], 2: [1.0, 1.4142], 3: [1.9319, 2.0], 10: [1.9319, 2.0]}
+    for k, distances in expected.items():
+        np.testing.assert_allclose(known_scores("knn", query, reference, k=k), -np.array(distances), atol=1e-4)
+
+
+def test_imprint_rows_by_hand():
+    """Centre (2, 0); the product's photos (2, 1) and (5, 0): centred (0, 1) and (3, 0), each
+    normalised first (so the far photo does not outweigh the near one), (0, 1) and (1, 0): mean
+    (0.5, 0.5). Trained rows (1, 0) and (0, 3) without bias give the centre logits 2 and 0: median 1.
+    - plain head: the row is the unit mean at length 2, (1.414, 1.414), and its bias puts the centre
+      at logit 1: 1 - 2 x 1.414 = -1.828;
+    - cosine head (no bias): the mean loses its part along the centre, (0, 0.5) -> (0, 1) x 2, and
+      the logit at the centre goes in along it: + 1 / |c|^2 x c = (0.5, 0); the row (0.5, 2)."""
+    from edgeshop.adapt.enroll import imprint_rows
+
+    photos, centre = np.array([[2.0, 1.0], [5.0, 0.0]]), np.array([2.0, 0.0])
+    trained = np.array([[1.0, 0.0], [0.0, 3.0]])
+    rows, bias = imprint_rows(photos, np.array([0, 0]), 1, trained, np.zeros(2), centre, 2.0)
+    np.testing.assert_allclose(rows, [[np.sqrt(2), np.sqrt(2)]], rtol=1e-6)
+    np.testing.assert_allclose(bias, [1 - 2 * np.sqrt(2)], rtol=1e-6)
+    rows, bias = imprint_rows(photos, np.array([0, 0]), 1, trained, np.zeros(2), centre, 2.0, fold_bias=True)
+    np.testing.assert_allclose(rows, [[0.5, 2.0]], rtol=1e-6)
+    assert bias.tolist() == [0.0] and float(rows[0] @ centre) == pytest.approx(1.0)

@@ -374,3 +374,43 @@ def test_enrolment_checks_each_new_product_on_its_own_photos_and_names_the_weak_
     assert f"added bar: 5 photo(s); recognised {added['bar']['recognised']:.0%}" in printed
     warnings = [line for line in printed.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "mixed: only" in warnings[0] and "bar" not in warnings[0].split(":")[1]
+
+
+def test_each_photo_and_its_mirror_image_are_imprinted(pipeline, new_bars, tmp_path):
+    """ENROL_VIEWS = 2 (studies/grocery/open_set_protocol.py chose it): the new row (imprint only) is
+    the centred, normalised mean over every photo's embedding and its mirror image's, at the card's
+    length. Recomputed here from the probe's embeddings, it matches the written int8 row; the row
+    of the photos alone does not. The photos are bars with their left 40% blacked out, so that a
+    mirror image differs from its photo by more than the int8 rounding of the row."""
+    from edgeshop.adapt.enroll import ENROL_VIEWS, imprint_rows, new_class_photos, shot_views
+    from edgeshop.adapt.probe import HeadProbe
+    from edgeshop.data import load_images
+
+    assert ENROL_VIEWS == 2
+    (tmp_path / "new" / "bar").mkdir(parents=True)
+    for path in sorted((new_bars / "bar").glob("*.png")):
+        image = cv2.imread(str(path))
+        image[:, : image.shape[1] * 2 // 5] = 0
+        cv2.imwrite(str(tmp_path / "new" / "bar" / path.name), image)
+    out = tmp_path / "views.tflite"
+    assert enroll_main([str(pipeline["int8"]), "--remove", "bar", "--data", str(tmp_path / "new"), "--out", str(out),
+                        "--no-refit"]) == 0
+    written = read_head_weights(out.read_bytes()).weights[-1]
+    content = pipeline["int8"].read_bytes()
+    card, head = read_card(content), read_head_weights(content)
+    keep = np.array([name != "bar" for name in card.labels])
+    classifier = Classifier(pipeline["int8"])
+    photos = load_images(new_class_photos(tmp_path / "new"), ["bar"], classifier.input_spec)
+    probe = HeadProbe(classifier)
+
+    def imprinted(views: int) -> np.ndarray:
+        pixels = np.stack([v for p in photos.pixels for v in shot_views(p)[:views]])
+        embeddings = probe.run_many(pixels, "test")["embedding"]
+        rows, _ = imprint_rows(embeddings, np.zeros(len(embeddings), int), 1, head.weights[keep], head.bias[keep],
+                               np.asarray(card.extra["embedding"]["mean"]), card.extra["embedding"]["imprint_norm"])
+        return rows[0]
+
+    with_mirrors, alone = imprinted(2), imprinted(1)
+    gap = np.linalg.norm(with_mirrors - alone)
+    assert np.linalg.norm(written - with_mirrors) < 0.3 * gap, "the written row is the one of photos and mirrors"
+    assert np.linalg.norm(written - alone) > 0.7 * gap

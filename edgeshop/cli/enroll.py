@@ -12,8 +12,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgeshop-enroll",
         description="Add products to an edgeshop .tflite without retraining: each new product's row of the "
-        "classifier layer is imprinted from 1-20 photos (their centred, normalised mean embedding, one view per "
-        "photo), then refitted by softmax regression against the old classes' stored "
+        "classifier layer is imprinted from 1-20 photos (their centred, normalised mean embedding, each photo "
+        "and its mirror image), then refitted by softmax regression against the old classes' stored "
         "samples; each product's photos are checked leave-one-out and a product recognised below 60% is named "
         "in a warning. The new model "
         "keeps every old label (except --remove), stays fully integer if it was, keeps its standard metadata and "
@@ -21,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help=".tflite model written by edgeshop-export (and calibrated, as exports are)")
     p.add_argument("--data", help="folder with one sub-folder of photos per new product: NEW/<product>/*.jpg, "
-                   "1-20 photos directly in each (links followed; a catalogue image counts as one photo); the "
-                   "folder's name is the product's label")
+                   "1-20 photos directly in each (links followed; add the product's catalogue image as one more "
+                   "photo if you have it: it helps, alone it does not work); the folder's name is the product's label")
     p.add_argument("--remove", action="append", default=[], metavar="LABEL",
                    help="drop this product from the model (repeatable; with --data, a product can be replaced)")
     p.add_argument("--imprint-gain", type=float, metavar="G",

@@ -6,12 +6,13 @@ Every train and val photo of the 81 classes, every class's iconic catalogue imag
 the enrolment shots (the first 5 training photos of each class, sorted by name, and the
 iconic image) each augmented view edgeshop-enroll uses (`edgeshop.adapt.enroll.shot_views`).
 The study (studies/grocery/open_set_study.py) then chooses and measures on these arrays without
-running the model again. Output: runs/open_set/embeddings_<model stem>.npz (never committed).
+running the model again. Output: runs/open_set/embeddings_<model stem>.npz, or in $OPEN_SET_CACHE (never committed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,9 @@ SHOTS = 5  # the first SHOTS training photos of each class get their augmented v
 
 
 def cache_path(model: Path) -> Path:
-    return ROOT / "runs" / "open_set" / f"embeddings_{model.stem}.npz"
+    """runs/open_set/ of the checkout, or $OPEN_SET_CACHE (e.g. /tmp on a shared machine)."""
+    folder = Path(os.environ.get("OPEN_SET_CACHE") or ROOT / "runs" / "open_set")
+    return folder / f"embeddings_{model.stem}.npz"
 
 
 def main() -> int:

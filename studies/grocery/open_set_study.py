@@ -258,11 +258,18 @@ def enrol(d: dict, weights: np.ndarray, keep: np.ndarray, new_labels: list[str],
     """The head after removing rows ~keep and enrolling ``new_labels`` (rows appended)."""
     views, steps, scale = candidate
     rows = [shot_rows(d, name, shots, views) for name in new_labels]
+    return enrol_from_rows(d, weights, keep, rows, steps, scale, norm, centre, prototypes)
+
+
+def enrol_from_rows(d: dict, weights: np.ndarray, keep: np.ndarray, rows: list[np.ndarray], steps: int, scale: float,
+                    norm: float, centre: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """The head after removing rows ~keep and enrolling one class per entry of ``rows`` (cached rows
+    of its shots' views), as edgeshop-enroll does with a cosine head."""
     x = d["embedding"][np.concatenate(rows)]
     y = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)])
     old_w = weights[keep]
     zero = np.zeros(len(old_w))
-    new_w, _ = imprint_rows(x, y, len(new_labels), old_w, zero, centre, norm, fold_bias=True)
+    new_w, _ = imprint_rows(x, y, len(rows), old_w, zero, centre, norm, fold_bias=True)
     if steps:
         new_w, _ = fit_new_rows(old_w, zero, new_w, np.zeros(len(new_w)), x, y, prototypes[keep], steps=steps,
                                 has_bias=False)
