@@ -73,6 +73,9 @@ class TrainConfig:
     average_last_epochs: int = 0
     augment: bool = True
     mix: float = 0.0  # probability per batch of CutMix or MixUp (needs augment)
+    # Outlier exposure (train/outlier_exposure.py): weight of the cross-entropy to uniform on
+    # CutMix pictures of two different classes appended to each batch. 0 = off. Needs augment.
+    outlier_exposure: float = 0.0
     freeze_bn: bool = False  # BatchNorm in inference mode after the head phase (small-data fine-tuning)
     # Structured pruning (train/channels.py): remove this fraction of the channels of every
     # conv -> depthwise -> conv group (EfficientNet-Lite's expansions), then fine-tune the
@@ -172,6 +175,9 @@ class TrainConfig:
             raise EdgeshopError(f"--interpolation must be one of {INTERPOLATIONS}; got {self.interpolation!r}")
         if not 0 <= self.mix <= 1:
             raise EdgeshopError(f"--mix is a probability in [0, 1]; got {self.mix}")
+        if self.outlier_exposure < 0 or (self.outlier_exposure > 0 and not self.augment):
+            raise EdgeshopError(f"outlier_exposure is a weight >= 0 and needs augment; got {self.outlier_exposure}"
+                                f" with augment={self.augment}")
         if self.coarse_loss_weight < 0:
             raise EdgeshopError(f"--coarse-loss-weight must be >= 0; got {self.coarse_loss_weight}")
         if self.coarse_loss_weight > 0 and not self.hierarchy:

@@ -21,9 +21,16 @@ training accuracy Keras logs counts the outlier rows (their argmax is arbitrary)
 
 from __future__ import annotations
 
+import math
+
 from edgeshop.train._keras import tf
 
 MIN_AREA, MAX_AREA = 0.35, 0.65  # the pasted share of the picture: both classes clearly present
+OUTLIER_SHARE = 0.25  # outliers appended per batch, as a share of its size: +25% compute per step
+
+
+def outlier_count(batch_size: int) -> int:
+    return max(1, math.ceil(OUTLIER_SHARE * batch_size))
 
 
 def different_class_partners(classes):
