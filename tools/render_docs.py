@@ -31,6 +31,7 @@ RENDER_COMMANDS = (
     ["tools/demo_block.py"],
     ["studies/grocery/channel_sweep.py", "--render-only"],
     ["studies/grocery/open_set_benchmark.py", "--render-only"],
+    ["studies/grocery/outlier_exposure_proxy.py", "--render-only"],
     ["studies/grocery/pipeline_bench.py", "readme"],
 )
 

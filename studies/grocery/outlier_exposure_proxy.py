@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 from open_set_embeddings import cache_path  # noqa: E402
 from open_set_study import FOLDS, fold_of, grouped_interval, load  # noqa: E402
+from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from edgeshop.datasets import Sample, iter_decoded  # noqa: E402
@@ -312,10 +313,15 @@ def main() -> int:
     parser.add_argument("--weight", type=float, default=LAMBDA,
                         help="OE weight lambda (the decision rule was fixed for 0.5; other values are exploratory)")
     parser.add_argument("--no-folds", action="store_true", help="the ten unseen products' estimate only (minutes)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only rewrite studies/grocery/outlier-exposure.md's tables from the stored figures")
     parser.add_argument("--seed-spread", type=int, metavar="N",
                         help="only the no-OE head from N initial seeds on the unseen estimate: the probe's own noise")
     args = parser.parse_args()
     LAMBDA = args.weight
+    if args.render_only:
+        render_blocks()
+        return 0
     model, dataset = Path(args.model), Path(args.dataset)
     d = load(model, dataset)
     imagenet = normalised(imagenet_features(d, model)).astype(np.float32)
@@ -359,8 +365,62 @@ def main() -> int:
     if LAMBDA != 0.5 or not folds:
         figures["exploratory"] = "not the pre-registered setting (lambda 0.5 with folds): never used to choose"
     write_json_atomic(Path(args.out), figures)
+    if Path(args.out).resolve() in {PROXY.resolve(), *(p.resolve() for p in EXPLORATORY)}:
+        render_blocks()
     print(f"wrote {args.out}; winners: {figures.get('winners') or 'none'}")
     return 0
+
+
+PROXY = FIGURES / "open_set" / "outlier_exposure_proxy.json"
+EXPLORATORY = [FIGURES / "open_set" / "variants" / f"outlier_exposure_proxy_lambda{w}.json" for w in ("0.1", "0.25")]
+
+
+def _gain(row: dict) -> str:
+    """The paired interval of the OE head's AUROC gain, as [low, high]."""
+    low, high = row["ten_train_auroc_gain_interval"]
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
+def render(figures: dict) -> str:
+    """The write-up's table of the pre-registered run (lambda 0.5, folds)."""
+    base = figures["heads"]["no_oe"]["ten_train"]["auroc"]
+    lines = ["| head | known top-1 (71 val) | AUROC, unseen train photos [95%] | OE gain [95%, paired] | FPR@95TPR "
+             "| AUROC, ImageNet folds | AUROC, shipped-feature folds | AUROC, unseen val |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in ("no_oe", *KINDS):
+        row, t = figures["heads"][name], figures["heads"][name]["ten_train"]
+        gain = "-" if name == "no_oe" else f"{t['auroc'] - base:+.3f} {_gain(row)}"
+        lines.append(f"| {'no OE' if name == 'no_oe' else name} | {100 * row['known_top1']:.2f}% "
+                     f"| {t['auroc']:.3f} [{t['auroc_interval'][0]:.3f}, {t['auroc_interval'][1]:.3f}] | {gain} "
+                     f"| {t['fpr_at_95tpr']:.3f} | {row['folds_imagenet']['mean_auroc']:.3f} "
+                     f"| {row['folds_shipped']['mean_auroc']:.3f} | {row['ten_val']['auroc']:.3f} |")
+    lines += ["", f"Known: the 71 classes' {figures['known_val_photos']} val photos; unknown: the ten products' "
+              f"{figures['ten_train_photos']} training photos ({figures['ten_val_photos']} val photos in the last "
+              "column); "
+              f"lambda {figures['lambda']}. Winners under the rule: {', '.join(figures['winners']) or 'none'}."]
+    return "\n".join(lines)
+
+
+def render_exploratory(files: list[dict]) -> str:
+    """The write-up's table of the exploratory lambdas (never used to choose)."""
+    lines = ["| lambda | head | known top-1 | AUROC, unseen train photos | OE gain [95%, paired] | FPR@95TPR "
+             "| AUROC, unseen val |", "|---|---|---|---|---|---|---|"]
+    for figures in files:
+        base = figures["heads"]["no_oe"]["ten_train"]["auroc"]
+        for name in KINDS:
+            row, t = figures["heads"][name], figures["heads"][name]["ten_train"]
+            lines.append(f"| {figures['lambda']} | {name} | {100 * row['known_top1']:.2f}% | {t['auroc']:.3f} "
+                         f"| {t['auroc'] - base:+.3f} {_gain(row)} | {t['fpr_at_95tpr']:.3f} "
+                         f"| {row['ten_val']['auroc']:.3f} |")
+    return "\n".join(lines)
+
+
+def render_blocks() -> None:
+    import json
+
+    replace_block("outlier-exposure-proxy", render(json.loads(PROXY.read_text())))
+    found = [json.loads(p.read_text()) for p in EXPLORATORY if p.is_file()]
+    replace_block("outlier-exposure-lambdas", render_exploratory(found))
 
 
 def wins(oe: dict, no_oe: dict) -> bool:
