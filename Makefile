@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: docs metadata-schema grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-study open-set-protocol open-set-linear channel-sweep bench resolution-sweep web pi-check
+.PHONY: docs metadata-schema grocery-teachers grocery-round1 backbone-lite2 split-leak install clients demo demo-figures test test-slow test-tflite-runtime lint clean grocery grocery-baseline grocery-teacher open-set open-set-oe open-set-oe-proxy open-set-study open-set-protocol open-set-linear channel-sweep bench resolution-sweep web pi-check
 
 # MediaPipe Tasks, the phone developers' client: only in .venv-clients (export writes standard
 # TFLite Metadata with edgeshop's own copy of the schema, edgeshop/_vendor/).
@@ -133,6 +133,19 @@ open-set: $(STAMP)
 	$(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) --config configs/grocery_efficientnet_lite0_cosine.json \
 		--exclude-classes $(OPEN_SET_EXCLUDED) --out runs/grocery71_cosine $(ARGS)
 	$(BIN)/python studies/grocery/open_set_benchmark.py --dataset $(GROCERY)
+
+## open-set-oe: the open-set model's recipe with outlier exposure (studies/grocery/outlier-exposure.md); a run
+## folder with state.json is resumed. Then compare: python studies/grocery/open_set_benchmark.py --model ...
+OPEN_SET_OE_RUN := runs/grocery71_cosine_oe
+open-set-oe: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 nice -n 5 $(BIN)/python studies/grocery/grocery_recipe.py --dataset $(GROCERY) \
+		--config studies/grocery/configs/variants/grocery71_cosine_oe.json --exclude-classes $(OPEN_SET_EXCLUDED) \
+		--out $(OPEN_SET_OE_RUN) --models-dir $(OPEN_SET_OE_RUN)_models $(if $(wildcard $(OPEN_SET_OE_RUN)/state.json),--resume) $(ARGS)
+
+## open-set-oe-proxy: outlier exposure on the open-set model's frozen features (the cheap proxy that decides
+## whether open-set-oe is worth its hours); figures: studies/grocery/figures/open_set/outlier_exposure_proxy.json
+open-set-oe-proxy: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 nice -n 5 $(BIN)/python studies/grocery/outlier_exposure_proxy.py --dataset $(GROCERY)
 
 ## open-set-study: unknown-product scores and few-shot enrolment chosen on the ten unseen products' training
 ## photos and measured on the shipped open-set model (docs/unknown-products.md); caches the model's outputs in

@@ -32,6 +32,7 @@ RENDER_COMMANDS = (
     ["studies/grocery/channel_sweep.py", "--render-only"],
     ["studies/grocery/open_set_benchmark.py", "--render-only"],
     ["studies/grocery/open_set_protocol.py", "--render-only"],
+    ["studies/grocery/outlier_exposure_proxy.py", "--render-only"],
     ["studies/grocery/pipeline_bench.py", "readme"],
 )
 

@@ -144,6 +144,9 @@ class ExperimentalConfig:
                                    "removal and before QAT; 0 = off")
     sparsity_epochs: int = setting(2, "epochs of magnitude pruning")
     sparsity_lr: float = setting(1e-4, "its learning rate")
+    # train/outlier_exposure.py; studies/grocery/outlier-exposure.md: it did not raise unknown rejection.
+    outlier_exposure: float = setting(0.0, "weight of the cross-entropy to uniform on CutMix pictures of two "
+                                           "different classes appended to each batch (needs data.augment); 0 = off")
 
 
 GROUPS: dict[str, type] = {
@@ -274,6 +277,9 @@ class TrainConfig:
             raise EdgeshopError(f"model.head must be one of {', '.join(HEADS)}; got {m.head!r}")
         if not 0 < m.cosine_scale <= 100:
             raise EdgeshopError(f"model.cosine_scale must be in (0, 100], e.g. 16; got {m.cosine_scale}")
+        if x.outlier_exposure < 0 or (x.outlier_exposure > 0 and not d.augment):
+            raise EdgeshopError(f"experimental.outlier_exposure is a weight >= 0 and needs data.augment; got "
+                                f"{x.outlier_exposure} with data.augment={d.augment}")
         if x.sparsity and not 0 < x.sparsity < 1:
             raise EdgeshopError(f"experimental.sparsity (--sparsity) must be in (0, 1), e.g. 0.5; got {x.sparsity}")
         if c.prune_channels and not 0 < c.prune_channels < 1:

@@ -53,6 +53,7 @@ from edgeshop.train.cosine_head import NEW_HEAD_LAYERS
 from edgeshop.train.input_pipeline import choose_pipeline
 from edgeshop.train.losses import make_loss
 from edgeshop.train.model_io import load_weights, save_model, save_weights
+from edgeshop.train.outlier_exposure import cutmix_outliers, outlier_count, with_outliers
 from edgeshop.train.run_files import write_run_metadata
 from edgeshop.train.run_model import (
     CHANNEL_PLAN,
@@ -384,8 +385,14 @@ class TrainingRun:
                 targets = tf.concat([targets, soft], axis=-1)
             if augment is not None and seed is not None:
                 images = augment(images, seed)
+                # outliers from the unmixed batch, appended after mixing
+                if self.config.experimental.outlier_exposure > 0:
+                    outliers = cutmix_outliers(images, labels, seed, outlier_count(self.config.schedule.batch_size))
                 if self.config.data.mix > 0:
                     images, targets = mix_batch(images, targets, seed, self.config.data.mix)
+                if self.config.experimental.outlier_exposure > 0:
+                    return with_outliers(images, targets, *outliers, self.config.experimental.outlier_exposure,
+                                         blocks=1 if soft is None else 2)
             elif resize_to is not None:
                 images = tf.image.resize(images, (resize_to, resize_to), antialias=True)
             return images, targets

@@ -64,6 +64,19 @@ def test_the_readme_open_set_blocks_are_what_the_committed_figures_render():
         assert read_block(name).strip() == text.strip(), name
 
 
+def test_the_outlier_exposure_tables_are_what_the_committed_figures_render():
+    """Edit a figure of studies/grocery/outlier-exposure.md by hand, or commit a new proxy run without
+    re-rendering, and this fails: rerun `python studies/grocery/outlier_exposure_proxy.py --render-only`."""
+    import json
+
+    import outlier_exposure_proxy as proxy
+    from readme_block import read_block
+
+    assert read_block("outlier-exposure-proxy") == proxy.render(json.loads(proxy.PROXY.read_text()))
+    exploratory = [json.loads(p.read_text()) for p in proxy.EXPLORATORY]
+    assert read_block("outlier-exposure-lambdas") == proxy.render_exploratory(exploratory)
+
+
 def test_only_the_shipped_recipe_writes_its_figures_beside_the_shipped_model(tmp_path):
     """models/grocery/ keeps the shipped model's figures; the baseline, the teacher and the open-set
     model run into it keep theirs in the study's figures/; a run given its own --models-dir keeps its own."""
