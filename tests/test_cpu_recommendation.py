@@ -138,7 +138,7 @@ def test_dynamic_range_export_runs_in_one_xnnpack_partition(pipeline, tmp_path: 
     assert _xnnpack_partitions(content) == 1
     dynamic, reference = Classifier(out), Classifier(pipeline["float32"])
     spec = reference.input_spec
-    pixels = np.random.default_rng(0).uniform(0, 255, (8, spec.height, spec.width, 3)).astype(np.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (8, spec.height, spec.width, 3), dtype=np.uint8)
     kernels = [t for t in dynamic._interpreter.get_tensor_details() if t["dtype"] == np.int8]  # noqa: SLF001
     assert kernels and all(len(t["quantization_parameters"]["scales"]) >= 1 for t in kernels)
     diff = max(np.abs(dynamic.scores_from_pixels(p) - reference.scores_from_pixels(p)).max() for p in pixels)

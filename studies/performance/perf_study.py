@@ -4,6 +4,8 @@
     python studies/performance/perf_study.py accuracy             # top-1 of every variant on grocery val
     python studies/performance/perf_study.py levers --threads 1   # every variant interleaved, one process
     python studies/performance/perf_study.py blocks --threads 1   # time of graph prefixes cut after each block
+    python studies/performance/perf_study.py classify --threads 1 # classify(640x480) / bare invoke
+    (--clock cpu: CPU time of the calling thread, for 1 thread on a loaded machine)
 
 Every ratio compares calls interleaved in one process (edgeshop.runtime.bench.time_interleaved);
 figures go to studies/performance/figures/<command>_<cpu class>[_<threads>t].json, named by the
@@ -135,7 +137,7 @@ def interpreter(content: bytes, threads: int, **options):
     return it
 
 
-def levers(threads: int, runs: int) -> dict:
+def levers(threads: int, runs: int, clock) -> dict:
     from ai_edge_litert.interpreter import OpResolverType
 
     from edgeshop.report.onnx_baseline import OnnxModel
@@ -154,11 +156,11 @@ def levers(threads: int, runs: int) -> dict:
         key = "onnx_float32" if name == "float32" else name
         calls[key] = OnnxModel(WORK / f"{name}.onnx", threads, spinning=False).invoke_callable(pixels)
     block = 1 if threads == 1 else 10
-    stats = time_interleaved(calls, runs=runs, warmup=5, block=block)
+    stats = time_interleaved(calls, runs=runs, warmup=5, block=block, clock=clock)
     return {name: s.to_dict() for name, s in stats.items()}
 
 
-def blocks(threads: int, runs: int) -> dict:
+def blocks(threads: int, runs: int, clock) -> dict:
     """Time of the int8 and float32 graphs cut after each MBConv block (prefixes), interleaved:
     the difference of two consecutive prefixes is what the block between them costs."""
     from edgeshop.runtime.bench import invoke_callable
@@ -171,31 +173,79 @@ def blocks(threads: int, runs: int) -> dict:
         calls = {f"{name}@{index}": invoke_callable(interpreter(cut_after(content, index), threads))
                  for index in ends}
         calls[f"{name}@full"] = invoke_callable(interpreter(content, threads))
-        stats = time_interleaved(calls, runs=runs, warmup=3, block=1 if threads == 1 else 10)
-        result[name] = {"ends": ends, "p50_ms": {k: s.p50_ms for k, s in stats.items()}}
+        stats = time_interleaved(calls, runs=runs, warmup=3, block=1 if threads == 1 else 10, clock=clock)
+        p50 = {k: s.p50_ms for k, s in stats.items()}
+        result[name] = {"ends": ends, "p50_ms": p50, "stages_ms": stages(content, ends, p50, name)}
     return result
+
+
+def stages(content: bytes, ends: list[int], p50: dict[str, float], name: str) -> dict[str, float]:
+    """Cost of each resolution stage (prefix time at the stage's last cut minus the previous
+    stage's): single ops are too short to time apart on a shared machine, stages are not."""
+    from edgeshop.runtime.backend import plain_interpreter
+
+    it = plain_interpreter(content)
+    ops = it._get_ops_details()  # noqa: SLF001
+    shapes = {t["index"]: t["shape"] for t in it.get_tensor_details()}
+    last_of_stage: dict[str, int] = {}
+    for index in ends:
+        shape = shapes[ops[index]["outputs"][0]]
+        if len(shape) != 4:  # pooled: the tail
+            continue
+        stage = f"{shape[1]}x{shape[2]}"
+        if ops[index]["op_name"] in ("QUANTIZE", "MUL", "ADD") and index < 3:
+            stage = "input (quantize, normalise)"
+        last_of_stage[stage] = index
+    result, before = {}, 0.0
+    for stage, index in last_of_stage.items():
+        result[stage] = p50[f"{name}@{index}"] - before
+        before = p50[f"{name}@{index}"]
+    result["tail (pool, dense, softmax, quantize)"] = p50[f"{name}@full"] - before
+    return result
+
+
+def classify_overhead(threads: int, runs: int, clock) -> dict:
+    """Classifier.classify on a 640x480 frame against the bare invoke of its own interpreter,
+    the two alternating (tools/bench_suite.py's pair), for the shipped int8 file."""
+    from edgeshop.runtime.bench import invoke_callable
+    from edgeshop.runtime.classifier import Classifier
+
+    classifier = Classifier(path_of("int8"), num_threads=threads)
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    pair = time_interleaved({"invoke": invoke_callable(classifier._interpreter),  # noqa: SLF001
+                             "classify": lambda: classifier.classify(frame, top_k=5)},
+                            runs=runs, warmup=5, block=1 if threads == 1 else 10, clock=clock)
+    return {name: s.to_dict() for name, s in pair.items()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("prepare", "accuracy", "levers", "blocks"))
+    parser.add_argument("command", choices=("prepare", "accuracy", "levers", "blocks", "classify"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: time.thread_time, the calling thread's CPU time, which leaves out the time a "
+                        "loaded machine deschedules it (valid at 1 thread only: every kernel runs on that thread)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.time()
     if args.command == "prepare":
         prepare()
         return 0
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu measures one thread's CPU time: use it with --threads 1")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     cpu = detect_cpu_class()
+    name = f"{args.command}_{cpu}.json" if args.command == "accuracy" else \
+        f"{args.command}_{cpu}_{args.threads}t_{args.clock}.json"
     if args.command == "accuracy":
-        figures, name = accuracy(), f"accuracy_{cpu}.json"
-    elif args.command == "levers":
-        figures, name = levers(args.threads, args.runs), f"levers_{cpu}_{args.threads}t.json"
+        figures = accuracy()
     else:
-        figures, name = blocks(args.threads, args.runs), f"blocks_{cpu}_{args.threads}t.json"
+        measure = {"levers": levers, "classify": classify_overhead, "blocks": blocks}[args.command]
+        figures = measure(args.threads, args.runs, clock)
     record = {"command": "python studies/performance/perf_study.py " + " ".join(sys.argv[1:]),
               "cpu_class": cpu, "machine": machine_info(), "threads": args.threads, "runs": args.runs,
+              "clock": args.clock, "load_average": os.getloadavg(),
               "seconds": round(time.time() - started, 1), "figures": figures}
     write_json_atomic(FIGURES / name, record)
     print(json.dumps(record, indent=1)[:3000])
