@@ -143,3 +143,63 @@ def test_dynamic_range_export_runs_in_one_xnnpack_partition(pipeline, tmp_path: 
     assert kernels and all(len(t["quantization_parameters"]["scales"]) >= 1 for t in kernels)
     diff = max(np.abs(dynamic.scores_from_pixels(p) - reference.scores_from_pixels(p)).max() for p in pixels)
     assert 0 < diff < 0.05  # int8 weights: close to, not equal to, the float model
+
+
+def test_bench_refuses_a_missing_model_or_an_empty_folder(tmp_path: Path, capsys) -> None:
+    from edgeshop.cli.bench import main
+
+    missing = tmp_path / "nope.tflite"
+    assert main([str(DATA / "tiny_int8.tflite"), str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"edgeshop-bench: error: {missing}: no such model file or folder"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty)]) == 2
+    assert "no .tflite file in this folder" in capsys.readouterr().err
+
+
+def _float32_with_depthwise() -> bytes:
+    """A small float32 .tflite with kernels big enough to be quantized (>= 1024 values each):
+    conv 3x3x3->64, depthwise 3x3 on 128 channels, 1x1 conv 128->64, dense 64->10."""
+    from edgeshop.train._keras import keras, tf
+
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(128, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(64, 1, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Dense(64)(x)))
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def test_dynamic_range_weights_keep_depthwise_float_for_one_xnnpack_partition() -> None:
+    import numpy as np
+
+    from edgeshop.runtime.backend import make_interpreter, plain_interpreter
+    from edgeshop.train.tflite_rewrite import dynamic_range_weights
+
+    float32 = _float32_with_depthwise()
+    dynamic = dynamic_range_weights(float32)
+    assert _xnnpack_partitions(dynamic) == 1
+    # the converter's scheme (depthwise int8 too) leaves the depthwise conv to LiteRT's hybrid kernel
+    assert _xnnpack_partitions(dynamic_range_weights(float32, depthwise=True)) > 1
+
+    interpreter = plain_interpreter(dynamic)
+    ops = {}  # the first op of each type: the 64->64 dense is quantized, the 64->10 one is under 1024 values
+    for op in interpreter._get_ops_details():  # noqa: SLF001
+        ops.setdefault(op["op_name"], op)
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    assert details[ops["DEPTHWISE_CONV_2D"]["inputs"][1]]["dtype"] == np.float32
+    for name in ("CONV_2D", "FULLY_CONNECTED"):
+        kernel = details[ops[name]["inputs"][1]]
+        assert kernel["dtype"] == np.int8 and len(kernel["quantization_parameters"]["scales"]) == kernel["shape"][0]
+
+    rng = np.random.default_rng(0)
+    scores = []
+    for content in (float32, dynamic):
+        it = make_interpreter(content, 1)[1]
+        batch = rng.uniform(-1, 1, (1, 24, 24, 3)).astype(np.float32)
+        rng = np.random.default_rng(0)  # the same input for both
+        it.set_tensor(it.get_input_details()[0]["index"], batch)
+        it.invoke()
+        scores.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    assert 0 < np.abs(scores[0] - scores[1]).max() < 0.02  # int8 weights: close to float, not equal

@@ -25,7 +25,7 @@ import numpy as np
 
 STUDY = Path(__file__).resolve().parent
 ROOT = STUDY.parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 from edgeshop.runtime.bench import machine_info, time_interleaved  # noqa: E402
 from edgeshop.runtime.cpu_class import detect_cpu_class  # noqa: E402
@@ -35,7 +35,6 @@ SHIPPED = ROOT / "models" / "grocery"
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery_store"
 WORK = ROOT / "runs" / "perf"
 FIGURES = STUDY / "figures"
-ONNX_CALIBRATION_IMAGES = 200  # grocery train images, seeded choice: ONNX Runtime's static int8 calibration
 INPUT_SIZES = (256, 224)  # the shipped int8 network run at smaller inputs (fully convolutional + MEAN)
 
 # name -> (file in WORK or SHIPPED, how it was made)
@@ -74,10 +73,10 @@ def prepare() -> None:
     for size in INPUT_SIZES:
         (WORK / f"int8_{size}.tflite").write_bytes(with_input_size(int8, size))
     tflite_to_onnx(WORK / "float32.tflite", WORK / "float32.onnx")
+    from bench_suite import calibration_samples  # tools/: make bench's choice of ORT calibration photos
+
     spec = Classifier(SHIPPED / "grocery_int8.tflite").input_spec
-    rng = np.random.default_rng(0)
-    train = _samples("train")
-    chosen = [train[i] for i in rng.choice(len(train), ONNX_CALIBRATION_IMAGES, replace=False)]
+    chosen = calibration_samples(None)
     pixels = np.stack([preprocess(read_image(s.path), spec) for s in chosen]).astype(np.float32)
     quantize_static_int8(WORK / "float32.onnx", WORK / "onnx_int8.onnx", pixels)
     quantize_static_int8(WORK / "float32.onnx", WORK / "onnx_int8_reduce_range.onnx", pixels, reduce_range=True)
