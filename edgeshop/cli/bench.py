@@ -95,8 +95,8 @@ def render_comparison(comparison: dict) -> str:
     lines.append(f"(median invoke of {comparison['runs']} interleaved runs; top-1: {'; '.join(sources)})")
     r, cpu = comparison["recommendation"], comparison["cpu_class"]
     if r["accuracy_known"]:
-        accuracy = (f"at equal accuracy ({r['top1'] * 100:.2f}% top-1, within {r['points']} point of the best "
-                    f"{r['best_top1'] * 100:.2f}%)")
+        accuracy = (f"of the models within {r['points']} top-1 point of the most accurate "
+                    f"({r['best_top1'] * 100:.2f}%), at {r['top1'] * 100:.2f}%")
     else:
         accuracy = "by speed alone (no model's accuracy is known: give --data DIR)"
     line = (f"Recommendation on this {cpu} machine ({machine['cpu']}, {machine['cores']} cores): "

@@ -5,6 +5,7 @@
     python studies/performance/perf_study.py levers --threads 1   # every variant interleaved, one process
     python studies/performance/perf_study.py blocks --threads 1   # time of graph prefixes cut after each block
     python studies/performance/perf_study.py classify --threads 1 # classify(640x480) / bare invoke
+    python studies/performance/perf_study.py compiled --threads 1 # LiteRT's CompiledModel API vs the Interpreter
     (--clock cpu: CPU time of the calling thread, for 1 thread on a loaded machine)
 
 Every ratio compares calls interleaved in one process (edgeshop.runtime.bench.time_interleaved);
@@ -217,9 +218,36 @@ def classify_overhead(threads: int, runs: int, clock) -> dict:
     return {name: s.to_dict() for name, s in pair.items()}
 
 
+def compiled(threads: int, runs: int, clock) -> dict:
+    """LiteRT 2.x's CompiledModel API (CpuOptions: threads, YNNPACK) against the Interpreter
+    edgeshop runs, same files, interleaved; a configuration the build refuses is recorded as such."""
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.cpu_options import CpuOptions
+    from ai_edge_litert.options import Options
+
+    from edgeshop.runtime.bench import invoke_callable
+
+    calls, refused = {}, {}
+    for name in ("int8", "float32", "dynamic"):
+        content = path_of(name).read_bytes()
+        calls[f"{name}_interpreter"] = invoke_callable(interpreter(content, threads))
+        for ynnpack in (False, True):
+            key = f"{name}_compiled" + ("_ynnpack" if ynnpack else "")
+            try:
+                model = CompiledModel.from_buffer(content, options=Options(
+                    cpu_options=CpuOptions(num_threads=threads, enable_ynnpack=ynnpack)))
+            except Exception as exc:  # noqa: BLE001 - LiteRT raises bare RuntimeErrors with native text
+                refused[key] = str(exc).splitlines()[0]
+                continue
+            inputs, outputs = model.create_input_buffers(0), model.create_output_buffers(0)
+            calls[key] = lambda m=model, i=inputs, o=outputs: m.run_by_index(0, i, o)
+    stats = time_interleaved(calls, runs=runs, warmup=3, block=1 if threads == 1 else 10, clock=clock)
+    return {"latency": {name: s.to_dict() for name, s in stats.items()}, "refused": refused}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("prepare", "accuracy", "levers", "blocks", "classify"))
+    parser.add_argument("command", choices=("prepare", "accuracy", "levers", "blocks", "classify", "compiled"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -240,7 +268,8 @@ def main() -> int:
     if args.command == "accuracy":
         figures = accuracy()
     else:
-        measure = {"levers": levers, "classify": classify_overhead, "blocks": blocks}[args.command]
+        measures = {"levers": levers, "classify": classify_overhead, "blocks": blocks, "compiled": compiled}
+        measure = measures[args.command]
         figures = measure(args.threads, args.runs, clock)
     record = {"command": "python studies/performance/perf_study.py " + " ".join(sys.argv[1:]),
               "cpu_class": cpu, "machine": machine_info(), "threads": args.threads, "runs": args.runs,
