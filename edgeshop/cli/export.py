@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgeshop.cli._common import parse, run_command
+from edgeshop.runtime.cpu_class import EXPORT_TARGETS
 from edgeshop.train.verify_gate import MIN_TOP1_AGREEMENT  # TensorFlow-free: --help stays instant
 
 
@@ -28,8 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="full integer; uint8 input (raw pixels) and uint8 scores, as phone runtimes require")
     kind.add_argument("--float16", dest="fmt", action="store_const", const="float16", help="float16 weights")
     kind.add_argument("--dynamic-range", dest="fmt", action="store_const", const="dynamic",
-                      help="int8 weights, float activations")
+                      help="int8 conv and dense weights, float activations quantized at run time")
     kind.add_argument("--float32", dest="fmt", action="store_const", const="float32", help="plain float (default)")
+    kind.add_argument("--for", dest="target", choices=EXPORT_TARGETS,
+                      help="the format recommended for this CPU class (auto: this machine's; the table is "
+                      "edgeshop.runtime.cpu_class.RECOMMENDED); check it with edgeshop-bench on the device")
     p.add_argument("--int8-io", dest="io_type", action="store_const", const="int8", default="uint8",
                    help="full-integer models: int8 input/output tensors instead of uint8 (edgeshop's runtime and "
                         "plain interpreters read them; MediaPipe Tasks and the TFLite Task Library refuse them)")
@@ -60,9 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(parser, argv)
     if (args.run_dir is None) == (args.reexport is None):
         parser.error("give a run directory or --reexport MODEL (one of them)")
-    if args.reexport and (args.fmt or args.ptq or not args.calibrate):
-        parser.error("--reexport keeps the model's own format and temperature; drop --int8/--float16/--ptq/"
+    if args.reexport and (args.fmt or args.target or args.ptq or not args.calibrate):
+        parser.error("--reexport keeps the model's own format and temperature; drop --int8/--float16/--for/--ptq/"
                      "--no-calibrate (edgeshop-calibrate changes a model's temperature)")
+    if args.target:
+        from edgeshop.runtime.cpu_class import recommended_format
+
+        cpu, recommendation = recommended_format(args.target)
+        args.fmt = recommendation.format
+        print(f"--for {args.target}: {cpu} -> {recommendation.format} ({recommendation.evidence})")
 
     if args.name is not None:
         from edgeshop.tflite.modelcard import display_name_problem

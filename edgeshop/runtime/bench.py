@@ -167,10 +167,14 @@ def benchmark_model(path, threads: int, runs: int = 100, warmup: int = 10, image
 
 
 def machine_info() -> dict[str, object]:
-    """CPU model, usable cores, Python and platform: stated next to every latency figure."""
+    """CPU model, its class (runtime/cpu_class), usable cores, Python and platform: stated next to
+    every latency figure, so that figures of two CPU classes are never mixed."""
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError, StopIteration):  # no /proc (macOS) or no model name line
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), "platform": platform.platform()}
+    from edgeshop.runtime.cpu_class import detect_cpu_class
+
+    return {"cpu": cpu, "cpu_class": detect_cpu_class(), "cores": cores, "python": platform.python_version(),
+            "platform": platform.platform()}

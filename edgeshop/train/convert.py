@@ -12,6 +12,7 @@ from edgeshop.errors import EdgeshopError
 from edgeshop.native_logs import hidden_chatter
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.run_model import is_qat, load_run_model
+from edgeshop.train.tflite_rewrite import dynamic_range_weights
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
 # I/O of full-integer models. uint8 is what MediaPipe Tasks and the Task Library accept;
@@ -74,8 +75,6 @@ def convert(
     if fmt == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif fmt == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif fmt == "int8":
         method = "qat_int8" if is_qat(model) else "ptq_int8"
         calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)
@@ -85,4 +84,8 @@ def convert(
             flatbuffer = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; keep its message
         raise EdgeshopError(f"{run_dir}: TFLite conversion to {fmt} failed: {exc}") from exc
+    if fmt == "dynamic":
+        # Not the converter's Optimize.DEFAULT: it also makes depthwise kernels int8, which XNNPACK
+        # cannot run, and the graph splits into one partition per block (studies/performance).
+        flatbuffer = dynamic_range_weights(flatbuffer)
     return flatbuffer, {"format": fmt, "method": method}, model

@@ -164,3 +164,116 @@ def magnitude_prune(content: bytes, sparsity: float) -> bytes:
             buffer.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
             done.add(kernel.buffer)
     return _write(model, content)
+
+
+_DYNAMIC_MIN_ELEMENTS = 1024  # the TF converter's threshold: smaller kernels stay float
+_DEPTHWISE_CONV_2D = 4
+# hybrid per-channel versions, as the converter writes them; the channel axis of each kernel
+_DYNAMIC_OP_VERSIONS = {_CONV_2D: 5, _FULLY_CONNECTED: 12, _DEPTHWISE_CONV_2D: 6}
+_CHANNEL_AXIS = {_CONV_2D: 0, _FULLY_CONNECTED: 0, _DEPTHWISE_CONV_2D: 3}
+
+
+def dynamic_range_weights(content: bytes, per_channel: bool = True, depthwise: bool = False) -> bytes:
+    """Return a float32 ``content`` with its CONV_2D and FULLY_CONNECTED kernels stored as int8
+    (symmetric, per output channel unless ``per_channel`` is False); activations stay float and
+    the runtime quantizes them per call (XNNPACK's dynamically quantized kernels).
+
+    The scheme is the TF converter's dynamic-range one (scale = max|w| / 127, zero point 0,
+    kernels under 1024 values left float), except that DEPTHWISE_CONV_2D kernels stay float:
+    XNNPACK has no dynamically quantized depthwise kernel, and LiteRT's own hybrid depthwise
+    kernel splits the graph into one XNNPACK partition per block (1.8x slower than float32).
+    ``depthwise=True`` quantizes them too: the converter's own output, for comparison.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = _read(content)
+    done = set()
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            builtin = _builtin(model, op)
+            if builtin not in _DYNAMIC_OP_VERSIONS or len(op.inputs) < 2 or (
+                    builtin == _DEPTHWISE_CONV_2D and not depthwise):
+                continue
+            if subgraph.tensors[op.inputs[0]].type != _FLOAT32:
+                continue
+            kernel = subgraph.tensors[op.inputs[1]]
+            buffer = model.buffers[kernel.buffer]
+            if buffer.data is None or kernel.type != _FLOAT32 or kernel.buffer in done:
+                continue
+            values = np.frombuffer(bytes(buffer.data), dtype="<f4").reshape(kernel.shape)
+            if values.size < _DYNAMIC_MIN_ELEMENTS:
+                continue
+            axis = _CHANNEL_AXIS[builtin]
+            rows = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+            peak = np.abs(rows).max(axis=1) if per_channel else np.array([np.abs(rows).max()])
+            scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+            step = scale[:, None] if per_channel else scale[0]
+            quantized = np.clip(np.round(rows / step), -127, 127).astype(np.int8)
+            quantized = np.moveaxis(quantized.reshape(np.moveaxis(values, axis, 0).shape), 0, axis)
+            buffer.data = np.frombuffer(np.ascontiguousarray(quantized).tobytes(), dtype=np.uint8)
+            kernel.type = _INT8
+            kernel.quantization = schema.QuantizationParametersT()
+            kernel.quantization.scale = scale
+            kernel.quantization.zeroPoint = np.zeros(len(scale), dtype=np.int64)
+            kernel.quantization.quantizedDimension = axis
+            done.add(kernel.buffer)
+            op.opcodeIndex = _opcode(model, schema, builtin, _DYNAMIC_OP_VERSIONS[builtin])
+            if builtin == _FULLY_CONNECTED and op.builtinOptions is not None:
+                op.builtinOptions.asymmetricQuantizeInputs = True  # as the converter: int8 zero point per call
+    if not done:
+        raise ValueError("no float32 CONV_2D or FULLY_CONNECTED kernel to quantize (is the model float32?)")
+    return _write(model, content)
+
+
+def with_input_size(content: bytes, size: int) -> bytes:
+    """Return ``content`` (a fully convolutional model ending in a global MEAN, card kept)
+    taking ``size`` x ``size`` images: the input shape and the card's input size change,
+    the runtime derives every other shape from them when it allocates."""
+    from dataclasses import replace
+
+    from edgeshop.tflite.modelcard import embed_card, read_card
+
+    model = _read(content)
+    subgraph = model.subgraphs[0]
+    tensor = subgraph.tensors[subgraph.inputs[0]]
+    tensor.shape = np.array([tensor.shape[0], size, size, tensor.shape[3]], dtype=np.int32)
+    if tensor.shapeSignature is not None:
+        tensor.shapeSignature = np.array([tensor.shapeSignature[0], size, size, tensor.shapeSignature[3]],
+                                         dtype=np.int32)
+    rewritten = _write(model, content)
+    card = read_card(content)
+    if card is None:
+        return rewritten
+    return embed_card(rewritten, replace(card, input=replace(card.input, height=size, width=size)))
+
+
+def block_ends(content: bytes) -> list[int]:
+    """Indices of the ops after which one activation alone is alive (the cut points of a chain
+    network: block boundaries, and every op of a block without a residual connection)."""
+    model = _read(content)
+    subgraph = model.subgraphs[0]
+    last_use: dict[int, int] = {}
+    for index, op in enumerate(subgraph.operators):
+        for tensor in op.inputs:
+            last_use[tensor] = index
+    produced: set[int] = set()
+    ends = []
+    for index, op in enumerate(subgraph.operators[:-1]):
+        produced.update(int(t) for t in op.outputs)
+        alive = [t for t in produced if last_use.get(t, -1) > index]
+        if alive == [int(op.outputs[0])]:
+            ends.append(index)
+    return ends
+
+
+def cut_after(content: bytes, index: int) -> bytes:
+    """The graph's prefix up to op ``index`` (included), whose output becomes the model's output:
+    timing consecutive prefixes shows what each part of a network costs."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = _read(content)
+    subgraph = model.subgraphs[0]
+    subgraph.operators = subgraph.operators[: index + 1]
+    subgraph.outputs = np.array([subgraph.operators[-1].outputs[0]], dtype=np.int32)
+    model.signatureDefs = None  # they name the dropped output
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
