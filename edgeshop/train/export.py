@@ -33,7 +33,7 @@ from edgeshop.runtime.modelcard import (
 )
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
-from edgeshop.train.run_files import require_run_dir
+from edgeshop.train.run_dir import RunDir, require_run_dir
 from edgeshop.train.run_model import is_qat, load_run_model, read_channel_plan
 from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
 from edgeshop.train.verify_gate import require_agreement
@@ -109,8 +109,7 @@ def convert(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif fmt == "int8":
         method = "qat_int8" if is_qat(model) else "ptq_int8"
-        calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)
-        int8_converter(converter, calibration, io_type)
+        int8_converter(converter, RunDir(run_dir).representative_images(), io_type)
     try:
         with hidden_chatter():  # the converter's "fully_quantize: 0, inference_type: 6, ..." line
             flatbuffer = converter.convert()
@@ -183,12 +182,12 @@ def export(
             f"float ops {audit['float_ops']}; nothing was written"
         )
     report: dict[str, Any] = {**how, "audit": audit}
-    card = ModelCard.from_json((run_dir / "card.json").read_text(), source=str(run_dir / "card.json"))
+    folder = RunDir(run_dir)
+    card = folder.card()
     if check:
-        calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)[:VERIFY_IMAGES]
-        report["verify_vs_keras"] = verify(flatbuffer, card, source, calibration)
+        report["verify_vs_keras"] = verify(flatbuffer, card, source, folder.representative_images(VERIFY_IMAGES))
         require_agreement(report["verify_vs_keras"], fmt, run_dir)
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = folder.metrics_file
     extra = dict(card.extra)
     name = _checked_display_name(display_name) if display_name is not None else _data_folder_name(run_dir)
     if name:
@@ -219,11 +218,11 @@ def _calibrate_on_validation(data: bytes, card: ModelCard, run_dir: Path, out: P
     """``data`` calibrated on the run's validation images, or unchanged with the reason when it cannot be."""
     from edgeshop.calibrate import MIN_IMAGES, calibrate_content
     from edgeshop.datasets import load_images
-    from edgeshop.train.fit import split_samples
+    from edgeshop.train.run_data import run_split
     from edgeshop.train.run_model import read_run
 
     config = read_run(run_dir)[0]
-    val = split_samples(config)[1]
+    val = run_split(RunDir(run_dir), config)[1]  # as recorded at training time (older runs: derived again)
     images = load_images(val, card.labels, card.input)
     if len(images.labels) < MIN_IMAGES:
         return data, f"not calibrated: the run has {len(images.labels)} validation images, fewer than {MIN_IMAGES}"
@@ -253,7 +252,7 @@ def _checked_display_name(name: str) -> str:
 def _data_folder_name(run_dir: Path) -> str | None:
     """The default display name: the name of the data folder the run was trained on."""
     try:
-        data = json.loads((run_dir / "config.json").read_text()).get("data")
+        data = RunDir(run_dir).read_config().get("data")
     except (OSError, ValueError, AttributeError):
         return None
     return default_display_name(data) if isinstance(data, str) and data else None

@@ -157,14 +157,16 @@ def grocery(args: argparse.Namespace) -> None:
     from grocery_recipe import recipe_config
 
     from edgeshop.train.fit import TrainingRun
+    from edgeshop.train.phases import Finetune
+    from edgeshop.train.tf_data import train_images
 
     dataset = Path(args.dataset)
     recipe = json.loads((ROOT / "configs" / "grocery_round1.json").read_text())
     config = recipe_config(dataset, Path(args.work) / "grocery_run", recipe)
     config.head_epochs, config.epochs, config.qat = 0, 1, False  # the main phase alone (val is not run)
     run = TrainingRun(config, force=True, log=lambda *_: None)
-    phase = next(p for p in run.phases if p.name == "train")
-    size = run._phase_image_size(phase)
+    phase = next(p for p in run.phases if isinstance(p, Finetune))
+    size = phase.image_size(run)
     started_session = time.time()
     pipelines = args.pipelines
     order = [*pipelines, *reversed(pipelines)] if args.rounds == 2 else pipelines * args.rounds
@@ -179,10 +181,10 @@ def grocery(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         run._load_data()
         if pipeline == "cache" and not list(cache.glob("*.index")):
-            for _ in run._train_images():
+            for _ in train_images(run.data, run.config, None, soft=False):
                 pass
         load_seconds = time.perf_counter() - started
-        steps = math.ceil(run.n_train / config.batch_size)
+        steps = math.ceil(run.data.n_train / config.batch_size)
         model = run._phase_model(phase, steps)
         run._compile(model, phase, steps)
         timer = _StepTimes()
@@ -191,7 +193,7 @@ def grocery(args: argparse.Namespace) -> None:
         epoch_seconds = time.perf_counter() - started
         skip = min(5, len(timer.times) - 2)
         steady = (len(timer.times) - 1 - skip) * config.batch_size / (timer.times[-1] - timer.times[skip])
-        result = {"pipeline": pipeline, "train_images": run.n_train, "steps": len(timer.times),
+        result = {"pipeline": pipeline, "train_images": run.data.n_train, "steps": len(timer.times),
                   "epoch_seconds": round(epoch_seconds, 1), "steady_images_per_second": round(steady, 2),
                   "before_training_seconds": round(load_seconds, 1),  # listing, duplicate check (+ decode)
                   "load_average_1_5_15_before": [round(v, 2) for v in load_average],
@@ -199,7 +201,7 @@ def grocery(args: argparse.Namespace) -> None:
         print(json.dumps(result), flush=True)
         epochs.append(result)
         del model
-        run.train = run.val = None
+        run.data.train = run.data.val = None
         gc.collect()
     mean = {p: sum(e["epoch_seconds"] for e in epochs if e["pipeline"] == p) / order.count(p) for p in pipelines}
     session = {"epochs": epochs, "mean_epoch_seconds": {k: round(v, 1) for k, v in mean.items()},
