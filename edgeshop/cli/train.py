@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream: keep the decoded images in DIR after the first epoch (re-read, not re-decoded)")
     p.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices (for mirrored on CPU)")
     p.add_argument("--workers", type=int, help="image decoding threads")
+    p.add_argument("--init-from", metavar="RUN",
+                   help="start a new run in --out from RUN's phases up to --after (weights, state, data files) and "
+                        "train the phases after it; the settings given here replace RUN's")
+    p.add_argument("--after", metavar="PHASE",
+                   help="with --init-from: the last phase of RUN to keep: head, train (or finetune), prune_channels "
+                        "(or channels), prune (or sparsity), qat")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an earlier edgeshop run in --out (only a run's own "
                    "files are deleted; any other folder is refused, see docs/outputs-and-force.md)")
@@ -125,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from edgeshop.errors import EdgeshopError
 
-        if args.resume:
+        if args.init_from or args.after:
+            metrics = branched_run(args)
+        elif args.resume:
             if not args.out:
                 raise EdgeshopError("--resume needs --out RUN_DIR (the run to continue, with its saved settings)")
             from edgeshop.train.fit import resume
@@ -140,6 +148,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_command("edgeshop-train", body)
+
+
+def branched_run(args: argparse.Namespace) -> dict:
+    """``--init-from RUN --after PHASE``: the new run folder written (every refusal before
+    TensorFlow is imported), then trained from there like a resumed run."""
+    from edgeshop.errors import EdgeshopError
+    from edgeshop.train.config import read_config_file
+    from edgeshop.train.run_dir import RunDir
+
+    if not (args.init_from and args.after and args.out):
+        raise EdgeshopError("--init-from RUN and --after PHASE go together, with --out NEW_RUN_DIR")
+    if args.resume:
+        raise EdgeshopError("--init-from starts a new run in --out; drop --resume (resume that run later with it)")
+    settings = read_config_file(args.config) if args.config else {}
+    skip = ("config", "resume", "force", "verbose", "init_from", "after", "out")
+    settings.update({k: v for k, v in vars(args).items() if k not in skip and v is not None})
+    new = RunDir(args.init_from).branch(args.out, after=args.after, force=args.force, **settings)
+    from edgeshop.train.fit import resume
+
+    print(f"{new.path}: {args.init_from}'s phases up to {args.after} kept; training the ones after it")
+    return resume(new.path)
 
 
 def checked_config(args: argparse.Namespace):

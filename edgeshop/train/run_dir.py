@@ -10,7 +10,7 @@ Layout (what ``edgeshop-export``, ``--resume`` and ``--init-from`` read back):
     representative_images.npy   preprocessed training images: int8 conversion ranges, QAT init
     training_log.csv            one row per epoch of every phase
     checkpoints/PHASE/          tf.train checkpoints, one per epoch (for --resume)
-    stages/PHASE.weights.npz    weights after each phase (the QAT model's are rebuilt by run_model.py)
+    stages/PHASE.weights.npz    weights after each phase
     channels.json               which channels the channel-removal phase kept
     float_model.keras           the float model (after pruning, if any, stripped)
     metrics.json                validation figures and timings
@@ -29,6 +29,7 @@ import csv
 import io
 import json
 import shutil
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ FLOAT_STAGES = PHASE_ORDER[:-1]  # their weights load into a plain float model
 PHASE_STATE_KEYS = {"train": ("averaged_val_accuracy",),
                     "prune_channels": ("averaged_val_accuracy_prune_channels",),
                     "prune": ("sparsity_after_strip",)}
+# Settings that choose the images on either side of the split: a branch that changes one derives it again.
+SPLIT_SETTINGS = ("data", "val", "val_fraction", "val_grouping", "val_group_size", "classes", "seed")
 EMPTY_STATE: dict[str, Any] = {"completed": [], "phase": None, "best": None, "best_epoch": None, "wait": 0,
                                "seconds": {}}
 
@@ -240,17 +243,20 @@ class RunDir:
             raise EdgeshopError(f"{self.path}: phase {phase} did not finish there (finished: {done}); "
                                 "choose one of those for --after, or --resume that run first")
         target = RunDir(out)
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise EdgeshopError(f"unknown setting(s) {unknown} for the run continuing {self.path}; known: "
+                                f"{sorted(known)}")
         old = TrainConfig.from_saved(self.read_config())
-        try:
-            new = TrainConfig.from_saved({**self.read_config(), **overrides, "out": str(target.path)})
-        except TypeError as exc:
-            raise EdgeshopError(f"--init-from {self.path}: {exc}") from None
+        new = TrainConfig.from_saved({**self.read_config(), **overrides, "out": str(target.path)})
         new.validate()
         replaced = check_output_folder(target.path, force=force, inputs=[self.path, *new.inputs()])
         kept = state["completed"][: state["completed"].index(phase) + 1]
         target.create(replaced, new.to_dict())
+        same_split = all(getattr(old, key) == getattr(new, key) for key in SPLIT_SETTINGS)
         for name in (CARD, LABELS, DATA_REPORT, SPLIT, REPRESENTATIVE_IMAGES, LEGACY_REPRESENTATIVE_IMAGES):
-            if (self / name).is_file():
+            if (self / name).is_file() and (same_split or name != SPLIT):
                 shutil.copy2(self / name, target / name)
         if "prune_channels" in kept and self.channel_plan_file.is_file():
             shutil.copy2(self.channel_plan_file, target.channel_plan_file)

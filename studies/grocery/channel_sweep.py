@@ -53,6 +53,7 @@ from study_paths import ROOT, STUDY
 from edgeshop.datasets import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.card import summary_and_hits  # noqa: E402
 from edgeshop.report.metrics import BOOTSTRAP_RESAMPLES, paired_difference_interval  # noqa: E402
+from edgeshop.train.run_dir import CARD, CONFIG, DATA_REPORT, LABELS, REPRESENTATIVE_IMAGES, RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 FINE_TUNE_EPOCHS = 10  # a level's default
@@ -112,7 +113,7 @@ FIGURES = STUDY_FIGURES / "channel_pruning.json"
 UNIFORM = STUDY_FIGURES / "channel_pruning_uniform.json"  # the first sweep: uniform fractions (commit 672c819)
 PLOT = STUDY_FIGURES / "channel_pruning.png"
 COMMAND = "python studies/grocery/channel_sweep.py"
-BASE_FILES = ("config.json", "card.json", "labels.txt", "data_report.json", "calibration.npy")
+BASE_FILES = (CONFIG, CARD, LABELS, DATA_REPORT, REPRESENTATIVE_IMAGES)  # what a level takes from its base
 
 
 def base_config(dataset: Path, run: Path, recipe_file: str = Level.recipe):
@@ -130,7 +131,7 @@ def train_base(dataset: Path, run: Path, log=print) -> None:
     if _main_phase_done(run):
         log(f"{run}: base already trained")
         return
-    train(config, resume=(run / "state.json").is_file(), log=log)
+    train(config, resume=RunDir(run).has_state(), log=log)
 
 
 def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
@@ -138,47 +139,34 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     (with ``level.plan_from``: the channels that level removed, no search)."""
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.distill import cache_file
-    from edgeshop.train.run_model import CHANNEL_PLAN
+    from edgeshop.train.run_dir import RunDir
 
-    if (run / "state.json").is_file():
+    if RunDir(run).has_state():
         return  # started earlier: resume it as it is
-    plan = level_run(base.parent, BY_NAME[level.plan_from]) / CHANNEL_PLAN if level.plan_from else None
+    plan = RunDir(level_run(base.parent, BY_NAME[level.plan_from])).channel_plan_file if level.plan_from else None
     if plan is not None:  # channel indices name channels of the same trained weights only
         source = BY_NAME[level.plan_from]
         if source.base != level.base or not plan.is_file():
             raise SystemExit(f"level {level.name} keeps the channels of {source.name}, which must branch from the "
                              f"same base ({source.base}, here {level.base}) and be trained first ({plan} is "
                              f"missing): {COMMAND} --level {source.ratio:g} --tag {source.tag}")
-    run.mkdir(parents=True)
-    for name in BASE_FILES:
-        shutil.copy2(base / name, run / name)
-    (run / "stages").mkdir()
-    state = json.loads((base / "state.json").read_text())
-    state["completed"] = [stage for stage in state["completed"] if stage in ("head", "train")]  # not its QAT
-    for stage in state["completed"]:
-        shutil.copy2(base / "stages" / f"{stage}.weights.npz", run / "stages" / f"{stage}.weights.npz")
-    config = json.loads((base / "config.json").read_text())
-    # an ensemble-taught level keeps the teachers its base was distilled from (their caches are the base's)
-    teacher = config["teacher"] if level.ensemble_teacher else str(base)
-    config.update(out=str(run), prune_channels=0.0, target_latency_ratio=level.ratio,
-                  prune_channels_epochs=level.epochs, qat=recipe["qat"], teacher=teacher,
-                  reconstruct_channels=level.reconstruct, prune_channels_average_last_epochs=level.average_last)
-    if level.image_size:  # the resumed run decodes its images, calibration and card at this size
-        config["image_size"] = level.image_size
+    saved = TrainConfig.from_saved(RunDir(base).read_config())
+    # an ensemble-taught level keeps the teachers its base was distilled from (their caches come along)
+    teacher = saved.teacher if level.ensemble_teacher else str(base)
+    overrides = dict(prune_channels=0.0, target_latency_ratio=level.ratio, prune_channels_epochs=level.epochs,
+                     qat=recipe["qat"], teacher=teacher, reconstruct_channels=level.reconstruct,
+                     prune_channels_average_last_epochs=level.average_last)
+    if level.image_size:  # the resumed run decodes its images, representative images and card at this size
+        overrides["image_size"] = level.image_size
+    new = RunDir(base).branch(run, after="train", **overrides)
     if plan is not None:  # the fit reads a plan already in the run directory instead of searching
-        shutil.copy2(plan, run / CHANNEL_PLAN)
-    if level.ensemble_teacher:  # the base was distilled from the same teachers on the same images
-        caches = [base / cache_file(i) for i in range(len(TrainConfig.from_saved(config).teachers()))]
-    else:  # a sibling level taught by the same base
-        caches = [next((p / cache_file(0) for p in sorted(base.parent.glob("grocery_channels_*"))
-                        if (p / cache_file(0)).is_file() and (p / "config.json").is_file()
-                        and json.loads((p / "config.json").read_text()).get("teacher") == str(base)), None)]
-    for i, cache in enumerate(caches):
-        if cache is not None and cache.is_file():  # the same teacher on the same images: reuse its logits
-            shutil.copy2(cache, run / cache_file(i))
-    write_json_atomic(run / "config.json", config)
-    state.update(phase=None, best=None, best_epoch=None, wait=0)
-    write_json_atomic(run / "state.json", state)
+        shutil.copy2(plan, new.channel_plan_file)
+    if not level.ensemble_teacher:  # a sibling level taught by the same base has its logits
+        sibling = next((RunDir(p) for p in sorted(base.parent.glob("grocery_channels_*"))
+                        if RunDir(p).teacher_logits(0).is_file() and RunDir(p).config_file.is_file()
+                        and RunDir(p).read_config().get("teacher") == str(base)), None)
+        if sibling is not None:
+            shutil.copy2(sibling.teacher_logits(0), run / cache_file(0))
 
 
 REFIT_CHECK = "refit_check.json"  # in a level's run: val top-1 before fine-tuning, channels removed vs refitted
@@ -188,12 +176,11 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     """Val top-1 of the level's base with the level's channels removed, before any
     fine-tuning: plainly, and with the projections refitted (what --reconstruct-channels
     starts fine-tuning from: the same weights, plan, calibration images and seed)."""
-    import numpy as np
 
     from edgeshop.datasets import load_images
     from edgeshop.runtime.modelcard import InputSpec
     from edgeshop.train import channels
-    from edgeshop.train.fit import RECONSTRUCTION_IMAGES
+    from edgeshop.train.phases.channels import RECONSTRUCTION_IMAGES
     from edgeshop.train.run_model import load_run_model, read_channel_plan, read_run
 
     run = level_run(runs, level)
@@ -204,7 +191,7 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     config, labels, _ = read_run(runs / level.base)
     full = load_run_model(runs / level.base, final=False)  # the main phase the level branched from
     groups = channels.find_groups(full)
-    images = np.load(run / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
+    images = RunDir(run).representative_images(RECONSTRUCTION_IMAGES)
     size = level.image_size or config.image_size  # the size the level's calibration images have
     val = load_images(discover(dataset / "val"), labels, InputSpec(size, size, interpolation=config.interpolation))
     removed = channels.mask_channels(full, groups, plan)
@@ -239,13 +226,13 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
         raise SystemExit(f"level {level.name} runs at its recipe's size: nothing to compare")
     base = runs / level.base
     config, labels, _ = read_run(base)
-    calibration = np.load(base / "calibration.npy", allow_pickle=False)[:32]
+    calibration = RunDir(base).representative_images(32)
     samples = discover(dataset / "val")
     result: dict[str, Any] = {"sizes": [config.image_size, level.image_size], "val_top1_float": {}}
     flatbuffers = {}
     for size in (config.image_size, level.image_size):
         model = build_model(dataclasses.replace(config, image_size=size), len(labels))
-        load_weights(model, base / "stages" / "train.weights.npz")  # the main phase every level branches from
+        load_weights(model, RunDir(base).stage_weights("train"))  # the main phase every level branches from
         val = load_images(samples, labels, InputSpec(size, size, interpolation=config.interpolation))
         result["val_top1_float"][str(size)] = _float_top1(model, val)
         images = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in calibration])
@@ -468,7 +455,7 @@ def _fine_tune_val(run: Path) -> list[float]:
     import csv
 
     by_epoch = {}  # a resumed run may log an epoch twice: the later row is the one kept
-    with (run / "training_log.csv").open(newline="") as rows:
+    with RunDir(run).training_log.open(newline="") as rows:
         for row in csv.DictReader(rows):
             if row["phase"] == "prune_channels" and row.get("val_accuracy"):
                 by_epoch[int(row["epoch"])] = float(row["val_accuracy"])
@@ -632,7 +619,7 @@ def main() -> int:
     for name in available:
         run = level_run(runs, BY_NAME[name])
         level_base_metrics = _metrics(runs / BY_NAME[name].base)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = RunDir(run).read_json(RunDir(run).metrics_file)
         plan = read_channel_plan(run) or {}
         search = plan.get("latency_target", {})
         new[name].update(level=BY_NAME[name].ratio,
@@ -729,18 +716,16 @@ def _seconds_key(level: Level) -> str:
 
 
 def _metrics(run: Path) -> dict:
-    return json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    return RunDir(run).read_json(RunDir(run).metrics_file) or {}
 
 
 def _main_phase_done(run: Path) -> bool:
-    state = run / "state.json"
-    return state.is_file() and "train" in json.loads(state.read_text()).get("completed", [])
+    return "train" in RunDir(run).completed()
 
 
 def _finished(run: Path, model: Path) -> bool:
     """The level is trained (its last phase completed) and exported: nothing to redo."""
-    state = run / "state.json"
-    return model.is_file() and state.is_file() and "qat" in json.loads(state.read_text()).get("completed", [])
+    return model.is_file() and "qat" in RunDir(run).completed()
 
 
 def _level_seconds(metrics: dict) -> float:
