@@ -38,6 +38,7 @@ from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES as STUDY_FIGURES
 from study_paths import ROOT
 
+from edgeshop.train.run_dir import RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 FIGURES = STUDY_FIGURES / "bench" / "pipeline.json"
@@ -99,9 +100,9 @@ def train_once(data: Path, val: Path, out: Path, pipeline: str, batch_size: int)
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr.decode(errors='replace')[-3000:]}")
     wall = time.perf_counter() - started
-    with open(out / "training_log.csv", newline="") as handle:
+    with RunDir(out).training_log.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    report = json.loads((out / "data_report.json").read_text())
+    report = RunDir(out).read_json(RunDir(out).data_report_file)
     epoch = float(rows[-1]["seconds"])
     return {"pipeline": pipeline, "chosen": report.get("input_pipeline", pipeline),
             "train_images": report["train_images"], "val_images": report["val_images"],
