@@ -259,6 +259,7 @@ RUN_FOLDER = FolderKind(
     name="training run",
     entries=(
         "config.json", "card.json", "labels.txt", "data_report.json", "calibration.npy", "training_log.csv",
+        "split.json", "representative_images.npy",
         "state.json", "checkpoints", "stages", "float_model.keras", "metrics.json", "channels.json",
         "teacher_logits*.npz", "tensorboard", "workers",
         # what the other commands write into a run by default (edgeshop-card, edgeshop-demo, exports)

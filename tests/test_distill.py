@@ -160,11 +160,11 @@ def test_an_ensemble_teacher_caches_each_teachers_logits_and_averages_them(data,
     softened = []
     for source in (wrong, right):
         card = ModelCard.from_json((source / "card.json").read_text())
-        images = load_images([datasets.Sample(p, "") for p in trainer.train.paths], [""], card.input)
+        images = load_images([datasets.Sample(p, "") for p in trainer.data.train.paths], [""], card.input)
         probs = load_run_model(source).predict(images.pixels.astype(np.float32), verbose=0).astype(np.float64)
         z = np.log(probs) / 2.0
         softened.append(np.exp(z) / np.exp(z).sum(1, keepdims=True))
-    assert trainer.train_soft == pytest.approx(np.mean(softened, axis=0), abs=1e-4)
+    assert trainer.data.train_soft == pytest.approx(np.mean(softened, axis=0), abs=1e-4)
     assert np.abs(softened[0] - softened[1]).max() > 0.3  # the two teachers disagree: the mean is not either
 
 

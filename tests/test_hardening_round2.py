@@ -210,7 +210,7 @@ def test_refused_training_command_leaves_no_run_folder(synthetic_data, tmp_path,
 
 
 def test_run_metadata_survives_a_full_disk(synthetic_data, tmp_path):
-    """card.json, labels.txt and calibration.npy: a failed rewrite leaves the previous files whole."""
+    """card.json, labels.txt and representative_images.npy: a failed rewrite leaves the previous files whole."""
     data = make_dataset(tmp_path / "data", per_class=4, classes=("disc", "bar"))
     result = _subprocess(f"""
         import resource
@@ -221,7 +221,7 @@ def test_run_metadata_survives_a_full_disk(synthetic_data, tmp_path):
         run = TrainingRun(TrainConfig.from_flat(data=r"{data}", out=r"{tmp_path / 'run'}", arch="tiny",
                                                 val_fraction=0.25))
         run._load_data()
-        names = ("card.json", "labels.txt", "calibration.npy")
+        names = ("card.json", "labels.txt", "representative_images.npy")
         for name in names:
             (run.run_dir / name).write_bytes(b"previous " + name.encode())
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)

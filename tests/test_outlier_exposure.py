@@ -87,8 +87,8 @@ def test_training_with_outlier_exposure_runs_and_feeds_weighted_outliers(synthet
     from edgeshop.train.fit import TrainingRun
 
     config = TrainConfig.from_flat(data=str(synthetic_data["train"]), out=str(tmp_path / "run"), val_fraction=0.2,
-                                   arch="tiny",
-                         epochs=1, head_epochs=0, batch_size=8, mix=0.5, outlier_exposure=0.5)
+                                   arch="tiny", epochs=1, head_epochs=0, batch_size=8, mix=0.5,
+                                   outlier_exposure=0.5)
     run = TrainingRun(config, log=lambda line: None)
     run.run()
     assert (tmp_path / "run" / "metrics.json").is_file()

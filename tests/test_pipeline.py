@@ -31,7 +31,7 @@ def test_training_beats_chance(pipeline):
 def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
     run = pipeline["run"]
     for name in ("config.json", "card.json", "labels.txt", "training_log.csv", "float_model.keras", "metrics.json",
-                 "stages/qat.weights.npz", "calibration.npy"):
+                 "stages/qat.weights.npz", "representative_images.npy", "split.json"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert (config["experimental"]["sparsity"], config["compression"]["qat_epochs"], config["data"]["path"]) == (
@@ -42,7 +42,7 @@ def test_run_directory_has_config_log_and_models(pipeline, synthetic_data):
     report = json.loads((run / "data_report.json").read_text())
     assert (report["train_images"], report["val_images"]) == (96, 24)  # 3 x 40 images, 20% of each class to val
     # calibration images are training pixels at the model's input size, as the runtime preprocesses them
-    calibration = np.load(run / "calibration.npy", allow_pickle=False)
+    calibration = np.load(run / "representative_images.npy", allow_pickle=False)
     assert calibration.dtype == np.uint8 and calibration.shape[1:] == (32, 32, 3) and len(calibration) <= 96
     spec = Classifier(pipeline["int8"]).input_spec
     from edgeshop.train.config import TrainConfig

@@ -87,8 +87,8 @@ def test_a_streamed_image_is_the_runtime_preprocessing(small_data, tmp_path):
 
     run = _run(small_data, tmp_path / "run", "stream")
     samples = discover(small_data)[:5]
-    streamed = [p.numpy() for p, _ in stream_images(samples, run.class_names, run._input_spec(), SkipLog())]
-    expected = [preprocess(read_image(s.path), run._input_spec()) for s in samples]
+    streamed = [p.numpy() for p, _ in stream_images(samples, run.class_names, run.spec, SkipLog())]
+    expected = [preprocess(read_image(s.path), run.spec) for s in samples]
     np.testing.assert_array_equal(np.stack(streamed), np.stack(expected))
 
 
@@ -140,7 +140,7 @@ def test_disk_cache_is_read_back_instead_of_decoding(small_data, tmp_path, monke
     monkeypatch.setattr(stream, "decode_sample", lambda path, spec: calls.append(path) or real(path, spec))
 
     def epoch():
-        data = stream.stream_images(samples, run.class_names, run._input_spec(), stream.SkipLog(), seed=0,
+        data = stream.stream_images(samples, run.class_names, run.spec, stream.SkipLog(), seed=0,
                                     cache_dir=tmp_path / "cache")
         return sorted(p.numpy().tobytes() for p, _ in data)
 

@@ -46,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.report.card import run_card, run_figures
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.train.config import recipe_config  # a plain dataclass: no TensorFlow
+        from edgeshop.train.run_dir import RunDir
 
         run = Path(args.run)
-        missing = [n for n in ("config.json", "metrics.json", "data_report.json") if not (run / n).is_file()]
+        folder = RunDir(run)
+        missing = [p.name for p in (folder.config_file, folder.metrics_file, folder.data_report_file)
+                   if not p.is_file()]
         if missing:
             raise EdgeshopError(f"{run}: not a finished edgeshop run directory (no {', '.join(missing)}); "
                                 "pass the --out of a completed edgeshop-train")

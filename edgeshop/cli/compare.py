@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from edgeshop._io import check_inputs, check_outputs
         from edgeshop.data import discover
-        from edgeshop.train.run_files import require_run_dir
+        from edgeshop.train.run_dir import require_run_dir
 
         # all refused before TensorFlow is imported
         for run in args.runs:

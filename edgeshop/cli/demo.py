@@ -11,7 +11,6 @@ int8: accuracy, file size and median latency; the same figures go to OUT/demo_fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -66,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.train.config import TrainConfig
         from edgeshop.train.export import export
         from edgeshop.train.fit import train
+        from edgeshop.train.run_dir import RunDir
 
         started = time.time()
         data, out = Path(args.data), Path(args.out)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                   "are part of the val split it was selected on)")
         seconds = time.time() - started
         print(f"total demo time {seconds:.0f} s")
-        report = json.loads((out / "data_report.json").read_text())
+        report = RunDir(out).read_json(RunDir(out).data_report_file)
         figures = {
             "command": shlex.join(["edgeshop-demo", *(sys.argv[1:] if argv is None else argv)]),
             "settings": {"image_size": args.image_size, "epochs": args.epochs, "threads": args.threads,

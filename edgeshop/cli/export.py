@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         check_outputs([(args.out, "model", "--out"), (args.json, "json", "--json")], force=args.force,
                       inputs=[args.run_dir, args.reexport])
         if args.run_dir:
-            from edgeshop.train.run_files import require_run_dir
+            from edgeshop.train.run_dir import require_run_dir
 
             require_run_dir(args.run_dir)
         else:

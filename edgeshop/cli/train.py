@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto (default): memory when the decoded images fit the memory budget, else stream; "
                           "memory: decode all images before training; stream: decode files as batches need them "
                           "(memory does not grow with the dataset). The run log says which was used and why")
+    run.add_argument("--init-from", metavar="RUN",
+                     help="start a new run in --out from RUN's phases up to --after (weights, state, data files) and "
+                          "train the phases after it; the settings given here replace RUN's")
+    run.add_argument("--after", metavar="PHASE",
+                     help="with --init-from: the last phase of RUN to keep: head, train (or finetune), "
+                          "prune_channels (or channels), prune (or sparsity), qat")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run.add_argument("--force", action="store_true", help="replace an earlier edgeshop run in --out (only a run's "
                      "own files are deleted; any other folder is refused, see docs/outputs-and-force.md)")
@@ -144,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
         show_warnings("edgeshop-train")  # experimental settings are warned about
 
-        if args.resume:
+        if args.init_from or args.after:
+            metrics = branched_run(args)
+        elif args.resume:
             if not args.out:
                 raise EdgeshopError("--resume needs --out RUN_DIR (the run to continue, with its saved settings)")
             from edgeshop.train.fit import resume
@@ -161,6 +169,27 @@ def main(argv: list[str] | None = None) -> int:
     return run_command("edgeshop-train", body)
 
 
+def branched_run(args: argparse.Namespace) -> dict:
+    """``--init-from RUN --after PHASE``: the new run folder written (every refusal before
+    TensorFlow is imported), then trained from there like a resumed run."""
+    from edgeshop.errors import EdgeshopError
+    from edgeshop.train.config import read_config_file
+    from edgeshop.train.run_dir import RunDir
+
+    if not (args.init_from and args.after and args.out):
+        raise EdgeshopError("--init-from RUN and --after PHASE go together, with --out NEW_RUN_DIR")
+    if args.resume:
+        raise EdgeshopError("--init-from starts a new run in --out; drop --resume (resume that run later with it)")
+    settings = read_config_file(args.config) if args.config else {}
+    skip = ("config", "resume", "force", "verbose", "print_config", "init_from", "after", "out")
+    settings.update({k: v for k, v in vars(args).items() if k not in skip and v is not None})
+    new = RunDir(args.init_from).branch(args.out, after=args.after, force=args.force, **settings)
+    from edgeshop.train.fit import resume
+
+    print(f"{new.path}: {args.init_from}'s phases up to {args.after} kept; training the ones after it")
+    return resume(new.path)
+
+
 def checked_config(args: argparse.Namespace):
     """The run's settings from flags and --config, refused here when they, the data or --out
     cannot work: TensorFlow takes seconds to import, a typo should not wait for it."""
@@ -169,7 +198,8 @@ def checked_config(args: argparse.Namespace):
     from edgeshop.errors import EdgeshopError
     from edgeshop.train.config import TrainConfig, read_config_file
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume", "force", "verbose", "print_config")}
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("config", "resume", "force", "verbose", "print_config", "init_from", "after")}
     if flags["teacher"] and len(flags["teacher"]) == 1:  # one teacher: saved as before, a string
         flags["teacher"] = flags["teacher"][0]
     file_values = read_config_file(args.config) if args.config else {}

@@ -11,6 +11,7 @@ import numpy as np
 from edgeshop.errors import EdgeshopError
 from edgeshop.native_logs import hidden_chatter
 from edgeshop.train._keras import keras, tf
+from edgeshop.train.run_dir import RunDir
 from edgeshop.train.run_model import is_qat, load_run_model
 from edgeshop.train.tflite_rewrite import dynamic_range_weights
 
@@ -77,8 +78,7 @@ def convert(
         converter.target_spec.supported_types = [tf.float16]
     elif fmt == "int8":
         method = "qat_int8" if is_qat(model) else "ptq_int8"
-        calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)
-        int8_converter(converter, calibration, io_type)
+        int8_converter(converter, RunDir(run_dir).representative_images(), io_type)
     try:
         with hidden_chatter():  # the converter's "fully_quantize: 0, inference_type: 6, ..." line
             flatbuffer = converter.convert()

@@ -13,8 +13,8 @@ so an imprinted row (a normalised mean of a new product's embeddings) is on a co
 footing with a trained one (enroll.py measures its length and folds in the bias the layer
 lacks). Everything converts to builtin int8 TFLite ops
 (MUL/ADD, L2_NORMALIZATION, FULLY_CONNECTED): the exported model is an ordinary edgeshop
-model for every client. The layer names are the contract with fit.py (the head phase
-trains them) and compress.py (QAT leaves the layers tfmot has no config for to the
+model for every client. The layer names are the contract with phases/head.py (the head
+phase trains them) and compress.py (QAT leaves the layers tfmot has no config for to the
 converter's calibration, as it does the input normalisation).
 """
 

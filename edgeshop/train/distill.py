@@ -38,17 +38,18 @@ from edgeshop import data as datasets
 from edgeshop.adapt.probe import HeadProbe
 from edgeshop.errors import EdgeshopError
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.tflite.modelcard import InputSpec, ModelCard
+from edgeshop.tflite.modelcard import InputSpec
 from edgeshop.train._keras import keras, tf
+from edgeshop.train.run_dir import RunDir
 from edgeshop.train.run_model import load_run_model, read_run
 from edgeshop.utils import write_bytes_atomic
 
-CACHE_FILE = "teacher_logits.npz"
+CACHE_FILE = RunDir(".").teacher_logits(0).name
 
 
 def cache_file(index: int) -> str:
     """The cache of the ``index``-th teacher of an ensemble (the first keeps the single teacher's name)."""
-    return CACHE_FILE if index == 0 else f"teacher_logits_{index}.npz"
+    return RunDir(".").teacher_logits(index).name
 
 
 @dataclass
@@ -87,23 +88,32 @@ def load_teacher(source: str | Path) -> Teacher:
     if path.suffix == ".tflite" and path.is_file():
         card = Classifier(path).card
         return Teacher(str(path), "tflite", tuple(card.labels), card.input, _digest([path]))
-    if path.is_dir() and not (path / "config.json").is_file():
+    run = RunDir(path)
+    if path.is_dir() and not run.config_file.is_file():
         raise EdgeshopError(f"--teacher {source}: not an edgeshop run directory (no config.json); expected an "
                             "edgeshop run directory, its float_model.keras, or an edgeshop .tflite model")
     if path.is_dir():
         _config, labels, completed = read_run(path)
-        stages = sorted((path / "stages").glob("*.weights.npz"))
+        stages = run.stage_files()
         if not completed or not stages:
             raise EdgeshopError(f"--teacher {path}: the run has no finished phase; finish it (edgeshop-train "
                                 "--resume) or pass another teacher")
         try:
-            card = ModelCard.from_json((path / "card.json").read_text(encoding="utf-8"), str(path / "card.json"))
+            card = run.card()
         except OSError as exc:
             raise EdgeshopError(f"--teacher {path}: cannot read card.json ({exc.strerror})") from None
         return Teacher(str(path), "run", tuple(labels), card.input,
-                       _digest([path / "config.json", path / "state.json", *stages]))
+                       _digest([run.config_file, run.state_file, *stages]))
     raise EdgeshopError(f"--teacher {source}: expected an edgeshop run directory, its float_model.keras, "
                         "or an edgeshop .tflite model")
+
+
+def load_teachers(sources: Sequence[str], class_names: Sequence[str]) -> list[Teacher]:
+    """The run's teachers (``--teacher``), each checked to know the data's classes."""
+    teachers = [load_teacher(source) for source in sources]
+    for teacher in teachers:
+        check_labels(teacher, class_names)
+    return teachers
 
 
 def check_labels(teacher: Teacher, class_names: Sequence[str]) -> None:

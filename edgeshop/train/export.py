@@ -37,8 +37,8 @@ from edgeshop.train._keras import keras, tf
 from edgeshop.train.channels import summary as channel_summary
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.convert import INTEGER_IO_TYPES, convert, full_range_image
-from edgeshop.train.fit import split_samples
-from edgeshop.train.run_files import require_run_dir
+from edgeshop.train.run_data import run_split
+from edgeshop.train.run_dir import RunDir, require_run_dir
 from edgeshop.train.run_model import read_channel_plan, read_run
 from edgeshop.train.tflite_metadata import Provenance, metadata_buffer, with_metadata
 from edgeshop.train.tflite_rewrite import int8_io_to_uint8
@@ -114,12 +114,12 @@ def export(
             f"float ops {audit['float_ops']}; nothing was written"
         )
     report: dict[str, Any] = {**how, "audit": audit}
-    card = ModelCard.from_json((run_dir / "card.json").read_text(), source=str(run_dir / "card.json"))
+    folder = RunDir(run_dir)
+    card = folder.card()
     if check:
-        calibration = np.load(run_dir / "calibration.npy", allow_pickle=False)[:VERIFY_IMAGES]
-        report["verify_vs_keras"] = verify(flatbuffer, card, source, calibration)
+        report["verify_vs_keras"] = verify(flatbuffer, card, source, folder.representative_images(VERIFY_IMAGES))
         require_agreement(report["verify_vs_keras"], fmt, run_dir)
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = folder.metrics_file
     extra = dict(card.extra)
     name = _checked_display_name(display_name) if display_name is not None else _data_folder_name(run_dir)
     if name:
@@ -149,7 +149,7 @@ def export(
 def _calibrate_on_validation(data: bytes, card: ModelCard, run_dir: Path, out: Path) -> tuple[bytes, Any]:
     """``data`` calibrated on the run's validation images, or unchanged with the reason when it cannot be."""
     config = read_run(run_dir)[0]
-    val = split_samples(config)[1]
+    val = run_split(RunDir(run_dir), config)[1]  # as recorded at training time (older runs: derived again)
     images = load_images(val, card.labels, card.input)
     if len(images.labels) < MIN_IMAGES:
         return data, f"not calibrated: the run has {len(images.labels)} validation images, fewer than {MIN_IMAGES}"
@@ -180,7 +180,7 @@ def _checked_display_name(name: str) -> str:
 def _data_folder_name(run_dir: Path) -> str | None:
     """The default display name: the name of the data folder the run was trained on."""
     try:
-        data = TrainConfig.from_saved(json.loads((run_dir / "config.json").read_text())).data.path
+        data = TrainConfig.from_saved(RunDir(run_dir).read_config()).data.path
     except (OSError, ValueError, AttributeError, TypeError, EdgeshopError):
         return None
     return default_display_name(data) if isinstance(data, str) and data else None

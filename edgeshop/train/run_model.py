@@ -16,10 +16,10 @@ from edgeshop.train._keras import keras
 from edgeshop.train.architectures import get_architecture
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.model_io import load_weights
+from edgeshop.train.run_dir import CHANNEL_PLAN, FLOAT_STAGES, PHASE_ORDER, RunDir
 
-FLOAT_STAGES = ("head", "train", "prune_channels", "prune")
-PHASE_ORDER = ("head", "train", "prune_channels", "prune", "qat")
-CHANNEL_PLAN = "channels.json"  # in the run directory: which channels prune_channels kept
+__all__ = ["CHANNEL_PLAN", "FLOAT_STAGES", "PHASE_ORDER", "build_model", "float_twin", "is_qat", "load_run_model",
+           "read_channel_plan", "read_run", "stage_widths"]
 
 
 def build_model(config: TrainConfig, num_classes: int, qat: bool = False, any_size: bool = False,
@@ -40,14 +40,7 @@ def build_model(config: TrainConfig, num_classes: int, qat: bool = False, any_si
 
 def read_channel_plan(run_dir: Path) -> dict | None:
     """The run's channel plan (train/channels.py), or None if it removed no channels."""
-    path = Path(run_dir) / CHANNEL_PLAN
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise EdgeshopError(f"{path}: unreadable channel plan ({exc}); the prune_channels phase wrote it, "
-                            "rerun that phase (delete stages/prune_channels* and checkpoints/prune_channels)") from None
+    return RunDir(run_dir).read_channel_plan()
 
 
 def stage_widths(run_dir: Path, stage: str) -> dict[str, int] | None:
@@ -60,11 +53,11 @@ def stage_widths(run_dir: Path, stage: str) -> dict[str, int] | None:
 
 def read_run(run_dir: Path) -> tuple[TrainConfig, list[str], list[str]]:
     """(config, labels, completed phases) of a run directory."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     try:
-        config = TrainConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
-        labels = [x for x in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines() if x]
-        completed = json.loads((run_dir / "state.json").read_text())["completed"]
+        config = TrainConfig.from_saved(run.read_config())
+        labels = run.labels()
+        completed = json.loads(run.state_file.read_text())["completed"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EdgeshopError(f"{run_dir}: not a complete edgeshop run directory ({exc}); run edgeshop-train") from None
     return config, labels, completed
@@ -87,7 +80,7 @@ def load_run_model(run_dir: Path, final: bool = True, as_float: bool = False) ->
     if stage is None:
         raise EdgeshopError(f"{run_dir}: no finished training phase to load; resume the run with --resume")
     model = build_model(config, len(labels), qat=qat, widths=stage_widths(run_dir, stage))
-    load_weights(model, Path(run_dir) / "stages" / f"{stage}.weights.npz")
+    load_weights(model, RunDir(run_dir).stage_weights(stage))
     return model
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeshop.errors import EdgeshopError
+from edgeshop.train.run_dir import CARD, REPRESENTATIVE_IMAGES
 
 MIN_TOP1_AGREEMENT = {"float32": 0.98, "float16": 0.95, "dynamic": 0.90, "int8": 0.90}
 
@@ -36,6 +37,6 @@ def _advice(fmt: str) -> str:
     if fmt == "int8":
         return ("An int8 model after few QAT epochs often disagrees: train more QAT epochs (--qat-epochs 5 or more), "
                 "or export with --ptq; for a pipeline check (e.g. --arch tiny) pass --no-verify. Far below, near "
-                "chance, points at the run's card.json or calibration.npy")
-    return ("Check the run's card.json and calibration.npy (a mismatch scores near chance), or pass --no-verify "
+                f"chance, points at the run's {CARD} or {REPRESENTATIVE_IMAGES}")
+    return (f"Check the run's {CARD} and {REPRESENTATIVE_IMAGES} (a mismatch scores near chance), or pass --no-verify "
             "for a pipeline check")

@@ -53,6 +53,7 @@ from study_paths import ROOT, STUDY
 from edgeshop.data import discover, read_hierarchy  # noqa: E402
 from edgeshop.report.card import summary_and_hits  # noqa: E402
 from edgeshop.report.metrics import BOOTSTRAP_RESAMPLES, paired_difference_interval  # noqa: E402
+from edgeshop.train.run_dir import CARD, CONFIG, DATA_REPORT, LABELS, REPRESENTATIVE_IMAGES, RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 FINE_TUNE_EPOCHS = 10  # a level's default
@@ -112,7 +113,7 @@ FIGURES = STUDY_FIGURES / "channel_pruning.json"
 UNIFORM = STUDY_FIGURES / "channel_pruning_uniform.json"  # the first sweep: uniform fractions (commit 672c819)
 PLOT = STUDY_FIGURES / "channel_pruning.png"
 COMMAND = "python studies/grocery/channel_sweep.py"
-BASE_FILES = ("config.json", "card.json", "labels.txt", "data_report.json", "calibration.npy")
+BASE_FILES = (CONFIG, CARD, LABELS, DATA_REPORT, REPRESENTATIVE_IMAGES)  # what a level takes from its base
 
 
 def base_config(dataset: Path, run: Path, recipe_file: str = Level.recipe):
@@ -130,7 +131,7 @@ def train_base(dataset: Path, run: Path, log=print) -> None:
     if _main_phase_done(run):
         log(f"{run}: base already trained")
         return
-    train(config, resume=(run / "state.json").is_file(), log=log)
+    train(config, resume=RunDir(run).has_state(), log=log)
 
 
 def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
@@ -138,51 +139,35 @@ def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     (with ``level.plan_from``: the channels that level removed, no search)."""
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.distill import cache_file
-    from edgeshop.train.run_model import CHANNEL_PLAN
+    from edgeshop.train.run_dir import RunDir
 
-    if (run / "state.json").is_file():
+    if RunDir(run).has_state():
         return  # started earlier: resume it as it is
-    plan = level_run(base.parent, BY_NAME[level.plan_from]) / CHANNEL_PLAN if level.plan_from else None
+    plan = RunDir(level_run(base.parent, BY_NAME[level.plan_from])).channel_plan_file if level.plan_from else None
     if plan is not None:  # channel indices name channels of the same trained weights only
         source = BY_NAME[level.plan_from]
         if source.base != level.base or not plan.is_file():
             raise SystemExit(f"level {level.name} keeps the channels of {source.name}, which must branch from the "
                              f"same base ({source.base}, here {level.base}) and be trained first ({plan} is "
                              f"missing): {COMMAND} --level {source.ratio:g} --tag {source.tag}")
-    run.mkdir(parents=True)
-    for name in BASE_FILES:
-        shutil.copy2(base / name, run / name)
-    (run / "stages").mkdir()
-    state = json.loads((base / "state.json").read_text())
-    state["completed"] = [stage for stage in state["completed"] if stage in ("head", "train")]  # not its QAT
-    for stage in state["completed"]:
-        shutil.copy2(base / "stages" / f"{stage}.weights.npz", run / "stages" / f"{stage}.weights.npz")
-    config = TrainConfig.from_saved(json.loads((base / "config.json").read_text()))
-    # an ensemble-taught level keeps the teachers its base was distilled from (their caches are the base's)
-    teacher = config.distillation.teacher if level.ensemble_teacher else str(base)
-    config.runtime.out = str(run)
-    config.compression.prune_channels, config.compression.target_latency_ratio = 0.0, level.ratio
-    config.compression.prune_channels_epochs, config.compression.qat = level.epochs, recipe["qat"]
-    config.distillation.teacher = teacher
-    config.experimental.reconstruct_channels = level.reconstruct
-    config.experimental.prune_channels_average_last_epochs = level.average_last
-    if level.image_size:  # the resumed run decodes its images, calibration and card at this size
-        config.model.image_size = level.image_size
+    saved = TrainConfig.from_saved(RunDir(base).read_config())
+    # an ensemble-taught level keeps the teachers its base was distilled from (their caches come along)
+    teacher = saved.distillation.teacher if level.ensemble_teacher else str(base)
+    overrides = dict(prune_channels=0.0, target_latency_ratio=level.ratio, prune_channels_epochs=level.epochs,
+                     qat=recipe["qat"], teacher=teacher, reconstruct_channels=level.reconstruct,
+                     prune_channels_average_last_epochs=level.average_last)
+    if level.image_size:  # the resumed run decodes its images, representative images and card at this size
+        overrides["image_size"] = level.image_size
+    new = RunDir(base).branch(run, after="train", **overrides)
     if plan is not None:  # the fit reads a plan already in the run directory instead of searching
-        shutil.copy2(plan, run / CHANNEL_PLAN)
-    if level.ensemble_teacher:  # the base was distilled from the same teachers on the same images
-        caches = [base / cache_file(i) for i in range(len(config.teachers()))]
-    else:  # a sibling level taught by the same base
-        caches = [next((p / cache_file(0) for p in sorted(base.parent.glob("grocery_channels_*"))
-                        if (p / cache_file(0)).is_file() and (p / "config.json").is_file()
-                        and TrainConfig.from_saved(json.loads((p / "config.json").read_text())).distillation.teacher
-                        == str(base)), None)]
-    for i, cache in enumerate(caches):
-        if cache is not None and cache.is_file():  # the same teacher on the same images: reuse its logits
-            shutil.copy2(cache, run / cache_file(i))
-    write_json_atomic(run / "config.json", config.to_dict())
-    state.update(phase=None, best=None, best_epoch=None, wait=0)
-    write_json_atomic(run / "state.json", state)
+        shutil.copy2(plan, new.channel_plan_file)
+    if not level.ensemble_teacher:  # a sibling level taught by the same base has its logits
+        sibling = next((RunDir(p) for p in sorted(base.parent.glob("grocery_channels_*"))
+                        if RunDir(p).teacher_logits(0).is_file() and RunDir(p).config_file.is_file()
+                        and TrainConfig.from_saved(RunDir(p).read_config()).distillation.teacher
+                        == str(base)), None)
+        if sibling is not None:
+            shutil.copy2(sibling.teacher_logits(0), run / cache_file(0))
 
 
 REFIT_CHECK = "refit_check.json"  # in a level's run: val top-1 before fine-tuning, channels removed vs refitted
@@ -192,12 +177,11 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     """Val top-1 of the level's base with the level's channels removed, before any
     fine-tuning: plainly, and with the projections refitted (what --reconstruct-channels
     starts fine-tuning from: the same weights, plan, calibration images and seed)."""
-    import numpy as np
 
     from edgeshop.data import load_images
     from edgeshop.tflite.modelcard import InputSpec
     from edgeshop.train import channels
-    from edgeshop.train.fit import RECONSTRUCTION_IMAGES
+    from edgeshop.train.phases.channels import RECONSTRUCTION_IMAGES
     from edgeshop.train.run_model import load_run_model, read_channel_plan, read_run
 
     run = level_run(runs, level)
@@ -208,16 +192,20 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     config, labels, _ = read_run(runs / level.base)
     full = load_run_model(runs / level.base, final=False)  # the main phase the level branched from
     groups = channels.find_groups(full)
-    images = np.load(run / "calibration.npy", allow_pickle=False)[:RECONSTRUCTION_IMAGES]
+    images = RunDir(run).representative_images(RECONSTRUCTION_IMAGES)
     size = level.image_size or config.model.image_size  # the size the level's calibration images have
     val = load_images(discover(dataset / "val"), labels,
                       InputSpec(size, size, interpolation=config.model.interpolation))
     removed = channels.mask_channels(full, groups, plan)
     refitted, _ = channels.refitted_copy(full, groups, plan, images)
 
-    result = {"val_images": int(len(val.labels)), "unpruned": _float_top1(full, val),
-              "removed": _float_top1(removed, val), "refitted": _float_top1(refitted, val),
-              "command": f"{COMMAND} --refit-check --level {level.ratio:g} --tag {level.tag}"}
+    result = {
+        "val_images": int(len(val.labels)),
+        "unpruned": _float_top1(full, val),
+        "removed": _float_top1(removed, val),
+        "refitted": _float_top1(refitted, val),
+        "command": f"{COMMAND} --refit-check --level {level.ratio:g} --tag {level.tag}",
+    }
     write_json_atomic(run / REFIT_CHECK, result)
     return result
 
@@ -244,14 +232,15 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
         raise SystemExit(f"level {level.name} runs at its recipe's size: nothing to compare")
     base = runs / level.base
     config, labels, _ = read_run(base)
-    calibration = np.load(base / "calibration.npy", allow_pickle=False)[:32]
+    calibration = RunDir(base).representative_images(32)
     samples = discover(dataset / "val")
     result: dict[str, Any] = {"sizes": [config.model.image_size, level.image_size], "val_top1_float": {}}
     flatbuffers = {}
     for size in (config.model.image_size, level.image_size):
-        model = build_model(dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=size)),
-                            len(labels))
-        load_weights(model, base / "stages" / "train.weights.npz")  # the main phase every level branches from
+        model = build_model(
+            dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=size)), len(labels)
+        )
+        load_weights(model, RunDir(base).stage_weights("train"))  # the main phase every level branches from
         val = load_images(samples, labels, InputSpec(size, size, interpolation=config.model.interpolation))
         result["val_top1_float"][str(size)] = _float_top1(model, val)
         images = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in calibration])
@@ -288,8 +277,7 @@ def interleaved_latency(models: dict[str, Path], threads: int, runs: int) -> dic
     return {name: {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms} for name, s in stats.items()}
 
 
-def measure(models: dict[str, Path], samples, hierarchy, reference: str,
-            against: dict[str, str] | None = None) -> dict:
+def measure(models: dict[str, Path], samples, hierarchy, reference: str, against: dict[str, str] | None = None) -> dict:
     """Val figures, size, and latency per thread count: REPEATS interleaved sessions, the
     median of their p50s (and the range of the ratios, so a reader sees the spread). Every
     model's drop below ``reference`` gets its paired bootstrap interval (drop_interval), and
@@ -302,22 +290,29 @@ def measure(models: dict[str, Path], samples, hierarchy, reference: str,
     figures, hits = {}, {}
     for name, path in models.items():
         val, hits[name] = summary_and_hits(path, samples, hierarchy)
-        figures[name] = {"file": str(path.relative_to(ROOT)), "size_bytes": path.stat().st_size,
-                         "input_px": read_card(path.read_bytes()).input.height, "val": val}
+        figures[name] = {
+            "file": str(path.relative_to(ROOT)),
+            "size_bytes": path.stat().st_size,
+            "input_px": read_card(path.read_bytes()).input.height,
+            "val": val,
+        }
     for name in models:
         if name != reference:  # paired: the same images, so only the two models' disagreements count
             figures[name]["drop_interval"] = list(paired_hits_interval(hits[reference], hits[name], name))
     for name, other in (against or {}).items():  # e.g. a level against the level whose channels it keeps
         figures[name]["drop_vs_plan"] = {
-            "against": other, "drop": figures[other]["val"]["top1"] - figures[name]["val"]["top1"],
-            "interval": list(paired_hits_interval(hits[other], hits[name], name))}
+            "against": other,
+            "drop": figures[other]["val"]["top1"] - figures[name]["val"]["top1"],
+            "interval": list(paired_hits_interval(hits[other], hits[name], name)),
+        }
     figures[reference]["interval_resamples"] = BOOTSTRAP_RESAMPLES
     for threads in THREADS:
         sessions = [interleaved_latency(models, threads, RUNS) for _ in range(REPEATS)]
         for name in models:
             ratios = [s[name]["p50_ms"] / s[reference]["p50_ms"] for s in sessions]
             figures[name][f"latency_{threads}t"] = {
-                key: statistics.median(s[name][key] for s in sessions) for key in ("p50_ms", "p90_ms")}
+                key: statistics.median(s[name][key] for s in sessions) for key in ("p50_ms", "p90_ms")
+            }
             figures[name][f"ratio_{threads}t"] = statistics.median(ratios)
             figures[name][f"ratio_{threads}t_range"] = [min(ratios), max(ratios)]
     return {"models": figures, "machine": machine_info(), "repeats": REPEATS}
@@ -328,8 +323,10 @@ def paired_hits_interval(first: dict[Path, bool], second: dict[Path, bool], name
     import numpy as np
 
     if first.keys() != second.keys():
-        raise SystemExit(f"{name} read other val images than the model it is compared with (an unreadable file "
-                         "on one side only?); pairing needs the same images")
+        raise SystemExit(
+            f"{name} read other val images than the model it is compared with (an unreadable file "
+            "on one side only?); pairing needs the same images"
+        )
     paths = list(first)
     return paired_difference_interval(np.array([first[p] for p in paths]), np.array([second[p] for p in paths]))
 
@@ -370,44 +367,60 @@ def _ratio(figures: dict, threads: int) -> str:
 def render(result: dict) -> str:
     """The sweep as a Markdown table and its provenance (README block and model card)."""
     figures = result["models"]
-    lines = ["| model | target | channels kept | int8 val top-1 | points below shipped (95% interval) | "
-             "coarse top-1 | size | bare invoke / shipped, 1 thread | 2 threads |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | target | channels kept | int8 val top-1 | points below shipped (95% interval) | "
+        "coarse top-1 | size | bare invoke / shipped, 1 thread | 2 threads |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, f in ordered(figures):
         kept = f"{f['channels']['kept_fraction']:.0%}" if f.get("channels") else "100%"
         target = "-" if name == "shipped" else name
         label = "shipped `grocery_int8.tflite`" if name == "shipped" else "channels removed"
         if f.get("shipped_as"):
             label += f" (`{Path(f['shipped_as']).name}`)"
-        lines.append(f"| {label} | {target} | {kept} | {_pct(f['val']['top1'])} | {_drop(f, figures['shipped'])} | "
-                     f"{_pct(f['val']['coarse_top1'])} | {f['size_bytes'] / 1e6:.2f} MB | {_ratio(f, 1)} | "
-                     f"{_ratio(f, 2)} |")
+        lines.append(
+            f"| {label} | {target} | {kept} | {_pct(f['val']['top1'])} | {_drop(f, figures['shipped'])} | "
+            f"{_pct(f['val']['coarse_top1'])} | {f['size_bytes'] / 1e6:.2f} MB | {_ratio(f, 1)} | "
+            f"{_ratio(f, 2)} |"
+        )
     chosen = result.get("chosen")
-    verdict = (f"Shipped: the {chosen} level as `{FAST.relative_to(ROOT)}` (rule fixed before the sweep: the most "
-               f"accurate level at <= {result['target_ratio']:.2f}x on both thread counts that loses <= "
-               f"{100 * result['target_drop']:.1f} points, else the most accurate fast one)."
-               if chosen else f"No level reached {result['target_ratio']:.2f}x on both thread counts: nothing shipped.")
+    verdict = (
+        f"Shipped: the {chosen} level as `{FAST.relative_to(ROOT)}` (rule fixed before the sweep: the most "
+        f"accurate level at <= {result['target_ratio']:.2f}x on both thread counts that loses <= "
+        f"{100 * result['target_drop']:.1f} points, else the most accurate fast one)."
+        if chosen
+        else f"No level reached {result['target_ratio']:.2f}x on both thread counts: nothing shipped."
+    )
     sessions: dict[str, list[str]] = {}
     for name, f in ordered(figures):
         if name != "shipped":
             base = f.get("base_val_top1_float", result.get("base_val_top1_float"))
             ms = f.get("shipped_p50_ms")
             base_run = f.get("base", Level.base)
-            key = (f"{f.get('measured', 'in an earlier session')} on {f.get('cpu') or 'this machine'}, "
-                   + ("" if base_run == Level.base else f"from runs/{base_run}, ") + f"base float val {_pct(base)}"
-                   + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else ""))
+            key = (
+                f"{f.get('measured', 'in an earlier session')} on {f.get('cpu') or 'this machine'}, "
+                + ("" if base_run == Level.base else f"from runs/{base_run}, ")
+                + f"base float val {_pct(base)}"
+                + (f", shipped model {ms[0]:.2f} / {ms[1]:.2f} ms at 1 / 2 threads" if ms else "")
+            )
             sessions.setdefault(key, []).append(name)
     provenance = "; ".join(f"{', '.join(names)}: measured {key}" for key, names in sessions.items())
-    both = [name for name, f in ordered(figures)
-            if _threads_timed(f.get("search_threads")) > 1 and not f.get("plan_from")]
-    search = (f"the search timed one thread, except for {', '.join(both)}: 1 and 2 threads, the target met at both"
-              if both else "the search timed one thread")
+    both = [
+        name for name, f in ordered(figures) if _threads_timed(f.get("search_threads")) > 1 and not f.get("plan_from")
+    ]
+    search = (
+        f"the search timed one thread, except for {', '.join(both)}: 1 and 2 threads, the target met at both"
+        if both
+        else "the search timed one thread"
+    )
     if any(f.get("plan_from") for f in figures.values()):
         search += "; a level that keeps another level's channels ran no search"
-    longer = [f"{f['fine_tune_epochs']} for {name}" + (f", which keeps the channels of {f['plan_from']}"
-                                                       if f.get("plan_from") else "")
-              for name, f in ordered(figures) if f.get("fine_tune_epochs", result["fine_tune_epochs"])
-              != result["fine_tune_epochs"]]
+    longer = [
+        f"{f['fine_tune_epochs']} for {name}"
+        + (f", which keeps the channels of {f['plan_from']}" if f.get("plan_from") else "")
+        for name, f in ordered(figures)
+        if f.get("fine_tune_epochs", result["fine_tune_epochs"]) != result["fine_tune_epochs"]
+    ]
     epochs = f"{result['fine_tune_epochs']}" + (f" ({'; '.join(longer)})" if longer else "")
     refits = [_refit_note(name, f) for name, f in ordered(figures) if f.get("reconstruct")]
     refits += [_average_note(name, f, figures) for name, f in ordered(figures) if f.get("average_last")]
@@ -417,55 +430,75 @@ def render(result: dict) -> str:
             resized.setdefault((f["input_px"], f["level"]), []).append(name)
     refits += [_size_note(names, figures) for names in resized.values()]
     resamples = figures["shipped"].get("interval_resamples", BOOTSTRAP_RESAMPLES)
-    lines += ["", f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
-              f"(train/latency_target.py), then {epochs} fine-tuning epochs distilled from the "
-              "unpruned base (the recipe's main phase without QAT; for a -kd level, the round-2 candidate's main "
-              "phase, and distilled from its three teachers), the recipe's QAT and the int8 export "
-              f"({provenance}; {search}). " + "".join(f"{note} " for note in refits) +
-              "Val: the official val split (296 images), so the figures share its optimism; the interval of a "
-              f"drop resamples the val images {resamples} times "
-              "with the shipped model and the level scored on the same draw (levels measured in an earlier session "
-              "have none; photos taken in bursts are not independent, so the intervals are a floor); latency: p50 of "
-              f"{RUNS} bare invokes per model, the levels of one measuring session interleaved with the shipped "
-              f"model in one process (1 thread: call by call; 2: blocks of 10), median (range) over "
-              f"{result.get('repeats', 1)} such sessions. {verdict} Command: `{result['command']}` "
-              f"(one level: `--level 0.67`, a tagged rerun: `--level 0.7 --tag 2t`; measure and choose: "
-              "`--measure --force`; raw: "
-              f"`{FIGURES.relative_to(ROOT)}`, plot: `{PLOT.relative_to(ROOT)}`)."]
+    lines += [
+        "",
+        f"Each level: `--target-latency-ratio` chooses per-group fractions by timing and output damage "
+        f"(train/latency_target.py), then {epochs} fine-tuning epochs distilled from the "
+        "unpruned base (the recipe's main phase without QAT; for a -kd level, the round-2 candidate's main "
+        "phase, and distilled from its three teachers), the recipe's QAT and the int8 export "
+        f"({provenance}; {search}). "
+        + "".join(f"{note} " for note in refits)
+        + "Val: the official val split (296 images), so the figures share its optimism; the interval of a "
+        f"drop resamples the val images {resamples} times "
+        "with the shipped model and the level scored on the same draw (levels measured in an earlier session "
+        "have none; photos taken in bursts are not independent, so the intervals are a floor); latency: p50 of "
+        f"{RUNS} bare invokes per model, the levels of one measuring session interleaved with the shipped "
+        f"model in one process (1 thread: call by call; 2: blocks of 10), median (range) over "
+        f"{result.get('repeats', 1)} such sessions. {verdict} Command: `{result['command']}` "
+        f"(one level: `--level 0.67`, a tagged rerun: `--level 0.7 --tag 2t`; measure and choose: "
+        "`--measure --force`; raw: "
+        f"`{FIGURES.relative_to(ROOT)}`, plot: `{PLOT.relative_to(ROOT)}`).",
+    ]
     return "\n".join(lines + uniform_lines())
 
 
 def _refit_note(name: str, f: dict) -> str:
     """One sentence on a level whose projections were refitted before fine-tuning."""
-    note = (f"{name} keeps the channels of {f['plan_from']} and refits its projections by least squares before "
-            "fine-tuning (`--reconstruct-channels`)") if f.get("plan_from") else \
-        f"{name} refits its projections by least squares before fine-tuning (`--reconstruct-channels`)"
+    note = (
+        (
+            f"{name} keeps the channels of {f['plan_from']} and refits its projections by least squares before "
+            "fine-tuning (`--reconstruct-channels`)"
+        )
+        if f.get("plan_from")
+        else f"{name} refits its projections by least squares before fine-tuning (`--reconstruct-channels`)"
+    )
     check = f.get("before_fine_tuning")
     if check:
-        note += (f"; before fine-tuning its val top-1 is {_pct(check['removed'])} with the channels removed and "
-                 f"{_pct(check['refitted'])} refitted (unpruned {_pct(check['unpruned'])}; `{check['command']}`)")
+        note += (
+            f"; before fine-tuning its val top-1 is {_pct(check['removed'])} with the channels removed and "
+            f"{_pct(check['refitted'])} refitted (unpruned {_pct(check['unpruned'])}; `{check['command']}`)"
+        )
     refitted = f.get("refitted_projections")
     if refitted:
-        note += (f"; its run refitted {refitted[0]} of {refitted[1]} projections, keeping the others as they were "
-                 "because their refit did not help on held-out images")
+        note += (
+            f"; its run refitted {refitted[0]} of {refitted[1]} projections, keeping the others as they were "
+            "because their refit did not help on held-out images"
+        )
     return note + "."
 
 
 def _average_note(name: str, f: dict, figures: dict) -> str:
     """One sentence on a level that keeps the mean weights of its fine-tune's last epochs."""
     source = f.get("plan_from")
-    note = (f"{name} " + (f"keeps the channels of {source} and, after the same recipe, " if source else "keeps ")
-            + f"the mean weights of its fine-tune's last {f['average_last']} epochs instead of the last epoch's "
-            f"(`--prune-channels-average-last-epochs {f['average_last']}`, stochastic weight averaging)")
+    note = (
+        f"{name} "
+        + (f"keeps the channels of {source} and, after the same recipe, " if source else "keeps ")
+        + f"the mean weights of its fine-tune's last {f['average_last']} epochs instead of the last epoch's "
+        f"(`--prune-channels-average-last-epochs {f['average_last']}`, stochastic weight averaging)"
+    )
     averaged, other = f.get("val_top1_averaged"), figures.get(source, {})
     if averaged and other.get("val_top1_float"):
-        note += (f"; float val top-1 before QAT {_pct(averaged)} (the mean) against {_pct(other['val_top1_float'])} "
-                 f"({source}'s last epoch)")
+        note += (
+            f"; float val top-1 before QAT {_pct(averaged)} (the mean) against {_pct(other['val_top1_float'])} "
+            f"({source}'s last epoch)"
+        )
     paired = f.get("drop_vs_plan")
     if paired:
         low, high = (100 * x for x in paired["interval"])
-        note += (f"; int8 {100 * paired['drop']:.2f} points below {paired['against']} (paired 95% interval "
-                 f"{low:.2f} to {high:.2f})")
+        note += (
+            f"; int8 {100 * paired['drop']:.2f} points below {paired['against']} (paired 95% interval "
+            f"{low:.2f} to {high:.2f})"
+        )
     return note + "."
 
 
@@ -474,7 +507,7 @@ def _fine_tune_val(run: Path) -> list[float]:
     import csv
 
     by_epoch = {}  # a resumed run may log an epoch twice: the later row is the one kept
-    with (run / "training_log.csv").open(newline="") as rows:
+    with RunDir(run).training_log.open(newline="") as rows:
         for row in csv.DictReader(rows):
             if row["phase"] == "prune_channels" and row.get("val_accuracy"):
                 by_epoch[int(row["epoch"])] = float(row["val_accuracy"])
@@ -485,17 +518,21 @@ def _size_note(names: list[str], figures: dict) -> str:
     """One sentence on the levels that run at another input size than the shipped model."""
     f = figures[names[0]]
     subject = " and ".join(names) + (" validate and export" if len(names) > 1 else " validates and exports")
-    note = (f"{subject} at {f['input_px']} px instead of {figures['shipped']['input_px']}: "
-            f"{'their' if len(names) > 1 else 'its'} target is {f['level']:.2f}x the unpruned network at that size "
-            f"(the last two columns compare {'them' if len(names) > 1 else 'it'} with the shipped model, like "
-            "every row)")
+    note = (
+        f"{subject} at {f['input_px']} px instead of {figures['shipped']['input_px']}: "
+        f"{'their' if len(names) > 1 else 'its'} target is {f['level']:.2f}x the unpruned network at that size "
+        f"(the last two columns compare {'them' if len(names) > 1 else 'it'} with the shipped model, like "
+        "every row)"
+    )
     check = next((figures[name]["size_check"] for name in names if figures[name].get("size_check")), None)
     if check:
         small, large = str(f["input_px"]), str(check["sizes"][0])
         ratios = " / ".join(f"{r:.3f}x" for r in check["int8_ratio"].values())
-        note += (f"; the unpruned base scores {_pct(check['val_top1_float'][small])} float val top-1 at {small} px "
-                 f"({_pct(check['val_top1_float'][large])} at {large}) and its int8 model runs at {ratios} the "
-                 f"{large}-px one at 1 / 2 threads (`{check['command']}`)")
+        note += (
+            f"; the unpruned base scores {_pct(check['val_top1_float'][small])} float val top-1 at {small} px "
+            f"({_pct(check['val_top1_float'][large])} at {large}) and its int8 model runs at {ratios} the "
+            f"{large}-px one at 1 / 2 threads (`{check['command']}`)"
+        )
     return note + "."
 
 
@@ -504,12 +541,18 @@ def uniform_lines() -> list[str]:
     if not UNIFORM.exists():
         return []
     result = json.loads(UNIFORM.read_text())
-    rows = [f"{name} removed: {_pct(f['val']['top1'])} at {f['ratio_1t']:.3f}x / {f['ratio_2t']:.3f}x"
-            for name, f in result["models"].items() if name != "shipped"]
-    return ["", f"Tried first, the same fraction from every group ({result['fine_tune_epochs']} fine-tuning epochs, "
-            f"BatchNorm frozen): {'; '.join(rows)} (int8 val top-1 at 1 / 2 threads; shipped "
-            f"{_pct(result['models']['shipped']['val']['top1'])} in that run). Source: {result['command']} "
-            f"(raw: `{UNIFORM.relative_to(ROOT)}`)."]
+    rows = [
+        f"{name} removed: {_pct(f['val']['top1'])} at {f['ratio_1t']:.3f}x / {f['ratio_2t']:.3f}x"
+        for name, f in result["models"].items()
+        if name != "shipped"
+    ]
+    return [
+        "",
+        f"Tried first, the same fraction from every group ({result['fine_tune_epochs']} fine-tuning epochs, "
+        f"BatchNorm frozen): {'; '.join(rows)} (int8 val top-1 at 1 / 2 threads; shipped "
+        f"{_pct(result['models']['shipped']['val']['top1'])} in that run). Source: {result['command']} "
+        f"(raw: `{UNIFORM.relative_to(ROOT)}`).",
+    ]
 
 
 def plot(result: dict, path: Path) -> None:
@@ -544,23 +587,42 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "grocery_store"))
     parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
-    parser.add_argument("--measure", action="store_true",
-                        help="only measure levels already trained and exported; levels trained in an earlier "
-                             "session keep the figures recorded for them")
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="only measure levels already trained and exported; levels trained in an earlier "
+        "session keep the figures recorded for them",
+    )
     parser.add_argument("--force", action="store_true", help=f"replace {FAST.name} and the figures")
-    parser.add_argument("--render-only", action="store_true",
-                        help="only rewrite the README table and the model card from the stored figures")
-    parser.add_argument("--level", type=float, choices=sorted({level.ratio for level in LEVELS}),
-                        help="train and export this one level, then stop")
-    parser.add_argument("--base-only", action="store_true",
-                        help="only train the unpruned base (runs/grocery_base; also a teacher of the round-2 recipe)")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only rewrite the README table and the model card from the stored figures",
+    )
+    parser.add_argument(
+        "--level",
+        type=float,
+        choices=sorted({level.ratio for level in LEVELS}),
+        help="train and export this one level, then stop",
+    )
+    parser.add_argument(
+        "--base-only",
+        action="store_true",
+        help="only train the unpruned base (runs/grocery_base; also a teacher of the round-2 recipe)",
+    )
     parser.add_argument("--tag", default="", help="with --level: the level's rerun with this tag (see LEVELS)")
-    parser.add_argument("--size-check", action="store_true",
-                        help="with --level of a level with its own input size: the unpruned base's float val top-1 "
-                             "and int8 latency at both sizes (recorded in the run; --measure copies it)")
-    parser.add_argument("--refit-check", action="store_true",
-                        help="with --level: val top-1 of the level's channels removed before fine-tuning, plainly "
-                             "and refitted by least squares (recorded in the run; --measure copies it)")
+    parser.add_argument(
+        "--size-check",
+        action="store_true",
+        help="with --level of a level with its own input size: the unpruned base's float val top-1 "
+        "and int8 latency at both sizes (recorded in the run; --measure copies it)",
+    )
+    parser.add_argument(
+        "--refit-check",
+        action="store_true",
+        help="with --level: val top-1 of the level's channels removed before fine-tuning, plainly "
+        "and refitted by least squares (recorded in the run; --measure copies it)",
+    )
     args = parser.parse_args()
     if args.render_only:
         publish(json.loads(FIGURES.read_text()))
@@ -568,8 +630,10 @@ def main() -> int:
     # by name: a level's base and teachers come from LEVELS, not from the command line
     chosen_level = BY_NAME.get(Level(args.level, args.tag).name) if args.level is not None else None
     if args.level is not None and chosen_level is None:
-        print(f"--level {args.level:g} --tag {args.tag!r} is not one of the sweep's LEVELS "
-              f"({', '.join(BY_NAME)})", file=sys.stderr)
+        print(
+            f"--level {args.level:g} --tag {args.tag!r} is not one of the sweep's LEVELS ({', '.join(BY_NAME)})",
+            file=sys.stderr,
+        )
         return 2
     dataset, runs = Path(args.dataset), Path(args.runs_dir)
     if args.size_check:
@@ -578,17 +642,22 @@ def main() -> int:
             return 2
         check = size_check(runs, chosen_level, dataset)
         small, large = str(chosen_level.image_size), str(check["sizes"][0])
-        print(f"{chosen_level.name}: unpruned base float val top-1 {_pct(check['val_top1_float'][large])} at "
-              f"{large} px, {_pct(check['val_top1_float'][small])} at {small} px; int8 {small} / {large} px: "
-              + " / ".join(f"{r:.3f}x" for r in check["int8_ratio"].values()) + " at 1 / 2 threads")
+        print(
+            f"{chosen_level.name}: unpruned base float val top-1 {_pct(check['val_top1_float'][large])} at "
+            f"{large} px, {_pct(check['val_top1_float'][small])} at {small} px; int8 {small} / {large} px: "
+            + " / ".join(f"{r:.3f}x" for r in check["int8_ratio"].values())
+            + " at 1 / 2 threads"
+        )
         return 0
     if args.refit_check:
         if chosen_level is None:
             print("--refit-check needs --level (and --tag) naming a trained level", file=sys.stderr)
             return 2
         check = refit_check(runs, chosen_level, dataset)
-        print(f"{chosen_level.name} before fine-tuning: unpruned {_pct(check['unpruned'])}, channels removed "
-              f"{_pct(check['removed'])}, refitted {_pct(check['refitted'])}")
+        print(
+            f"{chosen_level.name} before fine-tuning: unpruned {_pct(check['unpruned'])}, channels removed "
+            f"{_pct(check['removed'])}, refitted {_pct(check['refitted'])}"
+        )
         return 0
     if args.base_only:
         train_base(dataset, runs / "grocery_base")
@@ -609,8 +678,11 @@ def main() -> int:
         if not args.measure and not _finished(run, model):
             level_base = runs / level.base
             if not _main_phase_done(level_base):
-                print(f"level {level.name} branches from {level_base}, whose main phase is not finished; make it "
-                      "first (make grocery)", file=sys.stderr)
+                print(
+                    f"level {level.name} branches from {level_base}, whose main phase is not finished; make it "
+                    "first (make grocery)",
+                    file=sys.stderr,
+                )
                 return 2
             branch(level_base, level, run, base_config(dataset, level_base, level.recipe)[1])
             resume(run)
@@ -638,20 +710,27 @@ def main() -> int:
     for name in available:
         run = level_run(runs, BY_NAME[name])
         level_base_metrics = _metrics(runs / BY_NAME[name].base)
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = RunDir(run).read_json(RunDir(run).metrics_file)
         plan = read_channel_plan(run) or {}
         search = plan.get("latency_target", {})
-        new[name].update(level=BY_NAME[name].ratio,
-                         search_threads=search.get("threads"), channels=metrics.get("channels"),
-                         fine_tune_epochs=BY_NAME[name].epochs, plan_from=BY_NAME[name].plan_from or None,
-                         val_top1_float=metrics.get("val_top1_float"),
-                         base_val_top1_float=level_base_metrics.get("val_top1_float"), base=BY_NAME[name].base,
-                         measured=session,
-                         seconds=_level_seconds(metrics), cpu=result["machine"].get("cpu"),
-                         shipped_p50_ms=_shipped_ms(new["shipped"]), reconstruct=BY_NAME[name].reconstruct,
-                         average_last=BY_NAME[name].average_last or None,
-                         val_top1_averaged=metrics.get("val_top1_averaged_prune_channels"),
-                         fine_tune_val_top1=_fine_tune_val(run))
+        new[name].update(
+            level=BY_NAME[name].ratio,
+            search_threads=search.get("threads"),
+            channels=metrics.get("channels"),
+            fine_tune_epochs=BY_NAME[name].epochs,
+            plan_from=BY_NAME[name].plan_from or None,
+            val_top1_float=metrics.get("val_top1_float"),
+            base_val_top1_float=level_base_metrics.get("val_top1_float"),
+            base=BY_NAME[name].base,
+            measured=session,
+            seconds=_level_seconds(metrics),
+            cpu=result["machine"].get("cpu"),
+            shipped_p50_ms=_shipped_ms(new["shipped"]),
+            reconstruct=BY_NAME[name].reconstruct,
+            average_last=BY_NAME[name].average_last or None,
+            val_top1_averaged=metrics.get("val_top1_averaged_prune_channels"),
+            fine_tune_val_top1=_fine_tune_val(run),
+        )
         if plan.get("reconstruction"):  # what the run's own refit did (the refit check redoes it on the base)
             projections = plan["reconstruction"]["projections"].values()
             new[name]["refitted_projections"] = [sum(p["refitted"] for p in projections), len(projections)]
@@ -662,20 +741,35 @@ def main() -> int:
     figures = {"shipped": new["shipped"], **{name: new.get(name) or earlier[name] for name in exported}}
     result["models"] = figures
     chosen = choose_level(figures, list(exported))
-    seconds = {**(previous or {}).get("seconds", {}), **{_seconds_key(BY_NAME[n]): f["seconds"]
-                                                          for n, f in figures.items() if f.get("seconds")}}
+    seconds = {
+        **(previous or {}).get("seconds", {}),
+        **{_seconds_key(BY_NAME[n]): f["seconds"] for n, f in figures.items() if f.get("seconds")},
+    }
     if base_metrics:
         seconds["base"] = round(sum(base_metrics.get("train_seconds_per_phase", {}).values()), 1)
-    result.update(levels=list(BY_NAME), fine_tune_epochs=FINE_TUNE_EPOCHS, target_ratio=TARGET_RATIO,
-                  target_drop=TARGET_DROP, chosen=chosen, seconds=seconds, command=COMMAND,
-                  base_val_top1_float=base_metrics.get("val_top1_float") or (previous or {}).get("base_val_top1_float"))
+    result.update(
+        levels=list(BY_NAME),
+        fine_tune_epochs=FINE_TUNE_EPOCHS,
+        target_ratio=TARGET_RATIO,
+        target_drop=TARGET_DROP,
+        chosen=chosen,
+        seconds=seconds,
+        command=COMMAND,
+        base_val_top1_float=base_metrics.get("val_top1_float") or (previous or {}).get("base_val_top1_float"),
+    )
     for f in figures.values():
         f.pop("shipped_as", None)
-    if chosen is not None and chosen not in available \
-            and not (previous and previous.get("chosen") == chosen and FAST.is_file()):
+    if (
+        chosen is not None
+        and chosen not in available
+        and not (previous and previous.get("chosen") == chosen and FAST.is_file())
+    ):
         # checked before anything is written: the figures, the README and FAST stay as they were
-        print(f"the rule chose {chosen}, trained in an earlier session and not in {FAST}; retrain it with "
-              f"--level {BY_NAME[chosen].ratio:g} --tag {BY_NAME[chosen].tag!r}", file=sys.stderr)
+        print(
+            f"the rule chose {chosen}, trained in an earlier session and not in {FAST}; retrain it with "
+            f"--level {BY_NAME[chosen].ratio:g} --tag {BY_NAME[chosen].tag!r}",
+            file=sys.stderr,
+        )
         return 2
     if chosen is not None:
         figures[chosen]["shipped_as"] = str(FAST.relative_to(ROOT))
@@ -689,8 +783,10 @@ def main() -> int:
         FAST.unlink(missing_ok=True)  # no level is fast enough: nothing may stand as the fast model
     plot(result, PLOT)
     for name, f in figures.items():
-        print(f"{name:8s} top-1 {f['val']['top1']:.4f}  {f['size_bytes'] / 1e6:.2f} MB  "
-              f"1t {f['ratio_1t']:.3f}x  2t {f['ratio_2t']:.3f}x")
+        print(
+            f"{name:8s} top-1 {f['val']['top1']:.4f}  {f['size_bytes'] / 1e6:.2f} MB  "
+            f"1t {f['ratio_1t']:.3f}x  2t {f['ratio_2t']:.3f}x"
+        )
     print(f"chosen: {chosen} -> {FAST if chosen else 'nothing shipped (no level meets the latency target)'}")
     publish(result)
     return 0
@@ -702,8 +798,11 @@ def earlier_levels(previous: dict | None, available: dict[str, Path], names: lis
     session's process, so it is kept as it was, never re-timed against today's shipped model."""
     if not previous:
         return {}
-    earlier = {name: dict(f) for name, f in previous.get("models", {}).items()
-               if name != "shipped" and name not in available and name in names}
+    earlier = {
+        name: dict(f)
+        for name, f in previous.get("models", {}).items()
+        if name != "shipped" and name not in available and name in names
+    }
     for f in earlier.values():
         f.setdefault("base_val_top1_float", previous.get("base_val_top1_float"))
         f.setdefault("measured", "in an earlier session")
@@ -735,18 +834,16 @@ def _seconds_key(level: Level) -> str:
 
 
 def _metrics(run: Path) -> dict:
-    return json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    return RunDir(run).read_json(RunDir(run).metrics_file) or {}
 
 
 def _main_phase_done(run: Path) -> bool:
-    state = run / "state.json"
-    return state.is_file() and "train" in json.loads(state.read_text()).get("completed", [])
+    return "train" in RunDir(run).completed()
 
 
 def _finished(run: Path, model: Path) -> bool:
     """The level is trained (its last phase completed) and exported: nothing to redo."""
-    state = run / "state.json"
-    return model.is_file() and state.is_file() and "qat" in json.loads(state.read_text()).get("completed", [])
+    return model.is_file() and "qat" in RunDir(run).completed()
 
 
 def _level_seconds(metrics: dict) -> float:
@@ -760,8 +857,9 @@ def ordered(figures: dict) -> list[tuple[str, dict]]:
     """The shipped model first, then the levels by target ratio, highest first (one ratio's
     levels in the order of LEVELS, whatever order the figures were stored in)."""
     names = list(BY_NAME)
-    return sorted(figures.items(), key=lambda item: (-item[1].get("level", 9.0),
-                                                     names.index(item[0]) if item[0] in names else -1))
+    return sorted(
+        figures.items(), key=lambda item: (-item[1].get("level", 9.0), names.index(item[0]) if item[0] in names else -1)
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from study_paths import FIGURES, ROOT, SHIPPED, STUDY, variants_tried
 from edgeshop.data import discover, read_class_names, read_hierarchy  # noqa: E402
 from edgeshop.report.card import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
 from edgeshop.runtime.bench import machine_info  # noqa: E402
+from edgeshop.train.run_dir import RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 
@@ -63,7 +64,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from edgeshop.train.export import export
-    from edgeshop.train.fit import split_samples, train
+    from edgeshop.train.fit import train
+    from edgeshop.train.run_data import run_split
 
     dataset, models_dir = Path(args.dataset), Path(args.models_dir)
     run = Path(args.out or ROOT / "runs" / f"grocery_{args.arch}")
@@ -104,7 +106,7 @@ def main() -> int:
 
     started = time.time()
     if args.reexport:
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = RunDir(run).read_json(RunDir(run).metrics_file)
         started -= metrics["wall_seconds_this_invocation"]
     else:
         metrics = train(config, resume=args.resume, force=args.force and not args.resume)
@@ -113,7 +115,7 @@ def main() -> int:
         exports[fmt] = export(run, target, fmt, force=True)
     wall = time.time() - started
     if ship:
-        shutil.copy(run / "training_log.csv", models_dir / "training_log.csv")
+        shutil.copy(RunDir(run).training_log, models_dir / "training_log.csv")
 
     # the official val split (a manifest of it without excluded classes); with --holdout the
     # run validated on its hold-out instead, and val is still reported
@@ -126,13 +128,13 @@ def main() -> int:
         figures["holdout_grouping"] = args.holdout_grouping
     if excluded:
         figures["excluded_classes"] = excluded
-    soup_of = json.loads((run / "state.json").read_text()).get("soup_of")
+    soup_of = RunDir(run).read_state().get("soup_of")
     if soup_of:  # a run made by studies/grocery/seed_soup.py
         figures["soup_of"] = soup_of
     figures.update(measure_models(targets, samples, hierarchy, BENCH_THREADS, BENCH_RUNS))
     figures["data_report"] = data_counts(run)
     if args.holdout:
-        holdout = split_samples(config)[1]
+        holdout = run_split(RunDir(run), config)[1]  # as the run recorded it
         for fmt, target in targets.items():
             figures[fmt]["holdout"] = summary(target, holdout, hierarchy)
     figures["machine"] = machine_info()

@@ -38,6 +38,7 @@ from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES as STUDY_FIGURES
 from study_paths import ROOT
 
+from edgeshop.train.run_dir import RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 FIGURES = STUDY_FIGURES / "bench" / "pipeline.json"
@@ -99,9 +100,9 @@ def train_once(data: Path, val: Path, out: Path, pipeline: str, batch_size: int)
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr.decode(errors='replace')[-3000:]}")
     wall = time.perf_counter() - started
-    with open(out / "training_log.csv", newline="") as handle:
+    with RunDir(out).training_log.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    report = json.loads((out / "data_report.json").read_text())
+    report = RunDir(out).read_json(RunDir(out).data_report_file)
     epoch = float(rows[-1]["seconds"])
     return {"pipeline": pipeline, "chosen": report.get("input_pipeline", pipeline),
             "train_images": report["train_images"], "val_images": report["val_images"],
@@ -157,6 +158,8 @@ def grocery(args: argparse.Namespace) -> None:
     from grocery_recipe import recipe_config
 
     from edgeshop.train.fit import TrainingRun
+    from edgeshop.train.phases import Finetune
+    from edgeshop.train.tf_data import train_images
 
     dataset = Path(args.dataset)
     recipe = json.loads((ROOT / "configs" / "grocery_round1.json").read_text())
@@ -164,8 +167,8 @@ def grocery(args: argparse.Namespace) -> None:
     # the main phase alone (val is not run)
     config.schedule.head_epochs, config.schedule.epochs, config.compression.qat = 0, 1, False
     run = TrainingRun(config, force=True, log=lambda *_: None)
-    phase = next(p for p in run.phases if p.name == "train")
-    size = run._phase_image_size(phase)
+    phase = next(p for p in run.phases if isinstance(p, Finetune))
+    size = phase.image_size(run)
     started_session = time.time()
     pipelines = args.pipelines
     order = [*pipelines, *reversed(pipelines)] if args.rounds == 2 else pipelines * args.rounds
@@ -180,10 +183,10 @@ def grocery(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         run._load_data()
         if pipeline == "cache" and not list(cache.glob("*.index")):
-            for _ in run._train_images():
+            for _ in train_images(run.data, run.config, None, soft=False):
                 pass
         load_seconds = time.perf_counter() - started
-        steps = math.ceil(run.n_train / config.schedule.batch_size)
+        steps = math.ceil(run.data.n_train / config.schedule.batch_size)
         model = run._phase_model(phase, steps)
         run._compile(model, phase, steps)
         timer = _StepTimes()
@@ -192,7 +195,7 @@ def grocery(args: argparse.Namespace) -> None:
         epoch_seconds = time.perf_counter() - started
         skip = min(5, len(timer.times) - 2)
         steady = (len(timer.times) - 1 - skip) * config.schedule.batch_size / (timer.times[-1] - timer.times[skip])
-        result = {"pipeline": pipeline, "train_images": run.n_train, "steps": len(timer.times),
+        result = {"pipeline": pipeline, "train_images": run.data.n_train, "steps": len(timer.times),
                   "epoch_seconds": round(epoch_seconds, 1), "steady_images_per_second": round(steady, 2),
                   "before_training_seconds": round(load_seconds, 1),  # listing, duplicate check (+ decode)
                   "load_average_1_5_15_before": [round(v, 2) for v in load_average],
@@ -200,7 +203,7 @@ def grocery(args: argparse.Namespace) -> None:
         print(json.dumps(result), flush=True)
         epochs.append(result)
         del model
-        run.train = run.val = None
+        run.data.train = run.data.val = None
         gc.collect()
     mean = {p: sum(e["epoch_seconds"] for e in epochs if e["pipeline"] == p) / order.count(p) for p in pipelines}
     session = {"epochs": epochs, "mean_epoch_seconds": {k: round(v, 1) for k, v in mean.items()},

@@ -30,6 +30,7 @@ from edgeshop.report.evaluate import predict  # noqa: E402
 from edgeshop.report.metrics import summarize  # noqa: E402
 from edgeshop.runtime.bench import benchmark_model  # noqa: E402
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
+from edgeshop.train.run_dir import RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 
 ROUND1 = ROOT / "runs" / "teachers" / "grocery_round1_int8.tflite"  # make resolution-sweep: from git history
@@ -66,13 +67,13 @@ def main() -> int:
         target = run / f"grocery_{size}px_int8.tflite"
         timing = run / "sweep_seconds.json"
         wanted = sweep_recipe(recipe, size)
-        stale = (run / "config.json").exists() and not same_recipe(run, wanted)
+        stale = RunDir(run).config_file.exists() and not same_recipe(run, wanted)
         if stale:
             print(f"{run}: trained with another recipe than {args.config}; training it again")
         if stale or not target.exists():  # a finished size is reused, an interrupted one resumes
             started = time.time()
             config = recipe_config(dataset, run, wanted)
-            train(config, resume=not stale and (run / "state.json").exists(), force=stale)
+            train(config, resume=not stale and RunDir(run).has_state(), force=stale)
             export(run, target, "int8", force=True)
             write_json_atomic(timing, {"train_and_export_seconds": round(time.time() - started, 1)})
         wall[f"{size}"] = json.loads(timing.read_text())["train_and_export_seconds"] if timing.exists() else None
@@ -117,7 +118,7 @@ def sweep_recipe(recipe: dict, size: int) -> dict:
 def same_recipe(run: Path, wanted: dict) -> bool:
     from edgeshop.train.config import TrainConfig, flatten
 
-    saved = TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_keys()
+    saved = TrainConfig.from_saved(RunDir(run).read_config()).to_keys()
     return all(saved[key] == value for key, value in flatten(wanted).items())
 
 

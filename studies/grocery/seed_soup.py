@@ -6,15 +6,14 @@ from the average:
     python studies/grocery/grocery_recipe.py --config configs/grocery_round1.json --resume --out runs/grocery_soup \
         --models-dir runs/grocery_soup_models
 
-The runs must share their configuration except the seed. The new run copies the first
-run's data, metadata and head stage, and its state says every float phase is done.
+The runs must share their configuration except the seed. The new run is the first run
+branched after its fine-tune phase (edgeshop's RunDir.branch: its data, metadata and head
+stage), with the average as that phase's weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,16 +23,15 @@ import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.pa
 from edgeshop.errors import EdgeshopError  # noqa: E402
 from edgeshop.train.config import TrainConfig  # noqa: E402
 from edgeshop.train.model_io import read_arrays, write_arrays  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.train.run_dir import RunDir  # noqa: E402
 
 FLOAT_STAGE = "train"  # the fine-tuned weights; QAT starts from them
-COPIED = ("calibration.npy", "card.json", "data_report.json", "labels.txt", "training_log.csv")
 
 
 def _config(run: Path) -> dict:
     """The run's settings with today's defaults filled in (runs saved before a setting existed)."""
     try:
-        return TrainConfig.from_saved(json.loads((run / "config.json").read_text())).to_keys()
+        return TrainConfig.from_saved(RunDir(run).read_config()).to_keys()
     except (OSError, ValueError, TypeError) as exc:
         raise EdgeshopError(f"{run}: not a finished training run ({exc})") from None
 
@@ -60,7 +58,7 @@ def make_soup(runs: list[Path], out: Path) -> int:
                                 f"({', '.join(differing)}); a soup averages runs of one recipe")
     weights = []
     for run in runs:
-        stage = run / "stages" / f"{FLOAT_STAGE}.weights.npz"
+        stage = RunDir(run).stage_weights(FLOAT_STAGE)
         if not stage.is_file():
             raise EdgeshopError(f"{stage}: missing; is the run finished?")
         weights.append(read_arrays(stage)[0])
@@ -70,20 +68,12 @@ def make_soup(runs: list[Path], out: Path) -> int:
     soup = [np.mean(arrays, axis=0).astype(arrays[0].dtype) for arrays in aligned]
     differing = sum(any(not np.array_equal(arrays[0], a) for a in arrays[1:]) for arrays in aligned)
 
-    state = json.loads((runs[0] / "state.json").read_text())
-    done = state["completed"][: state["completed"].index(FLOAT_STAGE) + 1]
-    (out / "stages").mkdir(parents=True)
-    for name in COPIED:
-        shutil.copy(runs[0] / name, out / name)
-    config = TrainConfig.from_saved(json.loads((runs[0] / "config.json").read_text()))
-    config.runtime.out = str(out)
-    write_json_atomic(out / "config.json", config.to_dict())
-    for phase in done[:-1]:  # e.g. the head phase, which the soup's QAT does not read but resume expects
-        shutil.copy(runs[0] / "stages" / f"{phase}.weights.npz", out / "stages" / f"{phase}.weights.npz")
-    write_arrays(out / "stages" / f"{FLOAT_STAGE}.weights.npz", soup)
-    state.update(completed=done, phase=FLOAT_STAGE, soup_of=[str(r) for r in runs])
+    soup_run = RunDir(runs[0]).branch(out, after=FLOAT_STAGE)
+    write_arrays(soup_run.stage_weights(FLOAT_STAGE), soup)
+    state = soup_run.read_state()
+    state.update(phase=FLOAT_STAGE, soup_of=[str(r) for r in runs])
     state["seconds"] = {}  # the soup trained nothing yet: its figures must not show run 0's training times
-    write_json_atomic(out / "state.json", state)
+    soup_run.write_state(state)
     return differing
 
 

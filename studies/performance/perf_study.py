@@ -99,7 +99,7 @@ def _samples(split: str):
 
 # -- accuracy ------------------------------------------------------------------------------
 def accuracy() -> dict:
-    from edgeshop.report.evaluate import top_k_accuracy
+    from edgeshop.report.metrics import top_k_accuracy
     from edgeshop.report.onnx_baseline import OnnxModel
     from edgeshop.runtime.classifier import Classifier
     from edgeshop.runtime.preprocess import preprocess, read_image
