@@ -22,7 +22,7 @@ def test_quickstart_documents_stay_short(path):
 
 def test_readme_reaches_classify_my_own_photo_on_the_first_screen():
     first_screen = "\n".join(README.read_text(encoding="utf-8").splitlines()[:50])
-    assert "edgeshop-classify" in first_screen and "Classifier(" in first_screen
+    assert "edgeshop classify" in first_screen and "Classifier(" in first_screen
 
 
 def test_every_doc_link_in_the_readme_points_at_a_file():
@@ -47,3 +47,23 @@ def test_readme_figures_are_what_the_committed_figures_files_render():
     load = lambda path: json.loads(path.read_text())  # noqa: E731
     assert read_block("figures") == render_docs.figures_block(load(render_docs.BENCH), load(render_docs.CHANNELS))
     assert read_block("recipes") == render_docs.recipes_block(load(render_docs.DEMO), load(render_docs.GROCERY))
+
+
+def test_readme_latency_names_its_machine_and_cpu_class_and_points_other_cpus_elsewhere():
+    """A latency figure is one CPU class's figure: the block names the machine and its class (from
+    `make bench`'s record) and sends AVX2/arm64 users to export --for auto and bench."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import render_docs
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    bench = json.loads(render_docs.BENCH.read_text())
+    channels = json.loads(render_docs.CHANNELS.read_text())
+    bench["machine"] = {**bench["machine"], "cpu": "AMD EPYC", "cores": 2, "cpu_class": "cpu-avx2"}
+    block = render_docs.figures_block(bench, channels)
+    assert "on one machine, a 2-core AMD EPYC (CPU class `cpu-avx2`)" in block
+    assert "--for auto" in block and "`edgeshop bench`" in block
+    assert "docs/evaluation.md#which-format-on-which-cpu" in block

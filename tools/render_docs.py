@@ -42,12 +42,20 @@ def _accuracy(top1: float, n: int) -> str:
     return f"{100 * top1:.2f}% ({100 * low:.1f}-{100 * high:.1f})"
 
 
+def machine_name(machine: dict) -> str:
+    """The machine of a latency figure with its CPU class (runtime/cpu_class.py), which decides
+    how fast int8 runs there; a results file written before `make bench` recorded the class says so."""
+    name = f"a {machine['cores']}-core {machine['cpu']}"
+    if "cpu_class" in machine:
+        return f"{name} (CPU class `{machine['cpu_class']}`)"
+    return f"{name} whose CPU class that run did not record (rerun `make bench` to record it)"
+
+
 def figures_block(bench: dict, channels: dict) -> str:
     """The README's one figures table: accuracy on held-out photos with its 95% interval, size,
     latency with the machine it was measured on, each row with its source."""
     n = bench["accuracy"]["images"]
     latency = {t: bench["threads"][t]["latency"] for t in ("1", "2")}
-    cpu = bench["machine"]["cpu"]
     fast = channels["models"][channels["chosen"]]
     rows = [
         ("`grocery_int8.tflite` (shipped)", _accuracy(bench["accuracy"]["int8"], n), bench["files"]["int8"]["bytes"],
@@ -67,8 +75,11 @@ def figures_block(bench: dict, channels: dict) -> str:
         *(f"| {name} | {top1} | {size / 1e6:.2f} MB | {ms} | {source} |" for name, top1, size, ms, source in rows),
         "",
         f"Val: the Grocery Store dataset's official val split ({n} photos, never trained on).",
-        f"Latency: median bare invoke on a 2-core {cpu} (`make bench`; the fast model's ratio is measured",
-        "against the shipped model in one process). Other CPUs differ: time yours with `edgeshop-bench`.",
+        f"Latency: median bare invoke (`make bench`) on one machine, {machine_name(bench['machine'])}; the fast",
+        "model's ratio is measured against the shipped model in one process. These times hold for that machine's",
+        "CPU class only: on an AVX2-only x86 CPU the int8 file is no faster than float32. On AVX2 or arm64, export",
+        "with `edgeshop export RUN --for auto` and time the formats on the device with `edgeshop bench`",
+        "([which format on which CPU](docs/evaluation.md#which-format-on-which-cpu)).",
         "The model card `models/grocery/README.md` has per-class figures and limitations.",
     ]
     return "\n".join(lines)
