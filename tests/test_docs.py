@@ -67,3 +67,22 @@ def test_readme_latency_names_its_machine_and_cpu_class_and_points_other_cpus_el
     assert "on one machine, a 2-core AMD EPYC (CPU class `cpu-avx2`)" in block
     assert "--for auto" in block and "`edgeshop bench`" in block
     assert "docs/evaluation.md#which-format-on-which-cpu" in block
+
+
+def test_the_training_guides_yaml_config_example_loads_and_sets_every_key_it_names(tmp_path):
+    """docs/training.md's nested YAML example, loaded as `edgeshop train --config` loads it: a
+    misspelt or ungrouped key in the example fails here (unknown key), a value that does not land
+    where the file puts it fails the comparison."""
+    pytest.importorskip("yaml")
+    from edgeshop.train.config import TrainConfig, flatten, read_config_file
+
+    page = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    examples = re.findall(r"```yaml\n(.*?)```", page, flags=re.S)
+    assert len(examples) == 1, "the guide has one YAML config example"
+    path = tmp_path / "shop.yaml"
+    path.write_text(examples[0], encoding="utf-8")
+    values = read_config_file(path)
+    assert all(isinstance(group, dict) for group in values.values()), "the example nests every key in its group"
+    config = TrainConfig.from_sources(values, {"data": "photos", "out": "runs/shop"}, source=str(path))
+    keys = config.to_keys()
+    assert {key: keys[key] for key in flatten(values)} == flatten(values)
