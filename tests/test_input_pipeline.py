@@ -72,7 +72,7 @@ def _train(data: Path, out: Path, **settings) -> list[str]:
 
     lines: list[str] = []
     config = TrainConfig.from_flat(data=str(data), out=str(out), arch="tiny", image_size=32, epochs=1, head_epochs=0,
-                         batch_size=8, val_fraction=0.25, calibration_images=4, **settings)
+                         batch_size=8, val_fraction=0.25, representative_images=4, **settings)
     train(config, log=lambda *parts: lines.append(" ".join(map(str, parts))))
     return lines
 

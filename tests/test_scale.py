@@ -116,7 +116,7 @@ def test_unreadable_files_are_skipped_and_counted_in_one_pass(small_data, tmp_pa
     monkeypatch.setattr(stream, "decode_sample", counting)
     config = TrainConfig.from_flat(data=str(data), out=str(tmp_path / "run"), arch="tiny", image_size=32, epochs=1,
                          batch_size=8, val_fraction=0.2, input_pipeline="stream",
-                         calibration_images=4)  # few: the stream itself must find the broken files
+                         representative_images=4)  # few: the stream itself must find the broken files
     train(config, log=lambda *_: None)
     train_files = [str(s.path) for s in split_samples(config)[0]]
     assert {decoded[f] for f in train_files} == {1}

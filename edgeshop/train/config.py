@@ -98,7 +98,7 @@ class CompressionConfig:
     qat: bool = setting(False, "int8 quantization-aware training (last phase)")
     qat_epochs: int = setting(2, "epochs of quantization-aware training")
     qat_lr: float = setting(2e-5, "its learning rate")
-    calibration_images: int = setting(200, "training images kept as the int8 converter's representative data")
+    representative_images: int = setting(200, "training images kept as the int8 converter's representative data")
 
 
 @dataclass
@@ -164,7 +164,9 @@ KEYS: tuple[str, ...] = tuple(f"{group}.{f.name}" for group, cls in GROUPS.items
 
 # The flat names of runs saved before the groups -> their key now. Also the names of the old flags.
 RENAMED = {"data": "data.path", "out": "runtime.out", "prune": "experimental.sparsity",
-           "prune_epochs": "experimental.sparsity_epochs", "prune_lr": "experimental.sparsity_lr"}
+           "prune_epochs": "experimental.sparsity_epochs", "prune_lr": "experimental.sparsity_lr",
+           "calibration_images": "compression.representative_images",
+           "compression.calibration_images": "compression.representative_images"}
 FLAT_KEYS: dict[str, str] = {**{key.split(".", 1)[1]: key for key in KEYS if key not in RENAMED.values()},
                              **RENAMED}
 
