@@ -118,7 +118,7 @@ def _epoch(dataset) -> list[bytes]:
 def test_two_streamed_epochs_are_different_orders_of_the_same_images(small_data, tmp_path, cached):
     from edgeshop.data import discover
     from edgeshop.tflite.modelcard import InputSpec
-    from edgeshop.train.stream import SkipLog, stream_images
+    from edgeshop.train.streamed_images import SkipLog, stream_images
 
     samples = discover(small_data)
     data = stream_images(samples, sorted({s.label for s in samples}), InputSpec(24, 24), SkipLog(), seed=0,

@@ -16,7 +16,7 @@ from edgeshop.tflite.modelcard import InputSpec
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.input_pipeline import choose_pipeline
 from edgeshop.train.run_dir import RunDir
-from edgeshop.train.stream import SkipLog
+from edgeshop.train.streamed_images import SkipLog
 from edgeshop.utils import progress_bar
 
 
