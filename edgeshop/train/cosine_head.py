@@ -22,7 +22,7 @@ normalisation's).
 from __future__ import annotations
 
 from edgeshop.train._keras import keras, tf
-from edgeshop.train.config import DEFAULT_COSINE_SCALE as DEFAULT_SCALE
+from edgeshop.train.config_groups import DEFAULT_COSINE_SCALE as DEFAULT_SCALE
 
 EMBEDDING_BN = "embedding_bn"
 EMBEDDING_NORM = "embedding_norm"
