@@ -164,7 +164,7 @@ def learn_rows(embeddings: np.ndarray, labels: np.ndarray, count: int, weights: 
 
 def recognition_check(photo_embeddings: np.ndarray, photo_labels: np.ndarray, photo_of: np.ndarray,
                       new_rows: Any, weights: np.ndarray, bias: np.ndarray) -> list[dict[str, Any]]:
-    """Per new product, the share of its photos the enrolled head recognises (#37.7).
+    """Per new product, the share of its photos the enrolled head recognises.
 
     Products with >= 3 photos: leave-one-out in rounds, round j learns every product without
     its j-th photo (and that photo's views) and classifies the photos left out (at most

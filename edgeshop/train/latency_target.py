@@ -55,10 +55,10 @@ def interleaved_p50(models: dict[str, bytes], threads: int = TIMING_THREADS,
                     runs: int = TIMING_RUNS) -> dict[str, float]:
     """p50 bare-invoke latency (ms) of every flatbuffer, calls interleaved one by one. On
     one thread the clock is the thread's CPU time, so time spent descheduled is not
-    counted; a test shows the ratio matches wall time on a quiet machine. It does not make
-    a loaded machine quiet: with two training jobs on this 2-core machine the same test
-    read 0.35 by CPU time and 0.18 by wall time (caches and memory shared with the other
-    jobs), so run the search on the machine alone, as a deployment check would."""
+    counted, and the ratio matches wall time on a quiet machine. It does not make a loaded
+    machine quiet: other jobs still share its caches and memory bandwidth, which moves the
+    ratio (0.35 by CPU time, 0.18 by wall time with two other training jobs on 2 cores), so
+    run the search on the machine alone, as a deployment check would."""
     clock = time.thread_time if threads == 1 else time.perf_counter
     return {name: s.p50_ms for name, s in time_models(models, threads, runs, clock=clock).items()}
 
