@@ -175,3 +175,4 @@ def test_the_old_calibration_images_key_loads_as_representative_images():
     for saved in ({"calibration_images": 7}, {"compression.calibration_images": 7},
                   {"compression": {"calibration_images": 7}}):
         assert TrainConfig.from_saved(saved).compression.representative_images == 7
+    assert TrainConfig.from_flat(representative_images=7).compression.representative_images == 7

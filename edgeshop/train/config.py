@@ -49,11 +49,13 @@ GROUPS: dict[str, type] = {
 KEYS: tuple[str, ...] = tuple(f"{group}.{f.name}" for group, cls in GROUPS.items() for f in fields(cls))
 
 # The flat names of runs saved before the groups -> their key now. Also the names of the old flags.
-RENAMED = {"data": "data.path", "out": "runtime.out", "prune": "experimental.sparsity",
-           "prune_epochs": "experimental.sparsity_epochs", "prune_lr": "experimental.sparsity_lr",
-           "calibration_images": "compression.representative_images",
+FLAT_RENAMED = {"data": "data.path", "out": "runtime.out", "prune": "experimental.sparsity",
+                "prune_epochs": "experimental.sparsity_epochs", "prune_lr": "experimental.sparsity_lr"}
+# Every old name -> its key now ("calibration" is calibrate.py's word; the converter's images are representative).
+RENAMED = {**FLAT_RENAMED, "calibration_images": "compression.representative_images",
            "compression.calibration_images": "compression.representative_images"}
-FLAT_KEYS: dict[str, str] = {**{key.split(".", 1)[1]: key for key in KEYS if key not in RENAMED.values()},
+# A key's field name is a flat name too, except where a pre-groups name says it ("data", not "path").
+FLAT_KEYS: dict[str, str] = {**{key.split(".", 1)[1]: key for key in KEYS if key not in FLAT_RENAMED.values()},
                              **RENAMED}
 
 
