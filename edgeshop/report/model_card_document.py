@@ -3,9 +3,9 @@ images, keep the figures in a JSON file, and write the Markdown document from th
 Not the card embedded in a model (tflite/modelcard.py), though it reads from it.
 
 `edgeshop-card RUN_DIR M.tflite --data VAL` does it for any run; the shipped grocery
-card (studies/grocery/render_model_card.py) is the same card with the Grocery-specific sections
-added. Every number in a card is read from the figures file or computed from it here:
-rerunning the measurement and the rendering reproduces the card.
+document (studies/grocery/render_model_card.py) is the same with the Grocery-specific sections
+added. Every number in the document is read from the figures file or computed from it here:
+rerunning the measurement and the rendering reproduces it.
 
 Runtime side: numpy, OpenCV and LiteRT (no TensorFlow).
 """

@@ -10,7 +10,7 @@ imprinting, `edgeshop.adapt.enroll`) then has no principled length or bias. The 
          -> embedding_scale (x ``scale``) -> classifier (unit rows, no bias) -> softmax
 
 so an imprinted row (a normalised mean of a new product's embeddings) is on a comparable
-footing with a trained one (enroll.py measures its length and folds in the bias the layer
+footing with a trained one (adapt/imprint.py measures its length and folds in the bias the layer
 lacks). Everything converts to builtin int8 TFLite ops
 (MUL/ADD, L2_NORMALIZATION, FULLY_CONNECTED): the exported model is an ordinary edgeshop
 model for every client. The layer names are the contract with phases/head.py (the head
