@@ -192,7 +192,7 @@ def _tensor_shapes(model_path) -> list[tuple[int, ...]]:
 
 def test_the_exported_model_is_narrower_smaller_and_still_classifies(pruned_run, synthetic_data):
     from edgeshop.data import discover
-    from edgeshop.report.card import summary
+    from edgeshop.report.model_card_document import summary
     from edgeshop.tflite.modelcard import read_card
 
     full, pruned = pruned_run["full"], pruned_run["pruned"]

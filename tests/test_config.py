@@ -59,8 +59,10 @@ def test_a_run_whose_config_json_is_flat_still_exports(pipeline, tmp_path):
     saved = TrainConfig.from_saved(json.loads((run / "config.json").read_text()))
     flat = {**FLAT_RUN_CONFIG, **{key.split(".", 1)[1]: value for key, value in saved.to_keys().items()},
             "data": saved.data.path, "out": str(run), "prune": saved.experimental.sparsity,
-            "prune_epochs": saved.experimental.sparsity_epochs, "prune_lr": saved.experimental.sparsity_lr}
-    for renamed in ("path", "sparsity", "sparsity_epochs", "sparsity_lr", "outlier_exposure"):  # renamed, or newer
+            "prune_epochs": saved.experimental.sparsity_epochs, "prune_lr": saved.experimental.sparsity_lr,
+            "calibration_images": saved.compression.representative_images}
+    for renamed in ("path", "sparsity", "sparsity_epochs", "sparsity_lr", "outlier_exposure",
+                    "representative_images"):  # renamed, or newer
         flat.pop(renamed)
     assert set(flat) == set(FLAT_RUN_CONFIG)
     (run / "config.json").write_text(json.dumps(flat))
@@ -129,7 +131,7 @@ def test_help_shows_the_user_options_in_groups():
     assert shown == {"--data", "--val", "--val-fraction", "--arch", "--image-size", "--head",
                      "--epochs", "--batch-size", "--qat", "--prune-channels", "--target-latency-ratio",
                      "--sparsity", "--teacher", "--out", "--config", "--print-config", "--seed",
-                     "--input-pipeline", "--resume", "--force"}
+                     "--input-pipeline", "--init-from", "--after", "--resume", "--force"}
     assert "--lr" not in text and "--print-config lists them all" in text
 
 
@@ -165,3 +167,12 @@ def test_the_reference_page_lists_every_key_with_its_default_type_and_meaning():
                  f.metadata["help"].replace(" | ", " or "))
                 for group, cls in GROUPS.items() for f in fields(cls)]
     assert rows == expected
+
+
+def test_the_old_calibration_images_key_loads_as_representative_images():
+    """"calibration" means calibrate.py's fitting; the converter's images were renamed. Drop the
+    old names from RENAMED and this fails with an unknown-key error."""
+    for saved in ({"calibration_images": 7}, {"compression.calibration_images": 7},
+                  {"compression": {"calibration_images": 7}}):
+        assert TrainConfig.from_saved(saved).compression.representative_images == 7
+    assert TrainConfig.from_flat(representative_images=7).compression.representative_images == 7

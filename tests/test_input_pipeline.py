@@ -72,7 +72,7 @@ def _train(data: Path, out: Path, **settings) -> list[str]:
 
     lines: list[str] = []
     config = TrainConfig.from_flat(data=str(data), out=str(out), arch="tiny", image_size=32, epochs=1, head_epochs=0,
-                         batch_size=8, val_fraction=0.25, calibration_images=4, **settings)
+                         batch_size=8, val_fraction=0.25, representative_images=4, **settings)
     train(config, log=lambda *parts: lines.append(" ".join(map(str, parts))))
     return lines
 
@@ -118,7 +118,7 @@ def _epoch(dataset) -> list[bytes]:
 def test_two_streamed_epochs_are_different_orders_of_the_same_images(small_data, tmp_path, cached):
     from edgeshop.data import discover
     from edgeshop.tflite.modelcard import InputSpec
-    from edgeshop.train.stream import SkipLog, stream_images
+    from edgeshop.train.streamed_images import SkipLog, stream_images
 
     samples = discover(small_data)
     data = stream_images(samples, sorted({s.label for s in samples}), InputSpec(24, 24), SkipLog(), seed=0,

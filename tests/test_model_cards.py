@@ -1,4 +1,4 @@
-"""Model cards (edgeshop/report/card.py): edgeshop-card on a real run, the documentation's demo block
+"""Model cards (edgeshop/report/model_card_document.py): edgeshop-card on a real run, the documentation's demo block
 against its figures, and each generated sentence against figures written out by hand (expected text
 is literal, never built with the renderer's own format strings). The grocery study's card and its
 blocks: studies/grocery/tests/test_grocery_card.py."""
@@ -14,7 +14,7 @@ from card_figures import run_figures
 from conftest import REPO
 
 from edgeshop.cli import card as card_cli
-from edgeshop.report import card
+from edgeshop.report import model_card_document as document
 from edgeshop.train.config import recipe_config
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -30,27 +30,27 @@ def test_readme_demo_block_is_what_the_demo_figures_render():
 
 def test_card_sentences_count_images_classes_and_ratios_from_the_figures():
     figures = run_figures()
-    assert card.data_sentence(figures["int8"]["val"]) == (
+    assert document.data_sentence(figures["int8"]["val"]) == (
         "200 images, 2 of the 3 classes; the other 1 have no evaluation images)")
-    notes = "\n".join(card.figure_notes(figures, "int8", "float16"))
+    notes = "\n".join(document.figure_notes(figures, "int8", "float16"))
     assert "- int8 vs float16 top-1: +0.50 points (+1 images of 200)." in notes
     assert "median latency, measured in the same process: 0.50x (1 thread), 0.40x (2 threads)." in notes
     assert "The float model before QAT (Keras, the run's own validation images): 87.00%." in notes
-    limits = "\n".join(card.size_limitations(figures["int8"]["val"]))
+    limits = "\n".join(document.size_limitations(figures["int8"]["val"]))
     assert "200 images (about 100 per class): one image is 0.50 points, and 1 of the 3 classes" in limits
     # Wilson by hand: (0.875 + 1.96^2/400 -+ 1.96 * sqrt(0.875 * 0.125 / 200 + 1.96^2 / 160000)) / 1.0192
     assert "top-1 82.20%-91.39%" in limits
-    recipe = " ".join(card.recipe_lines(recipe_config(figures["recipe"]), figures["train_metrics"]))
+    recipe = " ".join(document.recipe_lines(recipe_config(figures["recipe"]), figures["train_metrics"]))
     assert "`efficientnet_lite0` initialised from ImageNet, input 288x288" in recipe
     assert "The float phases train at 240x240" in recipe and "14 epochs training the whole network" in recipe
     assert "2 epoch(s) of int8 quantization-aware training (lr 2e-05)" in recipe  # the config's default qat_lr
     assert "Distilled" not in recipe
     taught = {**figures["recipe"], "teacher": ["runs/a", "b.tflite"], "distill_temperature": 2.0}
-    recipe = " ".join(card.recipe_lines(recipe_config(taught), figures["train_metrics"]))
+    recipe = " ".join(document.recipe_lines(recipe_config(taught), figures["train_metrics"]))
     assert ("Distilled from an ensemble of 2 teachers (mean of their softened probabilities): `runs/a`, "
             "`b.tflite`; temperature 2, soft-target weight 0.5.") in recipe
     one_teacher = recipe_config({**figures["recipe"], "teacher": "runs/a"})
-    recipe = " ".join(card.recipe_lines(one_teacher, figures["train_metrics"]))
+    recipe = " ".join(document.recipe_lines(one_teacher, figures["train_metrics"]))
     assert "Distilled from the teacher `runs/a`; temperature 4" in recipe
 
 
@@ -63,7 +63,7 @@ def test_edgeshop_card_writes_the_card_of_a_run_from_its_own_figures(pipeline, s
     figures = json.loads((out.parent / "figures.json").read_text())
     text = out.read_text()
     # the card is a rendering of the figures file, nothing else
-    assert text == card.run_card(figures, recipe_config(figures["recipe"]))
+    assert text == document.model_card_document(figures, recipe_config(figures["recipe"]))
     val = figures["model"]["val"]
     assert val["n"] == 36 and val["top1"] > 0.8
     assert figures["data_report"] == {"train_images": 96, "val_images": 24, "classes": 3}

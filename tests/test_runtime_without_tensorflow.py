@@ -20,7 +20,7 @@ def test_classifier_runs_with_tensorflow_blocked():
         from edgeshop.tflite import modelcard  # noqa: F401
         from edgeshop.runtime import audit, bench, classifier, preprocess  # noqa: F401
         from edgeshop.adapt import calibrate, enroll, probe  # noqa: F401
-        from edgeshop.report import card, evaluate, markdown, metrics, openset  # noqa: F401
+        from edgeshop.report import evaluate, markdown, metrics, model_card_document, openset  # noqa: F401
         c = edgeshop.Classifier(r"{DATA / 'tiny_int8.tflite'}")
         frame = cv2.imread(r"{DATA / 'synthetic' / 'disc' / 'disc_000.png'}")
         predictions = c.classify(frame, top_k=3)

@@ -83,7 +83,7 @@ def test_streamed_batches_equal_in_memory_batches_with_augmentation(small_data, 
 def test_a_streamed_image_is_the_runtime_preprocessing(small_data, tmp_path):
     from edgeshop.data import discover
     from edgeshop.runtime.preprocess import preprocess, read_image
-    from edgeshop.train.stream import SkipLog, stream_images
+    from edgeshop.train.streamed_images import SkipLog, stream_images
 
     run = _run(small_data, tmp_path / "run", "stream")
     samples = discover(small_data)[:5]
@@ -95,7 +95,7 @@ def test_a_streamed_image_is_the_runtime_preprocessing(small_data, tmp_path):
 def test_unreadable_files_are_skipped_and_counted_in_one_pass(small_data, tmp_path, monkeypatch):
     """Each training file is decoded once in a 1-epoch streamed run (no pre-pass), and the broken ones are
     listed in data_report.json and left out of the card's image count."""
-    from edgeshop.train import stream
+    from edgeshop.train import streamed_images as stream
     from edgeshop.train.config import TrainConfig
     from edgeshop.train.fit import split_samples, train
 
@@ -116,7 +116,7 @@ def test_unreadable_files_are_skipped_and_counted_in_one_pass(small_data, tmp_pa
     monkeypatch.setattr(stream, "decode_sample", counting)
     config = TrainConfig.from_flat(data=str(data), out=str(tmp_path / "run"), arch="tiny", image_size=32, epochs=1,
                          batch_size=8, val_fraction=0.2, input_pipeline="stream",
-                         calibration_images=4)  # few: the stream itself must find the broken files
+                         representative_images=4)  # few: the stream itself must find the broken files
     train(config, log=lambda *_: None)
     train_files = [str(s.path) for s in split_samples(config)[0]]
     assert {decoded[f] for f in train_files} == {1}
@@ -131,7 +131,7 @@ def test_unreadable_files_are_skipped_and_counted_in_one_pass(small_data, tmp_pa
 
 def test_disk_cache_is_read_back_instead_of_decoding(small_data, tmp_path, monkeypatch):
     from edgeshop.data import discover
-    from edgeshop.train import stream
+    from edgeshop.train import streamed_images as stream
 
     run = _run(small_data, tmp_path / "run", "stream", cache_dir=str(tmp_path / "cache"))
     samples = discover(small_data)

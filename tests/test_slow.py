@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 
 from edgeshop.data import discover, read_hierarchy
-from edgeshop.report.card import summary
+from edgeshop.report.model_card_document import summary
 from edgeshop.runtime.audit import audit_model
 from edgeshop.runtime.bench import machine_info
 

@@ -9,7 +9,7 @@ No training run and no TensorFlow: the images go through the model file itself.
    is scored by a copy of the model whose temperature was fitted on the other half, so
    the "after" ECE is measured on images its temperature never saw. The temperature
    shipped is then fitted on all the images.
-4. What enrolment imprints new products with (`edgeshop.adapt.enroll.imprint_statistics`): the
+4. What enrolment imprints new products with (`edgeshop.adapt.imprint.imprint_statistics`): the
    mean embedding of the images and the imprint norm (models whose head is not a dense
    layer have none), and one representative embedding per class (its mean direction at
    its images' median length; float16, base64) that keeps the old classes in enrolment's
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeshop._io import check_output_file
-from edgeshop.adapt.enroll import imprint_statistics
+from edgeshop.adapt.imprint import imprint_statistics
 from edgeshop.adapt.probe import HeadProbe, loaded, model_scores
 from edgeshop.adapt.temperature import BETA_RANGE, fit_beta, negative_log_likelihood
 from edgeshop.data import LoadedImages, discover, load_images

@@ -1,10 +1,11 @@
-"""edgeshop-card: the model card of a training run, measured on your own labelled images.
+"""edgeshop-card: the model card document of a training run, measured on your own labelled images.
 
     edgeshop card RUN_DIR model_int8.tflite --reference model_fp16.tflite --data VAL
 
 Evaluates the exported model (and its float reference) on VAL with edgeshop-eval's code,
 times both in one process with edgeshop-bench's code, and writes RUN_DIR/figures.json and
-RUN_DIR/MODEL_CARD.md from it: the same card the shipped grocery model has. Runtime only.
+RUN_DIR/MODEL_CARD.md from it: the same document the shipped grocery model has. Runtime only.
+(The card embedded in the .tflite is another thing: the model's metadata, read here.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from edgeshop.cli._common import add_model, add_threads, parse, positive_int, ru
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeshop-card", description=__doc__.splitlines()[0])
     p.add_argument("run", help="the training run directory (edgeshop-train --out)")
-    add_model(p, "the exported .tflite the card describes (e.g. the int8 model)")
+    add_model(p, "the exported .tflite the document describes (e.g. the int8 model)")
     p.add_argument("--reference", help="its float reference (e.g. edgeshop-export --float16): compared row by row")
     p.add_argument("--data", required=True, help="labelled images the run did not train on (class folders, "
                    "split file or CSV manifest)")
@@ -28,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hierarchy", help="Grocery-style classes.csv (fine name, id, coarse name): adds coarse top-1")
     add_threads(p, sweep_default=(1, 2))
     p.add_argument("--runs", type=positive_int, default=200, help="timed invokes per model and thread count")
-    p.add_argument("--out", help="the card (default RUN_DIR/MODEL_CARD.md); the figures go beside it as figures.json")
-    p.add_argument("--force", action="store_true", help="replace an existing card and figures file")
+    p.add_argument("--out", help="the Markdown document (default RUN_DIR/MODEL_CARD.md); the figures go beside it "
+                   "as figures.json")
+    p.add_argument("--force", action="store_true", help="replace an existing document and figures file")
     return p
 
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop._io import check_outputs, write_bytes_atomic, write_json_atomic
         from edgeshop.data import coarse_index, discover, read_hierarchy
         from edgeshop.errors import EdgeshopError
-        from edgeshop.report.card import run_card, run_figures
+        from edgeshop.report.model_card_document import model_card_document, run_figures
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.train.config import recipe_config  # a plain dataclass: no TensorFlow
         from edgeshop.train.run_dir import RunDir
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = run_figures(run, Path(args.model), reference, args.data, samples, hierarchy, command,
                               threads, args.runs)
         write_json_atomic(figures_file, figures)
-        write_bytes_atomic(out, run_card(figures, recipe_config(figures["recipe"])).encode("utf-8"))
+        write_bytes_atomic(out, model_card_document(figures, recipe_config(figures["recipe"])).encode("utf-8"))
         print(f"wrote {out} and {figures_file}: top-1 {figures['model']['val']['top1']:.2%} "
               f"on {figures['model']['val']['n']} images")
         return 0

@@ -60,7 +60,7 @@ def unreadable_classes(samples: Sequence[Sample], spec: InputSpec) -> list[tuple
 
 def decode_sample(path: Path, spec: InputSpec) -> np.ndarray | str:
     """One file as model pixels (H x W x 3 uint8), or the reason it cannot be used. The one
-    per-image step of both input pipelines (in memory, and streamed by train/stream.py)."""
+    per-image step of both input pipelines (in memory, and streamed by train/streamed_images.py)."""
     try:
         return preprocess(read_image(path), spec)
     except ImageInputError as exc:

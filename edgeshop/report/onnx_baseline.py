@@ -3,8 +3,9 @@
 The float32 TFLite model is translated to ONNX (tflite2onnx: same graph, same weights,
 NCHW layout), then quantized the way ONNX Runtime documents for CPUs: pre-processing
 (shape inference + graph optimisation), static QDQ quantization, per-channel int8
-weights, uint8 activations, MinMax calibration on the same images edgeshop calibrates
-on. Needs the `bench` extra (onnx, onnxruntime, tflite2onnx).
+weights, uint8 activations, MinMax ranges (ONNX Runtime calls this calibration) measured
+on the same representative images as edgeshop's int8 converter. Needs the `bench` extra
+(onnx, onnxruntime, tflite2onnx).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def tflite_to_onnx(float32_tflite: Path, onnx_path: Path) -> Path:
     return onnx_path
 
 
-class _Calibration:
+class _RepresentativeImages:
     """ONNX Runtime's CalibrationDataReader protocol over NHWC pixel arrays."""
 
     def __init__(self, input_name: str, pixels: np.ndarray) -> None:
@@ -51,7 +52,7 @@ class _Calibration:
         return next(self._feeds, None)
 
 
-def quantize_static_int8(float_onnx: Path, int8_onnx: Path, calibration_pixels: np.ndarray,
+def quantize_static_int8(float_onnx: Path, int8_onnx: Path, representative_pixels: np.ndarray,
                          reduce_range: bool = False) -> Path:
     """ONNX Runtime static int8 quantization (QDQ, per-channel S8 weights, U8 activations).
 
@@ -65,7 +66,7 @@ def quantize_static_int8(float_onnx: Path, int8_onnx: Path, calibration_pixels: 
         quant_pre_process(str(float_onnx), str(prepared))
         session = onnxruntime.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
-        quantize_static(str(prepared), str(int8_onnx), _Calibration(input_name, calibration_pixels),
+        quantize_static(str(prepared), str(int8_onnx), _RepresentativeImages(input_name, representative_pixels),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         reduce_range=reduce_range)

@@ -31,7 +31,7 @@ RECOMMENDED: dict[str, Recommendation] = {
     "cpu-avx512": Recommendation(
         "int8", "not measured: AVX-512 without VNNI runs XNNPACK's AVX-512 int8 kernels; check with edgeshop-bench"),
     "cpu-avx2": Recommendation(
-        "float16", "measured in issue 39 on a 2-core AMD EPYC with AVX2 only: int8 1.11x / 1.09x float32 "
+        "float16", "measured on a 2-core AMD EPYC with AVX2 only (studies/performance): int8 1.11x / 1.09x float32 "
         "(1 / 2 threads), int8 / float16 1.06x / 0.96x; float16 is float32's speed at half its size. "
         "Dynamic-range not measured on AVX2"),
     "cpu-x86": Recommendation("float16", "not measured: x86 without AVX2"),

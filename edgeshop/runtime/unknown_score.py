@@ -4,7 +4,7 @@ The prototype score: the cosine between the image's embedding and the nearest cl
 prototype, both taken relative to the centre of the known images (the mean embedding of the
 training photos) and L2-normalised. A prototype is the normalised mean of its class's
 normalised, centred training embeddings, the same direction enrolment imprints a new
-product with (`edgeshop.adapt.enroll.imprint_rows`). Cosine similarity to class means on
+product with (`edgeshop.adapt.imprint.imprint_rows`). Cosine similarity to class means on
 normalised features is the cheap relative of the kNN score of Sun et al. (ICML 2022): one
 vector per class instead of every training image, so it fits in the model's card, and an
 enrolled product brings its own prototype.

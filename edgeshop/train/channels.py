@@ -13,7 +13,7 @@ expand conv's outputs, the depthwise channels and the projection's inputs) and t
 channels feeding block 0. Widths joined by a residual Add are never in a group, so they stay.
 
 Channels are ranked by their measured contribution to the next layer: the mean absolute
-activation entering the consumer convolution (over calibration images) times the L1 norm
+activation entering the consumer convolution (over the representative images) times the L1 norm
 of the consumer's weights reading that channel. The lowest are removed: the same fraction
 in every group (--prune-channels), or per-group fractions chosen for a latency target
 (train/latency_target.py, which uses group_damage below). Kept widths are multiples of 8,

@@ -52,7 +52,7 @@ class _PrunePreserveScheme(tfmot.experimental.combine.Default8BitPrunePreserveQu
 
     Its registry says yes to any layer without trainable weights and then fails on
     Rescaling; declining it (as the default registry does) leaves the in-graph
-    normalisation float in QAT, and the converter calibrates it into int8 MUL/ADD.
+    normalisation float in QAT, and the converter quantizes it into int8 MUL/ADD.
     """
 
     def get_quantize_registry(self):
@@ -67,7 +67,7 @@ class _PrunePreserveScheme(tfmot.experimental.combine.Default8BitPrunePreserveQu
 
 
 def _left_float(layer) -> bool:
-    """Layers QAT leaves un-annotated for the converter to calibrate: the input
+    """Layers QAT leaves un-annotated for the converter to quantize: the input
     normalisation, and the cosine head's layers (cosine_head.is_left_to_the_converter)."""
     return isinstance(layer, keras.layers.Rescaling) or is_left_to_the_converter(layer)
 

@@ -27,25 +27,26 @@ def full_range_image(height: int, width: int) -> np.ndarray:
     return np.repeat(np.broadcast_to(ramp, (height, width))[:, :, None], 3, axis=2)
 
 
-def representative_dataset(calibration: np.ndarray):
-    """The converter's calibration images: a full-range gradient first, then ``calibration``."""
+def representative_dataset(images: np.ndarray):
+    """The converter's representative images: a full-range gradient first, then ``images``."""
 
     def generate():
         # First a full-range gradient: pins the int8 input to scale 1, zero point -128,
         # so devices feed raw pixels with no arithmetic (see Classifier._to_input).
-        yield [full_range_image(*calibration.shape[1:3])[None]]
-        for image in calibration:
+        yield [full_range_image(*images.shape[1:3])[None]]
+        for image in images:
             yield [image[None].astype(np.float32)]
 
     return generate
 
 
-def int8_converter(converter, calibration: np.ndarray, io_type: str = "uint8"):
-    """``converter`` set up for a fully integer model with ``io_type`` input and output."""
+def int8_converter(converter, representative_images: np.ndarray, io_type: str = "uint8"):
+    """``converter`` set up for a fully integer model with ``io_type`` input and output, its
+    activation ranges measured on ``representative_images``."""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    # Needed even for QAT models: the converter calibrates the in-graph
+    # Needed even for QAT models: the converter measures the ranges of the in-graph
     # normalisation and asks for it when the I/O types are integer.
-    converter.representative_dataset = representative_dataset(calibration)
+    converter.representative_dataset = representative_dataset(representative_images)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     # uint8 adds one QUANTIZE op at each end (uint8 <-> int8, same scale, zero point
     # moved by 128); the interior stays int8.
@@ -59,7 +60,7 @@ def convert(
     """The flatbuffer for ``fmt`` and a description of how it was made.
 
     int8 converts the QAT model when the run has one (unless ``ptq``), else applies
-    post-training quantization to the float model, calibrated on training images.
+    post-training quantization to the float model, its ranges measured on representative training images.
     Also returns the Keras model that was converted, for verification.
     """
     if fmt not in FORMATS:

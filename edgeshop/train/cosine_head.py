@@ -10,18 +10,19 @@ imprinting, `edgeshop.adapt.enroll`) then has no principled length or bias. The 
          -> embedding_scale (x ``scale``) -> classifier (unit rows, no bias) -> softmax
 
 so an imprinted row (a normalised mean of a new product's embeddings) is on a comparable
-footing with a trained one (enroll.py measures its length and folds in the bias the layer
+footing with a trained one (adapt/imprint.py measures its length and folds in the bias the layer
 lacks). Everything converts to builtin int8 TFLite ops
 (MUL/ADD, L2_NORMALIZATION, FULLY_CONNECTED): the exported model is an ordinary edgeshop
 model for every client. The layer names are the contract with phases/head.py (the head
 phase trains them) and compress.py (QAT leaves the layers tfmot has no config for to the
-converter's calibration, as it does the input normalisation).
+converter, which measures their ranges on the representative images, as it does the input
+normalisation's).
 """
 
 from __future__ import annotations
 
 from edgeshop.train._keras import keras, tf
-from edgeshop.train.config import DEFAULT_COSINE_SCALE as DEFAULT_SCALE
+from edgeshop.train.config_groups import DEFAULT_COSINE_SCALE as DEFAULT_SCALE
 
 EMBEDDING_BN = "embedding_bn"
 EMBEDDING_NORM = "embedding_norm"
@@ -59,7 +60,7 @@ def cosine_head(x, num_classes: int, dropout: float, scale: float = DEFAULT_SCAL
 
 
 def is_left_to_the_converter(layer) -> bool:
-    """Layers QAT does not annotate: the int8 converter calibrates them from its
+    """Layers QAT does not annotate: the int8 converter measures their ranges on its
     representative images instead. The centring BatchNorm and the normalisation have no
     tfmot config; the classifier is left too because the converter folds the scale into its
     weights, and weight ranges fixed by QAT for unit rows would clip the folded ones."""

@@ -19,7 +19,7 @@ cost on the device.
 Offline, not on the fly: the cached logits are of the un-augmented image (centre crop at
 the teacher's input size), while the student sees an augmented crop of it. That is the
 usual "offline KD" trade-off: a .tflite teacher cannot run inside the tf.data graph at all,
-and on a 2-core CPU a Lite2 teacher's forward pass in every step would cost about as much
+and on a small CPU a Lite2 teacher's forward pass in every step would cost about as much
 again as the student's step, every epoch; the cache costs one pass. With CutMix/MixUp the
 teacher's soft targets are mixed in the same proportion as the hard labels.
 """

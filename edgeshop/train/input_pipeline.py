@@ -1,5 +1,5 @@
 """``--input-pipeline auto`` (the default): hold the decoded images in memory when they fit a
-memory budget, stream them from disk otherwise (train/stream.py). No TensorFlow here.
+memory budget, stream them from disk otherwise (train/streamed_images.py). No TensorFlow here.
 
 In memory, every image is decoded once and training reads an array: 2-15% faster epochs on
 Grocery (bench/pipeline.json), but peak memory grows with the data, by about

@@ -7,7 +7,7 @@ they cost the least accuracy per millisecond).
    unpruned model are timed in one session, calls interleaved (runtime/bench.py), giving
    each group's saving as a fraction of the unpruned invoke. Latency does not depend on
    the weights' values, so candidates are converted with their initial weights
-   (post-training calibration on a few images).
+   (ranges measured on a few representative images).
 2. Damage: for every group and a few fractions, how far the trained network's output moves
    (KL divergence on training images) with only that group pruned (channels.group_damage).
 3. Path: a greedy walk removes, step by step, from the group whose next step costs the
@@ -47,7 +47,7 @@ TARGET_THREADS = (1, 2)  # the target must hold at each: a phone or a Pi runs on
 
 
 def int8_flatbuffer(model: keras.Model, images: np.ndarray) -> bytes:
-    """``model`` as a fully integer .tflite (uint8 I/O), calibrated on ``images``."""
+    """``model`` as a fully integer .tflite (uint8 I/O), ``images`` its representative images."""
     return int8_converter(tf.lite.TFLiteConverter.from_keras_model(model), images).convert()
 
 
@@ -55,10 +55,10 @@ def interleaved_p50(models: dict[str, bytes], threads: int = TIMING_THREADS,
                     runs: int = TIMING_RUNS) -> dict[str, float]:
     """p50 bare-invoke latency (ms) of every flatbuffer, calls interleaved one by one. On
     one thread the clock is the thread's CPU time, so time spent descheduled is not
-    counted; a test shows the ratio matches wall time on a quiet machine. It does not make
-    a loaded machine quiet: with two training jobs on this 2-core machine the same test
-    read 0.35 by CPU time and 0.18 by wall time (caches and memory shared with the other
-    jobs), so run the search on the machine alone, as a deployment check would."""
+    counted, and the ratio matches wall time on a quiet machine. It does not make a loaded
+    machine quiet: other jobs still share its caches and memory bandwidth, which moves the
+    ratio (0.35 by CPU time, 0.18 by wall time with two other training jobs on 2 cores), so
+    run the search on the machine alone, as a deployment check would."""
     clock = time.thread_time if threads == 1 else time.perf_counter
     return {name: s.p50_ms for name, s in time_models(models, threads, runs, clock=clock).items()}
 
@@ -169,10 +169,10 @@ def allocate_for_latency(build: Callable[[dict[str, int] | None], keras.Model], 
     target."""
     if not 0 < target < 1:
         raise EdgeshopError(f"--target-latency-ratio must be in (0, 1), e.g. 0.7; got {target}")
-    calibration = images[:8]
+    representative = images[:8]
     log(f"[prune_channels] timing each of {len(groups)} channel groups with {SAVING_PROBE:.0%} of its channels "
         f"removed (int8, {TIMING_THREADS} thread, {SAVING_RUNS} interleaved runs)")
-    savings, reference = group_savings(build, groups, calibration)
+    savings, reference = group_savings(build, groups, representative)
     log(f"[prune_channels] measuring the output change of every group at {PROBE_FRACTIONS} removed "
         f"on {len(images)} training images")
     damage = group_damage(model, groups, images, PROBE_FRACTIONS)
@@ -185,7 +185,7 @@ def allocate_for_latency(build: Callable[[dict[str, int] | None], keras.Model], 
 
     def ratio_at(step: int) -> float:
         fractions, predicted = path[step]
-        ratio, by_threads = worst_ratio(int8_flatbuffer(build(widths_at(groups, fractions)), calibration), reference)
+        ratio, by_threads = worst_ratio(int8_flatbuffer(build(widths_at(groups, fractions)), representative), reference)
         record["trials"].append({"step": step, "predicted_ratio": round(1 - predicted, 4), "ratio": round(ratio, 4),
                                  "ratio_by_threads": {str(t): round(r, 4) for t, r in by_threads.items()}})
         measured = " / ".join(f"{r:.3f}x" for r in by_threads.values())

@@ -16,7 +16,7 @@ from edgeshop.tflite.modelcard import InputSpec
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.input_pipeline import choose_pipeline
 from edgeshop.train.run_dir import RunDir
-from edgeshop.train.stream import SkipLog
+from edgeshop.train.streamed_images import SkipLog
 from edgeshop.utils import progress_bar
 
 
@@ -225,13 +225,14 @@ class RunData:
             )
 
     def representative_pixels(self) -> np.ndarray:
-        """Up to calibration_images training images at image_size (int8 conversion ranges, QAT init)."""
+        """Up to compression.representative_images training images at image_size: the int8
+        converter's representative data (conversion ranges, QAT init)."""
         rng = np.random.default_rng(self.config.runtime.seed)
         if not self.streamed():
-            take = rng.permutation(len(self.train.labels))[: self.config.compression.calibration_images]
+            take = rng.permutation(len(self.train.labels))[: self.config.compression.representative_images]
             return self.train.pixels[np.sort(take)]
         # Streamed: decode only the chosen files (a skipped one is counted like any other).
-        take = np.sort(rng.permutation(len(self.train_samples))[: self.config.compression.calibration_images])
+        take = np.sort(rng.permutation(len(self.train_samples))[: self.config.compression.representative_images])
         chosen = datasets.load_images(
             [self.train_samples[i] for i in take], self.class_names, self.spec, self.config.runtime.workers
         )
@@ -239,7 +240,7 @@ class RunData:
             self.skips.add(path, reason)
         if not len(chosen.labels):
             raise DataError(
-                f"{self.config.data.path}: none of {len(take)} training images sampled for calibration "
+                f"{self.config.data.path}: none of {len(take)} training images sampled as representative images "
                 f"is readable, e.g. {chosen.skipped[0][1]}"
             )
         return chosen.pixels

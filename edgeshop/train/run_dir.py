@@ -19,7 +19,7 @@ Layout (what ``edgeshop-export``, ``--resume`` and ``--init-from`` read back):
     workers/TASK/               multi_worker only: the same files as written by each non-chief task
 
 Runs written before ``split.json`` existed re-derive the split from their config;
-their representative images are in ``calibration.npy``. No TensorFlow here: export,
+their representative images are in ``calibration.npy`` (the file's older name). No TensorFlow here: export,
 compare and the command line read run folders before (or without) importing it.
 """
 

@@ -7,7 +7,7 @@ from edgeshop.train.augment import AugmentConfig, make_augmenter, mix_batch
 from edgeshop.train.config import TrainConfig
 from edgeshop.train.outlier_exposure import cutmix_outliers, outlier_count, with_outliers
 from edgeshop.train.run_data import RunData
-from edgeshop.train.stream import stream_images
+from edgeshop.train.streamed_images import stream_images
 
 Shard = tuple[int, int] | None  # (tasks, this task's rank) under multi_worker
 

@@ -3,7 +3,7 @@
 ``export.verify`` runs the candidate through the runtime's Classifier on up to 64
 training images and compares its top-1 class with the Keras model's. Below the minimum
 agreement for its format, the export stops with nothing written. Float32 only differs by
-rounding, float16 and int8 by quantisation; a broken conversion, calibration or card
+rounding, float16 and int8 by quantisation; a broken conversion, representative set or card
 falls far below (a mismatched card scores near chance). ``--no-verify`` skips the check.
 """
 

@@ -51,8 +51,8 @@ from study_paths import FIGURES as STUDY_FIGURES
 from study_paths import ROOT, STUDY
 
 from edgeshop.data import discover, read_hierarchy  # noqa: E402
-from edgeshop.report.card import summary_and_hits  # noqa: E402
 from edgeshop.report.metrics import BOOTSTRAP_RESAMPLES, paired_difference_interval  # noqa: E402
+from edgeshop.report.model_card_document import summary_and_hits  # noqa: E402
 from edgeshop.train.run_dir import CARD, CONFIG, DATA_REPORT, LABELS, REPRESENTATIVE_IMAGES, RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402
 

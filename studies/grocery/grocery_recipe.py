@@ -10,7 +10,7 @@ true picks its epoch on the official val split; false keeps the last), export in
 (+ float16 reference), then measure
 on val: top-1/top-5/coarse top-1/per-class/confusions (edgeshop-eval's code) and
 latency of int8 vs float16 in the same process with the same threads
-(edgeshop-bench's code; both through edgeshop/report/card.py, as edgeshop-card does).
+(edgeshop-bench's code; both through edgeshop/report/model_card_document.py, as edgeshop-card does).
 The wall time of train + export is recorded. Figures go to
 models/grocery/figures_efficientnet_lite0.json (the shipped model; other runs: studies/grocery/figures/);
 studies/grocery/render_model_card.py writes the card.
@@ -30,7 +30,7 @@ import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.pa
 from study_paths import FIGURES, ROOT, SHIPPED, STUDY, variants_tried
 
 from edgeshop.data import discover, read_class_names, read_hierarchy  # noqa: E402
-from edgeshop.report.card import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
+from edgeshop.report.model_card_document import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
 from edgeshop.runtime.bench import machine_info  # noqa: E402
 from edgeshop.train.run_dir import RunDir  # noqa: E402
 from edgeshop.utils import write_json_atomic  # noqa: E402

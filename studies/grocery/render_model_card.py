@@ -1,6 +1,6 @@
 """Write models/grocery/README.md from the figures files that studies/grocery/grocery_recipe.py wrote.
 
-The shipped model's card is edgeshop's model card (edgeshop/report/card.py, what
+The shipped model's card is edgeshop's model card (edgeshop/report/model_card_document.py, what
 `edgeshop-card` writes for any run) plus the Grocery-specific sections: the dataset, the
 published best, the seed_cnn baseline, recipe variants, reruns, soups and the hold-out.
 Every number comes from models/grocery/figures_efficientnet_lite0.json, calibration.json and the
@@ -23,9 +23,9 @@ GROCERY = ROOT / "models" / "grocery"  # the shipped files, their figures and th
 
 from readme_block import replace_block  # noqa: E402
 
-from edgeshop.report import card  # noqa: E402
-from edgeshop.report.card import pct  # noqa: E402
+from edgeshop.report import model_card_document as card  # noqa: E402
 from edgeshop.report.metrics import interval_text  # noqa: E402
+from edgeshop.report.model_card_document import pct  # noqa: E402
 from edgeshop.train.config import TrainConfig, flatten, recipe_config  # noqa: E402  (a plain dataclass: no TensorFlow)
 
 # The best published figures on this dataset (Antioquia, PCSC 2021; test split).

@@ -1,10 +1,11 @@
-"""Model cards: measure a run's exported models on labelled images, keep the figures in a
-JSON file, and write the Markdown card from that file alone.
+"""The model card document (MODEL_CARD.md): measure a run's exported models on labelled
+images, keep the figures in a JSON file, and write the Markdown document from that file alone.
+Not the card embedded in a model (tflite/modelcard.py), though it reads from it.
 
 `edgeshop-card RUN_DIR M.tflite --data VAL` does it for any run; the shipped grocery
-card (studies/grocery/render_model_card.py) is the same card with the Grocery-specific sections
-added. Every number in a card is read from the figures file or computed from it here:
-rerunning the measurement and the rendering reproduces the card.
+document (studies/grocery/render_model_card.py) is the same with the Grocery-specific sections
+added. Every number in the document is read from the figures file or computed from it here:
+rerunning the measurement and the rendering reproduces it.
 
 Runtime side: numpy, OpenCV and LiteRT (no TensorFlow).
 """
@@ -249,8 +250,8 @@ def size_limitations(val: dict) -> list[str]:
     return lines
 
 
-def run_card(figures: dict, recipe: Recipe) -> str:
-    """The model card of a user's run (what edgeshop-card writes): the model and, when the
+def model_card_document(figures: dict, recipe: Recipe) -> str:
+    """The model card document of a user's run (what edgeshop-card writes): the model and, when the
     figures file has one, its float reference. ``recipe``: ``recipe_config(figures["recipe"])``."""
     model, reference = "model", ("reference" if "reference" in figures else None)
     val = figures[model]["val"]
