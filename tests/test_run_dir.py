@@ -35,7 +35,7 @@ def test_the_committed_old_run_has_the_old_layout():
 def test_an_old_run_exports_as_it_is(old_run, tmp_path):
     """No split.json, the representative images under their old name: export reads both ways."""
     from edgeshop.runtime.classifier import Classifier
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
 
     # check=False: a 2-epoch tiny net's int8 twin need not pass the 90% agreement gate; the layout is the point
     report = export(old_run, tmp_path / "old.tflite", "int8", calibrate=True, check=False)
@@ -47,7 +47,7 @@ def test_an_old_run_exports_as_it_is(old_run, tmp_path):
 
 def test_an_old_run_resumes_into_its_qat_phase_and_records_its_split(old_run, tmp_path):
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import resume, split_samples
 
     train_weights = (old_run / "stages" / "train.weights.npz").read_bytes()
@@ -70,7 +70,7 @@ def test_export_calibrates_on_the_recorded_split_without_deriving_it(pipeline, t
     """The validation images come from split.json: deriving them again (for a similarity split,
     ImageNet features of every image) is not called."""
     from edgeshop.train import run_data
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
 
     def refuse(config):
         raise AssertionError("export derived the split again")

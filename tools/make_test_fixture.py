@@ -24,7 +24,7 @@ from synthetic import make_dataset  # noqa: E402
 
 from edgeshop.runtime.classifier import Classifier  # noqa: E402
 from edgeshop.train.config import TrainConfig  # noqa: E402
-from edgeshop.train.export import export  # noqa: E402
+from edgeshop.train.exporter import export  # noqa: E402
 from edgeshop.train.fit import train  # noqa: E402
 
 OUT = ROOT / "tests" / "data"

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.runtime.preprocess import read_image
         from edgeshop.train.config import TrainConfig
-        from edgeshop.train.export import export
+        from edgeshop.train.exporter import export
         from edgeshop.train.fit import train
         from edgeshop.train.run_dir import RunDir
 

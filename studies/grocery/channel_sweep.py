@@ -668,7 +668,7 @@ def main() -> int:
     base = runs / "grocery_base"
     if not args.measure:
         train_base(dataset, base)
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import resume
 
     exported = {}

@@ -63,7 +63,7 @@ def main() -> int:
                              "time is then the run's training time plus this export)")
     args = parser.parse_args()
 
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import train
     from edgeshop.train.run_data import run_split
 

@@ -2,7 +2,7 @@
 
     python studies/grocery/reexport_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 3000]
 
-For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.train.export.reexport` (uint8 I/O for
+For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.train.exporter.reexport` (uint8 I/O for
 the int8 model, standard TFLite Metadata, one stored archive; no training run needed); then
 1. every val image's scores through edgeshop.Classifier, old file vs new: must be identical;
 2. bare-invoke latency of the int8 model with the old int8 I/O vs the new uint8 I/O (the
@@ -62,7 +62,7 @@ def main() -> int:
               "round 1's re-export. To redo it, put round 1's old-format files in place first: "
               "git show 26687d0:models/grocery/grocery_int8.tflite (and grocery_fp16.tflite)", file=sys.stderr)
         return 2
-    from edgeshop.train.export import reexport
+    from edgeshop.train.exporter import reexport
     from edgeshop.train.tflite_metadata import Provenance
 
     samples = discover(Path(args.dataset) / "val")

@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's sweep table")
     args = parser.parse_args()
 
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import train
 
     reference = Path(args.reference)
