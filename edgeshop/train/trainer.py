@@ -13,8 +13,7 @@ import numpy as np
 
 from edgeshop._io import check_output_folder
 from edgeshop.errors import EdgeshopError
-from edgeshop.report.metrics import top_k_accuracy
-from edgeshop.report.metrics import did_not_learn
+from edgeshop.report.metrics import did_not_learn, top_k_accuracy
 from edgeshop.train import channels, cluster, distill, distribute, tf_data
 from edgeshop.train._keras import keras, tf
 from edgeshop.train.architectures import find_pretrained_weights, get_architecture, load_weights_npz

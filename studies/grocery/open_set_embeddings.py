@@ -20,10 +20,12 @@ import numpy as np
 from open_set_benchmark import read_iconic  # noqa: E402
 from study_paths import ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from edgeshop.adapt.enroll import shot_views  # noqa: E402
-from edgeshop.adapt.probe import HeadProbe  # noqa: E402
+from edgeshop import Classifier  # noqa: E402
+from edgeshop.adapt import (
+    HeadProbe,
+    shot_views,
+)
 from edgeshop.data import Sample, discover, iter_decoded  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
 
 SHOTS = 5  # the first SHOTS training photos of each class get their augmented views cached
 
