@@ -11,6 +11,7 @@ own public names: ``edgeshop.tflite``, ``edgeshop.data``, ``edgeshop.report``, `
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeshop._lazy import lazy_names
@@ -50,6 +51,10 @@ if TYPE_CHECKING:  # what documentation tools and type checkers see; at run time
     from edgeshop.utils import cache_dir
 
 __version__ = "0.1.0"
+
+# The 10-product demo subset of the Grocery Store dataset (MIT licence), shipped as package data:
+# train/ and test/ class folders, what `edgeshop demo` trains on.
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 
 # Public name -> the module that defines it, imported on first use (PEP 562).
 _LAZY = {
@@ -99,10 +104,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "Classifier", "DataError", "EdgeshopError", "FITS", "FRAME_FIT", "Frame", "ImageFiles", "ImageInputError",
-    "InputSpec", "LatencyStats", "MissingExtraError", "ModelCard", "ModelCardError", "ModelLoadError",
-    "OutputError", "OverwriteError", "Prediction", "SETTLE_SECONDS", "SLOT_FIT", "SlotEvent", "Smoothed",
-    "Smoother", "VideoFile", "VideoOutput", "__version__", "annotate", "audit_model", "benchmark_model",
+    "Classifier", "DEMO_DATA", "DataError", "EdgeshopError", "FITS", "FRAME_FIT", "Frame", "ImageFiles",
+    "ImageInputError", "InputSpec", "LatencyStats", "MissingExtraError", "ModelCard", "ModelCardError",
+    "ModelLoadError", "OutputError", "OverwriteError", "Prediction", "SETTLE_SECONDS", "SLOT_FIT", "SlotEvent",
+    "Smoothed", "Smoother", "VideoFile", "VideoOutput", "__version__", "annotate", "audit_model", "benchmark_model",
     "cache_dir", "check_settings", "class_prototypes", "detect_cpu_class", "format_audit", "interpreter_class",
     "invoke_callable", "machine_info", "make_interpreter", "open_source", "plain_interpreter", "preprocess",
     "prototype_score", "read_image", "recommended_format", "time_calls", "time_interleaved", "time_models",

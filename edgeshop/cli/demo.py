@@ -17,10 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from edgeshop import DEMO_DATA
 from edgeshop.cli._common import parse, positive_int, run_command
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "demo_data"  # 10 Grocery Store classes, MIT licence
+DEFAULT_DATA = DEMO_DATA  # 10 Grocery Store classes, MIT licence
 SHIPPED_MODEL = REPO / "models" / "grocery" / "grocery_int8.tflite"
 
 
