@@ -4,7 +4,7 @@
 
 Every train and val photo of the 81 classes, every class's iconic catalogue image, and for
 the enrolment shots (the first 5 training photos of each class, sorted by name, and the
-iconic image) each augmented view edgeshop-enroll uses (`edgeshop.adapt.enroll.shot_views`).
+iconic image) each augmented view edgeshop-enroll uses (`edgeshop.adapt.shot_views`).
 The study (studies/grocery/open_set_study.py) then chooses and measures on these arrays without
 running the model again. Output: runs/open_set/embeddings_<model stem>.npz, or in $OPEN_SET_CACHE (never committed).
 """
