@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeshop import Classifier
-from edgeshop.runtime.stream import open_source
+from edgeshop import Classifier, open_source
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "grocery" / "grocery_int8.tflite"
 

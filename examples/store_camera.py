@@ -16,10 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeshop import Classifier
-from edgeshop.runtime.preprocess import read_image
-from edgeshop.runtime.smoothing import Smoother
-from edgeshop.runtime.stream import open_source
+from edgeshop import Classifier, Smoother, open_source, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "grocery" / "grocery_int8.tflite"

@@ -44,7 +44,7 @@ def synthetic_data(tmp_path_factory) -> dict[str, Path]:
 def pipeline(synthetic_data, tmp_path_factory) -> dict[str, Path]:
     """The real pipeline, once: tiny net, prune to 50%, QAT, five exports."""
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import train
 
     out = tmp_path_factory.mktemp("pipeline")

@@ -166,7 +166,7 @@ def pruned_run(synthetic_data, tmp_path_factory):
     """Tiny net: train, remove half the stem's channels, fine-tune, QAT, int8 export; and
     the same recipe without channel pruning."""
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import train
 
     root = tmp_path_factory.mktemp("channels")

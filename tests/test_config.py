@@ -52,7 +52,7 @@ def test_a_run_whose_config_json_is_flat_still_exports(pipeline, tmp_path):
     import shutil
 
     from edgeshop.runtime.classifier import Classifier
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
 
     run = tmp_path / "run"
     shutil.copytree(pipeline["run"], run, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))

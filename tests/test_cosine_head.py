@@ -26,7 +26,7 @@ SCALE = 12.0
 def cosine_export(synthetic_data, tmp_path_factory) -> dict[str, Path]:
     """A tiny cosine-head run with QAT, exported to int8 and calibrated on its validation images."""
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import train
 
     out = tmp_path_factory.mktemp("cosine")

@@ -130,7 +130,7 @@ def test_dynamic_range_export_runs_in_one_xnnpack_partition(pipeline, tmp_path: 
     import numpy as np
 
     from edgeshop.runtime.classifier import Classifier
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
 
     out = tmp_path / "dynamic.tflite"
     export(pipeline["run"], out, "dynamic", calibrate=False)

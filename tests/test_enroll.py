@@ -414,3 +414,14 @@ def test_each_photo_and_its_mirror_image_are_imprinted(pipeline, new_bars, tmp_p
     gap = np.linalg.norm(with_mirrors - alone)
     assert np.linalg.norm(written - with_mirrors) < 0.3 * gap, "the written row is the one of photos and mirrors"
     assert np.linalg.norm(written - alone) > 0.7 * gap
+
+    # The views per photo are a parameter of enroll_content (the protocol study compares 1, 2 and more):
+    # with 1, the row written is the photos' alone, and the record says 1.
+    from edgeshop.adapt import enroll_content
+
+    one_view, record = enroll_content(content, photos, ["bar"], ["bar"], refit=False, views_per_photo=1)
+    row = read_head_weights(one_view).weights[-1]
+    assert np.linalg.norm(row - alone) < 0.3 * gap, "views_per_photo=1 imprints the photos alone"
+    assert record["views_per_photo"] == 1
+    with pytest.raises(ValueError, match="views_per_photo"):
+        enroll_content(content, photos, ["bar"], ["bar"], views_per_photo=0)

@@ -282,7 +282,7 @@ def test_scores_from_pixels_says_what_it_expects_instead_of_litert_errors(pixels
 
 def test_reexport_of_a_card_only_zip_is_one_error(tmp_path):
     """`edgeshop-export --reexport` on a zip holding only a card handed LiteRT 0 bytes."""
-    from edgeshop.train.export import reexport
+    from edgeshop.train.exporter import reexport
 
     card_only = tmp_path / "card_only.tflite"
     card_only.write_bytes(attach_archive(b"", MEMBERS))

@@ -186,14 +186,14 @@ def test_the_graph_reader_sees_what_it_must():
     the cycle finder finds a cycle: without these the two tests above could pass on anything."""
     tree = ast.parse(textwrap.dedent("""
         from edgeshop.train import channels
-        from . import export
+        from . import exporter
         def f():
             from edgeshop.cli.train import main
         if TYPE_CHECKING:
             from edgeshop.cli import demo
     """))
     found = dict(_imports(tree, "edgeshop.train.fit", is_package=False))
-    assert set(found) == {"edgeshop.train.channels", "edgeshop.train.export", "edgeshop.cli.train"}
+    assert set(found) == {"edgeshop.train.channels", "edgeshop.train.exporter", "edgeshop.cli.train"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert layer_of("edgeshop.cli.train") > layer_of("edgeshop.train.fit") > layer_of("edgeshop.tflite.modelcard")
 

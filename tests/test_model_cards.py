@@ -63,7 +63,7 @@ def test_edgeshop_card_writes_the_card_of_a_run_from_its_own_figures(pipeline, s
     figures = json.loads((out.parent / "figures.json").read_text())
     text = out.read_text()
     # the card is a rendering of the figures file, nothing else
-    assert text == document.model_card_document(figures, recipe_config(figures["recipe"]))
+    assert text == document.render_model_card_document(figures, recipe_config(figures["recipe"]))
     val = figures["model"]["val"]
     assert val["n"] == 36 and val["top1"] > 0.8
     assert figures["data_report"] == {"train_images": 96, "val_images": 24, "classes": 3}

@@ -206,7 +206,7 @@ def test_grayscale_and_bgra_frames_are_accepted(pipeline, synthetic_data):
 
 
 def test_export_refuses_a_model_that_is_not_fully_integer(pipeline, tmp_path):
-    from edgeshop.train.export import NotFullyIntegerError, export
+    from edgeshop.train.exporter import NotFullyIntegerError, export
 
     target = tmp_path / "must_be_integer.tflite"
     with pytest.raises(NotFullyIntegerError, match="not fully integer"):

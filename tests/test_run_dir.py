@@ -35,7 +35,7 @@ def test_the_committed_old_run_has_the_old_layout():
 def test_an_old_run_exports_as_it_is(old_run, tmp_path):
     """No split.json, the representative images under their old name: export reads both ways."""
     from edgeshop.runtime.classifier import Classifier
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
 
     # check=False: a 2-epoch tiny net's int8 twin need not pass the 90% agreement gate; the layout is the point
     report = export(old_run, tmp_path / "old.tflite", "int8", calibrate=True, check=False)
@@ -47,7 +47,7 @@ def test_an_old_run_exports_as_it_is(old_run, tmp_path):
 
 def test_an_old_run_resumes_into_its_qat_phase_and_records_its_split(old_run, tmp_path):
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import resume, split_samples
 
     train_weights = (old_run / "stages" / "train.weights.npz").read_bytes()
@@ -70,7 +70,7 @@ def test_export_calibrates_on_the_recorded_split_without_deriving_it(pipeline, t
     """The validation images come from split.json: deriving them again (for a similarity split,
     ImageNet features of every image) is not called."""
     from edgeshop.train import run_data
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
 
     def refuse(config):
         raise AssertionError("export derived the split again")
@@ -108,9 +108,9 @@ def test_init_from_after_continues_a_run_with_other_settings(pipeline, tmp_path,
         assert (new / "stages" / f"{stage}.weights.npz").read_bytes() == \
             (base / "stages" / f"{stage}.weights.npz").read_bytes()
     assert (new / "stages" / "qat.weights.npz").read_bytes() != (base / "stages" / "qat.weights.npz").read_bytes()
-    config = json.loads((new / "config.json").read_text())
-    base_config = json.loads((base / "config.json").read_text())
-    assert config == {**base_config, "out": str(new), "qat_epochs": 1}
+    config = TrainConfig.from_saved(json.loads((new / "config.json").read_text())).to_keys()
+    base_config = TrainConfig.from_saved(json.loads((base / "config.json").read_text())).to_keys()
+    assert config == {**base_config, "runtime.out": str(new), "compression.qat_epochs": 1}
     assert (new / "split.json").read_text() == (base / "split.json").read_text()
     rows = (new / "training_log.csv").read_text().splitlines()
     base_rows = (base / "training_log.csv").read_text().splitlines()
@@ -121,7 +121,7 @@ def test_init_from_after_continues_a_run_with_other_settings(pipeline, tmp_path,
 @pytest.mark.parametrize(("args", "message"), [
     (["--after", "warmup"], "--after warmup: unknown phase; one of head, train, prune_channels, prune, qat"),
     (["--after", "head"], "phase head did not finish there (finished: train, prune, qat)"),
-    (["--after", "train", "--epochs", "-1"], "epoch counts must be >= 0"),
+    (["--after", "train", "--epochs", "-1"], "schedule.epochs must be >= 0"),
 ])
 def test_init_from_refuses_in_one_line_and_writes_nothing(pipeline, tmp_path, capsys, args, message):
     from edgeshop.cli.train import main

@@ -140,7 +140,7 @@ def _old_format(model: Path, tmp_path: Path) -> Path:
 
 
 def test_reexport_gives_uint8_io_metadata_and_identical_scores(pipeline, synthetic_data, tmp_path):
-    from edgeshop.train.export import reexport
+    from edgeshop.train.exporter import reexport
     from edgeshop.train.tflite_metadata import read_metadata
 
     old = _old_format(pipeline["int8_io"], tmp_path)
@@ -162,7 +162,7 @@ def test_reexport_gives_uint8_io_metadata_and_identical_scores(pipeline, synthet
 
 def test_reexport_refuses_overwrite_and_files_without_a_card(pipeline, tmp_path):
     from edgeshop.errors import EdgeshopError, OverwriteError
-    from edgeshop.train.export import reexport
+    from edgeshop.train.exporter import reexport
 
     target = tmp_path / "exists.tflite"
     target.write_bytes(b"mine")
@@ -179,7 +179,7 @@ def test_reexport_refuses_overwrite_and_files_without_a_card(pipeline, tmp_path)
 def test_reexport_refuses_a_rewrite_that_changes_scores(pipeline, tmp_path, monkeypatch):
     """The score comparison is a gate: a broken I/O rewrite must not be written."""
     from edgeshop.errors import EdgeshopError
-    from edgeshop.train import export as export_module
+    from edgeshop.train import exporter as export_module
     from edgeshop.train import tflite_rewrite
 
     old = _old_format(pipeline["int8_io"], tmp_path)
@@ -235,7 +235,7 @@ def test_the_vendored_schema_writes_the_metadata_mediapipes_module_wrote(name, m
     import sys
 
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # any import of mediapipe.* now fails
-    from edgeshop.train.export import package
+    from edgeshop.train.exporter import package
     from edgeshop.train.tflite_metadata import Provenance, read_metadata
 
     shipped = (Path(__file__).resolve().parents[1] / "models" / "grocery" / name).read_bytes()

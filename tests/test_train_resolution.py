@@ -48,7 +48,7 @@ def test_fixed_size_architecture_refuses_a_training_size(synthetic_data, tmp_pat
 
 def test_train_small_then_qat_and_export_at_full_size(synthetic_data, tmp_path):
     from edgeshop.train.config import TrainConfig
-    from edgeshop.train.export import export
+    from edgeshop.train.exporter import export
     from edgeshop.train.fit import train
 
     run = tmp_path / "run"

@@ -40,13 +40,16 @@ sys.path.insert(0, str(ROOT))
 
 from readme_block import replace_block  # noqa: E402  (tools/ is on sys.path when run as a script)
 
-from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA  # noqa: E402
+from edgeshop import (  # noqa: E402
+    DEMO_DATA,
+    Classifier,
+    machine_info,
+    preprocess,
+    read_image,
+    write_json_atomic,
+)
 from edgeshop.data import discover  # noqa: E402
-from edgeshop.runtime.bench import machine_info  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.runtime.preprocess import preprocess, read_image  # noqa: E402
-from edgeshop.tflite.modelcard import embed_card  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.tflite import embed_card  # noqa: E402
 
 GROCERY_VAL = ROOT.parent / "shared" / "datasets" / "grocery_store" / "val"
 GROCERY_TRAIN = GROCERY_VAL.parent / "train.txt"
@@ -135,8 +138,8 @@ def calibration_samples(given: str | None) -> list:
 
 
 def prepare(int8: Path, float16: Path, calibration: list, work: Path) -> dict[str, Path]:
-    from edgeshop.report.onnx_baseline import quantize_static_int8, tflite_to_onnx
-    from edgeshop.train.tflite_rewrite import float16_to_float32, magnitude_prune
+    from edgeshop.report import quantize_static_int8, tflite_to_onnx
+    from edgeshop.train import float16_to_float32, magnitude_prune
 
     work.mkdir(parents=True, exist_ok=True)
     files = {"int8": int8, "float16": float16, "float32": work / "float32.tflite",
@@ -166,9 +169,7 @@ def sparse_inference_probe(card, work: Path) -> tuple[Path, Path]:
     dense, and with tf.lite.Optimize.EXPERIMENTAL_SPARSITY (weights stored sparse, DENSIFY
     ops), the form XNNPACK's sparse inference needs (float only, >= 2/3 zeros in 1x1 convs)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgeshop.train._keras import tf
-    from edgeshop.train.config import TrainConfig
-    from edgeshop.train.run_model import build_model
+    from edgeshop.train import TrainConfig, build_model, tf
 
     model = build_model(TrainConfig.from_flat(data="-", out="-", arch=card.arch, image_size=card.input.height),
                         len(card.labels))
@@ -206,8 +207,7 @@ def file_sizes(path: Path) -> dict[str, int]:
 
 
 def accuracy(files: dict[str, Path], data: Path) -> dict[str, float]:
-    from edgeshop.report.metrics import top_k_accuracy
-    from edgeshop.report.onnx_baseline import OnnxModel
+    from edgeshop.report import OnnxModel, top_k_accuracy
 
     reference = Classifier(files["int8"])
     samples = discover(data)
@@ -230,8 +230,7 @@ def accuracy(files: dict[str, Path], data: Path) -> dict[str, float]:
 
 # -- measurement (child, one thread count) ---------------------------------------------
 def measure(work: Path, threads: int, runs: int) -> dict:
-    from edgeshop.runtime.backend import make_interpreter
-    from edgeshop.runtime.bench import invoke_callable, time_interleaved
+    from edgeshop import invoke_callable, make_interpreter, time_interleaved
 
     files = {name: Path(path) for name, path in json.loads((work / "files.json").read_text()).items()}
     classifiers = {name: Classifier(files[name], threads=threads)
@@ -241,7 +240,7 @@ def measure(work: Path, threads: int, runs: int) -> dict:
     frame = _first_video_frame(files["video"])
     pixels = preprocess(frame, int8.input_spec).astype(np.float32)
 
-    from edgeshop.report.onnx_baseline import OnnxModel
+    from edgeshop.report import OnnxModel
 
     calls = {f"litert_{name}": invoke_callable(c._interpreter) for name, c in classifiers.items()}  # noqa: SLF001
     for name in ("float32_dense_probe", "float32_sparse_probe"):  # random weights, no card: bare interpreters
@@ -288,9 +287,7 @@ def _first_video_frame(video: Path) -> np.ndarray:
 
 def _keras_calls(int8: Classifier, threads: int, pixels: np.ndarray) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgeshop.train._keras import tf
-    from edgeshop.train.config import TrainConfig
-    from edgeshop.train.run_model import build_model
+    from edgeshop.train import TrainConfig, build_model, tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -304,7 +301,7 @@ def _keras_calls(int8: Classifier, threads: int, pixels: np.ndarray) -> dict:
 
 def camera_loop(video: Path, model: Path, threads: int, repeats: int = 3) -> dict[str, float]:
     """Frames per second of decode + classify over every frame of the clip (median of repeats)."""
-    from edgeshop.runtime.stream import open_source
+    from edgeshop import open_source
 
     classifier = Classifier(model, threads=threads)
     decode, full = [], []

@@ -32,12 +32,12 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 from skimage import data as skdata
 
-from edgeshop.train._keras import keras
-from edgeshop.train.architectures import (
+from edgeshop.train import (
     LITE0_MEAN,
     LITE0_STD,
     LITE_VARIANTS,
     build_efficientnet_lite,
+    keras,
     lite_block_configs,
     load_weights_npz,
     save_weights_npz,

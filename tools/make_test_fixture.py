@@ -22,10 +22,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from synthetic import make_dataset  # noqa: E402
 
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.train.config import TrainConfig  # noqa: E402
-from edgeshop.train.export import export  # noqa: E402
-from edgeshop.train.fit import train  # noqa: E402
+from edgeshop import Classifier  # noqa: E402
+from edgeshop.train import (
+    TrainConfig,
+    export,
+    train,
+)
 
 OUT = ROOT / "tests" / "data"
 

@@ -39,9 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 import pi_root  # noqa: E402  (tools/ is on sys.path when run as a script)
 
-from edgeshop.cli.demo import DEFAULT_DATA as DEMO_DATA  # noqa: E402
-from edgeshop.errors import EdgeshopError, OverwriteError  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop import (  # noqa: E402
+    DEMO_DATA,
+    EdgeshopError,
+    OverwriteError,
+    write_json_atomic,
+)
 
 SUITES = {"bookworm": "Debian 12", "trixie": "Debian 13"}
 PROBE = "tools/pi_probe.py"

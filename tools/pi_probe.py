@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     import edgeshop
+    from edgeshop import time_calls
     from edgeshop.data import discover
-    from edgeshop.runtime.bench import time_calls
 
     classifier = edgeshop.Classifier(args.model, threads=args.threads)
     root = Path(args.images)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeshop.errors import EdgeshopError
+from edgeshop import EdgeshopError
 
 TOOLS = Path(__file__).resolve().parent
 CHROOT = TOOLS / "pi_chroot.sh"

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeshop.utils import write_bytes_atomic  # noqa: E402
+from edgeshop import write_bytes_atomic  # noqa: E402
 
 DOCUMENTS = ("README.md", "docs/**/*.md", "studies/**/*.md", "models/**/README.md")
 

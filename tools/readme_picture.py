@@ -16,11 +16,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeshop import Classifier  # noqa: E402
-from edgeshop.cli.demo import DEFAULT_DATA  # noqa: E402
-from edgeshop.runtime.annotate import annotate  # noqa: E402
-from edgeshop.runtime.preprocess import read_image  # noqa: E402
-from edgeshop.utils import write_bytes_atomic  # noqa: E402
+from edgeshop import (
+    DEMO_DATA,
+    Classifier,
+    annotate,
+    read_image,
+    write_bytes_atomic,
+)
 
 PRODUCTS = ("Banana", "Arla-Standard-Milk", "Carrots")  # three demo classes, left to right
 SIDE = 240  # pixels per slot in the picture
@@ -28,7 +30,7 @@ OUT = ROOT / "docs" / "assets" / "shelf.jpg"
 
 
 def shelf_frame() -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    photos = [read_image(sorted((DEFAULT_DATA / "test" / name).glob("*.jpg"))[0]) for name in PRODUCTS]
+    photos = [read_image(sorted((DEMO_DATA / "test" / name).glob("*.jpg"))[0]) for name in PRODUCTS]
     slots = [cv2.resize(photo, (SIDE, SIDE), interpolation=cv2.INTER_AREA) for photo in photos]
     return np.hstack(slots), [(i * SIDE, 0, SIDE, SIDE) for i in range(len(slots))]
 

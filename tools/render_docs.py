@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from readme_block import replace_block  # noqa: E402
 
-from edgeshop.report.metrics import wilson_interval  # noqa: E402
+from edgeshop.report import wilson_interval  # noqa: E402
 
 BENCH = ROOT / "bench" / "results.json"
 DEMO = ROOT / "bench" / "demo.json"

@@ -130,13 +130,16 @@ def refuse_name_clashes(labels: Sequence[str], new_labels: Sequence[str], remove
 def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequence[str],
                    remove: Sequence[str] = (), *, source: str = "model", data: str = "",
                    skipped: Mapping[str, int] | None = None, gain: float | None = None,
-                   refit: bool = True) -> tuple[bytes, dict]:
+                   refit: bool = True, views_per_photo: int = ENROL_VIEWS) -> tuple[bytes, dict]:
     """``content`` with the classes ``remove`` dropped and ``new_labels`` imprinted from ``photos``
     (labels index ``new_labels``; ``skipped``: unreadable photos per label, for the record);
     ``gain`` multiplies the card's imprint length (None: IMPRINT_GAIN of the head's kind); ``refit``:
-    refit the imprinted rows (`learn_rows`) when the card has the old classes' samples.
+    refit the imprinted rows (`learn_rows`) when the card has the old classes' samples;
+    ``views_per_photo``: how many of a photo's `shot_views` are imprinted (1 to VIEWS).
     Returns the new model and the enrolment record."""
     _check_gain(gain)
+    if not 1 <= views_per_photo <= VIEWS:
+        raise ValueError(f"views_per_photo must be 1 to {VIEWS}, not {views_per_photo}")
     card = _card_of(content, source)
     labels = list(card.labels)
     missing = [name for name in remove if name not in labels]
@@ -156,9 +159,9 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
         centre, norm = _centre(card, source, head.weights.shape[1])
         with loaded(content) as classifier:
             probe = HeadProbe(classifier)
-            views = [view for image in photos.pixels for view in shot_views(image)[:ENROL_VIEWS]]
+            views = [view for image in photos.pixels for view in shot_views(image)[:views_per_photo]]
             embeddings = probe.run_many(np.stack(views), "enrolment: embeddings")["embedding"]
-        per_photo = min(ENROL_VIEWS, VIEWS)
+        per_photo = views_per_photo
         view_labels = np.repeat(photos.labels, per_photo)
         photo_of = np.repeat(np.arange(len(photos.labels)), per_photo)
         old_samples = samples[keep] if refit else None
@@ -182,7 +185,7 @@ def enroll_content(content: bytes, photos: LoadedImages | None, new_labels: Sequ
         samples = samples[keep]
     new_labels_all = tuple([name for name in labels if name not in remove] + list(new_labels))
     record = {"method": METHOD if head.has_bias else COSINE_METHOD, "added": added, "gain": gain,
-              "views_per_photo": ENROL_VIEWS if new_labels else 0,
+              "views_per_photo": views_per_photo if new_labels else 0,
               "refit": ({"steps": REFIT_STEPS, "learning_rate": REFIT_LEARNING_RATE, "scale": REFIT_SCALE}
                         if refit else "none" if samples is not None else
                 "none: the card has no class samples (run edgeshop-calibrate)"),

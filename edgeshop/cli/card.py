@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop._io import check_outputs, write_bytes_atomic, write_json_atomic
         from edgeshop.data import coarse_index, discover, read_hierarchy
         from edgeshop.errors import EdgeshopError
-        from edgeshop.report.model_card_document import model_card_document, run_figures
+        from edgeshop.report.model_card_document import render_model_card_document, run_figures
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.train.config import recipe_config  # a plain dataclass: no TensorFlow
         from edgeshop.train.run_dir import RunDir
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = run_figures(run, Path(args.model), reference, args.data, samples, hierarchy, command,
                               threads, args.runs)
         write_json_atomic(figures_file, figures)
-        write_bytes_atomic(out, model_card_document(figures, recipe_config(figures["recipe"])).encode("utf-8"))
+        write_bytes_atomic(out, render_model_card_document(figures, recipe_config(figures["recipe"])).encode("utf-8"))
         print(f"wrote {out} and {figures_file}: top-1 {figures['model']['val']['top1']:.2%} "
               f"on {figures['model']['val']['n']} images")
         return 0

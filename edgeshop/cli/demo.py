@@ -17,10 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from edgeshop import DEMO_DATA
 from edgeshop.cli._common import parse, positive_int, run_command
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "demo_data"  # 10 Grocery Store classes, MIT licence
+DEFAULT_DATA = DEMO_DATA  # 10 Grocery Store classes, MIT licence
 SHIPPED_MODEL = REPO / "models" / "grocery" / "grocery_int8.tflite"
 
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         from edgeshop.runtime.classifier import Classifier
         from edgeshop.runtime.preprocess import read_image
         from edgeshop.train.config import TrainConfig
-        from edgeshop.train.export import export
+        from edgeshop.train.exporter import export
         from edgeshop.train.fit import train
         from edgeshop.train.run_dir import RunDir
 

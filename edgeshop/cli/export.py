@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
             _read_model_file(Path(args.reexport))
         from edgeshop.runtime.audit import format_audit
-        from edgeshop.train.export import export, reexport
+        from edgeshop.train.exporter import export, reexport
         from edgeshop.train.tflite_metadata import Provenance
         from edgeshop.utils import write_json_atomic
 

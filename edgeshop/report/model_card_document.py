@@ -250,7 +250,7 @@ def size_limitations(val: dict) -> list[str]:
     return lines
 
 
-def model_card_document(figures: dict, recipe: Recipe) -> str:
+def render_model_card_document(figures: dict, recipe: Recipe) -> str:
     """The model card document of a user's run (what edgeshop-card writes): the model and, when the
     figures file has one, its float reference. ``recipe``: ``recipe_config(figures["recipe"])``."""
     model, reference = "model", ("reference" if "reference" in figures else None)

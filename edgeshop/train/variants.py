@@ -19,7 +19,7 @@ from edgeshop.report.evaluate import predict
 from edgeshop.report.metrics import summarize
 from edgeshop.runtime.bench import benchmark_model
 from edgeshop.runtime.classifier import Classifier
-from edgeshop.train.export import export
+from edgeshop.train.exporter import export
 from edgeshop.train.run_model import read_run
 
 

@@ -26,10 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeshop import Classifier
-from edgeshop.runtime.preprocess import FITS, SLOT_FIT
-from edgeshop.runtime.smoothing import SETTLE_SECONDS, Smoother, check_settings
-from edgeshop.runtime.stream import ImageFiles, open_source
+from edgeshop import FITS, SETTLE_SECONDS, SLOT_FIT, Classifier, ImageFiles, Smoother, check_settings, open_source
 
 DEFAULTS = {"threads": 2, "threshold": 0.0, "unknown_threshold": None, "every_n_frames": 1, "heartbeat_seconds": 60,
             "fit": SLOT_FIT,

@@ -33,12 +33,16 @@ import study_paths  # (also puts the repository root and tools/ on sys.path)
 from readme_block import replace_block  # noqa: E402
 from study_paths import ROOT, STUDY
 
-from edgeshop.adapt.calibrate import calibrate_content, load_labelled  # noqa: E402
-from edgeshop.adapt.probe import model_scores  # noqa: E402
-from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402
-from edgeshop.tflite.modelcard import read_card  # noqa: E402
-from edgeshop.tflite.tflite_head import with_softmax_beta  # noqa: E402
-from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
+from edgeshop import machine_info, time_models, write_bytes_atomic, write_json_atomic  # noqa: E402  # noqa: E402
+from edgeshop.adapt import (  # noqa: E402
+    calibrate_content,
+    load_labelled,
+    model_scores,
+)
+from edgeshop.tflite import (
+    read_card,
+    with_softmax_beta,
+)
 
 MODELS = study_paths.SHIPPED
 SHIPPED = {"int8": MODELS / "grocery_int8.tflite", "float16": MODELS / "grocery_fp16.tflite"}

@@ -50,11 +50,14 @@ from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES as STUDY_FIGURES
 from study_paths import ROOT, STUDY
 
+from edgeshop import write_json_atomic  # noqa: E402
 from edgeshop.data import discover, read_hierarchy  # noqa: E402
-from edgeshop.report.metrics import BOOTSTRAP_RESAMPLES, paired_difference_interval  # noqa: E402
-from edgeshop.report.model_card_document import summary_and_hits  # noqa: E402
-from edgeshop.train.run_dir import CARD, CONFIG, DATA_REPORT, LABELS, REPRESENTATIVE_IMAGES, RunDir  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import (  # noqa: E402
+    BOOTSTRAP_RESAMPLES,
+    paired_difference_interval,
+    summary_and_hits,
+)
+from edgeshop.train import CARD, CONFIG, DATA_REPORT, LABELS, REPRESENTATIVE_IMAGES, RunDir  # noqa: E402
 
 FINE_TUNE_EPOCHS = 10  # a level's default
 
@@ -125,7 +128,7 @@ def base_config(dataset: Path, run: Path, recipe_file: str = Level.recipe):
 
 
 def train_base(dataset: Path, run: Path, log=print) -> None:
-    from edgeshop.train.fit import train
+    from edgeshop.train import train
 
     config, _ = base_config(dataset, run)
     if _main_phase_done(run):
@@ -137,9 +140,7 @@ def train_base(dataset: Path, run: Path, log=print) -> None:
 def branch(base: Path, level: Level, run: Path, recipe: dict) -> None:
     """A run directory that resumes after the base's main phase with channel pruning on
     (with ``level.plan_from``: the channels that level removed, no search)."""
-    from edgeshop.train.config import TrainConfig
-    from edgeshop.train.distill import cache_file
-    from edgeshop.train.run_dir import RunDir
+    from edgeshop.train import RunDir, TrainConfig, cache_file
 
     if RunDir(run).has_state():
         return  # started earlier: resume it as it is
@@ -179,10 +180,16 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     starts fine-tuning from: the same weights, plan, calibration images and seed)."""
 
     from edgeshop.data import load_images
-    from edgeshop.tflite.modelcard import InputSpec
-    from edgeshop.train import channels
-    from edgeshop.train.phases.channels import RECONSTRUCTION_IMAGES
-    from edgeshop.train.run_model import load_run_model, read_channel_plan, read_run
+    from edgeshop.tflite import InputSpec
+    from edgeshop.train import (
+        RECONSTRUCTION_IMAGES,
+        find_groups,
+        load_run_model,
+        mask_channels,
+        read_channel_plan,
+        read_run,
+        refitted_copy,
+    )
 
     run = level_run(runs, level)
     plan = read_channel_plan(run)
@@ -191,13 +198,13 @@ def refit_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
                          f"--tag {level.tag})")
     config, labels, _ = read_run(runs / level.base)
     full = load_run_model(runs / level.base, final=False)  # the main phase the level branched from
-    groups = channels.find_groups(full)
+    groups = find_groups(full)
     images = RunDir(run).representative_images(RECONSTRUCTION_IMAGES)
     size = level.image_size or config.model.image_size  # the size the level's calibration images have
     val = load_images(discover(dataset / "val"), labels,
                       InputSpec(size, size, interpolation=config.model.interpolation))
-    removed = channels.mask_channels(full, groups, plan)
-    refitted, _ = channels.refitted_copy(full, groups, plan, images)
+    removed = mask_channels(full, groups, plan)
+    refitted, _ = refitted_copy(full, groups, plan, images)
 
     result = {
         "val_images": int(len(val.labels)),
@@ -223,10 +230,8 @@ def size_check(runs: Path, level: Level, dataset: Path) -> dict[str, Any]:
     import numpy as np
 
     from edgeshop.data import load_images
-    from edgeshop.tflite.modelcard import InputSpec
-    from edgeshop.train.latency_target import int8_flatbuffer, interleaved_p50
-    from edgeshop.train.model_io import load_weights
-    from edgeshop.train.run_model import build_model, read_run
+    from edgeshop.tflite import InputSpec
+    from edgeshop.train import build_model, int8_flatbuffer, interleaved_p50, load_weights, read_run
 
     if not level.image_size:
         raise SystemExit(f"level {level.name} runs at its recipe's size: nothing to compare")
@@ -259,7 +264,7 @@ def _float_top1(model: Any, val: Any) -> float:
     evaluation's own rule (edgeshop-eval, training's metrics)."""
     import numpy as np
 
-    from edgeshop.report.metrics import top_k_accuracy
+    from edgeshop.report import top_k_accuracy
 
     return top_k_accuracy(val.labels, model.predict(val.pixels.astype(np.float32), batch_size=32, verbose=0), 1)
 
@@ -271,7 +276,7 @@ def level_run(runs: Path, level: Level) -> Path:
 
 def interleaved_latency(models: dict[str, Path], threads: int, runs: int) -> dict[str, dict]:
     """Bare invoke of every model, alternating call by call (runtime/bench.py)."""
-    from edgeshop.runtime.bench import time_models
+    from edgeshop import time_models
 
     stats = time_models({name: path.read_bytes() for name, path in models.items()}, threads, runs, warmup=10)
     return {name: {"p50_ms": s.p50_ms, "p90_ms": s.p90_ms} for name, s in stats.items()}
@@ -284,8 +289,8 @@ def measure(models: dict[str, Path], samples, hierarchy, reference: str, against
     a model named in ``against`` its drop below that other model (drop_vs_plan)."""
     import statistics
 
-    from edgeshop.runtime.bench import machine_info
-    from edgeshop.tflite.modelcard import read_card
+    from edgeshop import machine_info
+    from edgeshop.tflite import read_card
 
     figures, hits = {}, {}
     for name, path in models.items():
@@ -668,8 +673,7 @@ def main() -> int:
     base = runs / "grocery_base"
     if not args.measure:
         train_base(dataset, base)
-    from edgeshop.train.export import export
-    from edgeshop.train.fit import resume
+    from edgeshop.train import export, resume
 
     exported = {}
     for level in LEVELS if chosen_level is None else (chosen_level,):
@@ -705,7 +709,7 @@ def main() -> int:
     session = time.strftime("on %Y-%m-%d")
     base_metrics = _metrics(base)
     new = result["models"]
-    from edgeshop.train.run_model import read_channel_plan
+    from edgeshop.train import read_channel_plan
 
     for name in available:
         run = level_run(runs, BY_NAME[name])

@@ -29,11 +29,13 @@ from pathlib import Path
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT, SHIPPED, STUDY, variants_tried
 
+from edgeshop import (
+    machine_info,
+    write_json_atomic,
+)
 from edgeshop.data import discover, read_class_names, read_hierarchy  # noqa: E402
-from edgeshop.report.model_card_document import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
-from edgeshop.runtime.bench import machine_info  # noqa: E402
-from edgeshop.train.run_dir import RunDir  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import BENCH_RUNS, BENCH_THREADS, data_counts, measure_models, summary  # noqa: E402
+from edgeshop.train import RunDir  # noqa: E402
 
 
 def main() -> int:
@@ -63,9 +65,7 @@ def main() -> int:
                              "time is then the run's training time plus this export)")
     args = parser.parse_args()
 
-    from edgeshop.train.export import export
-    from edgeshop.train.fit import train
-    from edgeshop.train.run_data import run_split
+    from edgeshop.train import export, run_split, train
 
     dataset, models_dir = Path(args.dataset), Path(args.models_dir)
     run = Path(args.out or ROOT / "runs" / f"grocery_{args.arch}")
@@ -172,7 +172,7 @@ def recipe_config(dataset: Path, run: Path, recipe: dict, holdout: float | None 
     With ``excluded`` classes, train and val are manifests of the other classes, written
     beside the run directory (the run directory itself belongs to training, which refuses
     to start in a non-empty one)."""
-    from edgeshop.train.config import TrainConfig
+    from edgeshop.train import TrainConfig
 
     train, val_source = dataset / "train", dataset / "val"
     if excluded:

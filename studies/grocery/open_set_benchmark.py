@@ -37,12 +37,17 @@ import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.pa
 from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT
 
-from edgeshop.adapt.enroll import enroll_content  # noqa: E402
-from edgeshop.adapt.probe import HeadProbe, loaded  # noqa: E402
+from edgeshop import (
+    Classifier,
+    write_json_atomic,
+)
+from edgeshop.adapt import (  # noqa: E402
+    HeadProbe,
+    enroll_content,
+    loaded,
+)
 from edgeshop.data import LoadedImages, Sample, discover, load_images, read_class_names  # noqa: E402
-from edgeshop.report.openset import auroc, unknown_figures  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import auroc, unknown_figures  # noqa: E402
 
 SHOTS = (1, 5, 10)
 GAINS = tuple(round(1.0 + 0.1 * i, 1) for i in range(11))  # the gain study's grid

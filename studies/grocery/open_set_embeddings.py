@@ -4,7 +4,7 @@
 
 Every train and val photo of the 81 classes, every class's iconic catalogue image, and for
 the enrolment shots (the first 5 training photos of each class, sorted by name, and the
-iconic image) each augmented view edgeshop-enroll uses (`edgeshop.adapt.enroll.shot_views`).
+iconic image) each augmented view edgeshop-enroll uses (`edgeshop.adapt.shot_views`).
 The study (studies/grocery/open_set_study.py) then chooses and measures on these arrays without
 running the model again. Output: runs/open_set/embeddings_<model stem>.npz, or in $OPEN_SET_CACHE (never committed).
 """
@@ -20,10 +20,12 @@ import numpy as np
 from open_set_benchmark import read_iconic  # noqa: E402
 from study_paths import ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from edgeshop.adapt.enroll import shot_views  # noqa: E402
-from edgeshop.adapt.probe import HeadProbe  # noqa: E402
+from edgeshop import Classifier  # noqa: E402
+from edgeshop.adapt import (
+    HeadProbe,
+    shot_views,
+)
 from edgeshop.data import Sample, discover, iter_decoded  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
 
 SHOTS = 5  # the first SHOTS training photos of each class get their augmented views cached
 

@@ -32,19 +32,33 @@ from open_set_study import enrol_from_rows, load, model_with_class_samples, rest
 from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
-import edgeshop.adapt.enroll as enroll  # noqa: E402  (the study sets its ENROL_VIEWS for the timed product path)
-from edgeshop.adapt.enroll import IMPRINT_GAIN, REFIT_SCALE, REFIT_STEPS, fit_new_rows  # noqa: E402
-from edgeshop.adapt.probe import loaded  # noqa: E402
+from edgeshop import (  # noqa: E402
+    Classifier,
+    class_prototypes,
+    prototype_score,
+    write_json_atomic,
+)
+from edgeshop.adapt import (  # noqa: E402
+    IMPRINT_GAIN,
+    REFIT_SCALE,
+    REFIT_STEPS,
+    enroll_content,
+    fit_new_rows,
+    loaded,
+)
 from edgeshop.data import Sample, load_images, similarity_groups  # noqa: E402
-from edgeshop.report.metrics import percentile_interval  # noqa: E402
-from edgeshop.report.openset import auroc, fpr_at_tpr, known_scores  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.runtime.unknown_score import class_prototypes, prototype_score  # noqa: E402
-from edgeshop.tflite.head_weights import read_head_weights  # noqa: E402
-from edgeshop.tflite.modelcard import read_card  # noqa: E402
-from edgeshop.tflite.tflite_head import softmax_beta  # noqa: E402
-from edgeshop.train.similarity import EMBEDDING_SIZE  # noqa: E402  (a constant; TensorFlow loads only when features are computed)
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import (  # noqa: E402
+    auroc,
+    fpr_at_tpr,
+    known_scores,
+    percentile_interval,
+)
+from edgeshop.tflite import (
+    read_card,
+    read_head_weights,
+    softmax_beta,
+)
+from edgeshop.train import EMBEDDING_SIZE  # noqa: E402  (a constant; TensorFlow loads only when features are computed)
 
 FOLDS = 8
 PROBE_STEPS = 300  # full-batch Adam steps of the ImageNet-feature probe (fixed in the protocol)
@@ -159,7 +173,7 @@ def imagenet_rows(d: dict, dataset: Path, model: Path, size: int = IMAGENET_SIZE
     path = cache_path(model).with_name(f"{cache_path(model).stem}_imagenet_lite0_{size}.npy")
     if path.is_file():
         return np.load(path)
-    from edgeshop.train.similarity import imagenet_features  # TensorFlow: the study only, never the runtime
+    from edgeshop.train import imagenet_features  # TensorFlow: the study only, never the runtime
 
     rows = np.flatnonzero((d["view"] == 0) & np.isin(d["split"], ("train", "val")))
     features = np.full((len(d["path"]), 1280), np.nan, np.float32)
@@ -179,7 +193,7 @@ def lookalike_groups(d: dict, features: np.ndarray) -> np.ndarray:
     descriptors at EMBEDDING_SIZE px, average linkage below EMBEDDING_DISTANCE) per class and split, the
     grouping whose hold-out scored like val in the split-leak study; views share their photo's group,
     iconic images are groups of their own."""
-    from edgeshop.train.similarity import EMBEDDING_DISTANCE, as_descriptors
+    from edgeshop.train import EMBEDDING_DISTANCE, as_descriptors
 
     group = np.full(len(d["path"]), -1)
     base, next_id = d["view"] == 0, 0
@@ -303,32 +317,28 @@ def product_enrolment(d: dict, model: Path, dataset: Path, settings: list[tuple[
     old_val = load_images([Sample(dataset / d["path"][i], d["label"][i]) for i in np.flatnonzero(r["known_val"])],
                           r["old"], spec)
     out = []
-    saved = enroll.ENROL_VIEWS
-    try:
-        for views, with_iconic in settings:
-            samples = [Sample(p, n) for n in new_names for p in [*firsts[n], *([iconic[n]] if with_iconic else [])]]
-            photos = load_images(samples, new_names, spec)
-            enroll.ENROL_VIEWS = views
-            started = time.perf_counter()
-            enrolled, record = enroll.enroll_content(content, photos, new_names, source=str(model))
-            seconds = time.perf_counter() - started
-            row = {"views": views, "iconic_extra_shot": with_iconic, "enrol_seconds": round(seconds, 2),
-                   "photos": int(len(photos.labels))}
-            with loaded(enrolled) as after:
-                labels = after.labels
-                row["old_top1_after"] = float(np.mean([labels[after.scores_from_pixels(p).argmax()] == r["old"][t]
-                                                       for p, t in zip(old_val.pixels, old_val.labels, strict=True)]))
-                for test, rows in test_rows.items():
-                    images = load_images([Sample(dataset / d["path"][i], d["label"][i]) for i in rows], new_names,
-                                         spec)
-                    predicted = np.array([labels[after.scores_from_pixels(p).argmax()] for p in images.pixels])
-                    row[f"new_top1_{test}"] = float(np.mean(predicted == np.array(new_names)[images.labels]))
-            out.append(row)
-            print(f"product path views={views} iconic={with_iconic}: {seconds:.1f} s, new (outside shot bursts) "
-                  f"{row['new_top1_train_outside_shot_bursts']:.3f}, val {row['new_top1_val']:.3f}, old "
-                  f"{row['old_top1_after']:.4f}", flush=True)
-    finally:
-        enroll.ENROL_VIEWS = saved
+    for views, with_iconic in settings:
+        samples = [Sample(p, n) for n in new_names for p in [*firsts[n], *([iconic[n]] if with_iconic else [])]]
+        photos = load_images(samples, new_names, spec)
+        started = time.perf_counter()
+        enrolled, record = enroll_content(content, photos, new_names, source=str(model),
+                                          views_per_photo=views)
+        seconds = time.perf_counter() - started
+        row = {"views": views, "iconic_extra_shot": with_iconic, "enrol_seconds": round(seconds, 2),
+               "photos": int(len(photos.labels))}
+        with loaded(enrolled) as after:
+            labels = after.labels
+            row["old_top1_after"] = float(np.mean([labels[after.scores_from_pixels(p).argmax()] == r["old"][t]
+                                                   for p, t in zip(old_val.pixels, old_val.labels, strict=True)]))
+            for test, rows in test_rows.items():
+                images = load_images([Sample(dataset / d["path"][i], d["label"][i]) for i in rows], new_names,
+                                     spec)
+                predicted = np.array([labels[after.scores_from_pixels(p).argmax()] for p in images.pixels])
+                row[f"new_top1_{test}"] = float(np.mean(predicted == np.array(new_names)[images.labels]))
+        out.append(row)
+        print(f"product path views={views} iconic={with_iconic}: {seconds:.1f} s, new (outside shot bursts) "
+              f"{row['new_top1_train_outside_shot_bursts']:.3f}, val {row['new_top1_val']:.3f}, old "
+              f"{row['old_top1_after']:.4f}", flush=True)
     return out
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT
 
+from edgeshop import write_json_atomic  # noqa: E402
 from edgeshop.data import discover  # noqa: E402
-from edgeshop.report.openset import auroc, known_scores  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import auroc, known_scores  # noqa: E402
 
 IMAGE_SIZE = 224  # the ImageNet weights' own size
 OPEN_SET = FIGURES / "open_set"
@@ -47,7 +47,7 @@ def main() -> int:
     dataset = Path(args.dataset)
     benchmark = json.loads((OPEN_SET / "open_set.json").read_text())
     unseen = {c["name"] for c in benchmark["excluded_classes"]}
-    from edgeshop.train.similarity import imagenet_features  # the look-alike finder's features (needs TF)
+    from edgeshop.train import imagenet_features  # the look-alike finder's features (needs TF)
 
     train, val = discover(dataset / "train"), discover(dataset / "val")
     parts = {"known_train": [s for s in train if s.label not in unseen],

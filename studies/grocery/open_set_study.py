@@ -67,17 +67,33 @@ from open_set_benchmark import read_iconic  # noqa: E402
 from open_set_embeddings import build_cache, cache_path  # noqa: E402
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from edgeshop.adapt.calibrate import with_class_samples  # noqa: E402
-from edgeshop.adapt.enroll import REFIT_STEPS, VIEWS, enroll_content, fit_new_rows, imprint_rows  # noqa: E402
-from edgeshop.adapt.probe import loaded  # noqa: E402
+from edgeshop import (  # noqa: E402  # noqa: E402
+    Classifier,
+    class_prototypes,
+    prototype_score,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from edgeshop.adapt import (  # noqa: E402
+    REFIT_STEPS,
+    VIEWS,
+    enroll_content,
+    fit_new_rows,
+    imprint_rows,
+    loaded,
+    with_class_samples,
+)
 from edgeshop.data import Sample, discover, load_images, similarity_groups  # noqa: E402
-from edgeshop.report.metrics import percentile_interval  # noqa: E402
-from edgeshop.report.openset import auroc, fpr_at_tpr, known_scores  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.runtime.unknown_score import class_prototypes, prototype_score  # noqa: E402
-from edgeshop.tflite.head_weights import read_head_weights  # noqa: E402
-from edgeshop.tflite.tflite_head import softmax_beta  # noqa: E402
-from edgeshop.utils import write_bytes_atomic, write_json_atomic  # noqa: E402
+from edgeshop.report import (  # noqa: E402
+    auroc,
+    fpr_at_tpr,
+    known_scores,
+    percentile_interval,
+)
+from edgeshop.tflite import (
+    read_head_weights,
+    softmax_beta,
+)
 
 FOLDS = 7
 SHOTS = 5
@@ -445,7 +461,7 @@ def main() -> int:
         write_bytes_atomic(model, model_with_class_samples(d, model))
         print(f"wrote {model}: class samples from the 71 classes' training photos in its card")
         return 0
-    from edgeshop.tflite.modelcard import read_card
+    from edgeshop.tflite import read_card
     norm = read_card(content).extra["embedding"]["imprint_norm"] * 1.2  # IMPRINT_GAIN["cosine"]
     figures = {"model": str(model.resolve().relative_to(ROOT)) if model.resolve().is_relative_to(ROOT) else str(model),
                "unknown_folds": unknown_study(d, beta),

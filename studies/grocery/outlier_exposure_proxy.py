@@ -58,9 +58,9 @@ from open_set_study import FOLDS, fold_of, grouped_interval, load  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
+from edgeshop import write_json_atomic  # noqa: E402
 from edgeshop.data import Sample, iter_decoded  # noqa: E402
-from edgeshop.report.openset import auroc, fpr_at_tpr  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import auroc, fpr_at_tpr  # noqa: E402
 
 LAMBDA = 0.5
 SCALE = 16.0  # the shipped open-set model's cosine scale
@@ -155,7 +155,7 @@ def cutmix_batches(pixels: np.ndarray, labels: np.ndarray, embed) -> tuple[np.nd
     """(embeddings [N, D], source classes [N, 2]) of CUTMIX_OUTLIERS pictures mixing two known
     classes' photos, made by the recipe's own outlier function; ``embed`` maps a batch of pictures
     to features."""
-    from edgeshop.train.outlier_exposure import cutmix_outliers, different_class_partners
+    from edgeshop.train import cutmix_outliers, different_class_partners
 
     rng = np.random.default_rng(1)
     embeddings, classes = [], []
@@ -186,8 +186,8 @@ def cached(path: Path, make) -> tuple[np.ndarray, np.ndarray]:
 def shipped_cutmix(d: dict, model: Path, dataset: Path) -> tuple[np.ndarray, np.ndarray]:
     """CutMix outliers through the shipped open-set model (its penultimate embedding)."""
     def make():
-        from edgeshop.adapt.probe import HeadProbe
-        from edgeshop.runtime.classifier import Classifier
+        from edgeshop import Classifier
+        from edgeshop.adapt import HeadProbe
 
         classifier = Classifier(model)
         probe = HeadProbe(classifier)
@@ -198,11 +198,11 @@ def shipped_cutmix(d: dict, model: Path, dataset: Path) -> tuple[np.ndarray, np.
 
 
 def imagenet_pooled(size: int):
-    from edgeshop.train._keras import keras
-    from edgeshop.train.architectures import (
+    from edgeshop.train import (
         build_efficientnet_lite0,
         find_pretrained_weights,
         get_architecture,
+        keras,
         load_weights_npz,
     )
     model = build_efficientnet_lite0(2, size, dropout=0.0)
@@ -224,8 +224,8 @@ def imagenet_features(d: dict, model: Path) -> np.ndarray:
 def imagenet_cutmix(d: dict, model: Path, dataset: Path) -> tuple[np.ndarray, np.ndarray]:
     """CutMix outliers through the frozen ImageNet Lite0 (pooled features at IMAGENET_SIZE px)."""
     def make():
-        from edgeshop.tflite.modelcard import InputSpec
-        from edgeshop.train.architectures import LITE0_MEAN, LITE0_STD
+        from edgeshop.tflite import InputSpec
+        from edgeshop.train import LITE0_MEAN, LITE0_STD
 
         spec = InputSpec(IMAGENET_SIZE, IMAGENET_SIZE, interpolation="linear", mean=LITE0_MEAN, std=LITE0_STD)
         pixels, labels = training_pixels(d, dataset, spec)

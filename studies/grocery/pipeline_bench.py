@@ -38,8 +38,8 @@ from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES as STUDY_FIGURES
 from study_paths import ROOT
 
-from edgeshop.train.run_dir import RunDir  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop import write_json_atomic  # noqa: E402
+from edgeshop.train import RunDir  # noqa: E402
 
 FIGURES = STUDY_FIGURES / "bench" / "pipeline.json"
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic image classes of the tests
@@ -59,7 +59,7 @@ def _save(section: str, value: dict) -> None:
 
 
 def _machine() -> dict:
-    from edgeshop.runtime.bench import machine_info
+    from edgeshop import machine_info
 
     return machine_info()
 
@@ -139,7 +139,7 @@ class _StepTimes:
     """Wall time at the end of every batch (the steady rate leaves out the first steps' tracing)."""
 
     def __new__(cls):
-        from edgeshop.train._keras import keras
+        from edgeshop.train import keras
 
         class Callback(keras.callbacks.Callback):
             def __init__(self):
@@ -157,9 +157,7 @@ def grocery(args: argparse.Namespace) -> None:
 
     from grocery_recipe import recipe_config
 
-    from edgeshop.train.fit import TrainingRun
-    from edgeshop.train.phases import Finetune
-    from edgeshop.train.tf_data import train_images
+    from edgeshop.train import Finetune, TrainingRun, train_images
 
     dataset = Path(args.dataset)
     recipe = json.loads((ROOT / "configs" / "grocery_round1.json").read_text())

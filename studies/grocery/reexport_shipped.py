@@ -2,7 +2,7 @@
 
     python studies/grocery/reexport_shipped.py [--dataset ../shared/datasets/grocery_store] [--runs 3000]
 
-For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.train.export.reexport` (uint8 I/O for
+For models/grocery/grocery_{int8,fp16}.tflite: `edgeshop.train.exporter.reexport` (uint8 I/O for
 the int8 model, standard TFLite Metadata, one stored archive; no training run needed); then
 1. every val image's scores through edgeshop.Classifier, old file vs new: must be identical;
 2. bare-invoke latency of the int8 model with the old int8 I/O vs the new uint8 I/O (the
@@ -26,12 +26,15 @@ import numpy as np
 import study_paths  # (also puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT, STUDY
 
+from edgeshop import (  # noqa: E402
+    Classifier,
+    audit_model,
+    machine_info,
+    time_models,
+    write_json_atomic,
+)
 from edgeshop.data import discover  # noqa: E402
-from edgeshop.report.evaluate import predict  # noqa: E402
-from edgeshop.runtime.audit import audit_model  # noqa: E402
-from edgeshop.runtime.bench import machine_info, time_models  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import predict  # noqa: E402
 
 MODELS = study_paths.SHIPPED
 SHIPPED = {"int8": MODELS / "grocery_int8.tflite", "float16": MODELS / "grocery_fp16.tflite"}
@@ -62,8 +65,7 @@ def main() -> int:
               "round 1's re-export. To redo it, put round 1's old-format files in place first: "
               "git show 26687d0:models/grocery/grocery_int8.tflite (and grocery_fp16.tflite)", file=sys.stderr)
         return 2
-    from edgeshop.train.export import reexport
-    from edgeshop.train.tflite_metadata import Provenance
+    from edgeshop.train import Provenance, reexport
 
     samples = discover(Path(args.dataset) / "val")
     record: dict = {"machine": machine_info(), "val_images": len(samples), "command":

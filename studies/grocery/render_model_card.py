@@ -23,10 +23,18 @@ GROCERY = ROOT / "models" / "grocery"  # the shipped files, their figures and th
 
 from readme_block import replace_block  # noqa: E402
 
-from edgeshop.report import model_card_document as card  # noqa: E402
-from edgeshop.report.metrics import interval_text  # noqa: E402
-from edgeshop.report.model_card_document import pct  # noqa: E402
-from edgeshop.train.config import TrainConfig, flatten, recipe_config  # noqa: E402  (a plain dataclass: no TensorFlow)
+from edgeshop.report import (
+    data_sentence,
+    error_sections,
+    figure_notes,
+    interval_text,
+    pct,
+    recipe_lines,
+    size_limitations,
+    table,
+)
+from edgeshop.report import model_rows as card_model_rows
+from edgeshop.train import TrainConfig, flatten, recipe_config  # noqa: E402  (a plain dataclass: no TensorFlow)
 
 # The best published figures on this dataset (Antioquia, PCSC 2021; test split).
 PUBLISHED_FINE, PUBLISHED_COARSE = 0.8604, 0.9199
@@ -43,7 +51,7 @@ VARIANTS = FIGURES / "variants"  # recipes tried after the shipped one and not s
 
 def model_rows(name: str, f: dict) -> list[str]:
     """float16 and int8 rows of the card's table for one figures file."""
-    return card.model_rows(name, f, FORMATS)
+    return card_model_rows(name, f, FORMATS)
 
 
 # The card's last section, the same in the short and the full card.
@@ -173,11 +181,11 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
          if select_best else
          "Every figure here: the official val split (the run itself chooses nothing on it: fixed schedule,"
          " last epoch kept)"),
-        f"({card.data_sentence(val)}. The official test split was not used for anything.",
+        f"({data_sentence(val)}. The official test split was not used for anything.",
         "",
         "## Recipe",
         "",
-        *card.recipe_lines(recipe_config(recipe), lite["train_metrics"]),
+        *recipe_lines(recipe_config(recipe), lite["train_metrics"]),
         "ImageNet weights: `models/efficientnet_lite0_imagenet.npz`. Then full-integer conversion.",
         *([] if recipe_config(recipe).experimental.sparsity else [
             "Magnitude pruning (`--sparsity`) was not used for the shipped model: the int8 file "
@@ -185,7 +193,7 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "",
         *(["Baseline (`seed_cnn`, the original design: four 3x3 convolutions of 32/64/128/128 filters with",
            "2x2 max-pooling, Dense 512, softmax), same data:",
-           *card.recipe_lines(recipe_config(seed["recipe"]), seed["train_metrics"]),
+           *recipe_lines(recipe_config(seed["recipe"]), seed["train_metrics"]),
            f"Train + export: {seed['wall_seconds_train_and_export'] / 60:.1f} min.", ""] if seed else []),
         "Measured wall time of training + export on this machine: "
         f"**{lite['wall_seconds_train_and_export'] / 60:.1f} min** ({lite['machine']['cores']} cores, "
@@ -199,9 +207,9 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         f"same process on the same machine ({lite['machine']['cpu']}), 1 and 2 threads, LiteRT: the recipe's own",
         "process, right after training (TensorFlow and the training data still in memory).",
         "",
-        *card.table([*model_rows("Lite0", lite), *(model_rows("seed_cnn", seed) if seed else [])]),
+        *table([*model_rows("Lite0", lite), *(model_rows("seed_cnn", seed) if seed else [])]),
         "",
-        *card.figure_notes(lite, "int8", "float16"),
+        *figure_notes(lite, "int8", "float16"),
         *([] if round1 else format_lines(reexport)),
     ]
     bench_ratio = bench_ratio_sentence(bench)
@@ -214,7 +222,7 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         lines.append(f"- Transfer learning + this recipe vs the from-scratch seed_cnn (both int8): "
                      f"{100 * gain:+.2f} points top-1.")
     lines += calibration_lines()
-    lines += card.error_sections(val, "int8, val")
+    lines += error_sections(val, "int8, val")
     base = "round-1" if round1 else "shipped"
     if round1:
         lines += ["", *history_lines(lite, round1)]
@@ -260,7 +268,7 @@ def grocery_card(lite: dict, seed: dict | None, variants: dict[str, dict], rerun
         "Antioquia, PCSC 2021, full-size",
         "  float CNNs) measured on the test split, which is larger; the two are not strictly comparable.",
         "  The errors are mostly look-alike varieties and cartons (see the confused pairs above).",
-        *card.size_limitations(val),
+        *size_limitations(val),
         "- The recipe was chosen on val, among earlier recipes whose figures were not kept"
         + (f" and the {len(variants)} variants above" if variants else "") + ", so the val",
         "  figures are mildly optimistic; the test split, untouched, would give the unbiased figure.",
@@ -328,7 +336,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
         "Grocery Store Dataset (Klasson, Zhang, Kjellström, WACV 2019; MIT licence): smartphone photos taken in",
         "Swedish grocery stores. Training: the official train split"
         + (f" ({lite['data_report']['train_images']} images)" if "data_report" in lite else "") + ".",
-        f"Every figure below: the official val split ({card.data_sentence(val)}. The test split was not used.",
+        f"Every figure below: the official val split ({data_sentence(val)}. The test split was not used.",
         "",
         "## Figures on held-out photos",
         "",
@@ -366,7 +374,7 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
         "make grocery     # python studies/grocery/grocery_recipe.py: train, export, evaluate, benchmark, this card",
         "```",
         "",
-        *card.recipe_lines(recipe_config(recipe), lite["train_metrics"]),
+        *recipe_lines(recipe_config(recipe), lite["train_metrics"]),
         f"Training + export: {lite['wall_seconds_train_and_export'] / 60:.1f} min on {lite['machine']['cores']} cores.",
         "",
         "## Limitations",
@@ -521,7 +529,7 @@ def history_lines(lite: dict, round1: dict) -> list[str]:
             f"({round(gain / 100 * lite['int8']['val']['n']):+d} images). Figures: `history/figures_round1.json` "
             f"(the round-1 files: `git show {round1_commit()}:models/grocery/grocery_int8.tflite`); the variants, "
             "reruns and hold-outs below are studies of the round-1 recipe, compared with it.", "",
-            *card.table(model_rows("Lite0 round 1", round1))]
+            *table(model_rows("Lite0 round 1", round1))]
 
 
 def _holdout_rows(figures: dict) -> list[str]:
@@ -674,7 +682,7 @@ def readme_summary(lite: dict, seed: dict | None, round1: dict | None = None) ->
         f"{lite['wall_seconds_train_and_export'] / 60:.1f} min for",
         f"training + export on this {lite['machine']['cores']}-core machine):",
         "",
-        *card.table(model_rows("Lite0", lite)),
+        *table(model_rows("Lite0", lite)),
         "",
         "float16 is the reference: the same trained weights in float. Latency: median of 200 bare",
         "invokes, both models in the recipe's process right after training (`make bench` below times them alone).",

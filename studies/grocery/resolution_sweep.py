@@ -25,13 +25,17 @@ from grocery_recipe import recipe_config  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 from study_paths import FIGURES, ROOT
 
+from edgeshop import (
+    Classifier,
+    benchmark_model,
+    write_json_atomic,
+)
 from edgeshop.data import discover, read_hierarchy  # noqa: E402
-from edgeshop.report.evaluate import predict  # noqa: E402
-from edgeshop.report.metrics import summarize  # noqa: E402
-from edgeshop.runtime.bench import benchmark_model  # noqa: E402
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.train.run_dir import RunDir  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.report import (
+    predict,
+    summarize,
+)
+from edgeshop.train import RunDir  # noqa: E402
 
 ROUND1 = ROOT / "runs" / "teachers" / "grocery_round1_int8.tflite"  # make resolution-sweep: from git history
 ROUND1_FIGURES = FIGURES / "history" / "figures_round1.json"
@@ -50,8 +54,7 @@ def main() -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's sweep table")
     args = parser.parse_args()
 
-    from edgeshop.train.export import export
-    from edgeshop.train.fit import train
+    from edgeshop.train import export, train
 
     reference = Path(args.reference)
     if not reference.is_file():  # checked before any training
@@ -116,7 +119,7 @@ def sweep_recipe(recipe: dict, size: int) -> dict:
 
 
 def same_recipe(run: Path, wanted: dict) -> bool:
-    from edgeshop.train.config import TrainConfig, flatten
+    from edgeshop.train import TrainConfig, flatten
 
     saved = TrainConfig.from_saved(RunDir(run).read_config()).to_keys()
     return all(saved[key] == value for key, value in flatten(wanted).items())

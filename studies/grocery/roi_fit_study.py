@@ -20,9 +20,12 @@ from pathlib import Path
 
 from study_paths import FIGURES, ROOT  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from edgeshop.runtime.classifier import Classifier  # noqa: E402
-from edgeshop.runtime.preprocess import FITS, read_image  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop import (  # noqa: E402
+    FITS,
+    Classifier,
+    read_image,
+    write_json_atomic,
+)
 
 # width:height of each cut; "square" is the uncut photo
 SHAPES = {"square": (1, 1), "tall": (1, 2), "wide": (2, 1), "camera": (4, 3)}

@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 
-from edgeshop.errors import EdgeshopError  # noqa: E402
-from edgeshop.train.config import TrainConfig  # noqa: E402
-from edgeshop.train.model_io import read_arrays, write_arrays  # noqa: E402
-from edgeshop.train.run_dir import RunDir  # noqa: E402
+from edgeshop import EdgeshopError  # noqa: E402
+from edgeshop.train import (  # noqa: E402
+    RunDir,
+    TrainConfig,
+    read_arrays,
+    write_arrays,
+)
 
 FLOAT_STAGE = "train"  # the fine-tuned weights; QAT starts from them
 

@@ -25,6 +25,10 @@ import numpy as np
 import study_paths  # noqa: F401  (puts the repository root and tools/ on sys.path)
 from study_paths import FIGURES, ROOT
 
+from edgeshop import (
+    machine_info,
+    write_json_atomic,
+)
 from edgeshop.data import (  # noqa: E402
     BURST_DISTANCE,
     discover,
@@ -33,9 +37,7 @@ from edgeshop.data import (  # noqa: E402
     similarity_groups,
     thumbnail,
 )
-from edgeshop.runtime.bench import machine_info  # noqa: E402
-from edgeshop.train.similarity import EMBEDDING_DISTANCE  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop.train import EMBEDDING_DISTANCE  # noqa: E402
 
 HEAD_EPOCHS = 40
 # Look-alike thresholds tried for the ImageNet embedding (sqrt(2 * (1 - cosine))), in the
@@ -49,7 +51,7 @@ EARLIER_VARIANTS = 3
 
 def train_head(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
     """A softmax layer on frozen features: fixed schedule, the last epoch is kept."""
-    from edgeshop.train._keras import keras
+    from edgeshop.train import keras
 
     keras.utils.set_random_seed(seed)
     head = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(n_classes, activation="softmax")])
@@ -86,7 +88,7 @@ def main() -> int:
     if cache.is_file() and np.array_equal(np.load(cache)["key"], key):
         feats = np.load(cache)["features"]
     else:
-        from edgeshop.train.similarity import imagenet_features
+        from edgeshop.train import imagenet_features
 
         feats, paths = imagenet_features(everything, args.image_size, workers=2)
         assert len(paths) == len(everything), "unreadable images in the dataset"
@@ -99,7 +101,7 @@ def main() -> int:
 
     # The look-alike descriptors: standardised thumbnails (the runtime default), or the
     # embedding (edgeshop-train's): both distances are sqrt(2 * (1 - correlation)).
-    from edgeshop.train.similarity import as_descriptors
+    from edgeshop.train import as_descriptors
 
     embedding = as_descriptors(train_x, [s.path for s in train_samples])
     thumbs = {s.path: thumbnail(s.path) for s in train_samples}

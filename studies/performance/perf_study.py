@@ -28,9 +28,12 @@ STUDY = Path(__file__).resolve().parent
 ROOT = STUDY.parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
-from edgeshop.runtime.bench import machine_info, time_interleaved  # noqa: E402
-from edgeshop.runtime.cpu_class import detect_cpu_class  # noqa: E402
-from edgeshop.utils import write_json_atomic  # noqa: E402
+from edgeshop import (  # noqa: E402
+    detect_cpu_class,
+    machine_info,
+    time_interleaved,
+    write_json_atomic,
+)
 
 SHIPPED = ROOT / "models" / "grocery"
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery_store"
@@ -59,10 +62,9 @@ def path_of(name: str) -> Path:
 
 # -- prepare -------------------------------------------------------------------------------
 def prepare() -> None:
-    from edgeshop.report.onnx_baseline import quantize_static_int8, tflite_to_onnx
-    from edgeshop.runtime.classifier import Classifier
-    from edgeshop.runtime.preprocess import preprocess, read_image
-    from edgeshop.train.tflite_rewrite import dynamic_range_weights, float16_to_float32, with_input_size
+    from edgeshop import Classifier, preprocess, read_image
+    from edgeshop.report import quantize_static_int8, tflite_to_onnx
+    from edgeshop.train import dynamic_range_weights, float16_to_float32, with_input_size
 
     WORK.mkdir(parents=True, exist_ok=True)
     float32 = float16_to_float32((SHIPPED / "grocery_fp16.tflite").read_bytes())
@@ -86,7 +88,7 @@ def prepare() -> None:
 def _tf_dynamic_range_copy(float32: bytes) -> bytes:
     """What `tf.lite.Optimize.DEFAULT` writes for this network, without its training run: the
     TF converter's own scheme applied to depthwise kernels as well (per-channel, axis 3)."""
-    from edgeshop.train.tflite_rewrite import dynamic_range_weights
+    from edgeshop.train import dynamic_range_weights
 
     return dynamic_range_weights(float32, depthwise=True)
 
@@ -99,10 +101,8 @@ def _samples(split: str):
 
 # -- accuracy ------------------------------------------------------------------------------
 def accuracy() -> dict:
-    from edgeshop.report.metrics import top_k_accuracy
-    from edgeshop.report.onnx_baseline import OnnxModel
-    from edgeshop.runtime.classifier import Classifier
-    from edgeshop.runtime.preprocess import preprocess, read_image
+    from edgeshop import Classifier, preprocess, read_image
+    from edgeshop.report import OnnxModel, top_k_accuracy
 
     samples = _samples("val")
     images = [read_image(s.path) for s in samples]
@@ -129,7 +129,7 @@ def accuracy() -> dict:
 
 # -- latency -------------------------------------------------------------------------------
 def interpreter(content: bytes, threads: int, **options):
-    from edgeshop.runtime.backend import interpreter_class
+    from edgeshop import interpreter_class
 
     cls = interpreter_class("litert")[1]
     it = cls(model_content=content, num_threads=threads, **options)
@@ -140,8 +140,8 @@ def interpreter(content: bytes, threads: int, **options):
 def levers(threads: int, runs: int, clock) -> dict:
     from ai_edge_litert.interpreter import OpResolverType
 
-    from edgeshop.report.onnx_baseline import OnnxModel
-    from edgeshop.runtime.bench import invoke_callable
+    from edgeshop import invoke_callable
+    from edgeshop.report import OnnxModel
 
     calls = {name: invoke_callable(interpreter(path_of(name).read_bytes(), threads)) for name in VARIANTS}
     int8 = path_of("int8").read_bytes()
@@ -163,8 +163,8 @@ def levers(threads: int, runs: int, clock) -> dict:
 def blocks(threads: int, runs: int, clock) -> dict:
     """Time of the int8 and float32 graphs cut after each MBConv block (prefixes), interleaved:
     the difference of two consecutive prefixes is what the block between them costs."""
-    from edgeshop.runtime.bench import invoke_callable
-    from edgeshop.train.tflite_rewrite import block_ends, cut_after
+    from edgeshop import invoke_callable
+    from edgeshop.train import block_ends, cut_after
 
     result = {}
     for name in ("int8", "float32"):
@@ -182,7 +182,7 @@ def blocks(threads: int, runs: int, clock) -> dict:
 def stages(content: bytes, ends: list[int], p50: dict[str, float], name: str) -> dict[str, float]:
     """Cost of each resolution stage (prefix time at the stage's last cut minus the previous
     stage's): single ops are too short to time apart on a shared machine, stages are not."""
-    from edgeshop.runtime.backend import plain_interpreter
+    from edgeshop import plain_interpreter
 
     it = plain_interpreter(content)
     ops = it._get_ops_details()  # noqa: SLF001
@@ -207,8 +207,7 @@ def stages(content: bytes, ends: list[int], p50: dict[str, float], name: str) ->
 def classify_overhead(threads: int, runs: int, clock) -> dict:
     """Classifier.classify on a 640x480 frame against the bare invoke of its own interpreter,
     the two alternating (tools/bench_suite.py's pair), for the shipped int8 file."""
-    from edgeshop.runtime.bench import invoke_callable
-    from edgeshop.runtime.classifier import Classifier
+    from edgeshop import Classifier, invoke_callable
 
     classifier = Classifier(path_of("int8"), threads=threads)
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
@@ -225,7 +224,7 @@ def compiled(threads: int, runs: int, clock) -> dict:
     from ai_edge_litert.cpu_options import CpuOptions
     from ai_edge_litert.options import Options
 
-    from edgeshop.runtime.bench import invoke_callable
+    from edgeshop import invoke_callable
 
     calls, refused = {}, {}
     for name in ("int8", "float32", "dynamic"):

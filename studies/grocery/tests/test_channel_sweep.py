@@ -51,7 +51,7 @@ def test_measuring_keeps_the_recorded_figures_of_levels_trained_in_earlier_sessi
 
 
 def _saved(run: Path):
-    from edgeshop.train.config import TrainConfig
+    from edgeshop.train import TrainConfig
 
     return TrainConfig.from_saved(json.loads((run / "config.json").read_text()))
 

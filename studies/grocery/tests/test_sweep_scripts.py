@@ -29,9 +29,8 @@ def test_seed_soup_averages_runs_of_one_recipe_and_resumes_into_qat(pipeline, tm
 
     from seed_soup import make_soup
 
-    from edgeshop.errors import EdgeshopError
-    from edgeshop.train.fit import resume
-    from edgeshop.train.model_io import read_arrays, write_arrays
+    from edgeshop import EdgeshopError
+    from edgeshop.train import read_arrays, resume, write_arrays
 
     a, b = tmp_path / "a", tmp_path / "b"
     for run in (a, b):
