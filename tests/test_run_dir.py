@@ -13,6 +13,7 @@ import pytest
 from synthetic import make_dataset
 
 from edgeshop.errors import EdgeshopError
+from edgeshop.train.config import TrainConfig
 
 OLD_RUN = Path(__file__).parent / "data" / "old_run" / "run"  # made by edgeshop 3c8c35c (make_old_run.py there)
 
