@@ -49,7 +49,7 @@ def test_rank_equals_a_numpy_argsort_on_random_scores(allow, deny, dtype):
     for _ in range(300):
         # a few distinct values so that ties are frequent; thresholds that float32 cannot hold
         # exactly, some of them within one float32 step of a score
-        scores = rng.choice(np.array([0.0, 0.1, 0.25, 1 / 3, 0.5, 1.0, -0.0], dtype), 3).astype(dtype)
+        scores = rng.choice(np.array([0.0, 0.1, 0.25, 1 / 3, 0.5, 1.0, -0.0, np.nan], dtype), 3).astype(dtype)
         threshold = float(rng.choice([0.0, 0.1, 1 / 3, float(np.float32(0.1)) + 1e-12, 0.3333333, 0.5, 2.0]))
         k = rng.choice([None, 0, 1, 2, 5, -1])
         got = classifier.rank(scores, k, threshold)

@@ -342,8 +342,12 @@ class Classifier:
         order = sorted((i for i in self._allowed if values[i] >= cut), key=lambda i: -values[i])
         if k is not None and k >= 0:
             order = order[:k]
-        labels, unknown = self.card.labels, self.is_unknown(scores)
+        labels, unknown = self.card.labels, self._unknown(values)
         return [Prediction(labels[i], min(max(values[i], 0.0), 1.0), i, unknown) for i in order]
+
+    def _unknown(self, values: list[float]) -> bool:
+        """``is_unknown`` of the scores as plain floats (a NaN makes numpy's max NaN, never below)."""
+        return bool(values) and max(values) < self.unknown_threshold and not any(v != v for v in values)
 
 
 def clip_roi(roi: Roi, width: int, height: int) -> Roi:
