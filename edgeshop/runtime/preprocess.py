@@ -146,7 +146,9 @@ def _model_colours(pixels: np.ndarray, color_order: str) -> np.ndarray:
         code = cv2.COLOR_BGRA2RGB if color_order == "RGB" else cv2.COLOR_BGRA2BGR
     else:
         code = cv2.COLOR_BGR2RGB if color_order == "RGB" else None
-    return np.ascontiguousarray(pixels) if code is None else cv2.cvtColor(np.ascontiguousarray(pixels), code)
+    if not pixels.flags.c_contiguous:  # a resize's output already is: no array call on the hot path
+        pixels = np.ascontiguousarray(pixels)
+    return pixels if code is None else cv2.cvtColor(pixels, code)
 
 
 def resize(region: np.ndarray, width: int, height: int, interpolation: str = "area") -> np.ndarray:
