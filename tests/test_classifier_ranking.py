@@ -8,7 +8,7 @@ import pytest
 from conftest import DATA
 
 from edgeshop import Classifier, Prediction
-from edgeshop.runtime.classifier import TensorQuantization, dequantize_table
+from edgeshop.runtime.quantization import TensorQuantization, dequantize_table
 
 
 @pytest.mark.parametrize("q", [TensorQuantization("uint8", 1 / 256, 0), TensorQuantization("int8", 1 / 256, -128),

@@ -18,7 +18,8 @@ import numpy as np
 
 from edgeshop.data import Sample, iter_decoded
 from edgeshop.runtime.backend import make_interpreter, run_failures
-from edgeshop.runtime.classifier import Classifier, tensor_quantization
+from edgeshop.runtime.classifier import Classifier
+from edgeshop.runtime.quantization import tensor_quantization
 from edgeshop.tflite.modelcard import ModelCard, embed_card
 from edgeshop.tflite.tflite_head import with_head_outputs, with_softmax_beta
 from edgeshop.utils import progress_bar

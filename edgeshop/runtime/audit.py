@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgeshop.runtime.backend import plain_interpreter
-from edgeshop.runtime.classifier import tensor_quantization
+from edgeshop.runtime.quantization import tensor_quantization
 
 INTEGER_DTYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
 # Ops that only move or reinterpret data; their float-ness follows their tensors.

@@ -17,6 +17,7 @@ from edgeshop._deprecation import UNSET, renamed_keyword
 from edgeshop.errors import ImageInputError, ModelCardError, ModelLoadError
 from edgeshop.runtime.backend import make_interpreter, run_failures
 from edgeshop.runtime.preprocess import FRAME_FIT, SLOT_FIT, check_fit, check_frame, fit_box, preprocess
+from edgeshop.runtime.quantization import dequantize, dequantize_table, tensor_quantization
 from edgeshop.tflite.model_check import TFLITE_IDENTIFIER, check_model, check_outputs_fit_card
 from edgeshop.tflite.modelcard import InputSpec, ModelCard, check_labels, read_card
 
@@ -37,13 +38,6 @@ class Prediction:
     # The frame's top score is below the unknown threshold: it looks like none of the model's
     # products, and ``label`` is only the nearest one (see Classifier.unknown_threshold).
     unknown: bool = False
-
-
-@dataclass(frozen=True)
-class TensorQuantization:
-    dtype: str
-    scale: float
-    zero_point: int
 
 
 class Classifier:
@@ -369,25 +363,6 @@ def _checked_fit(fit: str) -> str:
         return check_fit(fit)
     except ValueError as exc:
         raise ImageInputError(str(exc)) from None
-
-
-def dequantize(raw: np.ndarray, q: TensorQuantization) -> np.ndarray:
-    """Float32 values of a quantized tensor: (raw - zero_point) * scale."""
-    return ((raw.astype(np.float32) - q.zero_point) * q.scale).astype(np.float32)
-
-
-def dequantize_table(q: TensorQuantization) -> np.ndarray | None:
-    """For an 8-bit output, ``dequantize`` of all 256 values indexed by their bit pattern (one
-    lookup per call instead of four array passes, same float32 values); None for other dtypes."""
-    if q.dtype not in ("uint8", "int8"):
-        return None
-    return dequantize(np.arange(256, dtype=np.uint8).view(q.dtype), q)
-
-
-def tensor_quantization(details: dict) -> TensorQuantization:
-    """dtype, scale and zero point of an interpreter's tensor details (the audit reads them too)."""
-    scale, zero_point = details.get("quantization", (0.0, 0))
-    return TensorQuantization(np.dtype(details["dtype"]).name, float(scale), int(zero_point))
 
 
 def _read_model_file(path: Path) -> bytes:
