@@ -347,6 +347,8 @@ def short_card(lite: dict, seed: dict | None, round1: dict | None) -> str:
           f"({interval_text(m['val']['coarse_top1'], m['val']['n'])}) | {m['size_bytes'] / 1e6:.2f} |"
           for name, m in (("`grocery_int8.tflite`", lite["int8"]), ("`grocery_fp16.tflite`", lite["float16"]))),
         "",
+        "- Source: `make grocery` (figures in `models/grocery/figures_efficientnet_lite0.json`); rendered by",
+        "  `python studies/grocery/render_model_card.py`.",
         "- Latency depends on the CPU: the README's figures table gives it per device with its command",
         "  (`make bench`); measure yours with `edgeshop-bench models/grocery/grocery_int8.tflite --threads-sweep 1,2`.",
     ]
