@@ -33,7 +33,7 @@ def _numpy_rank(classifier: Classifier, mask: np.ndarray, scores: np.ndarray, k:
     order = candidates[np.argsort(-scores[candidates], kind="stable")]
     if k is not None and k >= 0:
         order = order[:k]
-    unknown = classifier.is_unknown(scores)
+    unknown = bool(len(scores)) and float(np.max(scores)) < classifier.unknown_threshold  # numpy's max: NaN wins
     return [Prediction(classifier.labels[i], float(min(max(scores[i], 0.0), 1.0)), int(i), unknown) for i in order]
 
 

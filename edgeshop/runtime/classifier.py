@@ -317,7 +317,7 @@ class Classifier:
 
     def is_unknown(self, scores: np.ndarray) -> bool:
         """True when no label (allowed or not) reaches ``unknown_threshold``: not one of the products."""
-        return bool(len(scores)) and float(np.max(scores)) < self.unknown_threshold
+        return self._unknown(np.asarray(scores).tolist())
 
     def rank(self, scores: np.ndarray, top_k: int | None = None, score_threshold: float | None = None, *,
              threshold: float | None = UNSET) -> list[Prediction]:
