@@ -33,7 +33,7 @@ import study_paths  # (also puts the repository root and tools/ on sys.path)
 from readme_block import replace_block  # noqa: E402
 from study_paths import ROOT, STUDY
 
-from edgeshop import machine_info, time_models, write_bytes_atomic, write_json_atomic  # noqa: E402  # noqa: E402
+from edgeshop import machine_info, time_models, write_bytes_atomic, write_json_atomic  # noqa: E402
 from edgeshop.adapt import (  # noqa: E402
     calibrate_content,
     load_labelled,
@@ -45,7 +45,7 @@ from edgeshop.tflite import (
 )
 
 MODELS = study_paths.SHIPPED
-SHIPPED = {"int8": MODELS / "grocery_int8.tflite", "float16": MODELS / "grocery_fp16.tflite"}
+SHIPPED = study_paths.SHIPPED_FILES
 COMMAND = "python studies/grocery/calibrate_shipped.py"
 TARGET_ECE = 0.05  # issue 18
 DATA_NAME = "Grocery Store val split (official, 296 images)"

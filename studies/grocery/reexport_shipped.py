@@ -37,7 +37,7 @@ from edgeshop.data import discover  # noqa: E402
 from edgeshop.report import predict  # noqa: E402
 
 MODELS = study_paths.SHIPPED
-SHIPPED = {"int8": MODELS / "grocery_int8.tflite", "float16": MODELS / "grocery_fp16.tflite"}
+SHIPPED = study_paths.SHIPPED_FILES
 PROVENANCE = {"author": "edgeshop contributors",
               "license": "MIT (Grocery Store Dataset) + Apache-2.0 (EfficientNet-Lite0 ImageNet weights)"}
 
